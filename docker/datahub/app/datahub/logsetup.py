@@ -1,0 +1,171 @@
+"""File logging: the hardened handler, and the ``log_blackhole`` defect.
+
+Format: ``%(asctime)s %(levelname)s %(name)s: %(message)s``, one record per line.
+
+Hardened (:class:`SafeFileHandler`): each record is one ``os.write`` of the whole
+line on an O_APPEND fd, under an flock. A refused or short write is undone
+(ftruncate back to the size before the write), the record is counted as dropped
+and written to stderr together with the error. The next record that can be
+written is preceded by a line announcing how many records were dropped.
+
+Defect ``log_blackhole`` (:class:`BlackholeFileHandler`): a buffered
+``logging.FileHandler`` whose errors are swallowed: no stderr, no count, no
+marker; a short write leaves a torn line, and buffered leftovers may land later.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import sys
+import threading
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+_dropped_lock = threading.Lock()
+_dropped_total = 0  # records this process could not write to a log file
+
+
+def dropped_total() -> int:
+    return _dropped_total
+
+
+def _count_drop() -> None:
+    global _dropped_total
+    with _dropped_lock:
+        _dropped_total += 1
+
+
+class OneLineFormatter(logging.Formatter):
+    """Escapes newlines (messages, tracebacks) so that every line is one whole record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _stderr(text: str) -> None:
+    data = text.encode("utf-8", "backslashreplace")
+    try:
+        while data:
+            n = os.write(2, data)
+            data = data[n:]
+    except OSError:
+        pass
+
+
+class SafeFileHandler(logging.Handler):
+    """Hardened: whole lines or nothing; losses go to stderr, are counted and announced."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.fd: int | None = None
+        self.pending_drops = 0  # dropped since the last record that was written
+
+    def _open(self) -> int:
+        if self.fd is None:
+            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        return self.fd
+
+    def _write_whole(self, data: bytes) -> None:
+        fd = self._open()
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            before = os.fstat(fd).st_size
+            try:
+                n = os.write(fd, data)
+            except OSError:
+                self._undo(fd, before)
+                raise
+            if n != len(data):
+                self._undo(fd, before)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # short write: the disk is full
+        finally:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except OSError:
+                pass
+
+    @staticmethod
+    def _undo(fd: int, before: int) -> None:
+        try:
+            if os.fstat(fd).st_size > before:
+                os.ftruncate(fd, before)
+        except OSError:
+            pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + "\n"
+        except Exception:  # a broken record must not break the request
+            self.handleError(record)
+            return
+        data = line.encode("utf-8", "backslashreplace")
+        if self.pending_drops:
+            marker = logging.LogRecord(
+                "datahub.log", logging.WARNING, __file__, 0,
+                "dropped %d log records while the disk was full", (self.pending_drops,), None,
+            )
+            data = (self.format(marker) + "\n").encode() + data
+        try:
+            self._write_whole(data)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) and self.fd is not None:
+                # e.g. EBADF/EIO: reopen next time
+                try:
+                    os.close(self.fd)
+                except OSError:
+                    pass
+                self.fd = None
+            self.pending_drops += 1
+            _count_drop()
+            _stderr(f"logging: cannot write {self.path}: {exc}; record: {line}")
+            return
+        self.pending_drops = 0
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            if self.fd is not None:
+                try:
+                    os.close(self.fd)
+                except OSError:
+                    pass
+                self.fd = None
+        finally:
+            self.release()
+        super().close()
+
+
+class BlackholeFileHandler(logging.FileHandler):
+    """Defect ``log_blackhole``: a plain buffered FileHandler; every error swallowed."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, mode="a", encoding="utf-8", delay=True)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            super().emit(record)  # may open the file: errors must not escape either
+        except Exception:
+            self.handleError(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802
+        pass  # the bug: nothing on stderr, no count, no marker
+
+
+def setup(logfile: str, blackhole: bool, stdout: bool = False, level: int = logging.INFO) -> logging.Handler:
+    """Configure the root logger: one file handler (and, for the cleaner, stdout)."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    handler: logging.Handler = BlackholeFileHandler(logfile) if blackhole else SafeFileHandler(logfile)
+    handler.setFormatter(OneLineFormatter(FORMAT))
+    root.addHandler(handler)
+    if stdout:
+        sh = logging.StreamHandler(sys.stdout)
+        sh.setFormatter(OneLineFormatter(FORMAT))
+        root.addHandler(sh)
+    root.setLevel(level)
+    return handler

@@ -1,0 +1,88 @@
+"""fulldisk: chaos tests for full-disk failures of web stacks.
+
+Point it at a target (your services, the volumes their writable paths live on, the
+probes that exercise them), and it fills each disk and judges what the app does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    ConfigError,
+    DockerUnavailable,
+    GuardError,
+    HarnessError,
+    InfrastructureError,
+    UsageError,
+)
+from .sizes import format_size, parse_size
+from .target import Target, load_target, reference_target
+from .timeline import (
+    CounterSample,
+    DiskSample,
+    HealthSample,
+    LoadEvent,
+    LogRecord,
+    PhaseMark,
+    ProbeResult,
+    StepResult,
+    Timeline,
+)
+
+if TYPE_CHECKING:
+    from .battery import Outcome, Run
+    from .invariants import Rules, Verdict, evaluate
+    from .plugin import check
+    from .probes import Prober
+    from .stack import Stack
+    from .volume import TmpfsVolume, Usage, Volume
+
+__all__ = [
+    "ConfigError",
+    "CounterSample",
+    "DiskSample",
+    "DockerUnavailable",
+    "GuardError",
+    "HarnessError",
+    "HealthSample",
+    "InfrastructureError",
+    "LoadEvent",
+    "LogRecord",
+    "Outcome",
+    "PhaseMark",
+    "ProbeResult",
+    "Prober",
+    "Rules",
+    "Run",
+    "Stack",
+    "StepResult",
+    "Target",
+    "Timeline",
+    "TmpfsVolume",
+    "Usage",
+    "UsageError",
+    "Verdict",
+    "Volume",
+    "check",
+    "evaluate",
+    "format_size",
+    "load_target",
+    "parse_size",
+    "reference_target",
+]
+
+_LAZY = {
+    "Outcome": "battery", "Run": "battery", "Rules": "invariants", "Verdict": "invariants",
+    "evaluate": "invariants", "check": "plugin", "Prober": "probes", "Stack": "stack",
+    "TmpfsVolume": "volume", "Usage": "volume", "Volume": "volume",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Docker-backed parts load on first use, so `import harness` and `pytest --help` stay fast.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'harness' has no attribute {name!r}")

@@ -1,0 +1,254 @@
+"""The battery: generic scenarios over any target, and the incident told as scenarios.
+
+Each scenario drives a Stack through explicit phases (steady, fill, act, free, recover)
+into a Timeline and judges it with Invariants. Freeing always runs, also when a phase
+fails or the run is interrupted. The same functions serve pytest (``scenarios/``),
+``fulldisk run|gate`` and ``fulldisk selftest``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from .invariants import Rules, Verdict, evaluate
+from .loads import Downloads, ballast, drain, log_marks
+from .probes import Prober
+from .stack import Stack
+from .timeline import PhaseName, ProbeResult, Timeline
+
+PER_VOLUME = ("no_silent_write_loss", "errors_surface", "graceful_refusal", "recovery",
+              "health_truthful", "log_integrity")
+MARKS = 3
+
+
+@dataclass
+class Outcome:
+    """A finished scenario: its timeline and the verdicts of the invariants it checks."""
+
+    scenario: str
+    volume: str | None
+    timeline: Timeline
+    verdicts: list[Verdict] = field(default_factory=list)
+    error: str | None = None
+
+    def verdict(self, invariant: str) -> Verdict:
+        """The verdict of one invariant."""
+        for v in self.verdicts:
+            if v.invariant == invariant:
+                return v
+        raise KeyError(f"{self.scenario} did not check {invariant}")
+
+    @property
+    def passed(self) -> bool:
+        """Every checked invariant passed and nothing broke."""
+        return self.error is None and all(v.passed for v in self.verdicts)
+
+
+class Run:
+    """One scenario run: the stack, its timeline and prober, and phase bookkeeping."""
+
+    def __init__(self, stack: Stack, scenario: str, volume: str | None = None) -> None:
+        self.stack = stack
+        self.tl = Timeline(scenario=scenario, volume=volume)
+        self.pr = Prober(stack, self.tl)
+        self.rules = Rules.from_target(stack.target)
+        self.volume = volume
+        self.tl.facts["restarts_before"] = stack.restarts()
+
+    @contextmanager
+    def phase(self, name: PhaseName, note: str = "") -> Iterator[None]:
+        """Mark a phase; an exception inside names the phase it broke in."""
+        self.tl.phase(name, self.volume, note)
+        try:
+            yield
+        except Exception as e:
+            e.add_note(f"fulldisk: failed during phase {name!r} of {self.tl.scenario}")
+            raise
+
+    def observe(self, *, marks: int = 0, downloads: bool = True) -> None:
+        """Run every probe once, sample disks, health and counters, and read the logs."""
+        self.pr.disk()
+        self.pr.health()
+        for name, probe in self.stack.target.probes.items():
+            if self.stack.target.downloads and name == self.stack.target.downloads.probe:
+                if downloads:
+                    Downloads(self.pr, seed=len(self.tl.events)).one(
+                        seq=10_000 + len(self.tl.events))
+                continue
+            del probe
+            self.pr.run(name)
+        if marks:
+            log_marks(self.pr, marks)
+        self.pr.collect_logs()
+
+    def recover(self, *, baseline: set[str]) -> None:
+        """Poll every probe until the baseline is green again or the bound passes."""
+        deadline = time.monotonic() + self.stack.target.bounds.recovery_seconds
+        attempt = 0
+        while True:
+            attempt += 1
+            self.observe(marks=1 if attempt == 1 else 0)
+            last = {p.probe: p.passed for p in self.tl.probes() if p.t >= self._recover_t}
+            if all(last.get(n, False) for n in baseline) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)  # poll interval inside a deadline-bounded loop
+        self.pr.final_logs()
+
+    def finish(self, invariants: tuple[str, ...]) -> Outcome:
+        """Record restarts and judge the timeline."""
+        before = self.tl.facts.get("restarts_before", {})
+        after = self.stack.restarts()
+        self.tl.facts["restarts"] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        verdicts = evaluate(self.tl, self.rules, list(invariants))
+        return Outcome(self.tl.scenario, self.volume, self.tl, verdicts)
+
+    def baseline(self) -> set[str]:
+        """Probes that passed in the steady phase."""
+        return {p.probe for p in self.tl.in_phase(ProbeResult, "steady") if p.passed}
+
+    _recover_t = 0.0
+
+
+def volume_scenario(stack: Stack, volume: str, *, scenario: str | None = None) -> Outcome:
+    """Steady, fill one volume to the last byte, act with every probe, free, recover."""
+    run = Run(stack, scenario or f"battery-{volume}", volume)
+    vol = stack.volume(volume)
+    invariants = PER_VOLUME + (("core_isolation",) if volume in run.rules.bulk_volumes else ())
+    try:
+        with run.phase("steady"):
+            run.observe()
+            # Back to the seed before filling, so the fill meets fresh writes (cache misses,
+            # new sessions) as a real disk would; log files are truncated in place.
+            vol.reset()
+            log_marks(run.pr, MARKS)
+            run.pr.collect_logs()
+        with run.phase("fill"):
+            ballast(run.pr, vol, leave=0)
+            run.pr.disk()
+        with run.phase("act"):
+            run.observe(marks=MARKS)
+            run.observe()
+    finally:
+        with run.phase("free"):
+            drain(run.pr, vol)
+            run.pr.disk()
+    with run.phase("recover"):
+        run._recover_t = run.tl.now()
+        run.recover(baseline=run.baseline())
+    return run.finish(invariants)
+
+
+def downloads_fill_shared_disk(stack: Stack) -> Outcome:
+    """Exversion: downloads pile up on the one disk until logins stop sticking."""
+    target = stack.target
+    assert target.downloads is not None
+    run = Run(stack, "incident-downloads-fill-shared-disk", target.downloads.volume)
+    cleaner = target.cleanup.service if target.cleanup else None
+    try:
+        with run.phase("steady"):
+            run.observe()
+        if cleaner:
+            stack.service(cleaner).container.pause()  # the cron that ran too rarely
+        with run.phase("fill", "downloads until the app refuses or the disk is full"):
+            Downloads(run.pr, seed=1).until_refused(max_count=300, deadline=40)
+            run.pr.disk()
+        with run.phase("act"):
+            run.observe(downloads=False)
+            run.observe(downloads=False)
+    finally:
+        if cleaner:
+            stack.service(cleaner).container.unpause()
+        with run.phase("free"):
+            stack.volume(target.downloads.volume).reset()
+            run.pr.disk()
+    with run.phase("recover"):
+        run._recover_t = run.tl.now()
+        run.recover(baseline=run.baseline())
+    return run.finish(("core_isolation", "graceful_refusal", "recovery"))
+
+
+def cleanup_under_load(stack: Stack) -> Outcome:
+    """The app's own cleanup against a sustained download rate: how full, how long full."""
+    target = stack.target
+    assert target.cleanup is not None
+    run = Run(stack, "incident-cleanup-under-load", target.cleanup.volume)
+    with run.phase("steady"):
+        run.observe()
+    with run.phase("act", f"{target.cleanup.rate:g}/s for {target.cleanup.duration:g} s"):
+        Downloads(run.pr, seed=2).at_rate(target.cleanup.rate, target.cleanup.duration,
+                                          sample=target.cleanup.volume)
+    with run.phase("free"):
+        stack.volume(target.cleanup.volume).reset()
+    with run.phase("recover"):
+        run._recover_t = run.tl.now()
+        run.recover(baseline=run.baseline())
+    return run.finish(("cleanup_keeps_up",))
+
+
+def counter_against_served(stack: Stack) -> Outcome:
+    """The download counter against downloads actually served: new, repeated, refused."""
+    target = stack.target
+    assert target.downloads is not None
+    run = Run(stack, "incident-counter", target.downloads.volume)
+    names = list(target.counters)
+    dl = Downloads(run.pr, seed=3)
+    with run.phase("steady"):
+        for c in names:
+            run.pr.counter(c)
+        for _ in range(3):
+            dl.one()
+        for seq in (1, 2, 1):
+            dl.one(seq=seq)  # the same export again: served from the file already made
+    vol = stack.volume(target.downloads.volume)
+    try:
+        with run.phase("fill"):
+            ballast(run.pr, vol, leave=0)
+            run.pr.disk()
+        with run.phase("act"):
+            dl.burst(3)
+            dl.one(seq=2)
+    finally:
+        with run.phase("free"):
+            drain(run.pr, vol)
+            run.pr.disk()
+    with run.phase("recover"):
+        run._recover_t = run.tl.now()
+        dl.one(seq=3)
+        for c in names:
+            run.pr.counter(c)
+    return run.finish(("counter_accuracy",))
+
+
+@dataclass(frozen=True)
+class Case:
+    """A named scenario of the battery and the invariants it judges."""
+
+    id: str
+    volume: str | None
+    shared: bool
+    run: Callable[[Stack], Outcome]
+    invariants: tuple[str, ...]
+    incident: bool = False  # told as a named scenario in scenarios/test_incident.py
+
+
+def cases(stack_target_volumes: list[str], bulk: set[str], *, downloads: bool, cleanup: bool,
+          counters: bool) -> list[Case]:
+    """Every case of the battery for a target with these volumes and features."""
+    out: list[Case] = []
+    for v in stack_target_volumes:
+        inv = PER_VOLUME + (("core_isolation",) if v in bulk else ())
+        out.append(Case(v, v, False, lambda s, v=v: volume_scenario(s, v), inv))  # type: ignore[misc]
+    out.append(Case("shared", "shared", True, lambda s: volume_scenario(s, "shared"), PER_VOLUME))
+    if downloads:
+        out.append(Case("downloads-fill-shared-disk", None, True, downloads_fill_shared_disk,
+                        ("core_isolation", "graceful_refusal", "recovery"), True))
+    if cleanup:
+        out.append(Case("cleanup-under-load", None, False, cleanup_under_load,
+                        ("cleanup_keeps_up",), True))
+    if downloads and counters:
+        out.append(Case("counter", None, False, counter_against_served, ("counter_accuracy",),
+                        True))
+    return out

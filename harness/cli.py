@@ -1,0 +1,286 @@
+"""The ``fulldisk`` command: run, gate, selftest, list, doctor, clean, build.
+
+Exit codes: 0 all passed; 1 an invariant failed; 2 usage or config error; 3 the machine
+cannot run the check (Docker down, image missing, port in use, a service died).
+A user error is one line with its fix, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+from .errors import HarnessError, InfrastructureError, UsageError
+from .sizes import parse_size
+from .target import Target, load_target
+
+console = Console(stderr=False, highlight=False)
+err_console = Console(stderr=True, highlight=False)
+DEFECTS = {
+    "silent_sessions": "no_silent_write_loss",
+    "log_blackhole": "errors_surface",
+    "unbounded_downloads": "core_isolation",
+    "lazy_cleanup": "cleanup_keeps_up",
+    "miscounted_downloads": "counter_accuracy",
+    "poisoned_cache": "recovery",
+    "blind_health": "health_truthful",
+}
+
+
+def _target(path: str | None) -> Target:
+    return load_target(path)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="fulldisk")
+def cli() -> None:
+    """fulldisk: chaos tests for full-disk failures of web stacks."""
+
+
+target_opt = click.option("--target", "-t", "target_path", default=None, metavar="PATH",
+                          help="fulldisk.toml or pyproject.toml (default: ./fulldisk.toml, "
+                               "else the bundled reference stack)")
+
+
+def _scenarios_dir() -> str:
+    spec = importlib.util.find_spec("scenarios")
+    if spec is None or not spec.submodule_search_locations:
+        raise InfrastructureError("the scenarios package is not installed",
+                                  "reinstall fulldisk (pip install -e .)")
+    return next(iter(spec.submodule_search_locations))
+
+
+def _battery(target_path: str | None, report_dir: Path, junit: str | None,
+             select: str | None, workers: int) -> tuple[int, dict[str, Any]]:
+    import pytest
+
+    from . import engine
+
+    target = _target(target_path)
+    engine.client()  # Docker down is exit 3 before anything starts
+    args = [_scenarios_dir(), "-m", "chaos", "-q", "-p", "no:cacheprovider", "--no-header",
+            "-o", "console_output_style=classic", "--fulldisk-require-docker",
+            "--fulldisk-report", str(report_dir), "--rootdir", _scenarios_dir()]
+    if target_path:
+        args += ["--fulldisk-target", str(Path(target_path).resolve())]
+    if junit:
+        args += ["--junitxml", str(Path(junit).resolve())]
+    if select:
+        args += ["-k", select]
+    if workers > 1:
+        args += ["-n", str(workers), "--dist", "loadgroup"]
+    code = int(pytest.main(args))
+    report_file = report_dir / "report.json"
+    report: dict[str, Any] = (json.loads(report_file.read_text()) if report_file.exists()
+                              else {"target": target.name, "passed": False, "verdicts": [],
+                                    "errors": [f"pytest exited {code} without a report"]})
+    return code, report
+
+
+def _exit_code(pytest_code: int, report: dict[str, Any]) -> int:
+    if pytest_code == 0 and report.get("passed"):
+        return 0
+    if pytest_code in (4, 5):
+        return 2
+    if report.get("errors") or pytest_code not in (0, 1):
+        return 3
+    if any(not v["passed"] for v in report.get("verdicts", [])):
+        return 1
+    return 3  # a test failed without a verdict: the harness could not judge
+
+
+@cli.command()
+@target_opt
+@click.option("--json", "json_path", default=None, metavar="PATH",
+              help="write the JSON report here too (default: reports/report.json)")
+@click.option("--report-dir", default="reports", show_default=True, metavar="DIR")
+@click.option("-k", "select", default=None, help="only scenarios matching this expression")
+@click.option("-n", "workers", default=1, show_default=True, type=click.IntRange(1, 8),
+              help="parallel workers (pytest-xdist)")
+def run(target_path: str | None, json_path: str | None, report_dir: str, select: str | None,
+        workers: int) -> None:
+    """Run the battery against a target and print the summary."""
+    from .report import summary, write_json
+
+    code, report = _battery(target_path, Path(report_dir), None, select, workers)
+    summary(report, console)
+    if json_path:
+        write_json(report, json_path)
+    console.print(f"report: {Path(report_dir) / 'report.json'}")
+    sys.exit(_exit_code(code, report))
+
+
+@cli.command()
+@target_opt
+@click.option("--junit", default="reports/junit.xml", show_default=True, metavar="PATH")
+@click.option("--json", "json_path", default=None, metavar="PATH")
+@click.option("--report-dir", default="reports", show_default=True, metavar="DIR")
+@click.option("-n", "workers", default=1, show_default=True, type=click.IntRange(1, 8))
+def gate(target_path: str | None, junit: str, json_path: str | None, report_dir: str,
+         workers: int) -> None:
+    """Pre-deploy gate: exit 0 all passed, 1 an invariant failed, 2 usage, 3 infrastructure."""
+    from .report import summary, write_json
+
+    code, report = _battery(target_path, Path(report_dir), junit, None, workers)
+    summary(report, console)
+    if json_path:
+        write_json(report, json_path)
+    rc = _exit_code(code, report)
+    console.print(f"gate: {'PASS' if rc == 0 else 'FAIL'} (exit {rc}); junit: {junit}")
+    sys.exit(rc)
+
+
+@cli.command("list")
+@target_opt
+def list_(target_path: str | None) -> None:
+    """List the target's volumes, probes and battery scenarios."""
+    from .plugin import battery_cases
+    from .sizes import format_size
+
+    t = _target(target_path)
+    console.print(f"target {t.name} ({t.path})")
+    for name, v in t.volumes.items():
+        at = ", ".join(f"{m.service}:{m.path}" for m in v.mounts)
+        console.print(f"  volume {name}: {format_size(v.size)}, {v.inodes} inodes, "
+                      f"owner {v.owner}, {v.role}: {at}")
+    for name, p in t.probes.items():
+        console.print(f"  probe {name} ({p.kind}{', core' if p.core else ''}"
+                      f"{', write' if p.write else ''}): {p.description}")
+    for c in battery_cases(t):
+        console.print(f"  scenario {c.id}: {', '.join(c.invariants)}")
+
+
+@cli.command()
+def doctor() -> None:
+    """Check Docker, the base image and the reference images; exit 0 only when ready."""
+    from . import engine
+
+    ok = True
+    try:
+        info = engine.info()
+    except HarnessError as e:
+        console.print(f"[red]✗[/] Docker: {e.one_line()}")
+        sys.exit(3)
+    console.print(f"[green]✓[/] Docker engine {info.version} (API {info.api_version})")
+    if info.base_image_present:
+        console.print(f"[green]✓[/] base image {info.base_image}")
+    else:
+        ok = False
+        console.print(f"[red]✗[/] base image {info.base_image} missing. Hint: run ci/setup "
+                      "(debootstrap + docker import when no registry answers)")
+    t = load_target(None)
+    for img in sorted({s.image for s in t.services.values()}):
+        if engine.image_exists(img):
+            console.print(f"[green]✓[/] image {img}")
+        else:
+            ok = False
+            console.print(f"[red]✗[/] image {img} missing. Hint: run `fulldisk build`")
+    left = engine.count_labelled()
+    console.print(f"{'[yellow]!' if left.total else '[green]✓'}[/] labelled leftovers: "
+                  f"{left.containers} containers, {left.volumes} volumes, {left.networks} "
+                  f"networks{' (run `fulldisk clean`)' if left.total else ''}")
+    sys.exit(0 if ok else 3)
+
+
+@cli.command()
+@click.option("--run", "run_id", default=None, help="only this run id (default: all runs)")
+@click.option("--stale", is_flag=True, help="only runs whose process is gone")
+def clean(run_id: str | None, stale: bool) -> None:
+    """Remove every container, volume and network labelled fulldisk.run."""
+    from . import engine
+
+    left = engine.clean(run_id, stale_only=stale)
+    console.print(f"removed {left.containers} containers, {left.volumes} volumes, "
+                  f"{left.networks} networks")
+
+
+@cli.command()
+@target_opt
+@click.option("--quiet", "-q", is_flag=True)
+def build(target_path: str | None, quiet: bool) -> None:
+    """Build the target's images (Docker's cache makes a warm rebuild take seconds)."""
+    from .stack import ensure_images
+
+    t0 = time.monotonic()
+    built = ensure_images(_target(target_path), rebuild=True)
+    if not quiet:
+        console.print(f"built {', '.join(built) or 'nothing'} in {time.monotonic() - t0:.1f} s")
+
+
+@cli.command()
+@click.option("--json", "json_path", default=None, metavar="PATH")
+@click.option("--only", default=None, metavar="NAMES",
+              help="comma-separated defect switches to try (default: all seven)")
+def selftest(json_path: str | None, only: str | None) -> None:
+    """Run the battery on the reference stack once per defect switch and once hardened."""
+    from .selftest import matrix_text, run_selftest
+
+    names = list(DEFECTS)
+    if only:
+        names = [n.strip() for n in only.split(",") if n.strip()]
+        unknown = [n for n in names if n not in DEFECTS]
+        if unknown:
+            raise UsageError(f"unknown defect switch(es): {', '.join(unknown)}",
+                             f"choose from {', '.join(DEFECTS)}")
+    result = run_selftest(names, DEFECTS, progress=lambda s: err_console.print(s))
+    console.print(matrix_text(result))
+    if json_path:
+        from .report import write_json
+
+        write_json(result, json_path)
+    sys.exit(0 if result["passed"] else 1)
+
+
+@cli.command()
+@click.option("--size", default="1MiB", show_default=True, help="size of the tiny volume")
+@click.option("--inodes", default=64, show_default=True, type=click.IntRange(16, 100000))
+def demo(size: str, inodes: int) -> None:
+    """The smallest real check: a container writes into a tiny volume until ENOSPC."""
+    from .demo import enospc_demo
+
+    nbytes = parse_size(size, what="--size")
+    if nbytes < 4096:
+        raise UsageError(f"--size {size!r} is below one 4 KiB page", "use at least 4KiB")
+    for line in enospc_demo(nbytes, inodes):
+        console.print(line)
+
+
+@cli.command("parse-size", hidden=True)
+@click.argument("size")
+def parse_size_cmd(size: str) -> None:
+    """Print a size in bytes (checks the size syntax)."""
+    console.print(parse_size(size))
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err_console.print(f"fulldisk: error: {message}", markup=False, highlight=False,
+                      soft_wrap=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one line for every user error, the exit codes above."""
+    os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    try:
+        cli.main(args=argv, prog_name="fulldisk", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:
+        click.echo(e.ctx.get_help() if e.ctx else "fulldisk --help")
+        sys.exit(2)
+    except click.UsageError as e:
+        hint = " Hint: `fulldisk --help` lists the commands and options."
+        _fail(e.format_message().replace("\n", " ") + hint, 2)
+    except click.Abort:
+        _fail("interrupted", 130)
+    except HarnessError as e:
+        _fail(e.one_line().replace("\n", " | "), e.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted; everything this run created was removed", 130)
+    sys.exit(0)

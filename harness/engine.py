@@ -1,0 +1,478 @@
+"""The Docker engine, seen through one module: client, labels, images, containers, cleanup.
+
+This is the only module that imports ``docker`` and ``testcontainers``. Everything it
+creates carries ``fulldisk.run=<run id>`` and ``fulldisk.pid=<owner pid>`` so that
+``fulldisk clean`` and the next session remove leftovers even after a SIGKILL.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+import tarfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# testcontainers reads these at import: no reaper image (no registry here), and the
+# mapped ports are reached on 127.0.0.1, never on the bridge gateway it would guess.
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+os.environ.setdefault("TESTCONTAINERS_CONNECTION_MODE", "docker_host")
+os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+
+import docker.errors
+from docker.models.containers import Container
+from testcontainers.core.container import DockerContainer
+
+import docker
+
+from .errors import DockerUnavailable, InfrastructureError, UsageError
+
+RUN_LABEL = "fulldisk.run"
+PID_LABEL = "fulldisk.pid"
+HOST_LABEL = "fulldisk.host"
+ROLE_LABEL = "fulldisk.role"
+BASE_IMAGE = os.environ.get("FULLDISK_BASE_IMAGE", "fulldisk/base:bookworm")
+LOOPBACK = "127.0.0.1"
+
+_lock = threading.Lock()
+_client: docker.DockerClient | None = None
+_run_id: str | None = None
+
+
+def run_id() -> str:
+    """This process's run id (``FULLDISK_RUN_ID`` overrides, e.g. for one xdist worker)."""
+    global _run_id
+    if _run_id is None:
+        _run_id = os.environ.get("FULLDISK_RUN_ID") or f"fd-{uuid.uuid4().hex[:10]}"
+    return _run_id
+
+
+def labels(role: str, **extra: str) -> dict[str, str]:
+    """Labels for a resource of this run."""
+    return {RUN_LABEL: run_id(), PID_LABEL: str(os.getpid()), HOST_LABEL: socket.gethostname(),
+            ROLE_LABEL: role, **extra}
+
+
+DOCKER_HINT = ("run ci/setup (it installs and starts a Docker engine), or start dockerd "
+               "yourself; `fulldisk doctor` checks")
+
+
+def client() -> docker.DockerClient:
+    """A Docker client that answered a ping, or DockerUnavailable with the fix."""
+    global _client
+    with _lock:
+        if _client is None:
+            try:
+                c = docker.from_env(timeout=60)
+                c.ping()
+            except Exception as e:  # docker raises several unrelated types here
+                raise DockerUnavailable(f"No Docker engine answers ({_short(e)}).",
+                                        DOCKER_HINT) from e
+            _client = c
+        return _client
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return text[:200]
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What ``fulldisk doctor`` reports about the engine."""
+
+    version: str
+    api_version: str
+    base_image: str
+    base_image_present: bool
+
+
+def info() -> EngineInfo:
+    """Engine version and whether the base image exists."""
+    c = client()
+    v = c.version()
+    return EngineInfo(str(v.get("Version", "?")), str(v.get("ApiVersion", "?")), BASE_IMAGE,
+                      image_exists(BASE_IMAGE))
+
+
+def image_exists(tag: str) -> bool:
+    """Whether an image is present locally."""
+    try:
+        client().images.get(tag)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
+
+
+def require_image(tag: str, hint: str) -> None:
+    """Raise InfrastructureError naming the fix when an image is missing."""
+    if not image_exists(tag):
+        raise InfrastructureError(f"Image {tag!r} is not on this machine (no registry to pull "
+                                  "from).", hint)
+
+
+def build_image(context: str, tag: str, *, dockerfile: str | None = None,
+                buildargs: Mapping[str, str] | None = None) -> str:
+    """Build an image from a context folder (cached by Docker); returns the build log tail."""
+    require_image(BASE_IMAGE, "run ci/setup to build the base image")
+    lines: list[str] = []
+    try:
+        for chunk in client().api.build(path=context, tag=tag, dockerfile=dockerfile,
+                                        buildargs=dict(buildargs or {}), rm=True, decode=True,
+                                        labels={"fulldisk.image": "1"}):
+            if "stream" in chunk:
+                lines.extend(str(chunk["stream"]).splitlines())
+            if "error" in chunk:
+                tail = "\n".join(lines[-15:])
+                raise InfrastructureError(f"Building {tag} from {context} failed: "
+                                          f"{chunk['error'].strip()}\n{tail}",
+                                          "fix the Dockerfile; the build log is above")
+    except (docker.errors.APIError, docker.errors.BuildError, TypeError) as e:
+        raise InfrastructureError(f"Building {tag} from {context} failed: {_short(e)}",
+                                  "check the build context and the Dockerfile") from e
+    return "\n".join(lines[-5:])
+
+
+# --- volumes ---------------------------------------------------------------------------
+
+def create_tmpfs_volume(name: str, *, size: int, inodes: int, uid: int, gid: int,
+                        mode: str, extra_labels: Mapping[str, str]) -> str:
+    """Create a docker local volume of type tmpfs; returns its name."""
+    opts = f"size={size},nr_inodes={inodes},uid={uid},gid={gid},mode={mode}"
+    try:
+        v = client().volumes.create(name=name, driver="local",
+                                    driver_opts={"type": "tmpfs", "device": "tmpfs", "o": opts},
+                                    labels=labels("volume", **extra_labels))
+    except docker.errors.APIError as e:
+        raise InfrastructureError(f"Cannot create volume {name}: {_short(e)}",
+                                  "run `fulldisk clean` and retry") from e
+    return str(v.name)
+
+
+def volume_attrs(name: str) -> dict[str, Any]:
+    """The engine's record of a volume (labels, options, mountpoint)."""
+    try:
+        return dict(client().volumes.get(name).attrs)
+    except docker.errors.NotFound:
+        raise UsageError(f"No Docker volume named {name!r}.",
+                         "use a Volume created by this run (Stack.volumes)") from None
+
+
+# --- containers ------------------------------------------------------------------------
+
+@dataclass
+class Handle:
+    """A running container of this run, with its testcontainers wrapper."""
+
+    name: str
+    wrapper: DockerContainer
+
+    @property
+    def container(self) -> Container:
+        """The docker-py container."""
+        return self.wrapper.get_wrapped_container()
+
+    def reload(self) -> None:
+        """Refresh state from the engine."""
+        self.container.reload()
+
+    @property
+    def status(self) -> str:
+        """running, exited, ..."""
+        self.reload()
+        return str(self.container.status)
+
+    @property
+    def restart_count(self) -> int:
+        """How often the engine restarted it (0 unless a restart policy is set)."""
+        self.reload()
+        return int(self.container.attrs.get("RestartCount", 0))
+
+    def host_port(self, port: int) -> int:
+        """The 127.0.0.1 port published for a container port."""
+        self.reload()
+        bindings = (self.container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp")
+        for b in bindings or []:
+            if b.get("HostIp") in (LOOPBACK, "") and b.get("HostPort"):
+                return int(b["HostPort"])
+        raise InfrastructureError(f"{self.name}: port {port} is not published on {LOOPBACK}.",
+                                  "declare it in the service's 'ports'")
+
+    def exec(self, cmd: Sequence[str], *, user: str = "", timeout: float = 60.0,
+             stdin_data: bytes | None = None) -> tuple[int, str]:
+        """Run a command inside; returns (exit code, combined output)."""
+        del timeout  # docker exec has no server-side timeout; commands here are bounded
+        try:
+            code, out = self.container.exec_run(list(cmd), user=user, demux=False)
+        except docker.errors.APIError as e:
+            raise InfrastructureError(f"{self.name}: exec {cmd[0]} failed: {_short(e)}",
+                                      "is the container still running? see its logs") from e
+        text = out.decode("utf-8", "replace") if isinstance(out, bytes) else ""
+        return int(code if code is not None else -1), text
+
+    def logs(self, *, since: float | None = None, timestamps: bool = True) -> str:
+        """stdout+stderr, optionally since a unix time."""
+        kw: dict[str, Any] = {"stdout": True, "stderr": True, "timestamps": timestamps}
+        if since is not None:
+            kw["since"] = since
+        try:
+            raw = self.container.logs(**kw)
+        except docker.errors.APIError:
+            return ""
+        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
+
+    def get_archive(self, path: str) -> bytes | None:
+        """A tar of a path inside the container, None if it does not exist."""
+        try:
+            stream, _ = self.container.get_archive(path)
+        except docker.errors.NotFound:
+            return None
+        return b"".join(stream)
+
+    def put_archive(self, path: str, data: bytes) -> None:
+        """Extract a tar into a folder inside the container."""
+        if not self.container.put_archive(path, data):
+            raise InfrastructureError(f"{self.name}: could not copy files into {path}",
+                                      "is the path a folder in the container?")
+
+    def remove(self) -> None:
+        """Stop and remove, ignoring a container that is already gone."""
+        try:
+            self.container.remove(force=True, v=False)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as e:
+            if "already in progress" not in str(e):
+                raise
+
+
+def network_create(name: str) -> str:
+    """Create a private bridge network of this run; returns its name."""
+    try:
+        client().networks.create(name, driver="bridge", labels=labels("network"))
+    except docker.errors.APIError as e:
+        raise InfrastructureError(f"Cannot create network {name}: {_short(e)}",
+                                  "run `fulldisk clean` and retry") from e
+    return name
+
+
+def network_remove(name: str) -> None:
+    """Remove a network, ignoring one already gone."""
+    try:
+        client().networks.get(name).remove()
+    except docker.errors.NotFound:
+        pass
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """What to start: everything a service needs, already resolved by the Stack."""
+
+    name: str
+    image: str
+    command: list[str] | str | None
+    env: Mapping[str, str]
+    user: str | None
+    ports: Sequence[int]
+    network: str
+    aliases: Sequence[str]
+    binds: Mapping[str, str]  # host path -> container path
+    volumes: Mapping[str, str]  # volume name -> container path
+    role: str = "service"
+    privileged: bool = False
+    cap_add: Sequence[str] = ()
+    extra_labels: Mapping[str, str] | None = None
+
+
+def start(spec: ContainerSpec) -> Handle:
+    """Start a container with least privilege and ports on 127.0.0.1 only."""
+    image_hint = ("build it (`fulldisk build` for the reference stack, or give the service "
+                  "a 'build' context) or fix the image name")
+    require_image(spec.image, image_hint)
+    w = DockerContainer(spec.image)
+    if spec.command is not None:
+        w.with_command(spec.command)
+    for k, v in spec.env.items():
+        w.with_env(k, v)
+    for p in spec.ports:
+        # Published on loopback only, on a free port the engine picks: never 0.0.0.0.
+        w.ports[f"{p}/tcp"] = (LOOPBACK, None)  # type: ignore[assignment]
+    mounts = {h: {"bind": c, "mode": "rw"} for h, c in spec.binds.items()}
+    mounts.update({v: {"bind": c, "mode": "rw"} for v, c in spec.volumes.items()})
+    kwargs: dict[str, Any] = {
+        "labels": labels(spec.role, **(spec.extra_labels or {})),
+        "network": spec.network,
+        "hostname": spec.aliases[0] if spec.aliases else None,
+        "security_opt": [] if spec.privileged else ["no-new-privileges"],
+        "cap_drop": [] if spec.privileged else ["ALL"],
+        "cap_add": list(spec.cap_add),
+        "privileged": spec.privileged,
+        "init": True,
+    }
+    if spec.user:
+        kwargs["user"] = spec.user
+    from docker.types import EndpointConfig
+
+    kwargs["networking_config"] = {spec.network: EndpointConfig(
+        client().api.api_version, aliases=list(spec.aliases))}
+    w.with_name(spec.name)
+    w._kwargs = kwargs
+    w.volumes = mounts  # type: ignore[assignment]  # docker-py takes volume names here too
+    try:
+        w.start()
+    except docker.errors.APIError as e:
+        text = _short(e)
+        if "port is already allocated" in text or "address already in use" in text:
+            raise InfrastructureError(f"{spec.name}: a port is already in use ({text}).",
+                                      "free the port or let the engine pick one") from e
+        if "No such image" in text:
+            raise InfrastructureError(f"{spec.name}: image {spec.image!r} not found.",
+                                      image_hint) from e
+        raise InfrastructureError(f"{spec.name}: could not start: {text}",
+                                  "see `docker logs` / the engine's log") from e
+    return Handle(spec.name, w)
+
+
+def inspect_created(image: str) -> Handle:
+    """Create (not start) a container of an image, to read files out of it (seeding)."""
+    require_image(image, "build or load the image first")
+    c = client().containers.create(image, command=["true"], labels=labels("seed"),
+                                   network_disabled=True)
+    w = DockerContainer(image)
+    w._container = c
+    return Handle(str(c.name), w)
+
+
+# --- cleanup ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Leftovers:
+    """What ``clean`` found (and removed, unless only listing)."""
+
+    containers: int
+    volumes: int
+    networks: int
+
+    @property
+    def total(self) -> int:
+        """Sum of all resources."""
+        return self.containers + self.volumes + self.networks
+
+
+def _alive(pid: str, host: str) -> bool:
+    if host != socket.gethostname():
+        return True  # another machine's run: never ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean(run: str | None = None, *, stale_only: bool = False, dry_run: bool = False,
+          deadline: float = 60.0) -> Leftovers:
+    """Remove labelled containers, then volumes, then networks (all runs, one, or stale)."""
+    c = client()
+    flt: dict[str, str | list[str] | bool] = {
+        "label": f"{RUN_LABEL}={run}" if run else RUN_LABEL}
+
+    def wanted(lbls: Mapping[str, str] | None) -> bool:
+        lbls = lbls or {}
+        if not stale_only:
+            return True
+        return not _alive(lbls.get(PID_LABEL, ""), lbls.get(HOST_LABEL, ""))
+
+    ctrs = [x for x in c.containers.list(all=True, filters=flt) if wanted(x.labels)]
+    end = time.monotonic() + deadline
+    if not dry_run:
+        for x in ctrs:
+            try:
+                x.remove(force=True, v=False)
+            except docker.errors.NotFound:
+                pass
+    vols = [v for v in c.volumes.list(filters=flt) if wanted(v.attrs.get("Labels"))]
+    nets = [n for n in c.networks.list(filters=flt) if wanted(n.attrs.get("Labels"))]
+    if not dry_run:
+        for v in vols:
+            while True:
+                try:
+                    v.remove(force=True)
+                    break
+                except docker.errors.NotFound:
+                    break
+                except docker.errors.APIError:
+                    if time.monotonic() > end:
+                        raise
+                    time.sleep(0.1)  # a container removal may still be releasing it
+        for n in nets:
+            try:
+                n.remove()
+            except docker.errors.NotFound:
+                pass
+    return Leftovers(len(ctrs), len(vols), len(nets))
+
+
+def count_labelled(run: str | None = None) -> Leftovers:
+    """Count labelled resources without touching them."""
+    return clean(run, dry_run=True)
+
+
+# --- archives --------------------------------------------------------------------------
+
+def retar(data: bytes, new_root: str) -> bytes:
+    """Re-root a tar from ``get_archive`` (top folder = basename) under ``new_root``."""
+    src = tarfile.open(fileobj=io.BytesIO(data))
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as dst:
+        for m in src.getmembers():
+            parts = m.name.split("/", 1)
+            m.name = new_root if len(parts) == 1 else f"{new_root}/{parts[1]}"
+            if m.isfile():
+                dst.addfile(m, src.extractfile(m))
+            else:
+                dst.addfile(m)
+    return out.getvalue()
+
+
+def mkdir_tar(path: str, uid: int, gid: int, mode: int) -> bytes:
+    """A tar holding one empty folder with the given owner and mode."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as t:
+        info = tarfile.TarInfo(path)
+        info.type = tarfile.DIRTYPE
+        info.uid, info.gid, info.mode, info.mtime = uid, gid, mode, int(time.time())
+        t.addfile(info)
+    return out.getvalue()
+
+
+def files_in_tar(data: bytes) -> Iterator[tuple[str, bytes]]:
+    """Regular files of a tar with their content."""
+    t = tarfile.open(fileobj=io.BytesIO(data))
+    for m in t.getmembers():
+        if m.isfile():
+            f = t.extractfile(m)
+            yield m.name, f.read() if f else b""
+
+
+_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z) ?(.*)$")
+
+
+def split_timestamp(line: str) -> tuple[float | None, str]:
+    """Split a ``docker logs --timestamps`` line into (unix time, text)."""
+    m = _TS.match(line)
+    if not m:
+        return None, line
+    from datetime import datetime
+
+    stamp = m.group(1)
+    head, _, frac = stamp[:-1].partition(".")
+    t = datetime.fromisoformat(head + "+00:00").timestamp() + float("0." + (frac or "0"))
+    return t, m.group(2)

@@ -1,0 +1,51 @@
+"""Error types: every message says what was observed and, after ``Hint:``, how to fix it."""
+
+from __future__ import annotations
+
+
+class HarnessError(Exception):
+    """Base of every error fulldisk raises on purpose; ``exit_code`` is what the CLI returns."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        self.message = message
+        self.hint = hint
+        super().__init__(f"{message}\nHint: {hint}" if hint else message)
+
+    def one_line(self) -> str:
+        """The message and its hint on one line, for the CLI."""
+        return f"{self.message} Hint: {self.hint}" if self.hint else self.message
+
+
+class UsageError(HarnessError):
+    """Bad input from the user: a flag, a size, a name that does not exist."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A target config that does not validate; names the file, the key and the fix."""
+
+    def __init__(self, message: str, hint: str | None = None, *, file: str | None = None,
+                 key: str | None = None) -> None:
+        self.file = file
+        self.key = key
+        where = ":".join(p for p in (file, key) if p)
+        super().__init__(f"{where}: {message}" if where else message, hint)
+
+
+class InfrastructureError(HarnessError):
+    """The machine cannot run the check: Docker down, image missing, port taken, service died."""
+
+    exit_code = 3
+
+
+class DockerUnavailable(InfrastructureError):
+    """No Docker engine answers."""
+
+
+class GuardError(HarnessError):
+    """Refused: the harness only fills, drains or resets filesystems it created itself."""
+
+    exit_code = 2

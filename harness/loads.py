@@ -1,0 +1,180 @@
+"""Loads: what consumes (or frees) space, each step recorded as a LoadEvent.
+
+Ballast and inode fills through the Volume; simulated downloads through the app's own
+endpoint, sizes drawn from the target's distribution; log floods of marked requests
+(so gaps in a log can be proven); session floods through the login flow. Every loop is
+bounded in count and in time.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import requests
+
+from .probes import Prober, _loopback
+from .sizes import parse_size
+from .timeline import LoadEvent, ProbeResult
+from .volume import FillResult, Volume
+
+
+def ballast(pr: Prober, vol: Volume, *, leave: int | str | None = None,
+            percent: float | None = None) -> FillResult:
+    """Fill a volume with ballast, as its owner, and record it."""
+    r = pr.tl.now()
+    res = vol.fill(leave=leave, percent=percent)
+    pr.tl.add(LoadEvent(r, "ballast", vol.name, res.added_bytes, res.note or str(res.usage)))
+    return res
+
+
+def inodes(pr: Prober, vol: Volume, *, leave: int = 0) -> FillResult:
+    """Take every inode but ``leave`` and record it."""
+    r = pr.tl.now()
+    res = vol.fill_inodes(leave=leave)
+    pr.tl.add(LoadEvent(r, "inodes", vol.name, 0, f"+{res.added_inodes} inodes; {res.usage}"))
+    return res
+
+
+def drain(pr: Prober, vol: Volume) -> int:
+    """Remove the ballast and record it."""
+    r = pr.tl.now()
+    freed = vol.drain()
+    pr.tl.add(LoadEvent(r, "drain", vol.name, -freed, "ballast removed"))
+    return freed
+
+
+class Downloads:
+    """Simulated downloads through the target's download probe."""
+
+    def __init__(self, pr: Prober, *, seed: int = 0) -> None:
+        cfg = pr.target.downloads
+        if cfg is None:
+            from .errors import ConfigError
+
+            raise ConfigError("this target declares no [downloads]",
+                              "add [downloads] probe=..., volume=..., sizes=[...]",
+                              file=pr.target.path, key="downloads")
+        self.pr = pr
+        self.cfg = cfg
+        self.rng = random.Random(seed)
+        self.sizes = [int(s) for s in cfg.sizes]
+        self.seq = 0
+
+    def one(self, *, seq: int | None = None, size: int | None = None) -> ProbeResult:
+        """One download: a new file unless ``seq`` repeats an earlier one (a cache hit)."""
+        if seq is None:
+            self.seq += 1
+            seq = self.seq
+        size = size if size is not None else self.rng.choice(self.sizes)
+        t = self.pr.tl.now()
+        res = self.pr.run(self.cfg.probe, {"seq": str(seq), "size": str(size)},
+                          tags=("download",))
+        self.pr.tl.add(LoadEvent(t, "download", self.cfg.volume, size if res.passed else 0,
+                                 f"seq={seq} status={res.steps[-1].status}"))
+        return res
+
+    def burst(self, count: int, *, deadline: float = 30.0) -> list[ProbeResult]:
+        """Up to ``count`` downloads back to back, stopping at the deadline."""
+        end = time.monotonic() + deadline
+        out = []
+        for _ in range(count):
+            if time.monotonic() > end:
+                break
+            out.append(self.one())
+        return out
+
+    def until_refused(self, *, max_count: int = 400, deadline: float = 30.0,
+                      refusals: int = 3) -> list[ProbeResult]:
+        """Download until the app refuses ``refusals`` times in a row (or limits hit)."""
+        end = time.monotonic() + deadline
+        out: list[ProbeResult] = []
+        streak = 0
+        for _ in range(max_count):
+            if time.monotonic() > end:
+                break
+            r = self.one()
+            out.append(r)
+            streak = 0 if r.passed else streak + 1
+            if streak >= refusals:
+                break
+        return out
+
+    def at_rate(self, rate: float, duration: float, *, sample: str | None = None,
+                sample_every: float = 0.1) -> list[ProbeResult]:
+        """Downloads at ``rate`` per second for ``duration`` s, sampling a volume's usage."""
+        out: list[ProbeResult] = []
+        start = time.monotonic()
+        next_sample = start
+        n = 0
+        max_count = int(rate * duration) + 1
+        while n < max_count and time.monotonic() - start < duration * 2:
+            due = start + n / rate
+            now = time.monotonic()
+            if sample and now >= next_sample:
+                self.pr.disk(sample)
+                next_sample = now + sample_every
+            if now < due:
+                time.sleep(min(due - now, sample_every))  # pacing a rate, not synchronising
+                continue
+            out.append(self.one())
+            n += 1
+        if sample:
+            self.pr.disk(sample)
+        return out
+
+
+def log_marks(pr: Prober, count: int, *, service: str | None = None,
+              deadline: float = 10.0) -> list[str]:
+    """Send ``count`` requests whose path carries a unique marker, for gap detection."""
+    svc = service or _front_service(pr)
+    base = pr.stack.url(svc)
+    end = time.monotonic() + deadline
+    marks: list[str] = []
+    with requests.Session() as http:
+        http.trust_env = False
+        for _ in range(count):
+            if time.monotonic() > end:
+                break
+            mark = f"fulldisk-mark-{pr.tl.scenario or 'run'}-{len(pr.tl.of(LoadEvent))}"
+            mark = "".join(c if c.isalnum() or c in "-_" else "-" for c in mark)
+            t = pr.tl.now()
+            try:
+                http.get(_loopback(f"{base}/{mark}"), timeout=pr.target.bounds.request_timeout)
+            except requests.RequestException:
+                pass  # the mark's fate is judged from the logs, not from the answer
+            pr.tl.add(LoadEvent(t, "log_mark", None, 0, mark))
+            marks.append(mark)
+    return marks
+
+
+def sessions(pr: Prober, probe: str, count: int, *, deadline: float = 20.0) -> int:
+    """Run a login-like probe ``count`` times (each leaves a session behind)."""
+    end = time.monotonic() + deadline
+    done = 0
+    for _ in range(count):
+        if time.monotonic() > end:
+            break
+        t = pr.tl.now()
+        r = pr.run(probe, tags=("session_flood",))
+        pr.tl.add(LoadEvent(t, "session_flood", None, 0, f"passed={r.passed}"))
+        done += 1
+    return done
+
+
+def _front_service(pr: Prober) -> str:
+    for p in pr.target.probes.values():
+        if p.kind == "http" and p.core:
+            return p.service
+    for name, s in pr.target.services.items():
+        if s.ports:
+            return name
+    from .errors import ConfigError
+
+    raise ConfigError("no service publishes a port", "add 'ports' to the front service",
+                      file=pr.target.path, key="services")
+
+
+def size(text: str | int) -> int:
+    """Parse a size (re-exported for scenarios)."""
+    return parse_size(text)

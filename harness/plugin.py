@@ -1,0 +1,311 @@
+"""The pytest plugin (``pytest11`` entry point ``fulldisk``): markers, options, fixtures.
+
+Scopes are deliberate: images once per session, a stack per module, a volume reset per
+test. Heavy modules (docker, testcontainers) load lazily, so ``pytest --help`` and
+``--collect-only`` stay fast and start nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .battery import Case, Outcome
+    from .stack import Stack
+    from .target import Target
+
+VERDICT_KEY = "fulldisk.verdict"
+_report_key: pytest.StashKey[list[dict[str, Any]]] = pytest.StashKey()
+_errors_key: pytest.StashKey[list[str]] = pytest.StashKey()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Options in one group."""
+    g = parser.getgroup("fulldisk", "fulldisk full-disk chaos testing")
+    g.addoption("--fulldisk-target", default=None, metavar="PATH",
+                help="target config (fulldisk.toml or a pyproject with [tool.fulldisk]); "
+                     "default: ./fulldisk.toml, else the bundled reference stack")
+    g.addoption("--fulldisk-report", default=None, metavar="DIR",
+                help="write report.json (verdicts with evidence) into DIR")
+    g.addoption("--fulldisk-require-docker", action="store_true", default=False,
+                help="fail at start, not skip, when no Docker engine answers (implied by $CI)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register markers; turn SIGTERM into KeyboardInterrupt so teardown runs."""
+    config.addinivalue_line("markers", "chaos: a full-disk chaos scenario (fills real volumes)")
+    config.addinivalue_line("markers", "docker: needs a Docker engine")
+    config.stash[_report_key] = []
+    config.stash[_errors_key] = []
+    if not hasattr(config, "workerinput") and signal.getsignal(signal.SIGTERM) in (
+            signal.SIG_DFL, None):
+        def _term(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt("SIGTERM")
+
+        signal.signal(signal.SIGTERM, _term)
+
+
+def _target(config: pytest.Config) -> Target:
+    from .target import load_target
+
+    return load_target(config.getoption("--fulldisk-target"))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Name the target (and the engine, when one answers) in the session header."""
+    from .errors import HarnessError
+
+    try:
+        t = _target(config)
+        line = f"fulldisk: target {t.name!r} ({t.path})"
+    except HarnessError as e:
+        return [f"fulldisk: target config error: {e.one_line()}"]
+    if config.option.collectonly:
+        return [line]
+    try:
+        from . import engine
+
+        return [line + f", engine {engine.info().version}, run {engine.run_id()}"]
+    except HarnessError:
+        return [line + ", no Docker engine"]
+
+
+def _docker_required(config: pytest.Config) -> bool:
+    return bool(os.environ.get("CI")) or bool(config.getoption("--fulldisk-require-docker"))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip docker tests when no engine answers, unless CI demands one: then fail at once."""
+    if config.option.collectonly or not any(i.get_closest_marker("docker") for i in items):
+        return
+    from .errors import HarnessError
+
+    try:
+        from . import engine
+
+        engine.client()
+    except HarnessError as e:
+        if _docker_required(config):
+            pytest.exit(f"fulldisk: {e.one_line()} (Docker is required: CI is set or "
+                        "--fulldisk-require-docker was given)", returncode=3)
+        skip = pytest.mark.skip(reason=f"no Docker engine: {e.one_line()}")
+        for i in items:
+            if i.get_closest_marker("docker"):
+                i.add_marker(skip)
+        return
+    if not hasattr(config, "workerinput"):
+        engine.clean(stale_only=True)  # leftovers of runs whose process is gone
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect verdicts (also from xdist workers) for the JSON report."""
+    if report.when != "call":
+        return
+    cfg = _CONFIG[0] if _CONFIG else None
+    if cfg is None:
+        return
+    for k, v in report.user_properties:
+        if k == VERDICT_KEY:
+            cfg.stash[_report_key].append(json.loads(str(v)))
+
+
+_CONFIG: list[pytest.Config] = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remember the config for report collection."""
+    _CONFIG[:] = [session.config]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the JSON report and remove anything this run left."""
+    config = session.config
+    if hasattr(config, "workerinput"):
+        return
+    verdicts = config.stash[_report_key]
+    out = config.getoption("--fulldisk-report")
+    if out and not config.option.collectonly:
+        from .report import build, write_json
+
+        try:
+            name = _target(config).name
+        except Exception:
+            name = "?"
+        write_json(build(name, verdicts, errors=list(config.stash[_errors_key]),
+                         extra={"exitstatus": int(exitstatus)}), Path(out) / "report.json")
+    if "harness.engine" in __import__("sys").modules:
+        from . import engine
+        from .errors import HarnessError
+
+        try:
+            engine.clean(run=engine.run_id())
+        except HarnessError:
+            pass
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """One line per failed verdict, under a fulldisk heading."""
+    verdicts = config.stash[_report_key]
+    if not verdicts:
+        return
+    tr = terminalreporter
+    tr.section("fulldisk verdicts")
+    failed = [v for v in verdicts if not v["passed"]]
+    for v in failed:
+        tr.write_line(f"FAIL {v['scenario']}: {v['invariant']}: {v['summary']}", red=True)
+    tr.write_line(f"{len(verdicts) - len(failed)} of {len(verdicts)} verdicts passed")
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def fulldisk_target(pytestconfig: pytest.Config) -> Target:
+    """The target under test (``--fulldisk-target``, else the bundled reference stack)."""
+    from .errors import HarnessError
+
+    try:
+        return _target(pytestconfig)
+    except HarnessError as e:
+        raise pytest.UsageError(e.one_line()) from None
+
+
+@pytest.fixture(scope="session")
+def fulldisk_images(fulldisk_target: Target) -> list[str]:
+    """Build the target's images once per session (Docker's cache makes it cheap)."""
+    from .stack import ensure_images
+
+    return ensure_images(fulldisk_target)
+
+
+@pytest.fixture(scope="session")
+def make_stack(fulldisk_images: list[str]) -> Iterator[Callable[..., Stack]]:
+    """Factory: start a Stack for a target (env overrides per service); all torn down at end."""
+    from .stack import Stack
+
+    made: list[Stack] = []
+
+    def make(target: Target, **kwargs: Any) -> Stack:
+        s = Stack(target, **kwargs)
+        made.append(s)
+        try:
+            return s.start()
+        except BaseException:
+            s.stop()
+            raise
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(make_stack: Callable[..., Stack], fulldisk_target: Target) -> Stack:
+    """The target's stack, one per test module, each writable path on its own volume."""
+    return make_stack(fulldisk_target)
+
+
+@pytest.fixture(scope="module")
+def shared_stack(make_stack: Callable[..., Stack], fulldisk_target: Target) -> Stack:
+    """The target with every writable path on one shared volume, as on the real server."""
+    return make_stack(fulldisk_target.shared())
+
+
+@pytest.fixture
+def fresh_stack(stack: Stack) -> Stack:
+    """The module's stack with every volume reset to its seed (per-test isolation)."""
+    stack.reset()
+    return stack
+
+
+@pytest.fixture
+def record_outcome(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """Attach verdicts (and their evidence) to the test report, JUnit and the JSON report."""
+    def record(outcome: Outcome, invariant: str | None = None) -> None:
+        from .report import verdict_text
+
+        for v in outcome.verdicts:
+            if invariant is None or v.invariant == invariant:
+                d = v.to_dict()
+                request.node.user_properties.append((VERDICT_KEY, json.dumps(d)))
+                request.node.add_report_section("call", f"fulldisk {v.invariant}",
+                                                verdict_text(d))
+    return record
+
+
+def check(outcome: Outcome, invariant: str) -> None:
+    """Fail the test with the verdict's summary and evidence unless it passed."""
+    from .report import verdict_text
+
+    v = outcome.verdict(invariant)
+    if not v.applicable:
+        pytest.fail(f"{invariant} could not be judged (the scenario gathered no evidence "
+                    f"for it): {v.summary}", pytrace=False)
+    if not v.passed:
+        pytest.fail(verdict_text(v.to_dict()), pytrace=False)
+
+
+def battery_cases(target: Target) -> list[Case]:
+    """The battery's cases for a target."""
+    from .battery import cases
+
+    bulk = {n for n, v in target.volumes.items() if v.role == "bulk"}
+    return cases(list(target.volumes), bulk, downloads=target.downloads is not None,
+                 cleanup=target.cleanup is not None, counters=bool(target.counters))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize ``battery_case`` over every (case, invariant) of the target."""
+    if "battery_case" not in metafunc.fixturenames:
+        return
+    from .errors import HarnessError
+
+    try:
+        target = _target(metafunc.config)
+    except HarnessError as e:
+        raise pytest.UsageError(e.one_line()) from None
+    params = []
+    for case in battery_cases(target):
+        if case.incident:
+            continue
+        for inv in case.invariants:
+            params.append(pytest.param((case, inv), id=f"{case.id}-{inv}",
+                                       marks=pytest.mark.xdist_group(case.id)))
+    metafunc.parametrize("battery_case", params)
+
+
+@pytest.fixture(scope="session")
+def _outcomes() -> dict[str, Outcome]:
+    return {}
+
+
+@pytest.fixture
+def outcome_of(_outcomes: dict[str, Outcome], fulldisk_target: Target,
+               request: pytest.FixtureRequest) -> Callable[[str], Outcome]:
+    """Run a battery case by id once (cached for its other invariants) on a reset stack."""
+    def run(case_id: str) -> Outcome:
+        if case_id not in _outcomes:
+            by_id = {c.id: c for c in battery_cases(fulldisk_target)}
+            if case_id not in by_id:
+                pytest.fail(f"no battery case {case_id!r} for target {fulldisk_target.name!r};"
+                            f" cases: {', '.join(by_id)}", pytrace=False)
+            case = by_id[case_id]
+            s: Stack = request.getfixturevalue("shared_stack" if case.shared else "stack")
+            s.reset()
+            _outcomes[case_id] = case.run(s)
+        return _outcomes[case_id]
+    return run
+
+
+@pytest.fixture
+def battery_outcome(battery_case: tuple[Case, str],
+                    outcome_of: Callable[[str], Outcome]) -> Outcome:
+    """The outcome of this test's battery case."""
+    return outcome_of(battery_case[0].id)

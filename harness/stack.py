@@ -1,0 +1,269 @@
+"""Stack: a target's services on a private network, with every writable path on a Volume.
+
+Start order: network, volumes, the agent that holds them, seeds copied from the images,
+then the services (ports on 127.0.0.1 only), then readiness with deadlines. Teardown
+always runs, also when start fails half way; everything is labelled for ``clean``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from . import engine
+from .errors import ConfigError, HarnessError, InfrastructureError
+from .guard import GUARD
+from .target import Service, Target
+from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume
+
+
+def _order(services: Mapping[str, Service]) -> list[str]:
+    done: list[str] = []
+    visiting: set[str] = set()
+
+    def visit(n: str) -> None:
+        if n in done:
+            return
+        if n in visiting:
+            raise ConfigError(f"services.{n}.depends_on forms a cycle",
+                              "remove one of the dependencies")
+        visiting.add(n)
+        for d in services[n].depends_on:
+            visit(d)
+        visiting.discard(n)
+        done.append(n)
+
+    for n in services:
+        visit(n)
+    return done
+
+
+def ensure_images(target: Target, *, rebuild: bool = False) -> list[str]:
+    """Build the images of services that have a build context (when missing or asked)."""
+    built: list[str] = []
+    seen: set[str] = set()
+    for name, svc in target.services.items():
+        if svc.image in seen:
+            continue
+        seen.add(svc.image)
+        if svc.build is None:
+            engine.require_image(svc.image, f"services.{name}.image: build or load it, or give "
+                                 "the service a 'build' context")
+            continue
+        if rebuild or not engine.image_exists(svc.image):
+            ctx = Path(target.root) / svc.build
+            if not ctx.is_dir():
+                raise ConfigError(f"build context {str(ctx)!r} is not a folder",
+                                  "give a folder relative to the config file",
+                                  file=target.path, key=f"services.{name}.build")
+            engine.build_image(str(ctx), svc.image, dockerfile=svc.dockerfile,
+                               buildargs={"BASE": engine.BASE_IMAGE})
+            built.append(svc.image)
+    return built
+
+
+class Stack:
+    """A running target: services, network, volumes and the agent, torn down together."""
+
+    def __init__(self, target: Target, *, env: Mapping[str, Mapping[str, str]] | None = None,
+                 name: str | None = None) -> None:
+        self.target = target
+        self.id = name or f"{engine.run_id()}-{uuid.uuid4().hex[:6]}"
+        self.env_overrides = {k: dict(v) for k, v in (env or {}).items()}
+        self.network = f"{self.id}-net"
+        self.volumes: dict[str, TmpfsVolume] = {}
+        self.services: dict[str, engine.Handle] = {}
+        self.agent: Agent | None = None
+        self._network_made = False
+        self._docker_volumes: list[str] = []
+        self.started_at = 0.0
+        self.start_seconds = 0.0
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> Self:
+        """Start everything and wait until each service is ready."""
+        t0 = time.monotonic()
+        for svc in self.target.services.values():
+            engine.require_image(svc.image, "run `fulldisk build` (reference stack) or build "
+                                 "the target's images; `fulldisk doctor` checks")
+        engine.network_create(self.network)
+        self._network_made = True
+        for key, spec in self.target.volumes.items():
+            self._docker_volumes.append(
+                TmpfsVolume.create(key, f"{self.id}-{key}", spec))
+        self.agent = Agent(f"{self.id}-agent", self.network,
+                           {k: f"{self.id}-{k}" for k in self.target.volumes})
+        for key, spec in self.target.volumes.items():
+            vol = TmpfsVolume(key, f"{self.id}-{key}", spec, self.agent)
+            self.volumes[key] = vol
+        self._seed()
+        for name in _order(self.target.services):
+            self.services[name] = engine.start(self._spec(name))
+        self._wait_ready(time.monotonic())
+        self.started_at = time.time()
+        self.start_seconds = time.monotonic() - t0
+        return self
+
+    def stop(self) -> None:
+        """Remove services, agent, volumes and network; safe to call twice."""
+        errors: list[str] = []
+        for h in list(self.services.values())[::-1]:
+            try:
+                h.remove()
+            except Exception as e:  # keep tearing down the rest
+                errors.append(f"{h.name}: {e}")
+        self.services.clear()
+        if self.agent is not None:
+            try:
+                self.agent.remove()
+            except Exception as e:
+                errors.append(f"agent: {e}")
+            self.agent = None
+        if self._docker_volumes or self._network_made:
+            for dv in self._docker_volumes:
+                try:
+                    engine.client().volumes.get(dv).remove(force=True)
+                except Exception as e:
+                    if "No such volume" not in str(e) and "not found" not in str(e).lower():
+                        errors.append(f"volume {dv}: {e}")
+                GUARD.forget("docker-tmpfs", dv)
+            self._docker_volumes.clear()
+            if self._network_made:
+                try:
+                    engine.network_remove(self.network)
+                except Exception as e:
+                    errors.append(f"network: {e}")
+                self._network_made = False
+        if errors:
+            raise InfrastructureError("teardown left something behind: " + "; ".join(errors),
+                                      "run `fulldisk clean`")
+
+    # --- parts -------------------------------------------------------------------------
+    def _seed(self) -> None:
+        """Copy the image's files at each mount path into its folder (tmpfs starts empty)."""
+        assert self.agent is not None
+        readers: dict[str, engine.Handle] = {}
+        try:
+            for vol in self.volumes.values():
+                seeds: dict[str, bytes] = {}
+                if vol.spec.seed:
+                    for m in vol.spec.mounts:
+                        sub = m.subdir or DEFAULT_SUBDIR
+                        if sub in seeds:
+                            continue
+                        image = self.target.services[m.service].image
+                        if image not in readers:
+                            readers[image] = engine.inspect_created(image)
+                        data = readers[image].get_archive(m.path)
+                        if data is not None:
+                            seeds[sub] = engine.retar(data, sub)
+                vol.prepare(seeds)
+        finally:
+            for r in readers.values():
+                r.remove()
+
+    def _spec(self, name: str) -> engine.ContainerSpec:
+        svc = self.target.services[name]
+        binds: dict[str, str] = {}
+        for vol in self.volumes.values():
+            for m in vol.spec.mounts:
+                if m.service == name:
+                    binds[vol.host_path(m.subdir or DEFAULT_SUBDIR)] = m.path
+        env = {**svc.env, **self.env_overrides.get(name, {})}
+        return engine.ContainerSpec(
+            name=f"{self.id}-{name}", image=svc.image, command=svc.command, env=env,
+            user=svc.user, ports=svc.ports, network=self.network, aliases=(name,),
+            binds=binds, volumes={}, role="service", privileged=svc.privileged,
+            cap_add=svc.cap_add, extra_labels={"fulldisk.service": name})
+
+    def _wait_ready(self, t0: float) -> None:
+        pending = {n: s.ready for n, s in self.target.services.items() if s.ready}
+        attempts: dict[str, str] = {}
+        while pending:
+            for name, ready in list(pending.items()):
+                h = self.services[name]
+                if h.status not in ("running", "created"):
+                    raise self._died(name)
+                if ready.http is not None:
+                    port = self.target.port_of(name, ready.port)
+                    url = f"http://{engine.LOOPBACK}:{h.host_port(port)}{ready.http}"
+                    attempts[name] = url
+                    try:
+                        with urllib.request.urlopen(url, timeout=1.0) as r:
+                            ok = r.status < 500
+                    except urllib.error.HTTPError as e:
+                        ok = e.code < 500
+                    except (OSError, ValueError):
+                        ok = False
+                else:
+                    attempts[name] = f"log line /{ready.log}/"
+                    ok = re.search(str(ready.log), h.logs(timestamps=False)) is not None
+                if ok:
+                    del pending[name]
+                elif time.monotonic() - t0 > ready.timeout:
+                    tail = "\n".join(h.logs(timestamps=False).splitlines()[-15:])
+                    raise InfrastructureError(
+                        f"Service {name!r} not ready within {ready.timeout:g} s "
+                        f"(tried {attempts[name]}). Last log lines:\n{tail}",
+                        f"check services.{name}.ready and the service's log above")
+            if pending:
+                time.sleep(0.05)  # poll interval of a deadline-bounded readiness loop
+
+    def _died(self, name: str) -> HarnessError:
+        h = self.services[name]
+        h.reload()
+        code = h.container.attrs.get("State", {}).get("ExitCode")
+        tail = "\n".join(h.logs(timestamps=False).splitlines()[-15:])
+        return InfrastructureError(f"Service {name!r} exited at start (exit code {code}). "
+                                   f"Last log lines:\n{tail}",
+                                   f"fix services.{name} (command, env, image); its log is above")
+
+    # --- access ------------------------------------------------------------------------
+    def url(self, service: str, port: int | None = None) -> str:
+        """Base URL of a service's published port, always on 127.0.0.1."""
+        p = self.target.port_of(service, port)
+        return f"http://{engine.LOOPBACK}:{self.services[service].host_port(p)}"
+
+    def service(self, name: str) -> engine.Handle:
+        """A running service's handle (exec, logs)."""
+        if name not in self.services:
+            raise ConfigError(f"unknown service {name!r}",
+                              f"one of: {', '.join(self.services)}")
+        return self.services[name]
+
+    def volume(self, name: str) -> TmpfsVolume:
+        """A volume by its config name."""
+        if name not in self.volumes:
+            raise ConfigError(f"unknown volume {name!r}",
+                              f"one of: {', '.join(self.volumes)}")
+        return self.volumes[name]
+
+    def restarts(self) -> dict[str, int]:
+        """Restart count and exits per service (a crash counts as one)."""
+        out: dict[str, int] = {}
+        for n, h in self.services.items():
+            out[n] = h.restart_count + (0 if h.status == "running" else 1)
+        return out
+
+    def reset(self) -> None:
+        """Reset every volume to its seed (per-test isolation)."""
+        for v in self.volumes.values():
+            v.reset()

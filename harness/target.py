@@ -1,0 +1,574 @@
+"""Target config: ``fulldisk.toml`` or ``[tool.fulldisk]`` in a pyproject, as typed objects.
+
+A Target names a team's services, the Volumes their writable paths live on, the probes
+that exercise them, log sources, counters and health. Validation errors name the file,
+the key and the fix. Values may use ``${VAR}`` / ``${VAR:-default}`` from the environment
+(e.g. ``DATAHUB_DEFECTS``), so one file serves hardened and defect runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from .errors import ConfigError, UsageError
+from .sizes import ACCEPTED, parse_percent, parse_size
+
+DEFAULT_CAUSE_PATTERNS = (
+    r"No space left on device",
+    r"ENOSPC",
+    r"[Ee]rrno:? ?28\b",
+    r"[Dd]isk (is )?full",
+    r"Insufficient Storage",
+)
+DEFAULT_ERROR_PATTERNS = (
+    r"\bERROR\b", r"\bCRITICAL\b", r"\bFATAL\b", r"Traceback", r"\[(error|crit|alert|emerg)\]",
+    r"\bException\b", r'" 5\d\d ',
+)
+SECRET_KEYS = re.compile(r"pass(word|wd)?|secret|token|api[_-]?key|credential", re.I)
+_NAME = r"^[a-z][a-z0-9_-]{0,39}$"
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _size(v: Any) -> int:
+    try:
+        return parse_size(v)
+    except UsageError as e:
+        raise ValueError(f"{v!r} is not a size; use {ACCEPTED}") from e
+
+
+Size = Annotated[int, Field(ge=0)]
+
+
+class Ready(_Model):
+    """How to tell that a service is up: an HTTP path answering below 500, or a log line."""
+
+    http: str | None = None
+    port: int | None = None
+    log: str | None = None
+    timeout: float = Field(60.0, gt=0, le=600)
+
+
+class Service(_Model):
+    """A container of the target: an image (or build context), its command, env and ports."""
+
+    image: str
+    build: str | None = None  # build context, relative to the config file
+    dockerfile: str | None = None
+    command: list[str] | str | None = None
+    env: dict[str, str] = {}
+    user: str | None = None
+    ports: list[int] = []
+    ready: Ready | None = None
+    depends_on: list[str] = []
+    privileged: bool = False  # only if the target says so; least privilege otherwise
+    cap_add: list[str] = []
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, v: list[int]) -> list[int]:
+        for p in v:
+            if not 1 <= p <= 65535:
+                raise ValueError(f"port {p} is outside 1-65535")
+        return v
+
+
+class Mount(_Model):
+    """Where a volume appears inside a service."""
+
+    service: str
+    path: str
+    subdir: str | None = None  # a folder of the volume instead of its root (shared disks)
+    logs: bool = False  # holds open log files: a reset truncates them in place
+
+    @field_validator("subdir")
+    @classmethod
+    def _sub(cls, v: str | None) -> str | None:
+        if (v is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", v)) or v in (".", ".."):
+            raise ValueError(f"subdir {v!r} must be one plain folder name")
+        return v
+
+    @field_validator("path")
+    @classmethod
+    def _abs(cls, v: str) -> str:
+        if not v.startswith("/") or ".." in PurePosixPath(v).parts:
+            raise ValueError(f"mount path {v!r} must be an absolute path without '..'")
+        return v
+
+
+class VolumeSpec(_Model):
+    """A small filesystem: size, inode limit, owner, and the service paths it backs."""
+
+    size: Size
+    inodes: int = Field(4096, ge=16, le=10_000_000)
+    owner: str = "0:0"
+    mode: str = "0755"
+    mounts: list[Mount] = Field(min_length=1)
+    seed: bool = True  # copy the image's files at the first mount path into the volume
+    role: Literal["core", "bulk", "logs"] = "core"
+    description: str = ""
+
+    @field_validator("size", mode="before")
+    @classmethod
+    def _size_v(cls, v: Any) -> int:
+        return _size(v)
+
+    @field_validator("owner")
+    @classmethod
+    def _owner(cls, v: str) -> str:
+        if not re.fullmatch(r"\d+:\d+", v):
+            raise ValueError(f"owner {v!r} must be numeric uid:gid such as 1000:1000")
+        return v
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, v: str) -> str:
+        if not re.fullmatch(r"0?[0-7]{3,4}", v):
+            raise ValueError(f"mode {v!r} must be octal such as 0755")
+        return v
+
+    @property
+    def uid(self) -> int:
+        """Owner uid."""
+        return int(self.owner.split(":")[0])
+
+    @property
+    def gid(self) -> int:
+        """Owner gid."""
+        return int(self.owner.split(":")[1])
+
+
+class Step(_Model):
+    """One request of an HTTP flow, with expectations and captures for later steps."""
+
+    name: str = ""
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
+    path: str
+    form: dict[str, str] = {}
+    json_body: dict[str, Any] | None = Field(None, alias="json")
+    headers: dict[str, str] = {}
+    expect_status: list[int] = [200]
+    expect_text: str | None = None
+    absent_text: str | None = None
+    capture: dict[str, str] = {}  # name -> regex with one group, used as {name} later
+    write: bool = False
+    readback: bool = False
+    timeout: float = Field(5.0, gt=0, le=120)
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        if not v.startswith("/") or "://" in v:
+            raise ValueError(f"path {v!r} must start with '/' (probes reach only the "
+                             "service's published port on 127.0.0.1, never another host)")
+        return v
+
+    @field_validator("capture")
+    @classmethod
+    def _capture(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, rx in v.items():
+            try:
+                if re.compile(rx).groups != 1:
+                    raise ValueError(f"capture {k!r}: regex must have exactly one group")
+            except re.error as e:
+                raise ValueError(f"capture {k!r}: bad regex ({e})") from None
+        return v
+
+
+class Probe(_Model):
+    """An observation: an HTTP flow against a service port, or a command run in a service."""
+
+    kind: Literal["http", "exec"] = "http"
+    service: str
+    port: int | None = None
+    steps: list[Step] = []
+    command: list[str] = []
+    expect_exit: int = 0
+    expect_output: str | None = None
+    core: bool = False
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _shape(self) -> Probe:
+        if self.kind == "http" and not self.steps:
+            raise ValueError("an http probe needs at least one entry in 'steps'")
+        if self.kind == "exec" and not self.command:
+            raise ValueError("an exec probe needs 'command' (a list of strings)")
+        seen_write = False
+        for s in self.steps:
+            if s.write:
+                seen_write = True
+            if s.readback and not seen_write:
+                raise ValueError(f"step {s.path!r} is a readback but no earlier step is a write")
+        return self
+
+    @property
+    def write(self) -> bool:
+        """The flow contains an acknowledged write."""
+        return any(s.write for s in self.steps)
+
+
+class Health(_Model):
+    """The health endpoint and how to read its verdict."""
+
+    service: str
+    port: int | None = None
+    path: str = "/health"
+    field: str = "status"  # dotted path into the JSON body; empty means use the HTTP status
+    healthy: list[str] = ["ok", "healthy", "pass"]
+    degraded: list[str] = ["degraded", "warn", "warning"]
+    failing: list[str] = ["failing", "fail", "error", "down"]
+
+
+class Counter(_Model):
+    """A number the app reports, and the probe whose successful runs it should count."""
+
+    service: str
+    port: int | None = None
+    path: str = "/metrics"
+    metric: str | None = None  # Prometheus line name (with optional {labels})
+    json_field: str | None = None
+    counts: str  # probe name
+
+    @model_validator(mode="after")
+    def _one(self) -> Counter:
+        if (self.metric is None) == (self.json_field is None):
+            raise ValueError("set exactly one of 'metric' or 'json_field'")
+        return self
+
+
+class LogSource(_Model):
+    """An operator-visible sink: a container stream or a file inside a volume."""
+
+    kind: Literal["container", "file"]
+    service: str | None = None
+    volume: str | None = None
+    path: str | None = None  # for files: path inside the volume
+    line_pattern: str | None = None  # a whole record; lines not matching are torn
+    drop_pattern: str | None = None  # a line announcing lost records
+
+    @model_validator(mode="after")
+    def _shape(self) -> LogSource:
+        if self.kind == "container" and not self.service:
+            raise ValueError("a container log source needs 'service'")
+        if self.kind == "file" and not (self.volume and self.path):
+            raise ValueError("a file log source needs 'volume' and 'path' (inside the volume)")
+        for key in ("line_pattern", "drop_pattern"):
+            rx = getattr(self, key)
+            if rx is not None:
+                try:
+                    re.compile(rx)
+                except re.error as e:
+                    raise ValueError(f"{key}: bad regex ({e})") from None
+        return self
+
+    @property
+    def label(self) -> str:
+        """Stable name used in log records and evidence."""
+        if self.kind == "container":
+            return f"{self.service}:stdout+stderr"
+        return f"file:{self.volume}/{self.path}"
+
+
+class Downloads(_Model):
+    """The app's own download endpoint, used by the download load.
+
+    The probe's paths may hold ``{seq}`` (a fresh number per download, so each one makes
+    a new file) and ``{size}`` (bytes drawn from ``sizes``).
+    """
+
+    probe: str
+    volume: str
+    sizes: list[str] = ["64KiB"]  # a distribution: drawn uniformly from these
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, v: list[str]) -> list[str]:
+        return [str(_size(x)) for x in v]
+
+
+class Cleanup(_Model):
+    """The app's own cleanup and what keeping up means."""
+
+    volume: str
+    service: str | None = None  # the cleaner's container, paused where the app is on its own
+    ceiling: float = 90.0  # percent of bytes
+    max_full_seconds: float = 1.0
+    rate: float = Field(20.0, gt=0, le=500)  # downloads per second
+    duration: float = Field(4.0, gt=0, le=120)
+
+    @field_validator("ceiling", mode="before")
+    @classmethod
+    def _c(cls, v: Any) -> float:
+        try:
+            return parse_percent(v, what="ceiling")
+        except UsageError as e:
+            raise ValueError(e.message) from None
+
+
+class Bounds(_Model):
+    """Time bounds the invariants use."""
+
+    error_record_seconds: float = 5.0
+    recovery_seconds: float = 10.0
+    request_timeout: float = 5.0
+
+
+class Target(_Model):
+    """A whole target: what fulldisk starts, fills and judges."""
+
+    name: str
+    description: str = ""
+    services: dict[str, Service]
+    volumes: dict[str, VolumeSpec]
+    probes: dict[str, Probe] = {}
+    health: Health | None = None
+    counters: dict[str, Counter] = {}
+    logs: list[LogSource] = []
+    downloads: Downloads | None = None
+    cleanup: Cleanup | None = None
+    bounds: Bounds = Bounds()
+    cause_patterns: list[str] = list(DEFAULT_CAUSE_PATTERNS)
+    error_patterns: list[str] = list(DEFAULT_ERROR_PATTERNS)
+    path: str = ""  # the file it came from, set by the loader
+    root: str = ""  # the folder relative paths are taken from
+
+    @field_validator("services", "volumes", "probes", "counters")
+    @classmethod
+    def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name in v:
+            if not re.match(_NAME, name):
+                raise ValueError(f"name {name!r} must be lowercase letters, digits, '-' or '_' "
+                                 "and start with a letter")
+        return v
+
+    @model_validator(mode="after")
+    def _refs(self) -> Target:
+        svc, vols, probes = set(self.services), set(self.volumes), set(self.probes)
+
+        def need(kind: str, name: str | None, known: set[str], where: str) -> None:
+            if name is not None and name not in known:
+                choices = ", ".join(sorted(known)) or "none declared"
+                raise ValueError(f"{where}: unknown {kind} {name!r} (declared: {choices})")
+
+        for sname, s in self.services.items():
+            for d in s.depends_on:
+                need("service", d, svc, f"services.{sname}.depends_on")
+        seen: dict[tuple[str, str], str] = {}
+        for vname, v in self.volumes.items():
+            for m in v.mounts:
+                need("service", m.service, svc, f"volumes.{vname}.mounts")
+                key = (m.service, m.path)
+                if key in seen:
+                    raise ValueError(f"volumes.{vname}.mounts: {m.service}:{m.path} is already "
+                                     f"mounted by volume {seen[key]!r}")
+                seen[key] = vname
+        for pname, p in self.probes.items():
+            need("service", p.service, svc, f"probes.{pname}.service")
+            if p.kind == "http":
+                self._port(p.service, p.port, f"probes.{pname}")
+        if self.health:
+            need("service", self.health.service, svc, "health.service")
+            self._port(self.health.service, self.health.port, "health")
+        for cname, c in self.counters.items():
+            need("service", c.service, svc, f"counters.{cname}.service")
+            need("probe", c.counts, probes, f"counters.{cname}.counts")
+            self._port(c.service, c.port, f"counters.{cname}")
+        for i, log in enumerate(self.logs):
+            need("service", log.service, svc, f"logs[{i}].service")
+            need("volume", log.volume, vols, f"logs[{i}].volume")
+        if self.downloads:
+            need("probe", self.downloads.probe, probes, "downloads.probe")
+            need("volume", self.downloads.volume, vols, "downloads.volume")
+        if self.cleanup:
+            need("volume", self.cleanup.volume, vols, "cleanup.volume")
+            need("service", self.cleanup.service, svc, "cleanup.service")
+            if not self.downloads:
+                raise ValueError("cleanup: needs a [downloads] section to generate the load")
+        for pkey, patterns in (("cause_patterns", self.cause_patterns),
+                               ("error_patterns", self.error_patterns)):
+            for rx in patterns:
+                try:
+                    re.compile(rx)
+                except re.error as e:
+                    raise ValueError(f"{pkey}: bad regex {rx!r} ({e})") from None
+        return self
+
+    def _port(self, service: str, port: int | None, where: str) -> None:
+        ports = self.services[service].ports
+        if port is None and len(ports) != 1:
+            raise ValueError(f"{where}: service {service!r} publishes {ports or 'no ports'}; "
+                             "set 'port' to one of them")
+        if port is not None and port not in ports:
+            raise ValueError(f"{where}: port {port} is not in services.{service}.ports {ports}")
+
+    def port_of(self, service: str, port: int | None) -> int:
+        """The container port a probe talks to (the only one, when not named)."""
+        return port if port is not None else self.services[service].ports[0]
+
+    @property
+    def core_probes(self) -> list[str]:
+        """Probes declared as the target's core flows."""
+        return [n for n, p in self.probes.items() if p.core]
+
+    def volume_of(self, service: str, path: str) -> str | None:
+        """The volume a container path lives on, if any."""
+        best: tuple[int, str] | None = None
+        for vname, v in self.volumes.items():
+            for m in v.mounts:
+                if m.service == service and (path == m.path or path.startswith(m.path + "/")):
+                    if best is None or len(m.path) > best[0]:
+                        best = (len(m.path), vname)
+        return best[1] if best else None
+
+    def shared(self, name: str = "shared", size: int | None = None) -> Target:
+        """The same target with every writable path on one volume, as on the real server.
+
+        Each original volume becomes a folder of the shared one (mounted with ``subdir``),
+        so paths that were separate disks now compete for the same bytes and inodes.
+        """
+        total = size if size is not None else sum(v.size for v in self.volumes.values())
+        owners = {v.owner for v in self.volumes.values()}
+        mounts = [{"service": m.service, "path": m.path, "subdir": vname,
+                   "logs": m.logs or v.role == "logs"}
+                  for vname, v in self.volumes.items() for m in v.mounts]
+        data = self.model_dump(by_alias=True, exclude={"path", "root"})
+        data["volumes"] = {name: {
+            "size": total, "inodes": sum(v.inodes for v in self.volumes.values()),
+            "owner": owners.pop() if len(owners) == 1 else "0:0", "mounts": mounts,
+            "role": "core", "description": "all writable paths on one disk"}}
+        for log in data["logs"]:
+            if log["volume"]:
+                log["path"], log["volume"] = f"{log['volume']}/{log['path']}", name
+        for key in ("downloads", "cleanup"):
+            if data.get(key):
+                data[key]["volume"] = name
+        return target_from_dict(data, file=self.path, root=self.root)
+
+    def redact(self, text: str) -> str:
+        """Remove every secret value of the probe configs from a text (for reports)."""
+        for p in self.probes.values():
+            for s in p.steps:
+                for k, v in s.form.items():
+                    if SECRET_KEYS.search(k) and v:
+                        text = text.replace(v, "***")
+        return text
+
+
+# --- loading ---------------------------------------------------------------------------
+
+def _expand(value: Any) -> Any:
+    if isinstance(value, str):
+        return _ENV.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), value)
+    if isinstance(value, list):
+        return [_expand(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _expand(v) for k, v in value.items()}
+    return value
+
+
+def _key(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not str(part).startswith("function-") and "[" not in str(part):
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _hint(err: Any) -> str:
+    kind = err["type"]
+    if kind == "missing":
+        return "add this key; see README.md 'Target config' for every key and an example."
+    if kind == "extra_forbidden":
+        return "remove it or fix its spelling; unknown keys are refused so typos do not pass."
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        return f"give a value of the right type ({err['msg'].lower()})."
+    return "fix the value as the message says."
+
+
+def target_from_dict(data: dict[str, Any], *, file: str = "<config>", root: str = ".") -> Target:
+    """Validate a parsed config into a Target, raising ConfigError naming file, key and fix."""
+    if not isinstance(data, dict):
+        raise ConfigError("config is not a table", "write TOML tables as in README.md", file=file)
+    data = _expand(data)
+    data = {**data, "path": file, "root": root}
+    try:
+        return Target.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        more = f" (and {e.error_count() - 1} more problem(s))" if e.error_count() > 1 else ""
+        raise ConfigError(msg + more, _hint(err), file=file, key=_key(err["loc"]) or None) from None
+
+
+def load_target(path: str | os.PathLike[str] | None = None) -> Target:
+    """Load a target from ``fulldisk.toml`` or a pyproject's ``[tool.fulldisk]``.
+
+    With no path: ``./fulldisk.toml``, else ``./pyproject.toml`` if it has
+    ``[tool.fulldisk]``, else the bundled reference stack.
+    """
+    if path is None:
+        cwd = Path.cwd()
+        if (cwd / "fulldisk.toml").is_file():
+            path = cwd / "fulldisk.toml"
+        elif (cwd / "pyproject.toml").is_file() and _has_tool_table(cwd / "pyproject.toml"):
+            path = cwd / "pyproject.toml"
+        else:
+            return reference_target()
+    p = Path(path)
+    if p.is_dir():
+        p = p / "fulldisk.toml"
+    if not p.is_file():
+        raise ConfigError("no such file", "give the path of a fulldisk.toml or a pyproject.toml "
+                          "with [tool.fulldisk], or omit it to use the bundled reference stack",
+                          file=str(p))
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"not valid TOML ({e})", "fix the TOML syntax at that line",
+                          file=str(p)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read ({e})", "check the file's permissions and encoding",
+                          file=str(p)) from None
+    if p.name == "pyproject.toml":
+        tool = data.get("tool", {})
+        if not isinstance(tool, dict) or "fulldisk" not in tool:
+            raise ConfigError("has no [tool.fulldisk] table", "add one, or use a fulldisk.toml",
+                              file=str(p), key="tool.fulldisk")
+        data = tool["fulldisk"]
+    return target_from_dict(data, file=str(p), root=str(p.parent.resolve()))
+
+
+def _has_tool_table(p: Path) -> bool:
+    try:
+        tool = tomllib.loads(p.read_text(encoding="utf-8")).get("tool", {})
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(tool, dict) and "fulldisk" in tool
+
+
+def reference_target() -> Target:
+    """The bundled reference stack (``docker/datahub``), the default target."""
+    ref = resources.files("harness") / "targets" / "datahub.toml"
+    repo_docker = Path(__file__).resolve().parent.parent / "docker"
+    data = tomllib.loads(ref.read_text(encoding="utf-8"))
+    return target_from_dict(data, file=str(ref), root=str(repo_docker))

@@ -1,0 +1,290 @@
+"""Volumes: small filesystems that can be filled, drained, measured and reset.
+
+The ``Volume`` Protocol is what loads, probes and scenarios use; ``TmpfsVolume`` is the
+docker backend (a docker local volume of type tmpfs). An ``Agent`` container of the
+harness's own (from the base image) mounts every volume of a stack for the whole run:
+it keeps tmpfs contents alive if a service crashes, and runs fills and measurements as
+the app's user, so target images need no tools of ours. Services see a folder of the
+volume (``data`` or the mount's ``subdir``); ballast lives beside it in ``.fulldisk``,
+invisible to the app and its cleaner.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from . import engine
+from .errors import GuardError, InfrastructureError, UsageError
+from .guard import GUARD, Owned
+from .sizes import PAGE, ballast_for, format_size, parse_size
+from .target import VolumeSpec
+
+ROOT = "/fulldisk/vol"
+BALLAST = ".fulldisk"
+DEFAULT_SUBDIR = "data"
+_GUARD_EXIT = 97
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Bytes and inodes of a volume, measured inside it with statvfs as ``as_user``."""
+
+    bytes_total: int
+    bytes_free: int
+    inodes_total: int
+    inodes_free: int
+    as_user: str
+
+    @property
+    def full(self) -> bool:
+        """No whole page or no inode left."""
+        return self.bytes_free < PAGE or self.inodes_free == 0
+
+    def __str__(self) -> str:
+        return (f"{format_size(self.bytes_free)} of {format_size(self.bytes_total)} free, "
+                f"{self.inodes_free} of {self.inodes_total} inodes free (as {self.as_user})")
+
+
+@dataclass(frozen=True)
+class FillResult:
+    """What a fill did: bytes or inodes added, and the usage after it."""
+
+    added_bytes: int
+    added_inodes: int
+    usage: Usage
+    note: str = ""
+
+
+@runtime_checkable
+class Volume(Protocol):
+    """A size- and inode-limited filesystem the harness created (any backend)."""
+
+    name: str
+    spec: VolumeSpec
+
+    def usage(self) -> Usage:
+        """Measure bytes and inodes from inside the filesystem."""
+        ...
+
+    def fill(self, *, leave: int | str | None = None, percent: float | None = None) -> FillResult:
+        """Add ballast until ``leave`` bytes stay free, or until ``percent`` is used."""
+        ...
+
+    def fill_inodes(self, *, leave: int = 0) -> FillResult:
+        """Create empty files until ``leave`` inodes stay free."""
+        ...
+
+    def drain(self) -> int:
+        """Remove the harness's own ballast (never the app's files); returns bytes freed."""
+        ...
+
+    def reset(self) -> None:
+        """Empty the volume and restore its seed (the image's files)."""
+        ...
+
+    def read(self, path: str) -> bytes | None:
+        """A file of the app's data on this volume, None when absent."""
+        ...
+
+
+class Agent:
+    """The harness's own container that holds and works on every volume of a stack."""
+
+    def __init__(self, name: str, network: str, volumes: dict[str, str]) -> None:
+        spec = engine.ContainerSpec(
+            name=name, image=engine.BASE_IMAGE, command=["sleep", "infinity"], env={},
+            user="0:0", ports=(), network=network, aliases=(), binds={},
+            volumes={vol: f"{ROOT}/{key}" for key, vol in volumes.items()}, role="agent",
+            cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER"))
+        engine.require_image(engine.BASE_IMAGE, "run ci/setup to build the base image")
+        self.handle = engine.start(spec)
+
+    def sh(self, script: str, *, user: str = "0:0") -> tuple[int, str]:
+        """Run a shell script in the agent."""
+        return self.handle.exec(["sh", "-c", script], user=user)
+
+    def remove(self) -> None:
+        """Remove the agent (the volumes' last holder: their contents go with it)."""
+        self.handle.remove()
+
+
+class TmpfsVolume:
+    """A docker local volume of type tmpfs, worked on through the Agent."""
+
+    def __init__(self, key: str, docker_name: str, spec: VolumeSpec, agent: Agent) -> None:
+        self.name = key
+        self.docker_name = docker_name
+        self.spec = spec
+        self.agent = agent
+        self.path = f"{ROOT}/{key}"
+        self.user = spec.owner
+        self.seeds: dict[str, bytes] = {}  # subdir -> tar re-rooted at the subdir
+        self._mountpoint: str | None = None
+        self._seq = 0
+
+    @classmethod
+    def create(cls, key: str, docker_name: str, spec: VolumeSpec) -> str:
+        """Create the docker volume and register it with the guard."""
+        engine.create_tmpfs_volume(docker_name, size=spec.size, inodes=spec.inodes,
+                                   uid=spec.uid, gid=spec.gid, mode=spec.mode,
+                                   extra_labels={"fulldisk.volume": key})
+        GUARD.register(Owned("docker-tmpfs", docker_name, engine.run_id()))
+        return docker_name
+
+    @property
+    def mountpoint(self) -> str:
+        """Where the engine mounted the tmpfs (valid while the agent holds it)."""
+        if self._mountpoint is None:
+            self._mountpoint = str(engine.volume_attrs(self.docker_name)["Mountpoint"])
+        return self._mountpoint
+
+    def subdirs(self) -> list[str]:
+        """Folders of this volume that services see."""
+        subs = {m.subdir or DEFAULT_SUBDIR for m in self.spec.mounts}
+        return sorted(subs)
+
+    def host_path(self, subdir: str) -> str:
+        """Host path of a service folder, for a bind mount."""
+        return f"{self.mountpoint}/{subdir}"
+
+    # --- guard -------------------------------------------------------------------------
+    def _guard(self) -> None:
+        """Refuse unless the engine's record says this run created this tmpfs volume."""
+        attrs = engine.volume_attrs(self.docker_name)
+        GUARD.check_docker_volume(self.docker_name, attrs.get("Labels"), engine.run_id(),
+                                  attrs.get("Options"))
+
+    def _check(self) -> str:
+        """Shell prefix: refuse unless the path is a tmpfs mountpoint in the agent."""
+        p = shlex.quote(self.path)
+        return (f'[ "$(stat -f -c %T {p})" = tmpfs ] && mountpoint -q {p} '
+                f"|| {{ echo 'not a fulldisk tmpfs mount'; exit {_GUARD_EXIT}; }}; ")
+
+    def _run(self, script: str, *, user: str | None = None, guarded: bool = True) -> str:
+        pre = self._check() if guarded else ""
+        code, out = self.agent.sh(pre + script, user=user or self.user)
+        if code == _GUARD_EXIT:
+            raise GuardError(f"Refusing to write to volume {self.name!r}: {out.strip()}.",
+                             "fulldisk only writes to tmpfs volumes it created")
+        if code != 0:
+            raise InfrastructureError(f"volume {self.name}: command failed (exit {code}): "
+                                      f"{out.strip()[-300:]}",
+                                      "is the agent container still running?")
+        return out
+
+    _STAT = "stat -f -c '%S %b %a %c %d' {p}"
+
+    def _parse(self, line: str) -> Usage:
+        bs, blocks, avail, files, ffree = (int(x) for x in line.split())
+        return Usage(bs * blocks, bs * avail, files, ffree, self.user)
+
+    def usage(self) -> Usage:
+        """Measure bytes and inodes with statvfs inside the volume."""
+        out = self._run(self._STAT.format(p=shlex.quote(self.path)), guarded=False)
+        return self._parse(out.strip().splitlines()[-1])
+
+    # --- setup -------------------------------------------------------------------------
+    def prepare(self, seeds: dict[str, bytes]) -> None:
+        """Create the service folders and the ballast folder, restoring seeds."""
+        self.seeds = seeds
+        self._run(f"mkdir -p {self.path}/{BALLAST} && chown {self.user} {self.path}/{BALLAST}",
+                  user="0:0")
+        self._restore()
+
+    def _restore(self) -> None:
+        for sub in self.subdirs():
+            data = self.seeds.get(sub) or engine.mkdir_tar(sub, self.spec.uid, self.spec.gid,
+                                                           int(self.spec.mode, 8))
+            self.agent.handle.put_archive(self.path, data)
+
+    # --- fills -------------------------------------------------------------------------
+    def fill(self, *, leave: int | str | None = None, percent: float | None = None) -> FillResult:
+        """Add ballast (fallocate as the owner) so ``leave`` bytes stay free, or ``percent``
+        of bytes are used. On a volume already that full it is a no-op and says so."""
+        self._guard()
+        if (leave is None) == (percent is None):
+            raise UsageError("fill needs exactly one of leave= or percent=",
+                             "e.g. vol.fill(leave='64KiB') or vol.fill(percent=95)")
+        before = self.usage()
+        if percent is not None:
+            if not 0 <= percent <= 100:
+                raise UsageError(f"percent {percent} is outside 0-100", "use 0 to 100")
+            want_used = int(before.bytes_total * percent / 100)
+            target_free = before.bytes_total - want_used
+        else:
+            target_free = parse_size(leave if leave is not None else 0, what="leave")
+        n = ballast_for(before.bytes_free, target_free)
+        if n == 0:
+            return FillResult(0, 0, before, f"already at or below the target: {before}")
+        self._seq += 1
+        f = f"{self.path}/{BALLAST}/ballast-{self._seq}"
+        # fallocate reserves without writing; fall back to writing zeros where unsupported.
+        out = self._run(f"fallocate -l {n} {f} 2>/dev/null || head -c {n} /dev/zero > {f} || "
+                        f"true; {self._STAT.format(p=self.path)}")
+        after = self._parse(out.strip().splitlines()[-1])
+        return FillResult(before.bytes_free - after.bytes_free, 0, after)
+
+    def fill_inodes(self, *, leave: int = 0) -> FillResult:
+        """Create empty files as the owner until ``leave`` inodes stay free."""
+        self._guard()
+        before = self.usage()
+        n = max(0, before.inodes_free - leave)
+        if n == 0:
+            return FillResult(0, 0, before, f"no inode to take: {before}")
+        self._seq += 1
+        d = f"{self.path}/{BALLAST}/inodes-{self._seq}"
+        # The folder takes one inode, the files the rest; `true` (not `:`) so that a failed
+        # redirection ends the loop instead of the shell.
+        out = self._run(f"mkdir {d} && cd {d} && i=1; while [ $i -lt {n} ]; do "
+                        f"true > f$i || break; i=$((i+1)); done; {self._STAT.format(p=self.path)}")
+        after = self._parse(out.strip().splitlines()[-1])
+        return FillResult(0, before.inodes_free - after.inodes_free, after)
+
+    def drain(self) -> int:
+        """Remove the ballast only; works on a 100 % full volume (deleting needs no space)."""
+        self._guard()
+        before = self.usage()
+        self._run(f"find {self.path}/{BALLAST} -mindepth 1 -delete")
+        return self.usage().bytes_free - before.bytes_free
+
+    def reset(self) -> None:
+        """Empty the volume (app files and ballast) and restore the seeds.
+
+        Folders holding log files are emptied by truncating files in place (as logrotate's
+        copytruncate does): a server keeps writing to the file it has open, and deleting
+        it would send every later record into an unlinked inode no one can read.
+        """
+        self._guard()
+        logs = {m.subdir or DEFAULT_SUBDIR for m in self.spec.mounts
+                if m.logs or self.spec.role == "logs"}
+        script = [f"find {self.path}/{BALLAST} -mindepth 1 -delete"]
+        for sub in self.subdirs():
+            d = shlex.quote(f"{self.path}/{sub}")
+            if sub in logs:
+                script.append(f"find {d} -type f -exec truncate -s 0 {{}} +")
+            else:  # empty, never remove: services hold bind mounts of the folder itself
+                script.append(f"find {d} -mindepth 1 -delete")
+        self._run(" ; ".join(script), user="0:0")
+        self._restore()
+
+    def read(self, path: str) -> bytes | None:
+        """A file below the volume's root (e.g. ``data/app.log``), None when absent."""
+        if path.startswith("/") or ".." in path.split("/"):
+            raise UsageError(f"path {path!r} must be relative to the volume",
+                             "e.g. 'app.log' or 'applogs/app.log'")
+        data = self.agent.handle.get_archive(f"{self.path}/{path}")
+        if data is None:
+            return None
+        for _, content in engine.files_in_tar(data):
+            return content
+        return None
+
+    def resolve(self, path: str) -> str:
+        """Map a path relative to the volume's service folders to the agent's layout."""
+        subs = self.subdirs()
+        first = path.split("/", 1)[0]
+        if first in subs and len(subs) > 1:
+            return path
+        return f"{subs[0]}/{path}"

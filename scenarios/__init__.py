@@ -1,0 +1,1 @@
+"""fulldisk's chaos scenarios: pytest files marked ``chaos`` (run with ``pytest -m chaos``)."""

@@ -1,0 +1,897 @@
+"""Invariants judged over hand-built timelines: each one passes, fails and abstains.
+
+The failing cases mirror the reference stack's defect switches (docker/README.md); the
+passing ones mirror its hardened build, which must raise no false alarm.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from harness.errors import UsageError
+from harness.invariants import (
+    INVARIANTS,
+    FileSourceRule,
+    Rules,
+    Verdict,
+    cleanup_keeps_up,
+    core_isolation,
+    counter_accuracy,
+    errors_surface,
+    evaluate,
+    graceful_refusal,
+    health_truthful,
+    log_integrity,
+    no_silent_write_loss,
+    recovery,
+)
+from harness.timeline import (
+    PHASES,
+    CounterSample,
+    DiskSample,
+    Event,
+    HealthSample,
+    LoadEvent,
+    LogRecord,
+    PhaseMark,
+    ProbeResult,
+    StepResult,
+    Timeline,
+)
+
+KiB = 1024
+APP = "app:stdout+stderr"
+APPLOG = "file:applogs/app.log"
+ACCESS = "file:weblogs/access.log"
+LINE_RX = (r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (DEBUG|INFO|WARNING|ERROR|CRITICAL) "
+           r"\S+: ")
+DROP_RX = r"dropped (\d+) log records?"
+ENOSPC = "ERROR datahub.sessions: cannot save session: [Errno 28] No space left on device"
+
+
+# --- builders ------------------------------------------------------------------------------
+
+def step(status: int | None = 200, *, passed: bool | None = None, name: str = "",
+         method: str = "GET", target: str = "/", elapsed: float = 0.05,
+         error: str | None = None, body: str = "", complete: bool = True,
+         write: bool = False, readback: bool = False, timed_out: bool = False) -> StepResult:
+    """A step; passes by default when it answered 2xx/3xx whole."""
+    if passed is None:
+        passed = status is not None and status < 400 and complete and not timed_out
+    return StepResult(name=name, method=method, target=target, status=status, passed=passed,
+                      elapsed=elapsed, error=error, body_excerpt=body, body_complete=complete,
+                      write=write, readback=readback, timed_out=timed_out)
+
+
+def probe(t: float, name: str, *steps: StepResult, core: bool = False,
+          tags: tuple[str, ...] = ()) -> ProbeResult:
+    return ProbeResult(t=t, probe=name, kind="http", steps=steps, core=core,
+                       write=any(s.write for s in steps), tags=tags)
+
+
+def login(t: float, *, status: int = 302, next_ok: bool = True,
+          next_status: int = 200) -> ProbeResult:
+    """The login flow: POST /login (a write), then the next page must be logged in."""
+    body = "Logged in as alice" if next_ok else "<a href=/login>Log in</a>"
+    return probe(
+        t, "login",
+        step(status, name="login", method="POST", target="/login", write=True,
+             error=None if status < 400 else f"expected [302, 303], got {status}"),
+        step(next_status, name="next page", readback=True, passed=next_ok, body=body,
+             error=None if next_ok else "expected text 'Logged in as alice' not found"),
+        core=True)
+
+
+def home(t: float, status: int | None = 200, **kw: Any) -> ProbeResult:
+    return probe(t, "home", step(status, name="home", **kw), core=True)
+
+
+def download(t: float, ok: bool = True) -> ProbeResult:
+    return probe(t, "download", step(200 if ok else 507, target="/datasets/pluto-1/download"),
+                 tags=("download",))
+
+
+def disk(t: float, volume: str = "sessions", *, used: float = 0.1, full: bool = False,
+         total: int = 256 * KiB, inodes: int = 128, inodes_used: float | None = None
+         ) -> DiskSample:
+    """A sample of ``volume``: ``used`` fraction of bytes, or no free page when ``full``."""
+    free = 0 if full else int(total * (1 - used))
+    iused = inodes_used if inodes_used is not None else 0.1
+    return DiskSample(t=t, volume=volume, bytes_total=total, bytes_free=free,
+                      inodes_total=inodes, inodes_free=inodes - int(inodes * iused),
+                      as_user="1000")
+
+
+def log(t: float, text: str, source: str = APP) -> LogRecord:
+    return LogRecord(t=t, source=source, text=text)
+
+
+def rec(t: float, msg: str, level: str = "INFO", logger: str = "datahub") -> str:
+    """A whole app.log line as Python logging writes it."""
+    sec = int(t)
+    return f"2026-11-27 10:00:{sec:02d},{int((t - sec) * 1000):03d} {level} {logger}: {msg}"
+
+
+def timeline(*events: Event, volume: str = "sessions", facts: dict[str, Any] | None = None,
+             phases: tuple[tuple[float, str], ...] = ((0.0, "steady"), (10.0, "fill"),
+                                                      (20.0, "act"), (30.0, "free"),
+                                                      (40.0, "recover"))) -> Timeline:
+    """A timeline with the usual five phases (steady 0, fill 10, act 20, free 30, recover 40)."""
+    tl = Timeline(scenario="x", volume=volume, t0=0.0)
+    for t, ph in phases:
+        tl.add(PhaseMark(t, ph))  # type: ignore[arg-type]
+    tl.extend(events)
+    tl.facts.update(facts or {})
+    return tl
+
+
+def full_between(a: float, b: float, volume: str = "sessions") -> list[DiskSample]:
+    """Samples saying ``volume`` was full from a to b, calm before and after."""
+    return [disk(a - 1, volume), disk(a, volume, full=True), disk(b, volume)]
+
+
+def failed(v: Verdict) -> bool:
+    return v.applicable and not v.passed
+
+
+def ok(v: Verdict) -> bool:
+    return v.applicable and v.passed
+
+
+def na(v: Verdict) -> bool:
+    return not v.applicable and v.passed
+
+
+RULES = Rules()
+LOGGING_RULES = Rules(log_volumes=frozenset({"applogs", "weblogs"}))
+
+
+# --- Verdict, Rules, evaluate ------------------------------------------------------------------
+
+def test_verdict_to_dict_is_json() -> None:
+    v = Verdict("recovery", False, "1 probe never green again", ("a", "b"), scenario="s",
+                volume="cache")
+    d = v.to_dict()
+    assert list(d) == ["invariant", "passed", "applicable", "summary", "evidence",
+                       "scenario", "volume"]
+    assert d["evidence"] == ["a", "b"] and d["applicable"] is True
+    assert json.loads(json.dumps(d)) == d
+
+
+def test_rules_from_reference_target() -> None:
+    from harness.target import target_from_dict
+
+    path = Path(__file__).resolve().parent.parent / "harness" / "targets" / "datahub.toml"
+    target = target_from_dict(tomllib.loads(path.read_text()), file=str(path))
+    rules = Rules.from_target(target)
+    assert rules.bulk_volumes == {"downloads"}
+    assert rules.log_volumes == {"applogs", "weblogs"}
+    assert set(rules.file_sources) == {APPLOG, "file:weblogs/error.log", ACCESS}
+    assert rules.file_sources[APPLOG].drop_pattern == DROP_RX
+    assert rules.file_sources[APPLOG].volume == "applogs"
+    assert rules.counters == {"downloads": "download"}
+    assert rules.cleanup_volume == "downloads"
+    assert rules.cleanup_ceiling == 80 and rules.cleanup_max_full_seconds == 0.5
+    assert rules.request_seconds == target.bounds.request_timeout
+
+
+def test_evaluate_order_names_and_unknown() -> None:
+    tl = timeline()
+    assert [v.invariant for v in evaluate(tl, RULES)] == list(INVARIANTS)
+    assert list(INVARIANTS) == [
+        "no_silent_write_loss", "errors_surface", "graceful_refusal", "core_isolation",
+        "recovery", "cleanup_keeps_up", "counter_accuracy", "health_truthful", "log_integrity"]
+    assert [v.invariant for v in evaluate(tl, RULES, ["recovery"])] == ["recovery"]
+    with pytest.raises(UsageError, match="no_such"):
+        evaluate(tl, RULES, ["no_such"])
+
+
+def test_verdict_copies_scenario_and_volume_and_caps_evidence() -> None:
+    # 30 silent losses: evidence is capped with a count of the rest
+    tl = timeline(*(login(20 + i * 0.1, next_ok=False) for i in range(30)), volume="cache")
+    v = no_silent_write_loss(tl, RULES)
+    assert failed(v) and v.scenario == "x" and v.volume == "cache"
+    assert len(v.evidence) == 20 and v.evidence[-1] == "... and 11 more"
+
+
+# --- 1. no_silent_write_loss -------------------------------------------------------------------
+
+def test_silent_sessions_login_lost_while_sessions_full() -> None:
+    tl = timeline(login(1.0), *full_between(20, 30), login(21.0, next_ok=False),
+                  login(22.0), login(41.0))
+    v = no_silent_write_loss(tl, RULES)
+    assert failed(v)
+    assert v.summary.startswith("1 of 4 acknowledged writes")
+    assert len(v.evidence) == 1
+    line = v.evidence[0]
+    assert "t=21.00s login/login: POST /login -> 302" in line
+    assert "next page: GET / -> 200" in line and "Log in" in line
+    assert "Logged in as alice' not found" in line and "sessions full" in line
+
+
+def test_hardened_login_refused_with_an_error_is_not_silent() -> None:
+    tl = timeline(login(1.0), *full_between(20, 30), login(21.0, status=503, next_ok=False))
+    v = no_silent_write_loss(tl, RULES)
+    assert ok(v)
+    assert "1 refused with an error" in v.summary
+
+
+def test_readback_that_fails_loudly_is_listed_not_counted() -> None:
+    tl = timeline(login(21.0, next_ok=False, next_status=503))
+    v = no_silent_write_loss(tl, RULES)
+    assert ok(v) and "could not be read back" in v.summary
+    assert v.evidence and v.evidence[0].startswith("unverified")
+
+
+def test_readback_answering_401_is_a_loss() -> None:
+    tl = timeline(login(21.0, next_ok=False, next_status=401))
+    assert failed(no_silent_write_loss(tl, RULES))
+
+
+def test_no_write_probe_is_not_applicable() -> None:
+    v = no_silent_write_loss(timeline(home(1.0), home(21.0, 500, passed=False)), RULES)
+    assert na(v) and "no probe with a write step" in v.summary
+
+
+# --- 2. errors_surface -------------------------------------------------------------------------
+
+def test_hardened_refusal_logged_with_cause() -> None:
+    tl = timeline(*full_between(20, 30), login(21.0, status=503, next_ok=False),
+                  log(21.1, ENOSPC))
+    assert ok(errors_surface(tl, RULES))
+    assert ok(no_silent_write_loss(tl, RULES))
+
+
+def test_log_blackhole_nothing_names_the_cause() -> None:
+    tl = timeline(log(1.0, rec(1.0, "started")), *full_between(20, 30, "applogs"),
+                  home(21.0, 500, passed=False), log(25.0, "GET / 200", source="web:stdout"))
+    v = errors_surface(tl, LOGGING_RULES)
+    assert failed(v)
+    assert "1 of 1 failed request left no error record" in v.summary
+    assert "no log line naming the disk" in v.summary
+    text = "\n".join(v.evidence)
+    assert "no error record within 5s: t=21.00s home/home: GET / -> 500" in text
+    assert "applogs full" in text and "sources read: app:stdout+stderr, web:stdout" in text
+    assert "last: t=25.00s [web:stdout] GET / 200" in text
+
+
+def test_error_recorded_but_cause_never_named() -> None:
+    tl = timeline(*full_between(20, 30), home(21.0, 500, passed=False),
+                  log(21.2, "ERROR datahub: internal error"))
+    v = errors_surface(tl, RULES)
+    assert failed(v)
+    assert "left no error record" not in v.summary
+    assert "1 of 1 full-disk span had no log line naming the disk" in v.summary
+
+
+def test_error_record_too_late_or_too_early() -> None:
+    late = timeline(home(5.0, 500, passed=False), log(11.0, "ERROR x: boom"))
+    early = timeline(home(5.0, 500, passed=False), log(3.5, "ERROR x: boom"))
+    just = timeline(home(5.0, 500, passed=False), log(4.5, "ERROR x: boom"))
+    assert failed(errors_surface(late, RULES))
+    assert failed(errors_surface(early, RULES))
+    assert ok(errors_surface(just, RULES))
+
+
+def test_file_lines_count_from_the_previous_read() -> None:
+    # app.log read at 12 and at 40: a line first seen at 40 was written between 12 and 40
+    err = rec(21.0, "session save failed: [Errno 28] No space left on device", "ERROR")
+    tl = timeline(*applog(rec(1.0, "started"), t=12.0), *full_between(20, 30),
+                  home(21.0, 500, passed=False), *applog(err, t=40.0))
+    assert ok(errors_surface(tl, RULES))
+    # read at 12 already: it was written before 12, long before the failure
+    early = timeline(*applog(err, t=12.0), *full_between(20, 30), home(21.0, 500, passed=False),
+                     *applog(rec(30.0, "ok"), t=40.0))
+    assert failed(errors_surface(early, RULES))
+    # a container line carries its own stamp: 40 is too late for a failure at 21
+    stamped = timeline(*full_between(20, 30), home(21.0, 500, passed=False), log(40.0, err))
+    assert failed(errors_surface(stamped, RULES))
+
+
+def test_hang_is_judged_from_when_it_ended() -> None:
+    tl = timeline(home(5.0, None, elapsed=6.0, timed_out=True),
+                  log(15.0, "[error] upstream timed out", source="file:weblogs/error.log"))
+    assert ok(errors_surface(tl, RULES))
+
+
+def test_full_log_volume_must_name_the_cause_even_without_failures() -> None:
+    quiet = timeline(*full_between(20, 30, "applogs"), home(21.0))
+    assert failed(errors_surface(quiet, LOGGING_RULES))
+    named = timeline(*full_between(20, 30, "applogs"), home(21.0),
+                     log(22.0, "--- Logging error ---"),
+                     log(22.0, "OSError: [Errno 28] No space left on device"))
+    assert ok(errors_surface(named, LOGGING_RULES))
+    # a full volume that holds no logs and broke nothing needs no record
+    assert ok(errors_surface(quiet, RULES))
+
+
+def test_expected_client_error_needs_no_record() -> None:
+    tl = timeline(probe(5.0, "missing", step(404, passed=True)))
+    assert na(errors_surface(tl, RULES))
+    tl = timeline(probe(5.0, "missing", step(503, passed=True)))
+    assert failed(errors_surface(tl, RULES))
+
+
+def test_errors_surface_readback_failures_are_skipped() -> None:
+    tl = timeline(login(5.0, next_ok=False, next_status=401))
+    assert na(errors_surface(tl, RULES))
+
+
+def test_errors_surface_not_applicable_when_nothing_failed() -> None:
+    v = errors_surface(timeline(home(1.0), login(2.0)), RULES)
+    assert na(v) and "no request failed" in v.summary
+
+
+# --- 3. graceful_refusal -----------------------------------------------------------------------
+
+def test_fast_503_while_full_is_graceful() -> None:
+    tl = timeline(*full_between(20, 30), login(21.0, status=503, next_ok=False), home(22.0))
+    v = graceful_refusal(tl, RULES)
+    assert ok(v) and "2 requests" in v.summary  # the readback step is not judged
+
+
+@pytest.mark.parametrize(("bad", "kind"), [
+    (step(200, passed=False, body="", error="expected text 'earthquakes'"),
+     "success status with a broken page"),
+    (step(200, complete=False, error="body cut at 1024 of 4096 bytes"),
+     "success status with a cut body"),
+    (step(None, error="connection reset by peer"), "no answer (connection reset)"),
+    (step(None, elapsed=5.0, timed_out=True, error="read timed out"), "hang"),
+    (step(503, elapsed=7.5), "hang"),
+    (step(404), "client error 404 instead of a server error"),
+    (step(502, complete=False), "error with a cut body"),
+])
+def test_ungraceful_answers_while_full(bad: StepResult, kind: str) -> None:
+    tl = timeline(*full_between(20, 30, "cache"), probe(21.0, "dataset", bad))
+    v = graceful_refusal(tl, RULES)
+    assert failed(v)
+    assert v.summary.endswith(f"1 {kind}")
+    assert v.evidence[0].startswith(f"{kind}: t=21.00s dataset: GET /")
+    assert "[cache full]" in v.evidence[0]
+
+
+def test_graceful_refusal_ignores_requests_when_nothing_is_full() -> None:
+    tl = timeline(disk(1.0), probe(2.0, "dataset", step(200, passed=False)))
+    v = graceful_refusal(tl, RULES)
+    assert na(v) and "no request ran while a volume was full" in v.summary
+
+
+def test_step_time_decides_whether_a_step_ran_while_full() -> None:
+    # the flow starts before the disk fills; its second step runs after
+    tl = timeline(disk(19.0), disk(20.5, full=True),
+                  probe(20.0, "flow", step(200, elapsed=1.0), step(200, passed=False)))
+    v = graceful_refusal(tl, RULES)
+    assert failed(v) and "t=21.00s" in v.evidence[0]
+
+
+# --- 4. core_isolation -------------------------------------------------------------------------
+
+def downloads_fill(t: float, n: int = 5) -> list[LoadEvent]:
+    return [LoadEvent(t + i * 0.1, "download", "downloads", 128 * KiB) for i in range(n)]
+
+
+def test_unbounded_downloads_break_login() -> None:
+    tl = timeline(*downloads_fill(10.0), disk(12.0, "sessions", full=True),
+                  login(21.0, status=500, next_ok=False), home(21.5), login(22.0))
+    v = core_isolation(tl, RULES)
+    assert failed(v)
+    assert v.summary == ("1 of 3 core probe runs failed while bulk data filled the disk "
+                         "(login)")
+    assert v.evidence[0] == "loads: download: 5x, 640 KiB"
+    assert "login/login: POST /login -> 500" in v.evidence[1]
+    assert "[sessions full]" in v.evidence[1]
+
+
+def test_core_flows_survive_downloads() -> None:
+    tl = timeline(*downloads_fill(10.0), disk(12.0, "downloads", full=True),
+                  login(21.0), home(22.0), probe(23.0, "dataset", step(503)))
+    assert ok(core_isolation(tl, RULES))
+
+
+def test_core_failures_outside_fill_and_act_do_not_count() -> None:
+    tl = timeline(*downloads_fill(10.0), login(5.0, status=500), login(21.0),
+                  login(31.0, status=500))
+    assert ok(core_isolation(tl, RULES))
+
+
+def test_ballast_on_bulk_volume_applies_on_other_volume_does_not() -> None:
+    broken = (login(21.0, status=500, next_ok=False),)
+    bulk = timeline(LoadEvent(10.0, "ballast", "downloads", 8 * KiB * KiB), *broken)
+    rules = Rules(bulk_volumes=frozenset({"downloads"}))
+    assert failed(core_isolation(bulk, rules))
+    other = timeline(LoadEvent(10.0, "ballast", "sessions", 256 * KiB), *broken)
+    v = core_isolation(other, rules)
+    assert na(v) and "not bulk data" in v.summary
+
+
+def test_core_isolation_without_core_runs_is_not_applicable() -> None:
+    tl = timeline(*downloads_fill(10.0), probe(21.0, "dataset", step(500)))
+    assert na(core_isolation(tl, RULES))
+
+
+# --- 5. recovery -------------------------------------------------------------------------------
+
+def dataset(t: float, good: bool = True) -> ProbeResult:
+    if good:
+        return probe(t, "dataset", step(200, target="/datasets/earthquakes",
+                                        body="<h1>earthquakes</h1>"))
+    return probe(t, "dataset", step(200, target="/datasets/earthquakes", passed=False,
+                                    body="<h1>earthq", error="expected text 'earthquakes'"))
+
+
+def test_poisoned_cache_dataset_never_recovers() -> None:
+    tl = timeline(dataset(1.0), home(1.5), dataset(21.0, False), dataset(41.0, False),
+                  home(41.5), dataset(45.0, False))
+    v = recovery(tl, RULES)
+    assert failed(v)
+    assert v.summary == "1 probe never green again (dataset)"
+    assert v.evidence[0].startswith("dataset: never green again in 2 runs; last failure "
+                                    "t=45.00s dataset: GET /datasets/earthquakes -> 200")
+
+
+def test_everything_green_again_in_time() -> None:
+    tl = timeline(dataset(1.0), home(1.5), dataset(21.0, False), dataset(41.0), home(41.5),
+                  facts={"restarts": {"app": 0, "web": 0}})
+    v = recovery(tl, RULES)
+    assert ok(v) and "within 10s, with no restart" in v.summary
+
+
+def test_recovery_fails_on_restart() -> None:
+    tl = timeline(dataset(1.0), dataset(41.0), facts={"restarts": {"app": 1, "web": 0}})
+    v = recovery(tl, RULES)
+    assert failed(v) and "1 service restarted (app)" in v.summary
+    assert "restarts: app x1" in v.evidence
+
+
+def test_recovery_too_slow_or_relapsing_or_missing() -> None:
+    slow = timeline(dataset(1.0), dataset(41.0, False), dataset(55.0))
+    v = recovery(slow, RULES)
+    assert failed(v) and "green only after 10s (dataset)" in v.summary
+    relapse = timeline(dataset(1.0), dataset(41.0), dataset(45.0, False))
+    v = recovery(relapse, RULES)
+    assert failed(v) and "failing again at the end" in v.evidence[0]
+    missing = timeline(dataset(1.0), home(1.0), home(41.0))
+    v = recovery(missing, RULES)
+    assert failed(v) and v.evidence == ("dataset: never ran during recover",)
+
+
+def test_first_run_in_recover_passing_late_is_not_slow() -> None:
+    # the harness only probed 15s after recover began; the first run was already green
+    tl = timeline(dataset(1.0), dataset(55.0))
+    assert ok(recovery(tl, RULES))
+
+
+def test_probe_never_green_in_steady_is_not_required_to_recover() -> None:
+    tl = timeline(dataset(1.0, False), home(1.0), dataset(41.0, False), home(41.0))
+    assert ok(recovery(tl, RULES))
+
+
+def test_recovery_not_applicable_without_recover_phase() -> None:
+    tl = timeline(dataset(1.0), phases=((0.0, "steady"), (10.0, "fill")))
+    assert na(recovery(tl, RULES))
+
+
+# --- 6. cleanup_keeps_up -----------------------------------------------------------------------
+
+CLEANUP = Rules(cleanup_volume="downloads", cleanup_ceiling=80, cleanup_max_full_seconds=0.5)
+
+
+def cleanup_run(peaks: list[float], *, full_at: float | None = None,
+                full_until: float | None = None) -> Timeline:
+    events: list[Event] = [*downloads_fill(20.0, 20), download(20.5), download(21.0),
+                           download(21.5, ok=False)]
+    for i, used in enumerate(peaks):
+        events.append(disk(20.0 + i * 0.5, "downloads", used=used, total=8 * KiB * KiB))
+    if full_at is not None and full_until is not None:
+        events += [disk(full_at, "downloads", full=True, total=8 * KiB * KiB),
+                   disk(full_until, "downloads", used=0.3, total=8 * KiB * KiB)]
+    return timeline(*events)
+
+
+def test_lazy_cleanup_peaks_over_ceiling() -> None:
+    v = cleanup_keeps_up(cleanup_run([0.3, 0.6, 0.92, 0.5]), CLEANUP)
+    assert failed(v)
+    assert v.summary == "cleanup did not keep up: usage of downloads peaked at 92% (ceiling 80%)"
+    assert v.evidence[0].startswith("peak: t=21.00s disk downloads:")
+    assert v.evidence[1] == ("downloads: 3 attempted, 2 served, 1 refused "
+                             "(20 download loads)")
+
+
+def test_cleanup_keeps_up() -> None:
+    v = cleanup_keeps_up(cleanup_run([0.3, 0.6, 0.7, 0.5]), CLEANUP)
+    assert ok(v) and "peak 70%" in v.summary
+
+
+def test_cleanup_full_too_long() -> None:
+    v = cleanup_keeps_up(cleanup_run([0.3, 0.5], full_at=22.0, full_until=24.0),
+                         Rules(cleanup_volume="downloads", cleanup_ceiling=100,
+                               cleanup_max_full_seconds=0.5))
+    assert failed(v) and "was full for 2.00s (bound 0.5s)" in v.summary
+    assert "full t=22.00s-t=24.00s (2.00s)" in v.evidence
+
+
+def test_cleanup_full_time_is_clipped_to_act() -> None:
+    # full from 29 to 35; act ends at 30 (free starts): only 1s counts
+    v = cleanup_keeps_up(cleanup_run([0.3], full_at=29.0, full_until=35.0),
+                         Rules(cleanup_volume="downloads", cleanup_ceiling=100,
+                               cleanup_max_full_seconds=1.5))
+    assert ok(v) and "full 1.00s" in v.summary
+
+
+def test_cleanup_not_applicable() -> None:
+    assert na(cleanup_keeps_up(cleanup_run([0.9]), RULES))  # no cleanup declared
+    no_downloads = timeline(disk(21.0, "downloads", used=0.95))
+    assert na(cleanup_keeps_up(no_downloads, CLEANUP))
+    no_act_samples = timeline(*downloads_fill(20.0), disk(5.0, "downloads", used=0.95))
+    assert na(cleanup_keeps_up(no_act_samples, CLEANUP))
+
+
+# --- 7. counter_accuracy -----------------------------------------------------------------------
+
+COUNTERS = Rules(counters={"downloads": "download"})
+
+
+def test_miscounted_downloads() -> None:
+    tl = timeline(CounterSample(1.0, "downloads", 10.0),
+                  *(download(2.0 + i) for i in range(5)), download(8.0, ok=False),
+                  CounterSample(9.0, "downloads", 13.0), download(12.0))
+    v = counter_accuracy(tl, COUNTERS)
+    assert failed(v)
+    assert v.summary == "downloads moved 3 for 5 successful download runs"
+    assert v.evidence[0] == ("downloads: 10 at t=1.00s -> 13 at t=9.00s (moved 3); "
+                             "5 successful download runs, 1 failed")
+    assert v.evidence[1].startswith("  failed: t=8.00s download: GET")
+
+
+def test_counter_matches_served_downloads() -> None:
+    tl = timeline(CounterSample(1.0, "downloads", 10.0), CounterSample(1.5, "downloads", None),
+                  *(download(2.0 + i) for i in range(5)), download(8.0, ok=False),
+                  CounterSample(9.0, "downloads", 15.0))
+    assert ok(counter_accuracy(tl, COUNTERS))
+
+
+def test_counter_not_applicable_with_one_readable_sample() -> None:
+    tl = timeline(CounterSample(1.0, "downloads", 10.0), CounterSample(9.0, "downloads", None),
+                  download(2.0))
+    assert na(counter_accuracy(tl, COUNTERS))
+    assert na(counter_accuracy(timeline(CounterSample(1.0, "downloads", 1.0),
+                                        CounterSample(2.0, "downloads", 1.0)), RULES))
+
+
+# --- 8. health_truthful ------------------------------------------------------------------------
+
+def test_blind_health_ok_while_full() -> None:
+    tl = timeline(disk(1.0), HealthSample(1.5, "healthy", "ok"), disk(20.0, full=True),
+                  HealthSample(21.0, "healthy", '{"status": "ok"}'))
+    v = health_truthful(tl, RULES)
+    assert failed(v) and "said healthy 1 time while a volume was full" in v.summary
+    assert v.evidence[0].startswith("t=21.00s health said healthy ('{\"status\": \"ok\"}') "
+                                    "while full: t=20.00s disk sessions:")
+    assert "FULL" in v.evidence[0]
+
+
+def test_health_truthful_hardened() -> None:
+    tl = timeline(disk(1.0), disk(1.0, "cache", used=0.2), HealthSample(1.5, "healthy"),
+                  disk(20.0, full=True), HealthSample(21.0, "degraded"),
+                  disk(22.0, used=0.7), HealthSample(23.0, "degraded"),  # in between: free
+                  disk(24.0, used=0.8), HealthSample(25.0, "healthy"))
+    v = health_truthful(tl, RULES)
+    assert ok(v) and "1 taken while full" in v.summary
+
+
+def test_health_false_alarm() -> None:
+    tl = timeline(disk(1.0), HealthSample(1.5, "degraded", "degraded"))
+    v = health_truthful(tl, RULES)
+    assert failed(v) and "1 false alarm" in v.summary
+    assert "no health sample was taken while a volume was full" in v.summary
+    inodes = timeline(disk(1.0, inodes_used=0.9), HealthSample(1.5, "degraded"))
+    assert ok(health_truthful(inodes, RULES))
+
+
+def test_health_unreachable_or_failing_while_full_is_fine() -> None:
+    tl = timeline(disk(20.0, "cache", full=True), disk(20.0),
+                  HealthSample(21.0, "unreachable"), HealthSample(22.0, "failing"))
+    assert ok(health_truthful(tl, RULES))
+
+
+def test_health_not_applicable() -> None:
+    assert na(health_truthful(timeline(disk(1.0)), RULES))
+    v = health_truthful(timeline(HealthSample(1.0, "healthy"), disk(2.0, full=True)), RULES)
+    assert na(v) and "no health sample had a disk sample" in v.summary
+
+
+# --- 9. log_integrity --------------------------------------------------------------------------
+
+FILES = Rules(file_sources={
+    APPLOG: FileSourceRule("applogs", LINE_RX, DROP_RX),
+    ACCESS: FileSourceRule("weblogs"),
+})
+
+
+def applog(*texts: str, t: float = 50.0) -> list[LogRecord]:
+    """Lines of app.log as read back at time t (after recover began)."""
+    return [log(t, text, APPLOG) for text in texts]
+
+
+def test_torn_line_glued_to_the_next_record() -> None:
+    torn = rec(22.0, "hel") + rec(41.0, "world")
+    tl = timeline(*applog(rec(1.0, "started"), torn, rec(42.0, "ok")))
+    v = log_integrity(tl, FILES)
+    assert failed(v) and v.summary == f"{APPLOG} has 1 torn line"
+    assert v.evidence[0] == f"torn in {APPLOG} at t=50.00s: {torn!r}"
+
+
+def test_torn_fragment_line() -> None:
+    tl = timeline(*applog(rec(1.0, "started"), "lo world", rec(42.0, "ok")))
+    assert failed(log_integrity(tl, FILES))
+
+
+def test_whole_lines_and_tracebacks_are_not_torn() -> None:
+    lines = [rec(1.0, "started"), rec(21.0, "cannot save session", "ERROR"),
+             "Traceback (most recent call last):",
+             '  File "/app/datahub/sessions.py", line 40, in save',
+             "    fh.write(data)",
+             "OSError: [Errno 28] No space left on device",
+             "",
+             "During handling of the above exception, another exception occurred:",
+             "",
+             "Traceback (most recent call last):",
+             '  File "/app/datahub/app.py", line 9, in login',
+             "RuntimeError: session not saved",
+             rec(42.0, "ok")]
+    v = log_integrity(timeline(*applog(*lines)), FILES)
+    assert ok(v), v.evidence
+
+
+def test_torn_lines_read_while_full_still_count() -> None:
+    # a newline-terminated line read during act is still in the file once space is back
+    tl = timeline(*applog(rec(1.0, "started"), "lo world", t=25.0))
+    v = log_integrity(tl, FILES)
+    assert failed(v) and "'lo world'" in v.evidence[0]
+
+
+def test_loose_line_pattern_does_not_flag_every_line() -> None:
+    rules = Rules(file_sources={APPLOG: FileSourceRule("applogs", r"^\S+ \S+ \S+ ")})
+    tl = timeline(*applog(*(f"2026-11-27 10:00:0{i} INFO many words in line {i} here"
+                            for i in range(6))))
+    assert ok(log_integrity(tl, rules))
+
+
+def test_single_glued_line_is_torn() -> None:
+    tl = timeline(*applog(rec(22.0, "hel") + rec(41.0, "world")))
+    assert failed(log_integrity(tl, FILES))
+
+
+def test_torn_lines_are_listed_in_file_order() -> None:
+    lines = [rec(1.0, "a"), rec(2.0, "b") + rec(3.0, "c"), "fragment", rec(4.0, "d"),
+             rec(5.0, "e")]
+    v = log_integrity(timeline(*applog(*lines)), FILES)
+    assert failed(v) and "2 torn lines" in v.summary
+    assert "INFO datahub: b2026" in v.evidence[0] and "'fragment'" in v.evidence[1]
+
+
+def marks(*spec: tuple[float, str]) -> list[LoadEvent]:
+    return [LoadEvent(t, "log_mark", None, detail=m) for t, m in spec]
+
+
+def gap_run(*extra: str) -> Timeline:
+    """Mark m-0 sent in steady and logged; m-1..m-3 sent while applogs was full, lost."""
+    sent = marks((1.0, "fdmark-0"), (21.0, "fdmark-1"), (22.0, "fdmark-2"),
+                 (23.0, "fdmark-3"), (41.0, "fdmark-4"))
+    lines = [rec(1.0, "GET /fdmark-0 200"), *extra, rec(41.0, "GET /fdmark-4 200")]
+    return timeline(*sent, *full_between(20, 30, "applogs"), *applog(*lines))
+
+
+def test_silent_gap_while_full() -> None:
+    v = log_integrity(gap_run(), FILES)
+    assert failed(v)
+    assert v.summary == f"{APPLOG} silently lost 3 of 3 records sent while full"
+    assert v.evidence[0] == (f"missing from {APPLOG}: mark 'fdmark-1' sent at t=21.00s "
+                             "[applogs full]")
+
+
+def test_drop_announcement_covers_missing_marks() -> None:
+    v = log_integrity(gap_run(rec(31.0, "dropped 3 log records while the disk was full",
+                                  "WARNING")), FILES)
+    assert ok(v), v.summary
+    assert "3 missing marks announced as dropped" in v.summary
+    assert any(e.startswith(f"drop announced in {APPLOG}") for e in v.evidence)
+
+
+def test_drop_announcement_too_small() -> None:
+    v = log_integrity(gap_run(rec(31.0, "dropped 2 log records", "WARNING")), FILES)
+    assert failed(v) and "lost 3 records but announced only 2 dropped" in v.summary
+
+
+def test_drop_announcement_without_count_covers_any_gap() -> None:
+    rules = Rules(file_sources={APPLOG: FileSourceRule("applogs", LINE_RX,
+                                                       r"log records were dropped")})
+    assert ok(log_integrity(gap_run(rec(31.0, "log records were dropped")), rules))
+
+
+def test_marks_written_later_from_the_buffer() -> None:
+    late = [rec(31.0, f"GET /fdmark-{i} 200") for i in (3, 1, 2)]  # out of order is fine
+    assert ok(log_integrity(gap_run(*late), FILES))
+
+
+def test_marker_that_prefixes_another_is_not_found_inside_it() -> None:
+    sent = marks((1.0, "fdmark-0"), (21.0, "fdmark-1"), (22.0, "fdmark-10"))
+    tl = timeline(*sent, *full_between(20, 30, "applogs"),
+                  *applog(rec(1.0, "GET /fdmark-0 200"), rec(31.0, "GET /fdmark-10 200")))
+    v = log_integrity(tl, FILES)
+    assert failed(v) and "silently lost 1 of 2 records" in v.summary
+    assert "'fdmark-1'" in v.evidence[0]
+
+
+def test_source_that_does_not_log_requests_is_not_judged_for_gaps() -> None:
+    sent = marks((1.0, "fdmark-0"), (21.0, "fdmark-1"))
+    tl = timeline(*sent, *full_between(20, 30, "applogs"),
+                  *applog(rec(1.0, "started"), rec(41.0, "still here")),
+                  log(50.0, "127.0.0.1 - - GET /fdmark-0", ACCESS))
+    v = log_integrity(tl, FILES)
+    assert failed(v)  # access.log logged fdmark-0 in steady and lost fdmark-1
+    assert v.summary == f"{ACCESS} silently lost 1 of 1 record sent while full"
+
+
+def test_log_integrity_not_applicable_without_file_records() -> None:
+    tl = timeline(log(1.0, "INFO hello"), *marks((1.0, "fdmark-0")))
+    v = log_integrity(tl, FILES)
+    assert na(v) and "no declared log file was read back" in v.summary
+
+
+# --- whole battery: hardened run passes everything ---------------------------------------------
+
+def test_hardened_run_passes_every_invariant() -> None:
+    rules = Rules(log_volumes=frozenset({"applogs"}),
+                  file_sources={APPLOG: FileSourceRule("applogs", LINE_RX, DROP_RX)},
+                  counters={"downloads": "download"})
+    tl = timeline(
+        disk(0.5), disk(0.5, "applogs"), HealthSample(0.8, "healthy"),
+        CounterSample(0.9, "downloads", 0.0), login(1.0), home(1.5), download(2.0),
+        *marks((2.5, "fdmark-0")),
+        LoadEvent(10.0, "ballast", "sessions", 200 * KiB), disk(11.0, full=True),
+        HealthSample(12.0, "degraded"),
+        login(21.0, status=503, next_ok=False), log(21.1, ENOSPC), home(21.5),
+        download(22.0), CounterSample(23.0, "downloads", 2.0),
+        LoadEvent(30.0, "drain", "sessions"), disk(31.0),
+        login(41.0), home(41.5), download(41.8), HealthSample(42.0, "healthy"),
+        *applog(rec(1.0, "GET /fdmark-0 200"), rec(21.1, "session save failed", "ERROR")),
+        facts={"restarts": {"app": 0}})
+    verdicts = evaluate(tl, rules)
+    assert all(v.passed for v in verdicts), [v.to_dict() for v in verdicts if not v.passed]
+    applicable = {v.invariant for v in verdicts if v.applicable}
+    assert applicable == {"no_silent_write_loss", "errors_surface", "graceful_refusal",
+                          "recovery", "counter_accuracy", "health_truthful", "log_integrity"}
+
+
+# --- properties --------------------------------------------------------------------------------
+
+VOLUMES = ("sessions", "cache", "downloads", "applogs")
+PROBES = ("login", "home", "dataset", "download")
+MARKERS = ("fdmark-a", "fdmark-b", "fdmark-c")
+SOURCES = (APP, APPLOG, ACCESS, "web:stdout")
+times = st.floats(min_value=0.0, max_value=60.0, allow_nan=False)
+
+steps_st = st.builds(
+    StepResult, name=st.sampled_from(["", "login", "next page"]),
+    method=st.sampled_from(["GET", "POST"]), target=st.sampled_from(["/", "/login"]),
+    status=st.one_of(st.none(), st.sampled_from([200, 302, 401, 404, 500, 503, 507])),
+    passed=st.booleans(), elapsed=st.floats(min_value=0.0, max_value=10.0),
+    error=st.one_of(st.none(), st.text(max_size=30)), body_excerpt=st.text(max_size=30),
+    body_complete=st.booleans(), bytes_received=st.integers(0, 10_000),
+    write=st.booleans(), readback=st.booleans(), timed_out=st.booleans())
+
+
+@st.composite
+def disk_st(draw: st.DrawFn) -> DiskSample:
+    total = draw(st.integers(0, 64 * 4096))
+    itotal = draw(st.integers(0, 256))
+    return DiskSample(t=draw(times), volume=draw(st.sampled_from(VOLUMES)), bytes_total=total,
+                      bytes_free=draw(st.integers(0, total)), inodes_total=itotal,
+                      inodes_free=draw(st.integers(0, itotal)),
+                      as_user=draw(st.sampled_from(["root", "1000"])))
+
+
+log_text = st.one_of(
+    st.text(max_size=60),
+    st.sampled_from([ENOSPC, rec(1.0, "x"), rec(2.0, "hel") + rec(3.0, "lo"),
+                     "Traceback (most recent call last):", "  File x", "dropped 2 log records",
+                     "GET /fdmark-a 200", "lo world", "ERROR x: y"]))
+
+events_st = st.one_of(
+    st.builds(PhaseMark, t=times, phase=st.sampled_from(PHASES)),
+    st.builds(ProbeResult, t=times, probe=st.sampled_from(PROBES), kind=st.just("http"),
+              steps=st.lists(steps_st, max_size=3).map(tuple), core=st.booleans(),
+              write=st.booleans(), tags=st.sampled_from([(), ("download",)])),
+    disk_st(),
+    st.builds(LogRecord, t=times, source=st.sampled_from(SOURCES), text=log_text,
+              volume=st.none()),
+    st.builds(LoadEvent, t=times,
+              load=st.sampled_from(["ballast", "download", "drain", "log_mark", "cleanup"]),
+              volume=st.one_of(st.none(), st.sampled_from(VOLUMES)),
+              bytes=st.integers(0, 10**6), detail=st.sampled_from(("", *MARKERS))),
+    st.builds(CounterSample, t=times, counter=st.sampled_from(["downloads", "other"]),
+              value=st.one_of(st.none(), st.floats(0, 100, allow_nan=False))),
+    st.builds(HealthSample, t=times,
+              status=st.sampled_from(["healthy", "degraded", "failing", "unreachable"])),
+)
+
+FULL_RULES = Rules(
+    bulk_volumes=frozenset({"downloads"}), log_volumes=frozenset({"applogs"}),
+    file_sources={APPLOG: FileSourceRule("applogs", LINE_RX, DROP_RX),
+                  ACCESS: FileSourceRule("weblogs", None, r"lost (\d+)?")},
+    counters={"downloads": "download", "missing": "nothing"},
+    cleanup_volume="downloads", cleanup_ceiling=80, cleanup_max_full_seconds=0.5)
+
+
+@settings(deadline=None, max_examples=150)
+@given(events=st.lists(events_st, max_size=40),
+       restarts=st.one_of(st.none(), st.just("weird"),
+                          st.dictionaries(st.sampled_from(["app", "web"]), st.integers(0, 2))))
+def test_evaluate_never_raises_and_is_well_formed(events: list[Event], restarts: Any) -> None:
+    tl = Timeline(scenario="prop", volume="sessions", t0=0.0)
+    tl.extend(events)
+    if restarts is not None:
+        tl.facts["restarts"] = restarts
+    for rules in (FULL_RULES, RULES):
+        verdicts = evaluate(tl, rules)
+        assert [v.invariant for v in verdicts] == list(INVARIANTS)
+        for v in verdicts:
+            assert v.passed or v.applicable
+            assert v.summary and len(v.evidence) <= 20
+            assert v.scenario == "prop" and v.volume == "sessions"
+            json.dumps(v.to_dict())
+
+
+@settings(deadline=None, max_examples=100)
+@given(samples=st.lists(disk_st(), max_size=20), at=st.lists(times, max_size=10))
+def test_disk_index_agrees_with_timeline_full_at(samples: list[DiskSample],
+                                                 at: list[float]) -> None:
+    from harness.invariants import _Disks
+
+    tl = Timeline(t0=0.0)
+    tl.extend(samples)
+    disks = _Disks(tl)
+    for t in at:
+        assert disks.full_at(t) == tl.full_at(t)
+        for vol in VOLUMES:
+            assert (vol in disks.full_volumes(t)) == tl.full_at(t, vol)
+
+
+@settings(deadline=None, max_examples=100)
+@given(records=st.lists(st.builds(LogRecord, t=times, source=st.sampled_from(SOURCES),
+                                  text=st.just("x"), volume=st.none()), max_size=15),
+       a=times, width=st.floats(0.0, 20.0))
+def test_log_stamps_agree_with_brute_force(records: list[LogRecord], a: float,
+                                           width: float) -> None:
+    from harness.invariants import _Stamps
+
+    b = a + width
+    expected = False
+    for r in records:
+        if r.source.startswith("file:"):
+            earlier = [x.t for x in records if x.source == r.source and x.t < r.t]
+            lo = max(earlier) if earlier else float("-inf")
+        else:
+            lo = r.t
+        expected |= lo <= b and r.t >= a
+    assert _Stamps(records).any_between(a, b) == expected
+
+
+@settings(deadline=None, max_examples=50)
+@given(phases=st.lists(st.tuples(times, st.sampled_from(PHASES)), max_size=5),
+       volume=st.one_of(st.none(), st.sampled_from(VOLUMES)))
+def test_timeline_without_observations_is_not_applicable(
+        phases: list[tuple[float, Any]], volume: str | None) -> None:
+    tl = Timeline(scenario="empty", volume=volume, t0=0.0)
+    tl.extend(PhaseMark(t, ph) for t, ph in phases)
+    for v in evaluate(tl, FULL_RULES):
+        assert not v.applicable and v.passed, v
+        assert v.volume == volume

@@ -1,0 +1,165 @@
+"""Target config: the reference target loads, and every bad config names file, key and fix."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pyfakefs.fake_filesystem import FakeFilesystem
+
+from harness.errors import ConfigError, HarnessError
+from harness.target import load_target, reference_target, target_from_dict
+
+GOOD = textwrap.dedent("""
+    name = "shop"
+    [services.web]
+    image = "shop:1"
+    ports = [8080]
+    [volumes.uploads]
+    size = "1MiB"
+    owner = "1000:1000"
+    mounts = [{ service = "web", path = "/srv/uploads" }]
+    [probes.home]
+    service = "web"
+    core = true
+    steps = [{ path = "/" }]
+""")
+
+
+def write(fs: FakeFilesystem, text: str, name: str = "fulldisk.toml") -> str:
+    path = f"/cfg/{name}"
+    fs.create_file(path, contents=text)
+    return path
+
+
+def test_reference_target_is_valid() -> None:
+    t = reference_target()
+    assert t.name == "datahub"
+    assert {"sessions", "downloads", "applogs"} <= set(t.volumes)
+    assert t.volumes["downloads"].role == "bulk"
+    assert "login" in t.core_probes
+
+
+def test_good_config_loads_from_fulldisk_toml_and_pyproject(fs: FakeFilesystem) -> None:
+    t = load_target(write(fs, GOOD))
+    assert t.volumes["uploads"].size == 1024 * 1024 and t.path == "/cfg/fulldisk.toml"
+    text = GOOD.replace('name = "shop"', 'name = "shop2"')
+    for table in ("services", "volumes", "probes"):
+        text = text.replace(f"[{table}", f"[tool.fulldisk.{table}")
+    py = write(fs, "[tool.fulldisk]\n" + text, "pyproject.toml")
+    assert load_target(py).name == "shop2"
+
+
+def test_env_interpolation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATAHUB_DEFECTS", "silent_sessions")
+    assert reference_target().services["app"].env["DATAHUB_DEFECTS"] == "silent_sessions"
+    monkeypatch.delenv("DATAHUB_DEFECTS")
+    assert reference_target().services["app"].env["DATAHUB_DEFECTS"] == ""
+
+
+BAD: list[tuple[str, str, str, str]] = [
+    # (what, edit: old -> new, key expected in message, words expected)
+    ("missing name", 'name = "shop"\n', "name", "add this key"),
+    ("bad size", 'size = "1MiB"', "volumes.uploads.size", "not a size"),
+    ("unknown key", 'core = true', "probes.home.cor", "unknown keys are refused"),
+    ("wrong type", 'ports = [8080]', "services.web.ports", "right type"),
+    ("unknown service in mount", 'service = "web", path', "volumes.uploads.mounts",
+     "unknown service 'nope'"),
+    ("relative mount path", 'path = "/srv/uploads"', "volumes.uploads.mounts[0].path",
+     "absolute"),
+    ("probe to another host", 'path = "/" }', "probes.home.steps[0].path", "127.0.0.1"),
+    ("bad owner", 'owner = "1000:1000"', "volumes.uploads.owner", "uid:gid"),
+    ("port not published", 'core = true', "probes.home", "port 9999"),
+    ("bad name", '[volumes.uploads]', "volumes", "lowercase"),
+    ("bad regex capture", 'path = "/" }', "probes.home.steps[0].capture", "regex"),
+    ("readback before write", 'path = "/" }', "probes.home", "readback"),
+    ("no steps", 'steps = [{ path = "/" }]', "probes.home", "at least one"),
+]
+EDITS = {
+    "missing name": ('name = "shop"\n', ""),
+    "bad size": ('size = "1MiB"', 'size = "12XB"'),
+    "unknown key": ("core = true", "cor = true"),
+    "wrong type": ("ports = [8080]", 'ports = "eighty"'),
+    "unknown service in mount": ('service = "web", path', 'service = "nope", path'),
+    "relative mount path": ('path = "/srv/uploads"', 'path = "srv/uploads"'),
+    "probe to another host": ('path = "/" }', 'path = "http://10.0.0.1/" }'),
+    "bad owner": ('owner = "1000:1000"', 'owner = "www-data"'),
+    "port not published": ("core = true", "core = true\nport = 9999"),
+    "bad name": ("[volumes.uploads]", "[volumes.Uploads]"),
+    "bad regex capture": ('path = "/" }', 'path = "/", capture = { x = "(" } }'),
+    "readback before write": ('path = "/" }', 'path = "/", readback = true }'),
+    "no steps": ('steps = [{ path = "/" }]', "steps = []"),
+}
+
+
+@pytest.mark.parametrize(("what", "old", "key", "words"), BAD, ids=[b[0] for b in BAD])
+def test_bad_config_names_file_key_and_fix(fs: FakeFilesystem, what: str, old: str, key: str,
+                                           words: str) -> None:
+    src, dst = EDITS[what]
+    assert src in GOOD
+    path = write(fs, GOOD.replace(src, dst, 1))
+    with pytest.raises(ConfigError) as e:
+        load_target(path)
+    msg = e.value.one_line()
+    assert msg.startswith("/cfg/fulldisk.toml:"), msg
+    assert key in msg, msg
+    assert words in msg, msg
+    assert "Hint:" in msg
+
+
+def test_not_toml_and_missing_file(fs: FakeFilesystem) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_target(write(fs, "name = \n"))
+    with pytest.raises(ConfigError, match="no such file"):
+        load_target("/cfg/none.toml")
+    with pytest.raises(ConfigError, match=r"tool\.fulldisk"):
+        load_target(write(fs, "[tool.other]\n", "pyproject.toml"))
+
+
+def test_duplicate_mount_is_refused() -> None:
+    data: dict[str, Any] = {
+        "name": "x", "services": {"a": {"image": "i"}},
+        "volumes": {"v1": {"size": 4096, "mounts": [{"service": "a", "path": "/d"}]},
+                    "v2": {"size": 4096, "mounts": [{"service": "a", "path": "/d"}]}}}
+    with pytest.raises(ConfigError, match="already mounted"):
+        target_from_dict(data, file="t.toml")
+
+
+def test_shared_variant_puts_every_path_on_one_volume() -> None:
+    t = reference_target().shared()
+    (name, vol), = t.volumes.items()
+    assert name == "shared"
+    assert {m.subdir for m in vol.mounts} == set(reference_target().volumes)
+    assert vol.size == sum(v.size for v in reference_target().volumes.values())
+    assert all(log.volume in (None, "shared") for log in t.logs)
+
+
+def test_redaction_removes_passwords() -> None:
+    t = reference_target()
+    assert "wonderland" not in t.redact("user=alice&password=wonderland")
+
+
+junk = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.floats(),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+    max_leaves=20)
+keys = st.sampled_from(["name", "services", "volumes", "probes", "logs", "health", "counters",
+                        "downloads", "cleanup", "bounds"])
+
+
+@given(st.dictionaries(keys, junk, max_size=6))
+@settings(deadline=None, max_examples=300)
+def test_generated_junk_only_raises_our_errors(data: dict[str, Any]) -> None:
+    try:
+        target_from_dict(data, file="junk.toml")
+    except HarnessError as e:
+        assert "junk.toml" in str(e)
+
+
+def test_path_is_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "fulldisk.toml").write_text(GOOD)
+    assert load_target(tmp_path).name == "shop"

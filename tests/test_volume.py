@@ -1,0 +1,145 @@
+"""The floor: real tmpfs volumes in real containers give ENOSPC, as the harness measures.
+
+Docker-backed: these never skip in CI (the plugin fails the session when no engine answers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from harness import GuardError, Stack, Target
+from harness.sizes import PAGE
+from harness.target import target_from_dict
+
+pytestmark = pytest.mark.docker
+
+KiB = 1024
+
+
+def floor_target() -> Target:
+    from harness.engine import BASE_IMAGE
+
+    svc = {"image": BASE_IMAGE, "command": ["sleep", "infinity"], "user": "1000:1000"}
+    return target_from_dict({
+        "name": "floor",
+        "services": {"one": svc, "two": svc},
+        "volumes": {
+            "tiny": {"size": "1MiB", "inodes": 64, "owner": "1000:1000",
+                     "mounts": [{"service": "one", "path": "/data"}]},
+            "few": {"size": "1MiB", "inodes": 24, "owner": "1000:1000",
+                    "mounts": [{"service": "one", "path": "/few"}]},
+            "both": {"size": "512KiB", "inodes": 64, "owner": "1000:1000",
+                     "mounts": [{"service": "one", "path": "/shared"},
+                                {"service": "two", "path": "/shared"}]},
+        },
+    }, file="<floor>")
+
+
+@pytest.fixture(scope="module")
+def floor(make_stack: Callable[..., Stack]) -> Stack:
+    return make_stack(floor_target())
+
+
+@pytest.fixture
+def fl(floor: Stack) -> Iterator[Stack]:
+    floor.reset()
+    yield floor
+
+
+def sh(stack: Stack, service: str, script: str) -> tuple[int, str]:
+    return stack.service(service).exec(["sh", "-c", script], user="1000:1000")
+
+
+def test_write_into_1mib_volume_gets_enospc_and_usage_says_full(fl: Stack) -> None:
+    code, out = sh(fl, "one", "head -c 2097152 /dev/zero > /data/big")
+    assert code != 0
+    assert "No space left on device" in out
+    u = fl.volume("tiny").usage()
+    assert u.full and u.bytes_free < PAGE
+    assert u.bytes_total == 1024 * KiB
+
+
+def test_inode_exhaustion_refuses_new_files_while_bytes_are_free(fl: Stack) -> None:
+    code, out = sh(fl, "one", "i=0; while true 2>/dev/null > /few/f$i; do i=$((i+1)); done; "
+                              "echo made=$i; true > /few/last")
+    assert code != 0 and "No space left on device" in out
+    u = fl.volume("few").usage()
+    assert u.inodes_free == 0
+    assert u.bytes_free > 512 * KiB  # bytes to spare: it is the inodes that ran out
+    assert u.full
+
+
+def test_shared_volume_one_container_fills_the_other_sees_enospc(fl: Stack) -> None:
+    code, _ = sh(fl, "one", "head -c 1048576 /dev/zero > /shared/fill")
+    assert code != 0
+    code, out = sh(fl, "two", "head -c 8192 /dev/zero > /shared/mine")
+    assert code != 0 and "No space left on device" in out
+
+
+def test_fill_leave_64kib_leaves_between_64kib_and_one_page_more(fl: Stack) -> None:
+    vol = fl.volume("tiny")
+    res = vol.fill(leave="64KiB")
+    assert 64 * KiB <= res.usage.bytes_free < 64 * KiB + PAGE
+    assert 64 * KiB <= vol.usage().bytes_free < 64 * KiB + PAGE
+
+
+def test_fill_percent_and_fill_on_full_volume_is_a_noop(fl: Stack) -> None:
+    vol = fl.volume("tiny")
+    vol.fill(percent=50)
+    used = vol.usage()
+    assert abs((used.bytes_total - used.bytes_free) - used.bytes_total // 2) <= PAGE
+    vol.fill(leave=0)
+    again = vol.fill(leave=0)
+    assert again.added_bytes == 0 and "already" in again.note
+
+
+def test_drain_works_on_a_full_volume_and_keeps_app_files(fl: Stack) -> None:
+    vol = fl.volume("tiny")
+    assert sh(fl, "one", "echo keep > /data/app-file")[0] == 0
+    vol.fill(leave=0)
+    assert vol.usage().full
+    freed = vol.drain()
+    assert freed > 512 * KiB
+    assert sh(fl, "one", "cat /data/app-file")[1].strip() == "keep"
+
+
+def test_reset_empties_the_volume(fl: Stack) -> None:
+    vol = fl.volume("tiny")
+    sh(fl, "one", "head -c 100000 /dev/zero > /data/x")
+    vol.fill(leave="128KiB")
+    vol.reset()
+    assert vol.usage().bytes_free > 1000 * KiB
+    assert sh(fl, "one", "ls /data")[1].strip() == ""
+
+
+def test_fill_inodes_leaves_the_asked_number(fl: Stack) -> None:
+    vol = fl.volume("tiny")
+    res = vol.fill_inodes(leave=5)
+    assert res.usage.inodes_free == 5
+
+
+def test_guard_refuses_a_volume_without_our_label(floor: Stack) -> None:
+    from harness import engine
+    from harness.volume import TmpfsVolume
+
+    name = f"{engine.run_id()}-foreign"
+    engine.client().volumes.create(name, driver="local", driver_opts={
+        "type": "tmpfs", "device": "tmpfs", "o": "size=64k"}, labels={"fulldisk.run": "other"})
+    try:
+        assert floor.agent is not None
+        foreign = TmpfsVolume("foreign", name, floor.volume("tiny").spec, floor.agent)
+        with pytest.raises(GuardError, match="did not create it"):
+            foreign.fill(leave=0)
+    finally:
+        engine.client().volumes.get(name).remove(force=True)
+
+
+def test_guard_refuses_host_root_and_unregistered_paths(tmp_path: object) -> None:
+    from harness.guard import GUARD
+
+    with pytest.raises(GuardError, match="root filesystem"):
+        GUARD.check_host_path("/")
+    with pytest.raises(GuardError):
+        GUARD.check_host_path("/dev/shm")  # a real tmpfs, but not ours
