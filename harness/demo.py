@@ -23,7 +23,7 @@ def enospc_demo(size: int, inodes: int) -> Iterator[str]:
     with Stack(target) as stack:
         vol = stack.volume("tiny")
         yield f"volume 'tiny': {vol.usage()}"
-        code, out = stack.service("writer").exec(
+        _, out = stack.service("writer").exec(
             ["sh", "-c", f"head -c {size * 2} /dev/zero > /data/big; echo exit=$?"],
             user="1000:1000")
         after = vol.usage()

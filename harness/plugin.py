@@ -139,7 +139,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             name = _target(config).name
         except Exception:
             name = "?"
-        write_json(build(name, verdicts, errors=list(config.stash[_errors_key]),
+        errors: list[str] = config.stash.get(_errors_key, [])
+        write_json(build(name, verdicts, errors=errors,
                          extra={"exitstatus": int(exitstatus)}), Path(out) / "report.json")
     if "harness.engine" in __import__("sys").modules:
         from . import engine

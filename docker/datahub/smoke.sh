@@ -5,6 +5,7 @@
 #   docker build --build-arg BASE=fulldisk/base:bookworm -t fulldisk/datahub:dev docker/datahub
 #   docker/datahub/smoke.sh            # all scenarios
 #   docker/datahub/smoke.sh sessions   # only scenarios whose name matches
+#   SMOKE_KEEP=1 docker/datahub/smoke.sh ...  # leave objects behind for debugging (remove by label!)
 #
 # Every container, volume and network carries the label $SMOKE_LABEL and is removed on
 # exit. Requests go only to ports published on 127.0.0.1; every loop is bounded.
@@ -206,6 +207,8 @@ fi
 
 if scenario hardened-sessions-full; then
   start_stack ""
+  fill sessions $((40 * 1024))
+  c=$(code GET /health); check "sessions 84% used: health degraded, 200 ($c)" eval '[ "$c" = 200 ] && grep -q "\"status\": \"degraded\"" $TMP/body'
   fill sessions 0
   note "sessions free after fill: $(freebytes sessions) bytes"
   c=$(login alice wonderland); check "login on full sessions volume -> 503 ($c)" eq "$c" 503
@@ -293,6 +296,19 @@ if scenario hardened-cleaner; then
   n=$(agent sh -c 'ls /v/downloads | wc -l'); check "files older than DATAHUB_MAX_AGE=3 deleted ($n left)" eq "$n" 0
   check "cleaner.log: age deletions" eval 'agent grep -q "older than 3s" /v/applogs/cleaner.log'
   EXTRA_ENV=()
+  stop_stack
+fi
+
+if scenario hardened-db-full; then
+  start_stack "" nocleaner
+  fill db 0
+  c=$(login alice wonderland); check "db volume full: login (read only) 302 ($c)" eq "$c" 302
+  c=$(code GET "/datasets/eq/download?format=csv&size=10000"); check "download served 200 ($c)" eq "$c" 200
+  check "app.log: ERROR cannot update counter (kept in memory)" eval 'applog | grep ERROR | grep -q "cannot update counter.*full"'
+  c=$(code GET /metrics); check "metrics 200 and counter exact from memory: 1 ($c)" eval '[ "$c" = 200 ] && [ "$(metric downloads_served)" = 1 ]'
+  drain db
+  code GET "/datasets/eq/download?format=csv&size=10000" >/dev/null
+  check "after drain: pending increment committed, counter 2 in SQLite" eval '[ "$(agent python3 -c "import sqlite3; print(sqlite3.connect(\"/v/db/datahub.sqlite\").execute(\"select sum(count) from downloads\").fetchone()[0])")" = 2 ]'
   stop_stack
 fi
 

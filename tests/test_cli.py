@@ -1,0 +1,103 @@
+"""The CLI: one line per user error, the documented exit codes, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FULLDISK = [sys.executable, "-c", "from harness.cli import main; main()"]
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+        timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*FULLDISK, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, cwd=cwd)
+
+
+def one_clean_line(p: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in p.stderr + p.stdout
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, p.stderr
+    assert lines[0].startswith("fulldisk: error:") and "Hint:" in lines[0], lines[0]
+    return lines[0]
+
+
+DOWN = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+
+
+@pytest.mark.parametrize(("args", "env", "code", "words"), [
+    (["demo", "--size", "12XB"], {}, 2, "12XB"),
+    (["demo", "--size", "100"], {}, 2, "page"),
+    (["bogus"], {}, 2, "No such command"),
+    (["run", "--bogus-flag"], {}, 2, "No such option"),
+    (["run", "--target", "nope.toml"], {}, 2, "no such file"),
+    (["list", "--target", "nope.toml"], {}, 2, "no such file"),
+    (["selftest", "--only", "nosuch"], {}, 2, "unknown defect"),
+    (["gate", "-n", "99"], {}, 2, "-n"),
+    (["doctor"], DOWN, 3, "No Docker engine"),
+    (["run"], DOWN, 3, "No Docker engine"),
+    (["gate"], DOWN, 3, "No Docker engine"),
+    (["clean"], DOWN, 3, "No Docker engine"),
+    (["demo"], DOWN, 3, "No Docker engine"),
+])
+def test_bad_input_is_one_line_with_the_fix(args: list[str], env: dict[str, str], code: int,
+                                            words: str) -> None:
+    p = run(*args, env=env)
+    assert p.returncode == code, p.stderr
+    assert words in one_clean_line(p)
+
+
+def test_bad_config_file_is_exit_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "fulldisk.toml"
+    cfg.write_text('name = "x"\n[services.a]\nimage = "i"\n[volumes.v]\nsize = "12XB"\n'
+                   'mounts = [{ service = "a", path = "/d" }]\n')
+    p = run("gate", "--target", str(cfg))
+    assert p.returncode == 2
+    line = one_clean_line(p)
+    assert "volumes.v.size" in line and str(cfg) in line
+
+
+def test_list_shows_volumes_and_scenarios() -> None:
+    p = run("list")
+    assert p.returncode == 0, p.stderr
+    assert "volume sessions" in p.stdout and "scenario downloads-fill-shared-disk" in p.stdout
+
+
+@pytest.mark.docker
+def test_missing_image_is_exit_3(tmp_path: Path) -> None:
+    cfg = tmp_path / "fulldisk.toml"
+    cfg.write_text('name = "x"\n[services.a]\nimage = "fulldisk/no-such-image:1"\nports = [80]\n'
+                   '[volumes.v]\nsize = "1MiB"\nmounts = [{ service = "a", path = "/d" }]\n'
+                   '[probes.p]\nservice = "a"\nsteps = [{ path = "/" }]\n')
+    p = run("gate", "--target", str(cfg), "--report-dir", str(tmp_path / "r"))
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert "no-such-image" in p.stdout + p.stderr
+
+
+@pytest.mark.docker
+def test_demo_shows_a_real_enospc() -> None:
+    p = run("demo", "--size", "1MiB")
+    assert p.returncode == 0, p.stderr
+    assert "ENOSPC observed" in p.stdout and "No space left on device" in p.stdout
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize(("defect", "code"), [("", 0), ("blind_health", 1)])
+def test_gate_exit_code_and_reports(tmp_path: Path, defect: str, code: int) -> None:
+    p = run("gate", "-k", "sessions-health_truthful or sessions-recovery",
+            "--report-dir", str(tmp_path), "--junit", str(tmp_path / "junit.xml"),
+            env={"DATAHUB_DEFECTS": defect})
+    assert p.returncode == code, p.stdout[-3000:] + p.stderr[-2000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["target"] == "datahub" and report["passed"] is (code == 0)
+    assert {v["invariant"] for v in report["verdicts"]} == {"health_truthful", "recovery"}
+    for v in report["verdicts"]:
+        assert {"scenario", "volume", "invariant", "passed", "evidence"} <= set(v)
+    junit = (tmp_path / "junit.xml").read_text()
+    assert "fulldisk.verdict" in junit
+    assert "wonderland" not in (tmp_path / "report.json").read_text() + junit
