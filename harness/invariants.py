@@ -813,8 +813,10 @@ def log_integrity(tl: Timeline, rules: Rules) -> Verdict:
         announced = 0
         counted = False
         if rule.drop_pattern:
+            # The loss may be announced in any operator-visible sink, not only the file
+            # that lost it (nginx says so on its stderr error_log; the file is full).
             drop_rx = re.compile(rule.drop_pattern)
-            for r in records:
+            for r in tl.of(LogRecord):
                 m = drop_rx.search(r.text)
                 if not m:
                     continue
@@ -824,7 +826,7 @@ def log_integrity(tl: Timeline, rules: Rules) -> Verdict:
                         announced += int(g)
                         counted = True
                         break
-        evidence.extend(f"drop announced in {label}: {fmt_log(r)}" for r in drops)
+        evidence.extend(f"drop of {label} announced: {fmt_log(r)}" for r in drops[:5])
         if not missing:
             if full_marks:
                 notes.append(f"{label}: all {_plural(len(full_marks), 'mark')} sent while "

@@ -702,7 +702,7 @@ def test_drop_announcement_covers_missing_marks() -> None:
                                   "WARNING")), FILES)
     assert ok(v), v.summary
     assert "3 missing marks announced as dropped" in v.summary
-    assert any(e.startswith(f"drop announced in {APPLOG}") for e in v.evidence)
+    assert any(e.startswith(f"drop of {APPLOG} announced") for e in v.evidence)
 
 
 def test_drop_announcement_too_small() -> None:

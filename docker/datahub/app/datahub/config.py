@@ -66,6 +66,10 @@ WRITABLE_PATHS = {
     "db": DB_DIR,
     "logs": LOG_DIR,
 }
+# The web server's log folder, when this container can see it (one machine, one health).
+WEB_LOG_DIR = os.environ.get("DATAHUB_WEB_LOG_DIR", "/var/log/nginx")
+if os.path.isdir(WEB_LOG_DIR):
+    WRITABLE_PATHS["weblogs"] = WEB_LOG_DIR
 
 # /health thresholds (hardened).
 HEALTH_DEGRADED_PCT = _env_float("DATAHUB_HEALTH_DEGRADED_PCT", 80.0)

@@ -149,7 +149,8 @@ def download(name: str):
         f, hit = downloads.prepare(name, fmt, size)
     except downloads.Refused as exc:
         db.count("downloads_refused")
-        logging.getLogger("datahub.downloads").warning("download refused: %s", exc)
+        logging.getLogger("datahub.downloads").warning(
+            "download refused (507 Insufficient Storage, disk full below reserve): %s", exc)
         return _fail(507, f"download refused: {exc}; retry later", {"Retry-After": "30"})
     except downloads.GenerationFailed as exc:
         db.count("downloads_refused")
