@@ -390,7 +390,9 @@ def clean(run: str | None = None, *, stale_only: bool = False, dry_run: bool = F
             return True
         return not _alive(lbls.get(PID_LABEL, ""), lbls.get(HOST_LABEL, ""))
 
-    ctrs = [x for x in c.containers.list(all=True, filters=flt) if wanted(x.labels)]
+    # ignore_removed: another run may remove its own containers while we list them
+    ctrs = [x for x in c.containers.list(all=True, filters=flt, ignore_removed=True)
+            if wanted(x.labels)]
     end = time.monotonic() + deadline
     if not dry_run:
         for x in ctrs:

@@ -426,6 +426,8 @@ def _refusal_problem(s: StepResult, rules: Rules) -> str | None:
         return None
     if s.timed_out or s.elapsed > rules.request_seconds:
         return "hang"
+    if s.method == "EXEC":
+        return None  # a command that failed fast with its own exit code refused cleanly
     if s.status is None:
         return "no answer (connection reset)"
     if s.status >= 500:

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -258,8 +259,18 @@ def battery_cases(target: Target) -> list[Case]:
     from .battery import cases
 
     bulk = {n for n, v in target.volumes.items() if v.role == "bulk"}
-    return cases(list(target.volumes), bulk, downloads=target.downloads is not None,
-                 cleanup=target.cleanup is not None, counters=bool(target.counters))
+    # Only the invariants this target can feed: a check that cannot fail is a defect.
+    needs = {
+        "no_silent_write_loss": any(p.write for p in target.probes.values()),
+        "graceful_refusal": any(p.kind == "http" for p in target.probes.values()),
+        "health_truthful": target.health is not None,
+        "log_integrity": any(log.kind == "file" for log in target.logs),
+        "core_isolation": bool(target.core_probes),
+    }
+    out = cases(list(target.volumes), bulk, downloads=target.downloads is not None,
+                cleanup=target.cleanup is not None, counters=bool(target.counters))
+    return [replace(c, invariants=tuple(i for i in c.invariants if needs.get(i, True)))
+            for c in out]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

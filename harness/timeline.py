@@ -50,11 +50,15 @@ class StepResult:
     @property
     def acknowledged(self) -> bool:
         """The app answered as if the write succeeded (2xx/3xx, whole body)."""
+        if self.method == "EXEC":
+            return self.passed
         return self.status is not None and 200 <= self.status < 400 and self.body_complete
 
     @property
     def failed_request(self) -> bool:
         """An error the user sees: 4xx/5xx, no answer, a hang or a cut body."""
+        if self.method == "EXEC":
+            return not self.passed
         return (self.status is None or self.status >= 400 or self.timed_out
                 or not self.body_complete)
 

@@ -1,0 +1,98 @@
+"""``ci/bench``: how fast the harness is, as ratios to the floors it cannot beat."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import engine
+from .plugin import battery_cases
+from .stack import Stack, ensure_images
+from .target import reference_target, target_from_dict
+
+
+def _timed(fn: Any) -> float:
+    t0 = time.monotonic()
+    fn()
+    return time.monotonic() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure and print; returns 0."""
+    reps = 5
+    target = reference_target()
+    ensure_images(target)
+    out: dict[str, Any] = {}
+    # floor: a bare container start (create + start + remove) from the base image
+    floors = []
+    for _ in range(reps):
+        t0 = time.monotonic()
+        c = engine.client().containers.run(engine.BASE_IMAGE, ["true"], detach=True,
+                                           labels=engine.labels("bench"))
+        c.wait()
+        c.remove(force=True)
+        floors.append(time.monotonic() - t0)
+    out["bare_container_s"] = statistics.median(floors)
+    starts = []
+    for _ in range(reps):
+        s = Stack(target)
+        starts.append(_timed(s.start))
+        s.stop()
+    out["stack_start_s"] = statistics.median(starts)
+    big = target_from_dict({"name": "bench", "services": {"x": {
+        "image": engine.BASE_IMAGE, "command": ["sleep", "infinity"]}},
+        "volumes": {"big": {"size": "256MiB", "inodes": 1024,
+                            "mounts": [{"service": "x", "path": "/d"}]}}}, file="<bench>")
+    with Stack(big) as s:
+        v = s.volume("big")
+        fills, resets, bare = [], [], []
+        for _ in range(reps):
+            fills.append(_timed(lambda: v.fill(leave=0)))
+            resets.append(_timed(v.reset))
+            bare.append(_timed(lambda: s.service("x").exec(
+                ["sh", "-c", "fallocate -l 200M /d/f && rm /d/f"])))
+    out["fill_256mib_s"] = statistics.median(fills)
+    out["reset_s"] = statistics.median(resets)
+    out["bare_fallocate_s"] = statistics.median(bare)
+    per: dict[str, list[float]] = {}
+    t0 = time.monotonic()
+    with Stack(target) as plain, Stack(target.shared()) as shared:
+        for case in battery_cases(target):
+            st = shared if case.shared else plain
+            st.reset()
+            per.setdefault(case.id, []).append(_timed(lambda c=case, s=st: c.run(s)))
+    out["battery_s"] = time.monotonic() - t0
+    out["scenarios"] = {k: v[0] for k, v in per.items()}
+    vol_times = [v[0] for k, v in per.items() if k in target.volumes or k == "shared"]
+    out["volume_scenario_median_s"] = statistics.median(vol_times)
+    out["volume_scenario_spread_s"] = max(vol_times) - min(vol_times)
+    out["ratios"] = {
+        "stack_start/bare_container": out["stack_start_s"] / out["bare_container_s"],
+        "fill_256mib/bare_fallocate": out["fill_256mib_s"] / out["bare_fallocate_s"],
+        "reset/bare_container": out["reset_s"] / out["bare_container_s"],
+    }
+    rows = [("battery (all cases, 2 stacks)", out["battery_s"]),
+            ("volume scenario median", out["volume_scenario_median_s"]),
+            ("volume scenario spread", out["volume_scenario_spread_s"]),
+            ("stack start (median of 5)", out["stack_start_s"]),
+            ("fill 256 MiB (median)", out["fill_256mib_s"]),
+            ("volume reset (median)", out["reset_s"]),
+            ("floor: bare container", out["bare_container_s"]),
+            ("floor: bare fallocate", out["bare_fallocate_s"])]
+    for name, secs in rows:
+        print(f"{name:34} {secs:8.2f} s")
+    for name, r in out["ratios"].items():
+        print(f"{name:34} {r:8.2f} x")
+    for name, secs in out["scenarios"].items():
+        print(f"  scenario {name:24} {secs:6.2f} s")
+    Path("reports").mkdir(exist_ok=True)
+    Path("reports/bench.json").write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
