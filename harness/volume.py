@@ -182,8 +182,14 @@ class TmpfsVolume:
 
     def usage(self) -> Usage:
         """Measure bytes and inodes with statvfs inside the volume."""
-        out = self._run(self._STAT.format(p=shlex.quote(self.path)), guarded=False)
-        return self._parse(out.strip().splitlines()[-1])
+        for _ in range(3):  # under load docker exec can hand back an empty stream
+            out = self._run(self._STAT.format(p=shlex.quote(self.path)), guarded=False)
+            lines = out.strip().splitlines()
+            if lines and len(lines[-1].split()) == 5:
+                return self._parse(lines[-1])
+        raise InfrastructureError(f"volume {self.name}: could not measure usage "
+                                  f"(stat said {out.strip()[-200:]!r})",
+                                  "is the agent container still running? see `docker ps`")
 
     # --- setup -------------------------------------------------------------------------
     def prepare(self, seeds: dict[str, bytes]) -> None:
@@ -223,7 +229,7 @@ class TmpfsVolume:
         # fallocate reserves without writing; fall back to writing zeros where unsupported.
         out = self._run(f"fallocate -l {n} {f} 2>/dev/null || head -c {n} /dev/zero > {f} || "
                         f"true; {self._STAT.format(p=self.path)}")
-        after = self._parse(out.strip().splitlines()[-1])
+        after = self.usage()
         return FillResult(before.bytes_free - after.bytes_free, 0, after)
 
     def fill_inodes(self, *, leave: int = 0) -> FillResult:
@@ -239,7 +245,8 @@ class TmpfsVolume:
         # redirection ends the loop instead of the shell.
         out = self._run(f"mkdir {d} && cd {d} && i=1; while [ $i -lt {n} ]; do "
                         f"true > f$i || break; i=$((i+1)); done; {self._STAT.format(p=self.path)}")
-        after = self._parse(out.strip().splitlines()[-1])
+        del out
+        after = self.usage()
         return FillResult(0, before.inodes_free - after.inodes_free, after)
 
     def drain(self) -> int:
