@@ -227,8 +227,7 @@ class TmpfsVolume:
         self._seq += 1
         f = f"{self.path}/{BALLAST}/ballast-{self._seq}"
         # fallocate reserves without writing; fall back to writing zeros where unsupported.
-        out = self._run(f"fallocate -l {n} {f} 2>/dev/null || head -c {n} /dev/zero > {f} || "
-                        f"true; {self._STAT.format(p=self.path)}")
+        self._run(f"fallocate -l {n} {f} 2>/dev/null || head -c {n} /dev/zero > {f} || true")
         after = self.usage()
         return FillResult(before.bytes_free - after.bytes_free, 0, after)
 
@@ -243,9 +242,8 @@ class TmpfsVolume:
         d = f"{self.path}/{BALLAST}/inodes-{self._seq}"
         # The folder takes one inode, the files the rest; `true` (not `:`) so that a failed
         # redirection ends the loop instead of the shell.
-        out = self._run(f"mkdir {d} && cd {d} && i=1; while [ $i -lt {n} ]; do "
-                        f"true > f$i || break; i=$((i+1)); done; {self._STAT.format(p=self.path)}")
-        del out
+        self._run(f"mkdir {d} && cd {d} && i=1; while [ $i -lt {n} ]; do "
+                  f"true > f$i || break; i=$((i+1)); done")
         after = self.usage()
         return FillResult(0, before.inodes_free - after.inodes_free, after)
 
