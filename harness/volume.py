@@ -180,13 +180,22 @@ class TmpfsVolume:
         bs, blocks, avail, files, ffree = (int(x) for x in line.split())
         return Usage(bs * blocks, bs * avail, files, ffree, self.user)
 
+    def _usage_in(self, out: str) -> Usage | None:
+        """The usage printed by a script ending in ``_STAT``; None if the stream came back
+        empty or cut (docker exec under load)."""
+        lines = out.strip().splitlines()
+        if lines and len(lines[-1].split()) == 5 and lines[-1].replace(" ", "").isdigit():
+            return self._parse(lines[-1])
+        return None
+
     def usage(self) -> Usage:
         """Measure bytes and inodes with statvfs inside the volume."""
+        out = ""
         for _ in range(3):  # under load docker exec can hand back an empty stream
             out = self._run(self._STAT.format(p=shlex.quote(self.path)), guarded=False)
-            lines = out.strip().splitlines()
-            if lines and len(lines[-1].split()) == 5:
-                return self._parse(lines[-1])
+            measured = self._usage_in(out)
+            if measured is not None:
+                return measured
         raise InfrastructureError(f"volume {self.name}: could not measure usage "
                                   f"(stat said {out.strip()[-200:]!r})",
                                   "is the agent container still running? see `docker ps`")
@@ -227,8 +236,9 @@ class TmpfsVolume:
         self._seq += 1
         f = f"{self.path}/{BALLAST}/ballast-{self._seq}"
         # fallocate reserves without writing; fall back to writing zeros where unsupported.
-        self._run(f"fallocate -l {n} {f} 2>/dev/null || head -c {n} /dev/zero > {f} || true")
-        after = self.usage()
+        out = self._run(f"fallocate -l {n} {f} 2>/dev/null || head -c {n} /dev/zero > {f} || "
+                        f"true; {self._STAT.format(p=self.path)}")
+        after = self._usage_in(out) or self.usage()
         return FillResult(before.bytes_free - after.bytes_free, 0, after)
 
     def fill_inodes(self, *, leave: int = 0) -> FillResult:
@@ -242,9 +252,9 @@ class TmpfsVolume:
         d = f"{self.path}/{BALLAST}/inodes-{self._seq}"
         # The folder takes one inode, the files the rest; `true` (not `:`) so that a failed
         # redirection ends the loop instead of the shell.
-        self._run(f"mkdir {d} && cd {d} && i=1; while [ $i -lt {n} ]; do "
-                  f"true > f$i || break; i=$((i+1)); done")
-        after = self.usage()
+        out = self._run(f"mkdir {d} && cd {d} && i=1; while [ $i -lt {n} ]; do "
+                        f"true > f$i || break; i=$((i+1)); done; {self._STAT.format(p=self.path)}")
+        after = self._usage_in(out) or self.usage()
         return FillResult(0, before.inodes_free - after.inodes_free, after)
 
     def drain(self) -> int:
