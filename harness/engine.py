@@ -204,17 +204,19 @@ class Handle:
         raise InfrastructureError(f"{self.name}: port {port} is not published on {LOOPBACK}.",
                                   "declare it in the service's 'ports'")
 
-    def exec(self, cmd: Sequence[str], *, user: str = "", timeout: float = 60.0,
-             stdin_data: bytes | None = None) -> tuple[int, str]:
-        """Run a command inside; returns (exit code, combined output)."""
-        del timeout  # docker exec has no server-side timeout; commands here are bounded
+    def exec(self, cmd: Sequence[str], *, user: str = "") -> tuple[int, str]:
+        """Run a command inside; returns (exit code, combined output as text)."""
+        code, out = self.exec_raw(cmd, user=user)
+        return code, out.decode("utf-8", "replace")
+
+    def exec_raw(self, cmd: Sequence[str], *, user: str = "") -> tuple[int, bytes]:
+        """Run a command inside; returns (exit code, combined output as bytes)."""
         try:
             code, out = self.container.exec_run(list(cmd), user=user, demux=False)
         except docker.errors.APIError as e:
             raise InfrastructureError(f"{self.name}: exec {cmd[0]} failed: {_short(e)}",
                                       "is the container still running? see its logs") from e
-        text = out.decode("utf-8", "replace") if isinstance(out, bytes) else ""
-        return int(code if code is not None else -1), text
+        return int(code if code is not None else -1), out if isinstance(out, bytes) else b""
 
     def logs(self, *, since: float | None = None, timestamps: bool = True) -> str:
         """stdout+stderr, optionally since a unix time."""

@@ -28,6 +28,7 @@ from .timeline import (
     StepResult,
     Timeline,
 )
+from .volume import read_tails
 
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 EXCERPT = 300
@@ -160,8 +161,7 @@ class Prober:
     def disk(self, *names: str) -> list[DiskSample]:
         """Measure volumes (all when none named) and record the samples."""
         out = []
-        for n in names or tuple(self.stack.volumes):
-            u = self.stack.volume(n).usage()
+        for n, u in self.stack.usage(*names).items():
             out.append(DiskSample(self.tl.now(), n, u.bytes_total, u.bytes_free,
                                   u.inodes_total, u.inodes_free, u.as_user))
             self.tl.add(out[-1])
@@ -223,11 +223,16 @@ class Prober:
             if src.kind == "container":
                 assert src.service is not None
                 out += self._container_lines(src.label, src.service)
-            else:
-                assert src.volume is not None and src.path is not None
-                out += self._file_lines(src.label, src.volume, src.path)
+        out += self._file_lines(final=False)
         self.tl.extend(out)
         return out
+
+    def final_logs(self) -> list[LogRecord]:
+        """Read all sources once more, including a last line without its newline."""
+        out = [r for r in (self.collect_logs()) if r]
+        tail = self._file_lines(final=True)
+        self.tl.extend(tail)
+        return out + tail
 
     def _container_lines(self, label: str, service: str) -> list[LogRecord]:
         h = self.stack.services.get(service)
@@ -243,36 +248,36 @@ class Prober:
             out.append(LogRecord(min(t, self.tl.now()), label, text))
         return out
 
-    def _file_lines(self, label: str, volume: str, path: str) -> list[LogRecord]:
-        vol = self.stack.volume(volume)
-        data = vol.read(vol.resolve(path))
-        if data is None:
-            return []
-        seen = self._log_seen.get(label, 0)
-        if len(data) < seen:  # truncated or rotated: start over
-            seen = 0
-        chunk = data[seen:].decode("utf-8", "replace")
-        complete, _, _partial = chunk.rpartition("\n")
-        self._log_seen[label] = seen + len(complete.encode()) + (1 if complete else 0)
-        now = self.tl.now()
-        return [LogRecord(now, label, line, volume) for line in complete.split("\n")
-                if complete or line]
-
-    def final_logs(self) -> list[LogRecord]:
-        """Read all sources once more, including a last line without its newline."""
-        out = self.collect_logs()
-        for src in self.target.logs:
-            if src.kind != "file":
-                continue
+    def _file_lines(self, *, final: bool) -> list[LogRecord]:
+        """New whole lines of every file source (one exec for all); at the end, also a
+        last line without its newline."""
+        files = [s for s in self.target.logs if s.kind == "file"]
+        items = []
+        for src in files:
             assert src.volume is not None and src.path is not None
             vol = self.stack.volume(src.volume)
-            data = vol.read(vol.resolve(src.path)) or b""
-            rest = data[self._log_seen.get(src.label, 0):].decode("utf-8", "replace")
-            if rest:
-                rec = LogRecord(self.tl.now(), src.label, rest, src.volume)
-                self.tl.add(rec)
-                out.append(rec)
-                self._log_seen[src.label] = len(data)
+            items.append((vol, vol.resolve(src.path), self._log_seen.get(src.label, 0)))
+        tails = read_tails(items)
+        if any(size < off for (_, _, off), (size, _) in zip(items, tails, strict=True)
+               if size >= 0):  # a file shrank (truncated, rotated): read it from the start
+            for src in files:
+                self._log_seen.pop(src.label, None)
+            return self._file_lines(final=final)
+        now = self.tl.now()
+        out: list[LogRecord] = []
+        for src, (size, data) in zip(files, tails, strict=True):
+            if size < 0:
+                continue
+            whole, nl, rest = data.rpartition(b"\n")
+            if not nl:
+                whole, rest = b"", data
+            taken = len(whole) + len(nl) + (len(rest) if final else 0)
+            self._log_seen[src.label] = self._log_seen.get(src.label, 0) + taken
+            lines = whole.split(b"\n") if nl else []
+            if final and rest:
+                lines.append(rest)
+            out += [LogRecord(now, src.label, ln.decode("utf-8", "replace"), src.volume)
+                    for ln in lines]
         return out
 
 

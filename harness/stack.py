@@ -21,7 +21,7 @@ from . import engine
 from .errors import ConfigError, HarnessError, InfrastructureError
 from .guard import GUARD
 from .target import Service, Target
-from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume
+from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, measure
 
 
 def _order(services: Mapping[str, Service]) -> list[str]:
@@ -255,6 +255,11 @@ class Stack:
             raise ConfigError(f"unknown volume {name!r}",
                               f"one of: {', '.join(self.volumes)}")
         return self.volumes[name]
+
+    def usage(self, *names: str) -> dict[str, Usage]:
+        """Usage of several volumes (all when none named), measured in one agent exec."""
+        vols = [self.volume(n) for n in names or tuple(self.volumes)]
+        return dict(zip([v.name for v in vols], measure(vols), strict=True))
 
     def restarts(self) -> dict[str, int]:
         """Restart count and exits per service (a crash counts as one)."""
