@@ -8,6 +8,8 @@ fails or the run is interrupted. The same functions serve pytest (``scenarios/``
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -64,6 +66,7 @@ class Run:
     def phase(self, name: PhaseName, note: str = "") -> Iterator[None]:
         """Mark a phase; an exception inside names the phase it broke in."""
         self.tl.phase(name, self.volume, note)
+        _announce(name)
         try:
             yield
         except Exception as e:
@@ -112,6 +115,17 @@ class Run:
         return {p.probe for p in self.tl.in_phase(ProbeResult, "steady") if p.passed}
 
     _recover_t = 0.0
+
+
+def _announce(phase: str) -> None:
+    """Test hook: report the phase to ``$FULLDISK_PHASE_FILE`` and, when it is
+    ``$FULLDISK_HOLD_PHASE``, hold there (at most 60 s) so a test can kill the run in it."""
+    path = os.environ.get("FULLDISK_PHASE_FILE")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(phase + "\n")
+    if os.environ.get("FULLDISK_HOLD_PHASE") == phase:
+        threading.Event().wait(60)  # interrupted by the signal the test sends
 
 
 def volume_scenario(stack: Stack, volume: str, *, scenario: str | None = None) -> Outcome:

@@ -44,6 +44,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register markers; turn SIGTERM into KeyboardInterrupt so teardown runs."""
     config.addinivalue_line("markers", "chaos: a full-disk chaos scenario (fills real volumes)")
     config.addinivalue_line("markers", "docker: needs a Docker engine")
+    # Battery cases are grouped for xdist's loadgroup; registered here too, so runs
+    # without pytest-xdist installed still pass --strict-markers.
+    config.addinivalue_line("markers", "xdist_group(name): run tests of one group together")
     config.stash[_report_key] = []
     config.stash[_errors_key] = []
     if not hasattr(config, "workerinput") and signal.getsignal(signal.SIGTERM) in (

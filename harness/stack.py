@@ -101,6 +101,8 @@ class Stack:
     def start(self) -> Self:
         """Start everything and wait until each service is ready."""
         t0 = time.monotonic()
+        engine.require_image(engine.BASE_IMAGE, "run ci/setup to build the base image the "
+                             "agent container runs from")
         for svc in self.target.services.values():
             engine.require_image(svc.image, "run `fulldisk build` (reference stack) or build "
                                  "the target's images; `fulldisk doctor` checks")
@@ -226,6 +228,9 @@ class Stack:
                         f"check services.{name}.ready and the service's log above")
             if pending:
                 time.sleep(0.05)  # poll interval of a deadline-bounded readiness loop
+        for name, h in self.services.items():  # those without a readiness check, too
+            if h.status not in ("running", "created"):
+                raise self._died(name)
 
     def _died(self, name: str) -> HarnessError:
         h = self.services[name]

@@ -99,7 +99,6 @@ class Agent:
             user="0:0", ports=(), network=network, aliases=(), binds={},
             volumes={vol: f"{ROOT}/{key}" for key, vol in volumes.items()}, role="agent",
             cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER"))
-        engine.require_image(engine.BASE_IMAGE, "run ci/setup to build the base image")
         self.handle = engine.start(spec)
 
     def sh(self, script: str, *, user: str = "0:0") -> tuple[int, str]:

@@ -101,3 +101,46 @@ def test_gate_exit_code_and_reports(tmp_path: Path, defect: str, code: int) -> N
     junit = (tmp_path / "junit.xml").read_text()
     assert "fulldisk.verdict" in junit
     assert "wonderland" not in (tmp_path / "report.json").read_text() + junit
+
+
+def _target_file(tmp_path: Path, service: str) -> Path:
+    cfg = tmp_path / "fulldisk.toml"
+    cfg.write_text('name = "x"\n' + service + '\n[volumes.v]\nsize = "1MiB"\n'
+                   'mounts = [{ service = "a", path = "/d" }]\n'
+                   '[probes.p]\nservice = "a"\nsteps = [{ path = "/" }]\n')
+    return cfg
+
+
+@pytest.mark.docker
+def test_service_that_exits_at_start_shows_its_last_log_lines(tmp_path: Path) -> None:
+    cfg = _target_file(tmp_path, '[services.a]\nimage = "fulldisk/base:bookworm"\nports = [80]\n'
+                                 'command = ["sh", "-c", "echo boom: cannot open config; exit 7"]')
+    p = run("gate", "--target", str(cfg), "--report-dir", str(tmp_path / "r"))
+    assert p.returncode == 3, p.stdout[-2000:]
+    out = p.stdout + p.stderr
+    assert "exited at start (exit code 7)" in out and "boom: cannot open config" in out
+    assert "Traceback" not in out
+
+
+@pytest.mark.docker
+def test_unknown_defect_switch_stops_the_app_with_its_message(tmp_path: Path) -> None:
+    p = run("gate", "-k", "sessions-recovery", "--report-dir", str(tmp_path),
+            env={"DATAHUB_DEFECTS": "no_such_defect"})
+    assert p.returncode == 3, p.stdout[-2000:]
+    assert "unknown defect 'no_such_defect'" in p.stdout + p.stderr
+
+
+@pytest.mark.docker
+def test_missing_base_image_names_the_fix() -> None:
+    p = run("demo", env={"FULLDISK_BASE_IMAGE": "fulldisk/no-base:1"})
+    assert p.returncode == 3
+    line = one_clean_line(p)
+    assert "fulldisk/no-base:1" in line and "ci/setup" in line
+
+
+def test_bad_option_values_are_one_line(tmp_path: Path) -> None:
+    for args in (["demo", "--inodes", "3"], ["run", "-n", "zero"], ["clean", "--run"],
+                 ["selftest", "--only", "silent_sessions,bogus"]):
+        p = run(*args)
+        assert p.returncode == 2, (args, p.stderr)
+        one_clean_line(p)
