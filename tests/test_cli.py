@@ -144,3 +144,17 @@ def test_bad_option_values_are_one_line(tmp_path: Path) -> None:
         p = run(*args)
         assert p.returncode == 2, (args, p.stderr)
         one_clean_line(p)
+
+
+@pytest.mark.docker
+def test_pytest_chaos_names_the_invariant_with_evidence_for_silent_sessions(
+        tmp_path: Path) -> None:
+    """The documented way: DATAHUB_DEFECTS=silent_sessions pytest -m chaos."""
+    root = Path(__file__).resolve().parent.parent
+    p = subprocess.run([sys.executable, "-m", "pytest", str(root / "scenarios"), "-m", "chaos",
+                        "-k", "sessions-no_silent_write_loss", "-p", "no:xdist", "-p",
+                        "no:cacheprovider"], capture_output=True, text=True, timeout=300,
+                       cwd=tmp_path, env={**os.environ, "DATAHUB_DEFECTS": "silent_sessions"})
+    assert p.returncode == 1, p.stdout[-3000:]
+    assert "no_silent_write_loss FAILED" in p.stdout
+    assert "evidence:" in p.stdout and "Log in" in p.stdout
