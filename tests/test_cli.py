@@ -157,4 +157,4 @@ def test_pytest_chaos_names_the_invariant_with_evidence_for_silent_sessions(
                        cwd=tmp_path, env={**os.environ, "DATAHUB_DEFECTS": "silent_sessions"})
     assert p.returncode == 1, p.stdout[-3000:]
     assert "no_silent_write_loss FAILED" in p.stdout
-    assert "evidence:" in p.stdout and "Log in" in p.stdout
+    assert "evidence:" in p.stdout and "lacks 'Logged in as alice'" in p.stdout
