@@ -102,8 +102,9 @@ class Agent:
         self.handle = engine.start(spec)
 
     def sh(self, script: str, *, user: str = "0:0") -> tuple[int, str]:
-        """Run a shell script in the agent."""
-        return self.handle.exec(["sh", "-c", script], user=user)
+        """Run a shell script in the agent (through its long-lived shell)."""
+        code, out = self.handle.shell(script, user=user)
+        return code, out.decode("utf-8", "replace")
 
     def remove(self) -> None:
         """Remove the agent (the volumes' last holder: their contents go with it)."""
@@ -147,7 +148,7 @@ def read_tails(items: list[tuple[TmpfsVolume, str, int]]) -> list[tuple[int, byt
                      f"echo -1)\"; tail -c +{offset + 1} {f} 2>/dev/null")
     # The exit code is that of the last tail (a missing file is not an error here); a cut
     # stream leaves files at size -1, read again on the next call from the same offset.
-    _, out = agent.handle.exec_raw(["sh", "-c", "; ".join(parts)])
+    _, out = agent.handle.shell("; ".join(parts))
     result: list[tuple[int, bytes]] = [(-1, b"")] * len(items)
     for seg in out.split(f"\n{token} ".encode())[1:]:
         head, _, body = seg.partition(b"\n")

@@ -15,7 +15,9 @@ import pytest
 
 from harness import engine
 
-pytestmark = [pytest.mark.docker]
+# One worker runs these in order: each spawns real sessions, and a session start reaps
+# stale runs (which these tests create on purpose).
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("teardown")]
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,10 +70,9 @@ def test_interrupt_mid_phase_leaves_nothing(tmp_path: Path, sig: signal.Signals,
 def test_sigkill_mid_fill_is_cleaned_by_fulldisk_clean(tmp_path: Path) -> None:
     p, run_id, phases = start_run(tmp_path, "fill")
     wait_for_phase(p, phases, "fill")
-    p.kill()
+    assert labelled(run_id).total > 0  # the stack is up (its owner is alive: not stale)
+    p.kill()  # SIGKILL runs no teardown: this is what clean is for
     p.wait(timeout=60)
-    left = labelled(run_id)
-    assert left.total > 0  # SIGKILL runs no teardown: this is what clean is for
     out = subprocess.run([sys.executable, "-c", "from harness.cli import main; main()",
                           "clean", "--stale"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -81,9 +82,9 @@ def test_sigkill_mid_fill_is_cleaned_by_fulldisk_clean(tmp_path: Path) -> None:
 def test_next_session_removes_what_a_killed_run_left(tmp_path: Path) -> None:
     p, run_id, phases = start_run(tmp_path, "act")
     wait_for_phase(p, phases, "act")
+    assert labelled(run_id).total > 0
     p.kill()
     p.wait(timeout=60)
-    assert labelled(run_id).total > 0
     q, _, _ = start_run(tmp_path, None, select="no_such_test_id")  # collects nothing to run
     q.wait(timeout=120)
     assert labelled(run_id).total == 0
@@ -94,6 +95,6 @@ def test_next_session_removes_what_a_killed_run_left(tmp_path: Path) -> None:
 def test_normal_end_and_test_failure_leave_nothing(tmp_path: Path, defects: str,
                                                    code: int) -> None:
     p, run_id, _ = start_run(tmp_path, None, defects=defects, select="sessions-health_truthful")
-    p.wait(timeout=300)
-    assert p.returncode == code, p.stdout.read().decode()[-2000:] if p.stdout else ""
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == code, out.decode()[-3000:]
     assert labelled(run_id).total == 0
