@@ -114,6 +114,7 @@ def _target_file(tmp_path: Path, service: str) -> Path:
 @pytest.mark.docker
 def test_service_that_exits_at_start_shows_its_last_log_lines(tmp_path: Path) -> None:
     cfg = _target_file(tmp_path, '[services.a]\nimage = "fulldisk/base:bookworm"\nports = [80]\n'
+                                 'ready = { http = "/" }\n'
                                  'command = ["sh", "-c", "echo boom: cannot open config; exit 7"]')
     p = run("gate", "--target", str(cfg), "--report-dir", str(tmp_path / "r"))
     assert p.returncode == 3, p.stdout[-2000:]

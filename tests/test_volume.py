@@ -6,6 +6,7 @@ Docker-backed: these never skip in CI (the plugin fails the session when no engi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -143,3 +144,44 @@ def test_guard_refuses_host_root_and_unregistered_paths(tmp_path: object) -> Non
         GUARD.check_host_path("/")
     with pytest.raises(GuardError):
         GUARD.check_host_path("/dev/shm")  # a real tmpfs, but not ours
+
+
+def test_containers_run_with_least_privilege_and_loopback_ports(floor: Stack,
+                                                                 stack: Stack) -> None:
+    """No --privileged, no-new-privileges, every capability dropped (the agent gets back
+    only what it needs to manage other users' files), ports on 127.0.0.1 only."""
+    handles = [*floor.services.values(), *stack.services.values()]
+    assert floor.agent is not None
+    for h in [*handles, floor.agent.handle]:
+        h.reload()
+        hc = h.container.attrs["HostConfig"]
+        assert hc["Privileged"] is False, h.name
+        assert "no-new-privileges" in (hc.get("SecurityOpt") or []), h.name
+        assert hc.get("CapDrop") == ["ALL"], h.name
+        for bindings in (h.container.attrs["NetworkSettings"]["Ports"] or {}).values():
+            for b in bindings or []:
+                assert b["HostIp"] == "127.0.0.1", (h.name, b)
+    assert set(floor.agent.handle.container.attrs["HostConfig"]["CapAdd"]) == {
+        "CHOWN", "DAC_OVERRIDE", "FOWNER"}
+    assert any(h.container.attrs["NetworkSettings"]["Ports"] for h in handles)
+
+
+def test_guard_refuses_a_bind_mount(tmp_path: Path) -> None:
+    import subprocess
+
+    from harness.guard import GUARD
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    # a tmpfs of our own making, bind-mounted elsewhere: neither is a fulldisk volume
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(src)], check=True)
+    try:
+        subprocess.run(["mount", "--bind", str(src), str(dst)], check=True)
+        try:
+            with pytest.raises(GuardError, match="not on a filesystem this run created"):
+                GUARD.check_host_path(str(dst))
+        finally:
+            subprocess.run(["umount", str(dst)], check=True)
+    finally:
+        subprocess.run(["umount", str(src)], check=True)
