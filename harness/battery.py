@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .invariants import Rules, Verdict, evaluate
-from .loads import Downloads, ballast, drain, log_marks
+from .loads import Downloads, ballast, drain, log_marks, sessions
 from .probes import Prober
 from .stack import Stack
 from .timeline import PhaseName, ProbeResult, Timeline
@@ -77,13 +77,12 @@ class Run:
         """Run every probe once, sample disks, health and counters, and read the logs."""
         self.pr.disk()
         self.pr.health()
-        for name, probe in self.stack.target.probes.items():
+        for name in self.stack.target.probes:
             if self.stack.target.downloads and name == self.stack.target.downloads.probe:
                 if downloads:
                     Downloads(self.pr, seed=len(self.tl.events)).one(
                         seq=10_000 + len(self.tl.events))
                 continue
-            del probe
             self.pr.run(name)
         if marks:
             log_marks(self.pr, marks)
@@ -92,11 +91,12 @@ class Run:
     def recover(self, *, baseline: set[str]) -> None:
         """Poll every probe until the baseline is green again or the bound passes."""
         deadline = time.monotonic() + self.stack.target.bounds.recovery_seconds
+        start = self.tl.now()
         attempt = 0
         while True:
             attempt += 1
             self.observe(marks=1 if attempt == 1 else 0)
-            last = {p.probe: p.passed for p in self.tl.probes() if p.t >= self._recover_t}
+            last = {p.probe: p.passed for p in self.tl.probes() if p.t >= start}
             if all(last.get(n, False) for n in baseline) or time.monotonic() > deadline:
                 break
             time.sleep(0.1)  # poll interval inside a deadline-bounded loop
@@ -113,8 +113,6 @@ class Run:
     def baseline(self) -> set[str]:
         """Probes that passed in the steady phase."""
         return {p.probe for p in self.tl.in_phase(ProbeResult, "steady") if p.passed}
-
-    _recover_t = 0.0
 
 
 def _announce(phase: str) -> None:
@@ -152,7 +150,6 @@ def volume_scenario(stack: Stack, volume: str, *, scenario: str | None = None) -
             drain(run.pr, vol)
             run.pr.disk()
     with run.phase("recover"):
-        run._recover_t = run.tl.now()
         run.recover(baseline=run.baseline())
     return run.finish(invariants)
 
@@ -181,7 +178,6 @@ def downloads_fill_shared_disk(stack: Stack) -> Outcome:
             stack.volume(target.downloads.volume).reset()
             run.pr.disk()
     with run.phase("recover"):
-        run._recover_t = run.tl.now()
         run.recover(baseline=run.baseline())
     return run.finish(("core_isolation", "graceful_refusal", "recovery"))
 
@@ -199,7 +195,6 @@ def cleanup_under_load(stack: Stack) -> Outcome:
     with run.phase("free"):
         stack.volume(target.cleanup.volume).reset()
     with run.phase("recover"):
-        run._recover_t = run.tl.now()
         run.recover(baseline=run.baseline())
     return run.finish(("cleanup_keeps_up",))
 
@@ -231,11 +226,33 @@ def counter_against_served(stack: Stack) -> Outcome:
             drain(run.pr, vol)
             run.pr.disk()
     with run.phase("recover"):
-        run._recover_t = run.tl.now()
         dl.one(seq=3)
         for c in names:
             run.pr.counter(c)
     return run.finish(("counter_accuracy",))
+
+
+def session_flood(stack: Stack) -> Outcome:
+    """"Locked out": logins pile up until a session can no longer be written. Each login
+    must then fail loudly (or stick), never redirect as if fine and forget the user."""
+    writers = [n for n, p in stack.target.probes.items() if p.write]
+    writers.sort(key=lambda n: not stack.target.probes[n].core)
+    run = Run(stack, "session-flood")
+    try:
+        with run.phase("steady"):
+            run.observe()
+        with run.phase("fill", f"{writers[0]} until it fails"):
+            sessions(run.pr, writers[0], 400, deadline=30, stop_after_failures=3)
+        with run.phase("act"):
+            run.observe(marks=FLOOD)
+    finally:
+        with run.phase("free"):
+            stack.reset()
+            run.pr.disk()
+    with run.phase("recover"):
+        run.recover(baseline=run.baseline())
+    return run.finish(("no_silent_write_loss", "errors_surface", "graceful_refusal",
+                       "recovery"))
 
 
 @dataclass(frozen=True)
@@ -250,14 +267,18 @@ class Case:
     incident: bool = False  # told as a named scenario in scenarios/test_incident.py
 
 
-def cases(stack_target_volumes: list[str], bulk: set[str], *, downloads: bool, cleanup: bool,
-          counters: bool) -> list[Case]:
+def cases(volumes: list[str], bulk: set[str], *, downloads: bool, cleanup: bool,
+          counters: bool, writes: bool = False) -> list[Case]:
     """Every case of the battery for a target with these volumes and features."""
     out: list[Case] = []
-    for v in stack_target_volumes:
+    for v in volumes:
         inv = PER_VOLUME + (("core_isolation",) if v in bulk else ())
         out.append(Case(v, v, False, lambda s, v=v: volume_scenario(s, v), inv))  # type: ignore[misc]
     out.append(Case("shared", "shared", True, lambda s: volume_scenario(s, "shared"), PER_VOLUME))
+    if writes:
+        out.append(Case("session-flood", None, False, session_flood,
+                        ("no_silent_write_loss", "errors_surface", "graceful_refusal",
+                         "recovery")))
     if downloads:
         out.append(Case("downloads-fill-shared-disk", None, True, downloads_fill_shared_disk,
                         ("core_isolation", "graceful_refusal", "recovery"), True))

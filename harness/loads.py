@@ -148,10 +148,13 @@ def log_marks(pr: Prober, count: int, *, service: str | None = None,
     return marks
 
 
-def sessions(pr: Prober, probe: str, count: int, *, deadline: float = 20.0) -> int:
-    """Run a login-like probe ``count`` times (each leaves a session behind)."""
+def sessions(pr: Prober, probe: str, count: int, *, deadline: float = 20.0,
+             stop_after_failures: int | None = None, sample_every: int = 10) -> int:
+    """Run a login-like probe up to ``count`` times (each leaves a session behind),
+    sampling disks every ``sample_every`` runs; stop early after that many failures
+    in a row."""
     end = time.monotonic() + deadline
-    done = 0
+    done = streak = 0
     for _ in range(count):
         if time.monotonic() > end:
             break
@@ -159,6 +162,12 @@ def sessions(pr: Prober, probe: str, count: int, *, deadline: float = 20.0) -> i
         r = pr.run(probe, tags=("session_flood",))
         pr.tl.add(LoadEvent(t, "session_flood", None, 0, f"passed={r.passed}"))
         done += 1
+        if done % sample_every == 0:
+            pr.disk()
+        streak = 0 if r.passed else streak + 1
+        if stop_after_failures is not None and streak >= stop_after_failures:
+            break
+    pr.disk()
     return done
 
 

@@ -272,7 +272,8 @@ def battery_cases(target: Target) -> list[Case]:
         "core_isolation": bool(target.core_probes),
     }
     out = cases(list(target.volumes), bulk, downloads=target.downloads is not None,
-                cleanup=target.cleanup is not None, counters=bool(target.counters))
+                cleanup=target.cleanup is not None, counters=bool(target.counters),
+                writes=needs["no_silent_write_loss"])
     return [replace(c, invariants=tuple(i for i in c.invariants if needs.get(i, True)))
             for c in out]
 

@@ -20,18 +20,23 @@ def test_markers_registered_under_strict_markers(pytester: pytest.Pytester) -> N
     assert r.ret == 0
 
 
-def test_collect_only_starts_nothing_and_names_the_battery(pytester: pytest.Pytester) -> None:
+def test_collect_only_starts_nothing_and_names_the_battery(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uuid
+
     from harness import engine
 
-    before = engine.count_labelled()
+    run_id = f"fd-collect-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("FULLDISK_RUN_ID", run_id)  # anything it made would carry this
     pytester.makepyfile(test_b="""
         def test_battery(battery_case, battery_outcome):
             pass
     """)
-    r = pytester.runpytest("--collect-only", "-q", "-p", "no:xdist")
+    r = pytester.runpytest_subprocess("--collect-only", "-q", "-p", "no:xdist")
     r.stdout.fnmatch_lines(["*test_battery[[]sessions-no_silent_write_loss[]]*",
-                            "*test_battery[[]downloads-core_isolation[]]*"])
-    assert engine.count_labelled() == before
+                            "*test_battery[[]downloads-core_isolation[]]*",
+                            "*test_battery[[]session-flood-no_silent_write_loss[]]*"])
+    assert engine.count_labelled(run_id).total == 0
 
 
 def test_docker_required_fails_at_start_when_engine_is_down(
