@@ -15,8 +15,9 @@ import tarfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 # testcontainers reads these at import: no reaper image (no registry here), and the
@@ -265,13 +266,8 @@ class Handle:
         for sh in self._shells.values():
             sh.close()
         self._shells.clear()
-        try:
-            self.container.remove(force=True, v=False)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as e:
-            if "already in progress" not in str(e):
-                raise
+        _gone(lambda: self.container.remove(force=True, v=False), time.monotonic() + 30,
+              self.name)
 
 
 class _Shell:
@@ -473,30 +469,36 @@ def clean(run: str | None = None, *, stale_only: bool = False, dry_run: bool = F
     end = time.monotonic() + deadline
     if not dry_run:
         for x in ctrs:
-            try:
-                x.remove(force=True, v=False)
-            except docker.errors.NotFound:
-                pass
+            _gone(partial(x.remove, force=True, v=False), end, str(x.name))
     vols = [v for v in c.volumes.list(filters=flt) if wanted(v.attrs.get("Labels"))]
     nets = [n for n in c.networks.list(filters=flt) if wanted(n.attrs.get("Labels"))]
     if not dry_run:
         for v in vols:
-            while True:
-                try:
-                    v.remove(force=True)
-                    break
-                except docker.errors.NotFound:
-                    break
-                except docker.errors.APIError:
-                    if time.monotonic() > end:
-                        raise
-                    time.sleep(0.1)  # a container removal may still be releasing it
+            _gone(partial(v.remove, force=True), end, str(v.name))
         for n in nets:
-            try:
-                n.remove()
-            except docker.errors.NotFound:
-                pass
+            _gone(n.remove, end, str(n.name))
     return Leftovers(len(ctrs), len(vols), len(nets))
+
+
+def _gone(remove: Callable[[], Any], end: float, name: str) -> None:
+    """Remove one resource. Already gone, or being removed by another run (two sessions
+    may reap the same stale run), counts as removed; still in use (a container removal
+    releasing a volume or network) is retried until the deadline."""
+    while True:
+        try:
+            remove()
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as e:
+            if "already in progress" in str(e):
+                return
+            if time.monotonic() > end:
+                raise InfrastructureError(f"could not remove {name}: {_short(e)}",
+                                          "run `fulldisk clean` again; `docker ps -a "
+                                          "--filter label=fulldisk.run` shows what holds it"
+                                          ) from e
+            time.sleep(0.1)  # retry of a removal the engine is still releasing
 
 
 def count_labelled(run: str | None = None) -> Leftovers:

@@ -280,12 +280,9 @@ class TmpfsVolume:
         n = ballast_for(before.bytes_free, target_free)
         if n == 0:
             return FillResult(0, 0, before, f"already at or below the target: {before}")
-        self._seq += 1
-        f = f"{self.path}/{BALLAST}/ballast-{self._seq}"
         # fallocate reserves without writing; fall back to writing zeros where unsupported.
-        out = self._run(f"fallocate -l {n} {f} 2>/dev/null || head -c {n} /dev/zero > {f} || "
-                        f"true; {self._STAT.format(p=self.path)}")
-        after = self._usage_in(out) or self.usage()
+        after = self._add_ballast("ballast", "fallocate -l {n} {p} 2>/dev/null || "
+                                  "head -c {n} /dev/zero > {p} || true", n)
         return FillResult(before.bytes_free - after.bytes_free, 0, after)
 
     def fill_inodes(self, *, leave: int = 0) -> FillResult:
@@ -295,14 +292,19 @@ class TmpfsVolume:
         n = max(0, before.inodes_free - leave)
         if n == 0:
             return FillResult(0, 0, before, f"no inode to take: {before}")
-        self._seq += 1
-        d = f"{self.path}/{BALLAST}/inodes-{self._seq}"
         # The folder takes one inode, the files the rest; `true` (not `:`) so that a failed
         # redirection ends the loop instead of the shell.
-        out = self._run(f"mkdir {d} && cd {d} && i=1; while [ $i -lt {n} ]; do "
-                        f"true > f$i || break; i=$((i+1)); done; {self._STAT.format(p=self.path)}")
-        after = self._usage_in(out) or self.usage()
+        after = self._add_ballast("inodes", "mkdir {p} && cd {p} && i=1; while [ $i -lt {n} ]; "
+                                  "do true > f$i || break; i=$((i+1)); done", n)
         return FillResult(0, before.inodes_free - after.inodes_free, after)
+
+    def _add_ballast(self, kind: str, script: str, n: int) -> Usage:
+        """Run a ballast script (``{p}``: a new path in the ballast folder, ``{n}``: how
+        much) as the owner, and return the usage measured in the same exec."""
+        self._seq += 1
+        p = f"{self.path}/{BALLAST}/{kind}-{self._seq}"
+        out = self._run(script.format(p=p, n=n) + f"; {self._STAT.format(p=self.path)}")
+        return self._usage_in(out) or self.usage()
 
     def drain(self) -> int:
         """Remove the ballast only; works on a 100 % full volume (deleting needs no space)."""
