@@ -216,15 +216,18 @@ class Handle:
 
         A ``docker exec`` costs tens of milliseconds to set up; a scenario runs dozens of
         measurements, so they share one shell fed through stdin. Any trouble with it
-        falls back to a fresh exec, so this is never less reliable than ``exec_raw``.
+        (opening it included) falls back to a fresh exec, so this is never less reliable
+        than ``exec_raw``. The fallback may re-run a script that had started: the
+        harness's agent scripts are idempotent (measure, fill up to a target, delete).
         """
         sh = self._shells.get(user)
-        if sh is None or sh.broken:
-            sh = self._shells[user] = _Shell(self, user)
         try:
+            if sh is None or sh.broken:
+                sh = self._shells[user] = _Shell(self, user)
             return sh.run(script)
         except (OSError, ValueError, docker.errors.APIError):
-            sh.close()
+            if sh is not None:
+                sh.close()
             return self.exec_raw(["sh", "-c", script], user=user)
 
     def exec_raw(self, cmd: Sequence[str], *, user: str = "") -> tuple[int, bytes]:
