@@ -303,7 +303,10 @@ class TmpfsVolume:
         much) as the owner, and return the usage measured in the same exec."""
         self._seq += 1
         p = f"{self.path}/{BALLAST}/{kind}-{self._seq}"
-        out = self._run(script.format(p=p, n=n) + f"; {self._STAT.format(p=self.path)}")
+        # Skipped when the path exists, so a re-run of the same script (the agent shell's
+        # fallback) cannot add ballast twice.
+        out = self._run(f"[ -e {p} ] || {{ {script.format(p=p, n=n)}; }}; "
+                        f"{self._STAT.format(p=self.path)}")
         return self._usage_in(out) or self.usage()
 
     def drain(self) -> int:
