@@ -57,10 +57,24 @@ class Verdict:
     scenario: str = ""
     volume: str | None = None
 
+    @property
+    def status(self) -> str:
+        """``"pass"``, ``"fail"`` or ``"not_judged"`` (the evidence it needs was missing)."""
+        if not self.applicable:
+            return "not_judged"
+        return "pass" if self.passed else "fail"
+
+    @property
+    def judged(self) -> bool:
+        """Whether the rule had the evidence to say pass or fail."""
+        return self.applicable
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
             "invariant": self.invariant,
+            "status": self.status,
+            "judged": self.judged,
             "passed": self.passed,
             "applicable": self.applicable,
             "summary": self.summary,

@@ -159,9 +159,12 @@ def test_verdict_to_dict_is_json() -> None:
     v = Verdict("recovery", False, "1 probe never green again", ("a", "b"), scenario="s",
                 volume="cache")
     d = v.to_dict()
-    assert list(d) == ["invariant", "passed", "applicable", "summary", "evidence",
-                       "scenario", "volume"]
+    assert list(d) == ["invariant", "status", "judged", "passed", "applicable", "summary",
+                       "evidence", "scenario", "volume"]
     assert d["evidence"] == ["a", "b"] and d["applicable"] is True
+    assert d["status"] == "fail" and d["judged"] is True
+    assert Verdict("recovery", True, "nothing to judge", applicable=False).status == "not_judged"
+    assert Verdict("recovery", True, "ok").status == "pass"
     assert json.loads(json.dumps(d)) == d
 
 
