@@ -50,6 +50,10 @@ target_opt = click.option("--target", "-t", "target_path", default=None, metavar
                                "else the bundled reference stack)")
 
 
+html_opt = click.option("--html", "html_path", default=None, metavar="PATH",
+                        help="the HTML report (default: REPORT_DIR/report.html)")
+
+
 def _scenarios_dir() -> str:
     spec = importlib.util.find_spec("scenarios")
     if spec is None or not spec.submodule_search_locations:
@@ -59,16 +63,20 @@ def _scenarios_dir() -> str:
 
 
 def _battery(target_path: str | None, report_dir: Path, junit: str | None,
-             select: str | None, workers: int) -> tuple[int, dict[str, Any]]:
+             select: str | None, workers: int, html: Path) -> tuple[int, dict[str, Any]]:
+    import contextlib
+
     import pytest
 
     from . import engine
+    from .progress import RunProgress, terminal_console
 
     target = _target(target_path)
     engine.client()  # Docker down is exit 3 before anything starts
     args = [_scenarios_dir(), "-m", "chaos", "-q", "-p", "no:cacheprovider", "--no-header",
             "-o", "console_output_style=classic", "--fulldisk-require-docker",
-            "--fulldisk-report", str(report_dir), "--rootdir", _scenarios_dir()]
+            "--fulldisk-report", str(report_dir), "--rootdir", _scenarios_dir(),
+            "--fulldisk-html", str(html.resolve())]
     if target_path:
         args += ["--fulldisk-target", str(Path(target_path).resolve())]
     if junit:
@@ -77,7 +85,16 @@ def _battery(target_path: str | None, report_dir: Path, junit: str | None,
         args += ["-k", select]
     if workers > 1:
         args += ["-n", str(workers), "--dist", "loadgroup"]
-    code = int(pytest.main(args))
+    report_dir.mkdir(parents=True, exist_ok=True)
+    log = report_dir / "pytest.log"
+    # pytest's own output goes to a file: the terminal shows live progress, then the summary
+    with (RunProgress(terminal_console(), target.name) as progress,
+          open(log, "w", encoding="utf-8") as out, contextlib.redirect_stdout(out)):
+        code = int(pytest.main(args, plugins=[progress]))
+    if code not in (0, 1):
+        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
+        err_console.print("\n".join(tail), markup=False, highlight=False)
+        err_console.print(f"pytest exited {code}; its whole output: {log}", markup=False)
     report_file = report_dir / "report.json"
     report: dict[str, Any] = (json.loads(report_file.read_text()) if report_file.exists()
                               else {"target": target.name, "passed": False, "verdicts": [],
@@ -105,16 +122,18 @@ def _exit_code(pytest_code: int, report: dict[str, Any]) -> int:
 @click.option("-k", "select", default=None, help="only scenarios matching this expression")
 @click.option("-n", "workers", default=1, show_default=True, type=click.IntRange(1, 8),
               help="parallel workers (pytest-xdist)")
+@html_opt
 def run(target_path: str | None, json_path: str | None, report_dir: str, select: str | None,
-        workers: int) -> None:
+        workers: int, html_path: str | None) -> None:
     """Run the battery against a target and print the summary."""
     from .report import summary, write_json
 
-    code, report = _battery(target_path, Path(report_dir), None, select, workers)
-    summary(report, console)
+    html = Path(html_path) if html_path else Path(report_dir) / "report.html"
+    code, report = _battery(target_path, Path(report_dir), None, select, workers, html)
     if json_path:
         write_json(report, json_path)
-    console.print(f"report: {Path(report_dir) / 'report.json'}")
+    summary(report, console, files={"html": html, "json": json_path or
+                                    Path(report_dir) / "report.json"})
     sys.exit(_exit_code(code, report))
 
 
@@ -125,17 +144,20 @@ def run(target_path: str | None, json_path: str | None, report_dir: str, select:
 @click.option("--report-dir", default="reports", show_default=True, metavar="DIR")
 @click.option("-k", "select", default=None, help="only scenarios matching this expression")
 @click.option("-n", "workers", default=1, show_default=True, type=click.IntRange(1, 8))
+@html_opt
 def gate(target_path: str | None, junit: str, json_path: str | None, report_dir: str,
-         select: str | None, workers: int) -> None:
+         select: str | None, workers: int, html_path: str | None) -> None:
     """Pre-deploy gate: exit 0 all passed, 1 an invariant failed, 2 usage, 3 infrastructure."""
     from .report import summary, write_json
 
-    code, report = _battery(target_path, Path(report_dir), junit, select, workers)
-    summary(report, console)
+    html = Path(html_path) if html_path else Path(report_dir) / "report.html"
+    code, report = _battery(target_path, Path(report_dir), junit, select, workers, html)
     if json_path:
         write_json(report, json_path)
     rc = _exit_code(code, report)
-    console.print(f"gate: {'PASS' if rc == 0 else 'FAIL'} (exit {rc}); junit: {junit}")
+    summary(report, console, files={"html": html, "json": json_path or
+                                    Path(report_dir) / "report.json", "junit": junit})
+    console.print(f"gate: {'PASS' if rc == 0 else 'FAIL'} (exit {rc})")
     sys.exit(rc)
 
 

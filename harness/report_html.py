@@ -25,7 +25,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .invariants import Rules, fmt_log, fmt_step
+from .report import STATUS_WORD, counts, status_of
 from .sizes import format_size
+from .target import Target
 from .timeline import DiskSample, LogRecord, PhaseMark, ProbeResult, StepResult, Timeline
 
 Redact = Callable[[str], str]
@@ -47,24 +49,6 @@ VOLUME_COLOURS = ("#00838f", "#ad1457", "#5d4037", "#283593", "#9e9d24", "#d8431
                   "#00695c", "#6a1b9a")
 LOG_COLOURS = ("#455a64", "#8d6e63", "#7e57c2", "#26a69a", "#ec407a", "#9ccc65")
 EXCERPT_LINES = 40
-STATUS_WORD = {"fail": "FAIL", "not_judged": "NOT JUDGED", "pass": "pass"}
-
-
-def status_of(v: Mapping[str, Any]) -> str:
-    """A verdict dict's status: ``pass``, ``fail`` or ``not_judged`` (older reports lack it)."""
-    if v.get("status") in STATUS_WORD:
-        return str(v["status"])
-    if not v.get("applicable", True):
-        return "not_judged"
-    return "pass" if v.get("passed") else "fail"
-
-
-def counts(verdicts: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """How many verdicts are ``fail``, ``not_judged`` and ``pass``."""
-    out = {"fail": 0, "not_judged": 0, "pass": 0}
-    for v in verdicts:
-        out[status_of(v)] += 1
-    return out
 
 
 def request_outcome(flow: ProbeResult, index: int, rules: Rules) -> str:
@@ -517,3 +501,12 @@ p.silent{color:var(--fail);font-style:italic}
 #config pre{background:#fff;border:1px solid var(--line);padding:10px;font-size:12px;
  max-height:40em;overflow:auto}
 """
+
+
+def render_run(report: Mapping[str, Any], timelines: Sequence[Timeline],
+               target: Target | None) -> str:
+    """:func:`render_report` with the target's redacted config, its rules and redaction."""
+    if target is None:
+        return render_report(report, timelines)
+    return render_report(report, timelines, config=target.redacted_config(),
+                         rules=Rules.from_target(target), redact=target.redact)
