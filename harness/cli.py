@@ -238,9 +238,17 @@ def build(target_path: str | None, quiet: bool) -> None:
 @click.option("--json", "json_path", default=None, metavar="PATH")
 @click.option("--only", default=None, metavar="NAMES",
               help="comma-separated defect switches to try (default: all seven)")
-def selftest(json_path: str | None, only: str | None) -> None:
+@click.option("--html", "html_path", default="reports/report.html", show_default=True,
+              metavar="PATH", help="the HTML report: the matrix and how each switch was caught")
+def selftest(json_path: str | None, only: str | None, html_path: str) -> None:
     """Run the battery on the reference stack once per defect switch and once hardened."""
+    from .battery import Outcome
+    from .invariants import Rules
+    from .progress import RunProgress, terminal_console
+    from .report import build
+    from .report_html import RunView, render_selftest, write_html
     from .selftest import matrix_text, run_selftest
+    from .target import reference_target
 
     names = list(DEFECTS)
     if only:
@@ -249,12 +257,27 @@ def selftest(json_path: str | None, only: str | None) -> None:
         if unknown:
             raise UsageError(f"unknown defect switch(es): {', '.join(unknown)}",
                              f"choose from {', '.join(DEFECTS)}")
-    result = run_selftest(names, DEFECTS, progress=lambda s: err_console.print(s))
+    target = reference_target()
+    runs: dict[str, RunView] = {}
+
+    def keep(defect: str | None, outcomes: list[Outcome]) -> None:
+        label = defect or "hardened"
+        report = build(target.name, [v.to_dict() for o in outcomes for v in o.verdicts])
+        runs[label] = RunView(report, [o.timeline for o in outcomes],
+                              f"DATAHUB_DEFECTS={defect}" if defect else "hardened build",
+                              chart_all=False)
+
+    with RunProgress(terminal_console(), "selftest") as progress:
+        result = run_selftest(names, DEFECTS, progress=progress.note, on_config=keep)
     console.print(matrix_text(result))
     if json_path:
         from .report import write_json
 
         write_json(result, json_path)
+    write_html(render_selftest(result, runs, config=target.redacted_config(),
+                               rules=Rules.from_target(target), redact=target.redact),
+               html_path)
+    console.print(f"reports: html {html_path}" + (f", json {json_path}" if json_path else ""))
     sys.exit(0 if result["passed"] else 1)
 
 

@@ -329,8 +329,8 @@ def _run_sections(run: RunView, rules: Rules, redact: Redact, prefix: str,
         tl = timelines.get(n)
         rows.append(f'<tr class="{worst}"><td><a href="#{anchor[n]}">{_e(n)}</a></td>'
                     f'<td>{_e(tl.volume if tl and tl.volume else "")}</td>'
-                    f'<td class="n fail">{c["fail"]}</td><td class="n not_judged">'
-                    f'{c["not_judged"]}</td><td class="n pass">{c["pass"]}</td></tr>')
+                    + "".join(f'<td class="n {k}{"" if c[k] else " zero"}">{c[k]}</td>'
+                              for k in ("fail", "not_judged", "pass")) + "</tr>")
     index = ('<table class="index"><thead><tr><th>scenario</th><th>volume</th><th>failed</th>'
              '<th>not judged</th><th>passed</th></tr></thead><tbody>'
              f'{"".join(rows)}</tbody></table>') if rows else ""
@@ -420,12 +420,15 @@ def render_selftest(result: Mapping[str, Any], runs: Mapping[str, RunView], *,
                     f'{_e(run.label or label)} {_chips(c)}</h2>{top}{index}{sections}'
                     "</section>")
     passed = bool(result.get("passed"))
-    all_c = counts(v for r in runs.values() for v in r.report.get("verdicts", []))
+    defects = result.get("defects", {})
+    caught = sum(1 for d in defects.values() if d["caught"])
     badge = ('<span class="verdict-badge pass">PASSED</span>' if passed else
              '<span class="verdict-badge fail">FAILED</span>')
-    header = (f'<h1>fulldisk selftest {badge}</h1><p class="counts">{_chips(all_c)} '
-              f'<span class="meta">{len(runs)} configurations · '
-              f'{result.get("seconds", "?")} s</span></p>')
+    alarms = len(h.get("false_alarms", []))
+    header = (f'<h1>fulldisk selftest {badge}</h1><p class="counts"><span class="meta">'
+              f'{caught} of {len(defects)} defect switches caught by their invariant · '
+              f'{"no false alarm" if not alarms else f"{alarms} false alarms"} on the '
+              f'hardened build · {result.get("seconds", "?")} s</span></p>')
     return _page(f"fulldisk selftest — {'passed' if passed else 'FAILED'}", header,
                  "".join(body) + _config(config))
 
@@ -481,6 +484,7 @@ th{background:#f0f3f5;font-weight:600;font-size:12.5px}
 table.index{width:auto;min-width:620px}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 td.n.fail{color:var(--fail)}td.n.not_judged{color:var(--nj)}td.n.pass{color:var(--pass)}
+td.n.zero{color:#b0bec5}
 tr.fail td:first-child a{color:var(--fail);font-weight:600}
 section.scenario{background:#fff;border:1px solid var(--line);border-radius:6px;
  padding:4px 16px 14px;margin:26px 0}

@@ -33,17 +33,22 @@ def run_config(defect: str | None, *, progress: Callable[[str], None] = lambda s
 
 
 def run_selftest(names: list[str], expected: Mapping[str, str], *,
-                 progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Run every switch and the hardened build; returns the matrix as JSON-ready data."""
+                 progress: Callable[[str], None] = lambda s: None,
+                 on_config: Callable[[str | None, list[Outcome]], None] = lambda d, o: None,
+                 ) -> dict[str, Any]:
+    """Run every switch and the hardened build; returns the matrix as JSON-ready data.
+    ``on_config`` gets each configuration's outcomes (None: hardened), e.g. for a report."""
     ensure_images(reference_target())
     t0 = time.monotonic()
     result: dict[str, Any] = {"defects": {}, "hardened": {}}
     hardened = run_config(None, progress=progress)
+    on_config(None, hardened)
     alarms = sorted({f"{o.scenario}: {v.invariant}: {v.summary}"
                      for o in hardened for v in o.verdicts if not v.passed})
     result["hardened"] = {"passed": not alarms, "false_alarms": alarms}
     for name in names:
         outcomes = run_config(name, progress=progress)
+        on_config(name, outcomes)
         failed = sorted({v.invariant for o in outcomes for v in o.verdicts if not v.passed})
         result["defects"][name] = {"caught": expected[name] in failed,
                                    "expected": expected[name], "invariants": failed}
