@@ -119,8 +119,11 @@ def figure(tl: Timeline, rules: Rules, redact: Redact = lambda s: s) -> go.Figur
     for flow in tl.of(ProbeResult):
         for t, i, s in _timed(flow):
             kind = request_outcome(flow, i, rules)
-            by_outcome[kind].append((t, flow.probe, _hover(f"{kind}: {fmt_step(flow, s, t)}",
-                                                           redact)))
+            # a row per step of a multi-step flow, so a write and its readback, a few ms
+            # apart, are two markers a person can tell apart (and hover one at a time)
+            row = f"{flow.probe}/{s.name}" if len(flow.steps) > 1 and s.name else flow.probe
+            by_outcome[kind].append((t, row, _hover(f"{kind}: {fmt_step(flow, s, t)}",
+                                                    redact)))
     first = True
     for kind, points in by_outcome.items():
         if not points:
