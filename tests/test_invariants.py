@@ -7,9 +7,7 @@ passing ones mirror its hardened build, which must raise no false alarm.
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -175,10 +173,9 @@ def test_verdict_to_dict_is_json() -> None:
 
 
 def test_rules_from_reference_target() -> None:
-    from harness.target import target_from_dict
+    from harness.target import reference_target
 
-    path = Path(__file__).resolve().parent.parent / "harness" / "targets" / "datahub.toml"
-    target = target_from_dict(tomllib.loads(path.read_text()), file=str(path))
+    target = reference_target()
     rules = Rules.from_target(target)
     assert rules.bulk_volumes == {"downloads"}
     assert rules.log_volumes == {"applogs", "weblogs"}
@@ -189,6 +186,10 @@ def test_rules_from_reference_target() -> None:
     assert rules.cleanup_volume == "downloads"
     assert rules.cleanup_ceiling == 80 and rules.cleanup_max_full_seconds == 0.5
     assert rules.request_seconds == target.bounds.request_timeout
+    # nginx (web) answers for the app behind it; app.log is written by app and cleaner
+    assert rules.probe_services["login"] == {"web", "app"}
+    assert rules.source_services[APPLOG] == {"app", "cleaner"}
+    assert rules.source_services["web:stdout+stderr"] == {"web"}
 
 
 def test_evaluate_order_names_and_unknown() -> None:
