@@ -16,9 +16,9 @@ EVIDENCE_LINES = 6
 """Evidence lines the terminal shows per verdict; the HTML and JSON reports keep them all."""
 
 
-def status_of(v: Mapping[str, Any]) -> str:
-    """A verdict dict's status: ``pass``, ``fail`` or ``not_judged`` (older reports lack it)."""
-    if v.get("status") in STATUS_WORD:
+def status(v: Mapping[str, Any]) -> str:
+    """A verdict's ``pass``/``fail``/``not_judged`` (also from reports older than ``status``)."""
+    if "status" in v:
         return str(v["status"])
     if not v.get("applicable", True):
         return "not_judged"
@@ -26,21 +26,24 @@ def status_of(v: Mapping[str, Any]) -> str:
 
 
 def counts(verdicts: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """How many verdicts are ``fail``, ``not_judged`` and ``pass``."""
-    out = {"fail": 0, "not_judged": 0, "pass": 0}
+    """How many verdicts passed, failed and were not judged."""
+    out = {"pass": 0, "fail": 0, "not_judged": 0}
     for v in verdicts:
-        out[status_of(v)] += 1
+        out[status(v)] = out.get(status(v), 0) + 1
     return out
 
 
 def counts_text(c: Mapping[str, int]) -> str:
-    """``1 failed, 2 not judged, 30 passed``."""
-    return f"{c['fail']} failed, {c['not_judged']} not judged, {c['pass']} passed"
+    """``12 passed, 1 failed, 2 not judged``."""
+    return f"{c['pass']} passed, {c['fail']} failed, {c['not_judged']} not judged"
+
+
+HEADS = {"pass": "PASSED", "fail": "FAILED", "not_judged": "NOT JUDGED"}
 
 
 def verdict_text(v: Mapping[str, Any]) -> str:
     """A verdict with its evidence, as the failure message of a test."""
-    head = f"{v['invariant']} {'PASSED' if v['passed'] else 'FAILED'}"
+    head = f"{v['invariant']} {HEADS.get(status(v), status(v))}"
     where = f" [{v.get('scenario', '')}{'/' + v['volume'] if v.get('volume') else ''}]"
     lines = [head + where + ": " + v["summary"]]
     if v.get("evidence"):
@@ -51,11 +54,14 @@ def verdict_text(v: Mapping[str, Any]) -> str:
 
 def build(target: str, verdicts: Iterable[Mapping[str, Any]], *,
           errors: Iterable[str] = (), extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON report: ``target``, ``passed``, ``verdicts`` (+ ``errors`` of the infra)."""
+    """The JSON report: ``target``, ``passed`` (no verdict failed; a not judged verdict is
+    counted, not failed: ``fulldisk gate --strict`` fails on those), ``counts``,
+    ``verdicts`` (+ ``errors`` of the infrastructure)."""
     vs = [dict(v) for v in verdicts]
     errs = list(errors)
-    return {"target": target, "passed": not errs and bool(vs) and all(v["passed"] for v in vs),
-            "verdicts": vs, "errors": errs, **(extra or {})}
+    c = counts(vs)
+    return {"target": target, "passed": not errs and bool(vs) and not c["fail"],
+            "counts": c, "verdicts": vs, "errors": errs, **(extra or {})}
 
 
 def write_json(report: Mapping[str, Any], path: str | Path) -> Path:
@@ -96,11 +102,13 @@ def summary(report: Mapping[str, Any], console: Console | None = None, *,
         con.print(f"  {mark} {escape(name.ljust(width))}  {counts_text(c)}"
                   f"{f'  (volume {escape(str(vol))})' if vol else ''}", **fit)
     for st in ("fail", "not_judged"):
-        for v in (v for v in verdicts if status_of(v) == st):
+        for v in (v for v in verdicts if status(v) == st):
             where = f"{v.get('scenario', '')}{'/' + v['volume'] if v.get('volume') else ''}"
             con.print(f"[{STATUS_STYLE[st]}]{STATUS_WORD[st]}[/] [bold]{escape(v['invariant'])}"
                       f"[/] {escape(f'[{where}]')}: {escape(str(v['summary']))}",
                       **fit)
+            if st == "not_judged" and v.get("reason") and v["reason"] != v.get("summary"):
+                con.print(f"    missing: {escape(str(v['reason']))}", **fit)
             evidence = [str(e) for e in v.get("evidence", [])]
             keep = EVIDENCE_LINES if st == "fail" else 2
             for e in evidence[:keep]:

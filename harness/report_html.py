@@ -25,7 +25,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .invariants import Rules, fmt_log, fmt_step
-from .report import STATUS_WORD, counts, status_of
+from .report import STATUS_WORD, counts, status
 from .sizes import format_size
 from .target import Target
 from .timeline import DiskSample, LogRecord, PhaseMark, ProbeResult, StepResult, Timeline
@@ -164,8 +164,8 @@ def figure(tl: Timeline, rules: Rules, redact: Redact = lambda s: s) -> go.Figur
         # start-up log lines come before the first phase; they stay a pan away
         pad = 0.02 * span
         fig.update_xaxes(range=[windows[0][0].t - pad, windows[-1][1] + pad])
-    for row, title in enumerate(("bytes used", "inodes used", "requests", "log records"), 1):
-        fig.update_yaxes(title_text=title, automargin=True, row=row, col=1)
+    for i, title in enumerate(("bytes used", "inodes used", "requests", "log records"), 1):
+        fig.update_yaxes(title_text=title, automargin=True, row=i, col=1)
     fig.update_yaxes(range=[-3, 105], ticksuffix="%", row=1, col=1)
     fig.update_yaxes(range=[-3, 105], ticksuffix="%", row=2, col=1)
     fig.update_yaxes(type="category", row=3, col=1)
@@ -229,26 +229,33 @@ def _evidence(v: Mapping[str, Any], redact: Redact) -> str:
 
 
 def _card(v: Mapping[str, Any], redact: Redact, anchor: str) -> str:
-    st = status_of(v)
+    st = status(v)
     return (f'<article class="verdict {st}" data-status="{st}">'
             f'<h3><span class="badge {st}">{STATUS_WORD[st]}</span> {_e(v["invariant"])}'
             f' <span class="where">{_e(_where(v))}</span>'
             f' <a class="jump" href="#{anchor}">chart ↓</a></h3>'
-            f'<p class="summary">{_e(redact(str(v.get("summary", ""))))}</p>'
+            f'<p class="summary">{_e(redact(str(v.get("summary", ""))))}</p>{_reason(v)}'
             f'{_evidence(v, redact)}</article>')
+
+
+def _reason(v: Mapping[str, Any]) -> str:
+    """Which evidence a not judged verdict was missing (when it says more than its summary)."""
+    if status(v) != "not_judged" or not v.get("reason") or v["reason"] == v.get("summary"):
+        return ""
+    return f'<p class="reason">missing: {_e(v["reason"])}</p>'
 
 
 def _verdict_table(verdicts: Sequence[Mapping[str, Any]], redact: Redact) -> str:
     order = {"fail": 0, "not_judged": 1, "pass": 2}
     rows = []
-    for v in sorted(verdicts, key=lambda v: order[status_of(v)]):
-        st = status_of(v)
+    for v in sorted(verdicts, key=lambda v: order[status(v)]):
+        st = status(v)
         ev = _evidence(v, redact)
         if ev and st == "pass":
             ev = f"<details><summary>{len(v['evidence'])} evidence lines</summary>{ev}</details>"
         rows.append(f'<tr class="{st}"><td><span class="badge {st}">{STATUS_WORD[st]}</span>'
                     f'</td><td>{_e(v["invariant"])}</td><td>{_e(redact(str(v["summary"])))}'
-                    f'{ev}</td></tr>')
+                    f'{_reason(v)}{ev}</td></tr>')
     return ('<table class="verdicts"><thead><tr><th>verdict</th><th>invariant</th>'
             f'<th>why, and the evidence</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
 
@@ -317,7 +324,7 @@ def _run_sections(run: RunView, rules: Rules, redact: Redact, prefix: str,
     top = []
     for st in ("fail", "not_judged"):
         cards = [_card(v, redact, anchor[str(v.get("scenario", ""))]) for v in verdicts
-                 if status_of(v) == st]
+                 if status(v) == st]
         if cards:
             title = "Failing verdicts" if st == "fail" else "Not judged (evidence missing)"
             top.append(f'<section class="cards {st}"><h2>{title}</h2>{"".join(cards)}</section>')
@@ -340,7 +347,7 @@ def _run_sections(run: RunView, rules: Rules, redact: Redact, prefix: str,
     sections = []
     for n in names:
         vs = by_scenario.get(n, [])
-        chart = run.chart_all or any(status_of(v) != "pass" for v in vs)
+        chart = run.chart_all or any(status(v) != "pass" for v in vs)
         sec, used = _scenario(timelines.get(n), n, vs, rules, redact, anchor[n], chart,
                               not js_done)
         js_done = js_done or used
@@ -405,10 +412,11 @@ def render_selftest(result: Mapping[str, Any], runs: Mapping[str, RunView], *,
                     f'<td>{_e(", ".join(d["invariants"]) or "-")}</td></tr>')
     h = result.get("hardened", {})
     hk = "pass" if h.get("passed") else "fail"
+    problems = [*h.get("false_alarms", []), *(f"not judged: {n}" for n in h.get("not_judged", []))]
     rows.append(f'<tr class="{hk}"><td><a href="#cfg-hardened">hardened</a></td><td>'
                 f'<span class="badge {hk}">{"no alarm" if h.get("passed") else "FALSE ALARM"}'
-                '</span></td><td>nothing fails</td>'
-                f'<td>{_e(", ".join(h.get("false_alarms", [])) or "-")}</td></tr>')
+                '</span></td><td>nothing fails, everything judged</td>'
+                f'<td>{_e("; ".join(problems) or "-")}</td></tr>')
     matrix = ('<section class="matrix"><h2>Every defect switch against the invariant that '
               'must catch it</h2><table class="index"><thead><tr><th>configuration</th>'
               '<th>result</th><th>expected</th><th>failed invariants</th></tr></thead>'
@@ -476,6 +484,7 @@ article.verdict h3{margin:0;font-size:15px;display:flex;gap:10px;align-items:bas
  flex-wrap:wrap}
 article.verdict .jump{margin-left:auto;font-size:12px;font-weight:400}
 p.summary{margin:4px 0}
+p.reason{margin:2px 0;color:var(--nj);font-size:13px}
 ol.evidence{margin:4px 0 2px;padding-left:22px;font:12px/1.4 ui-monospace,monospace;
  color:#37474f}
 ol.evidence li{white-space:pre-wrap;word-break:break-word;padding:1px 0}

@@ -30,16 +30,16 @@ def test_plain_summary_is_compact_whole_lines_failures_first() -> None:
     lines = _plain(report, html="reports/report.html", json="reports/report.json",
                    junit="reports/junit.xml")
     assert not any(ANSI.search(ln) for ln in lines)
-    assert lines[0] == ("fulldisk datahub: NOT SAFE TO DEPLOY — 2 failed, 1 not judged, "
-                        "2 passed (1 scenarios)")
-    assert lines[1] == ("  ✗ battery-sessions  2 failed, 1 not judged, 2 passed  "
+    assert lines[0] == ("fulldisk datahub: NOT SAFE TO DEPLOY — 2 passed, 2 failed, "
+                        "1 not judged (1 scenarios)")
+    assert lines[1] == ("  ✗ battery-sessions  2 passed, 2 failed, 1 not judged  "
                         "(volume sessions)")
     heads = [ln for ln in lines if re.match(r"^(FAIL|NOT JUDGED) ", ln)]
     assert [h.split()[1] if h.startswith("FAIL") else h.split()[2] for h in heads] == [
         "no_silent_write_loss", "graceful_refusal", "health_truthful"]
     i = lines.index(heads[0])
     # evidence whole, on one line each, although far wider than the 80 columns
-    assert lines[i + 1].startswith("    t=2.10s login/login: POST /login -> 302") and \
+    assert lines[i + 1].startswith("    lost: t=2.10s login/login: POST /login -> 302") and \
         len(lines[i + 1]) > 80 and lines[i + 1].endswith("[sessions full]")
     assert any("no health sample was taken" in ln for ln in heads)
     assert lines[-1] == ("reports: html reports/report.html, json reports/report.json, "
