@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,9 @@ STATUS_WORD = {"fail": "FAIL", "not_judged": "NOT JUDGED", "pass": "pass"}
 STATUS_STYLE = {"fail": "bold red", "not_judged": "yellow", "pass": "green"}
 EVIDENCE_LINES = 6
 """Evidence lines the terminal shows per verdict; the HTML and JSON reports keep them all."""
+_BODY = re.compile(r"""; body (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+"""A response-body excerpt inside an evidence line: left out on a terminal, where it would
+wrap over several rows (CI logs and the HTML and JSON reports keep it)."""
 
 
 def status(v: Mapping[str, Any]) -> str:
@@ -77,8 +81,8 @@ def summary(report: Mapping[str, Any], console: Console | None = None, *,
     """The compact summary: a headline, one line per scenario with its counts, the failing
     and not-judged verdicts with their evidence, then where the full reports are.
 
-    In a CI log (not a terminal) every line is printed whole and plain; ``NO_COLOR`` drops
-    the colours (rich reads it).
+    In a CI log (not a terminal) every line is printed whole and plain; on a terminal the
+    response-body excerpts are left out of the evidence; ``NO_COLOR`` drops the colours.
     """
     con = console or Console()
     tty = con.is_terminal
@@ -112,7 +116,8 @@ def summary(report: Mapping[str, Any], console: Console | None = None, *,
             evidence = [str(e) for e in v.get("evidence", [])]
             keep = EVIDENCE_LINES if st == "fail" else 2
             for e in evidence[:keep]:
-                con.print(f"    {escape(e)}", style="dim" if st == "not_judged" else None,
+                line = _BODY.sub("", e) if tty else e
+                con.print(f"    {escape(line)}", style="dim" if st == "not_judged" else None,
                           **fit)
             if len(evidence) > keep:
                 con.print(f"    … {len(evidence) - keep} more evidence lines in the HTML and "

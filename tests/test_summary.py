@@ -101,3 +101,14 @@ def test_progress_on_a_terminal_is_live_and_leaves_nothing_behind() -> None:
         assert re.match(r"datahub: battery-cache · act +\d+\.\d s · +\d+\.\d s total",
                         progress.line())
     assert "battery-cache: act" not in buf.getvalue()  # no plain line: the live one was used
+
+
+def test_terminal_form_leaves_body_excerpts_to_the_reports() -> None:
+    report, _ = sample_report()
+    buf = io.StringIO()
+    summary(report, Console(file=buf, force_terminal=True, width=300, color_system=None))
+    out = buf.getvalue()
+    lost = next(ln for ln in out.splitlines() if ln.startswith("    lost: t=2.10s"))
+    assert "body lacks 'Logged in as alice'" in lost and "; body '" not in lost
+    assert "Redirecting" not in out  # the excerpt of the login's answer: in the HTML only
+    assert "Redirecting" in "\n".join(_plain(report))  # a CI log keeps whole lines
