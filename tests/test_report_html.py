@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from pathlib import Path
 
+import pytest
 from sample_runs import OUTCOME_COUNTS, SECRET, SOURCES, VOLUMES, sample_report, sample_timeline
 
 from harness.invariants import Rules
@@ -114,3 +116,39 @@ def test_timeline_survives_its_json_form() -> None:
     tl = sample_timeline()
     again = Timeline.from_dict(__import__("json").loads(tl.to_json()))
     assert again.events == tl.events and again.scenario == tl.scenario
+
+
+pytest_plugins = ["pytester"]
+
+
+def test_plugin_writes_the_page_with_timelines_from_xdist_workers(
+        pytester: pytest.Pytester) -> None:
+    """`--fulldisk-html`: verdicts and timelines recorded in two workers reach one page,
+    and the JUnit file carries the verdicts but not the (large) timelines."""
+    tests_dir = Path(__file__).resolve().parent
+    pytester.makepyfile(test_two=f"""
+        import sys
+        from dataclasses import replace
+        sys.path.insert(0, {str(tests_dir)!r})
+        import pytest
+        from sample_runs import sample_timeline
+        from harness.battery import Outcome
+        from harness.invariants import Rules, evaluate
+
+        @pytest.mark.parametrize("name", ["alpha", "beta"])
+        def test_run(name, record_outcome):
+            tl = sample_timeline()
+            tl.scenario = "scenario-" + name
+            verdicts = evaluate(tl, Rules(), ["no_silent_write_loss", "recovery"])
+            record_outcome(Outcome(tl.scenario, tl.volume, tl, verdicts))
+    """)
+    r = pytester.runpytest_subprocess("-n", "2", "--fulldisk-html", "out/report.html",
+                                      "--junitxml", "out/junit.xml", "-p", "no:cacheprovider")
+    r.assert_outcomes(passed=2)
+    page = (pytester.path / "out" / "report.html").read_text()
+    for name in ("alpha", "beta"):
+        assert f'data-scenario="scenario-{name}"' in page
+        assert f'id="chart-sc-scenario-{name}"' in page
+    assert page.count('class="verdict fail"') == 2  # no_silent_write_loss of each scenario
+    junit = (pytester.path / "out" / "junit.xml").read_text()
+    assert "fulldisk.verdict" in junit and "DiskSample" not in junit
