@@ -35,7 +35,7 @@ class Outcome:
 
     scenario: str
     volume: str | None
-    timeline: Timeline
+    timeline: Timeline = field(repr=False)  # thousands of events: too long for a report
     verdicts: list[Verdict] = field(default_factory=list)
     error: str | None = None
 
@@ -200,7 +200,7 @@ def cleanup_under_load(stack: Stack) -> Outcome:
     return run.finish(("cleanup_keeps_up",))
 
 
-def counter_against_served(stack: Stack) -> Outcome:
+def counter_against_served(stack: Backend) -> Outcome:
     """The download counter against downloads actually served: new, repeated, refused."""
     target = stack.target
     assert target.downloads is not None

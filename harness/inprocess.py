@@ -35,7 +35,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ProtocolError
 
 from .backend import Runner
-from .battery import Outcome, volume_scenario
+from .battery import Outcome, counter_against_served, volume_scenario
 from .errors import UsageError
 from .fakedisk import FakeDisk, FakeDisks
 from .target import Target
@@ -201,6 +201,10 @@ class _Original:
         """Whether the body was read to its end (or cut)."""
         return self._body.closed
 
+    def close(self) -> None:
+        """Drop the body (closes the app's iterable)."""
+        self._body.close()
+
 
 class _NoExec:
     """Exec probes cannot run in-process."""
@@ -282,6 +286,11 @@ class InProcessStack:
         self._saved = (sys.stdout, sys.stderr, list(root.handlers), root.level,
                        self._redirect_stream_handlers())
         sys.stdout = sys.stderr = self.out
+        # The app starts as in a fresh process: no handler on the root logger (pytest's
+        # capture handler would swallow its records, and Flask adds its stderr handler
+        # only when no handler exists); they come back at stop.
+        for h in list(root.handlers):
+            root.removeHandler(h)
         self.app = self._factory()
         return self
 
@@ -389,10 +398,15 @@ def _front(target: Target) -> str:
 
 def battery(stack: InProcessStack) -> list[Outcome]:
     """The battery's volume scenario (steady, fill, act, free, recover) on every
-    in-process volume, judged by the same invariants as in the container battery. Every
+    in-process volume, and its counter scenario when the target counts downloads on an
+    in-process volume; judged by the same invariants as in the container battery. Every
     volume is reset before each scenario, as the container battery resets its stack."""
     out = []
     for name in stack.volumes:
         stack.reset()
         out.append(volume_scenario(stack, name, scenario=f"inprocess-{name}"))
+    dl = stack.target.downloads
+    if dl is not None and stack.target.counters and dl.volume in stack.volumes:
+        stack.reset()
+        out.append(counter_against_served(stack))
     return out

@@ -20,9 +20,15 @@ APP_DIR = Path(__file__).resolve().parent.parent / "docker" / "datahub" / "app"
 SERVICE = "app"
 VOLUMES = ("sessions", "cache", "downloads", "applogs")
 """Volumes the app writes from Python (db is SQLite, weblogs is nginx's)."""
-DEFECTS = ("silent_sessions", "log_blackhole", "poisoned_cache", "blind_health")
-"""Switches whose bug lives in the app's Python code (the others need the cleaner
-process, SQLite or the container battery's shared disk and download load)."""
+DEFECTS = ("silent_sessions", "log_blackhole", "poisoned_cache", "blind_health",
+           "miscounted_downloads")
+"""Switches whose bug lives in the app's Python code, caught in-process."""
+CONTAINER_ONLY = {
+    "unbounded_downloads": "needs every path on one shared disk filled by the download "
+                           "load, with the cleaner process paused",
+    "lazy_cleanup": "the bug is in the cleaner, another process",
+}
+"""Switches only the container battery can catch, and why."""
 
 
 def datahub_app(disks: FakeDisks, defects: Iterable[str] = ()) -> WSGIApp:
