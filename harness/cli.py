@@ -66,7 +66,10 @@ def _battery(target_path: str | None, report_dir: Path, junit: str | None,
 
     target = _target(target_path)
     engine.client()  # Docker down is exit 3 before anything starts
-    args = [_scenarios_dir(), "-m", "chaos", "-q", "-p", "no:cacheprovider", "--no-header",
+    # The scenarios folder holds no battery file of its own: --fulldisk-battery adds the
+    # fulldisk::... collector, and the folder keeps the run away from the cwd's own tests.
+    args = [_scenarios_dir(), "--fulldisk-battery", "-m", "chaos", "-q", "-p",
+            "no:cacheprovider", "--no-header",
             "-o", "console_output_style=classic", "--fulldisk-require-docker",
             "--fulldisk-report", str(report_dir), "--rootdir", _scenarios_dir()]
     if target_path:
