@@ -153,7 +153,7 @@ class ScenarioStack:
                                     "form": dict(form or {}),
                                     "expect_status": list(expect_status),
                                     "expect_text": expect_text, "write": write})
-        adhoc = Probe(service=service or self._front(), steps=[step])
+        adhoc = Probe.model_validate({"service": service or self._front(), "steps": [step]})
         return self.run.pr.run_probe(f"{step.method} {name}", adhoc)
 
     def observe(self) -> None:
@@ -223,17 +223,19 @@ class ScenarioStack:
         outcome = self.run.finish(invariants or tuple(INVARIANTS))
         if self._record is not None:
             self._record(outcome)
+        # Named invariants must be judged (nothing passes on nothing); with none named,
+        # only failures count and the rest is reported as not judged.
         problems = [v for v in outcome.verdicts
-                    if not v.passed or (invariants and not v.applicable)]
+                    if (v.judged and not v.passed) or (invariants and not v.judged)]
         if problems:
             import pytest
 
             from .report import verdict_text
 
             pytest.fail("\n".join(
-                verdict_text(v.to_dict()) if v.applicable else
-                f"{v.invariant} NOT JUDGED: {v.summary} (the script gathered no evidence "
-                "for it)" for v in problems), pytrace=False)
+                verdict_text(v.to_dict()) if v.judged else
+                f"{v.invariant} NOT JUDGED: {v.reason or v.summary} (the script gathered no "
+                "evidence for it)" for v in problems), pytrace=False)
         return outcome
 
     # --- helpers --------------------------------------------------------------------------
