@@ -37,6 +37,8 @@ class Outcome:
     timeline: Timeline
     verdicts: list[Verdict] = field(default_factory=list)
     error: str | None = None
+    untested: dict[str, list[str]] = field(default_factory=dict)  # service -> folders written
+                                                                  # outside the volumes
 
     def verdict(self, invariant: str) -> Verdict:
         """The verdict of one invariant."""
@@ -108,7 +110,9 @@ class Run:
         after = self.stack.restarts()
         self.tl.facts["restarts"] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         verdicts = evaluate(self.tl, self.rules, list(invariants))
-        return Outcome(self.tl.scenario, self.volume, self.tl, verdicts)
+        untested = self.stack.untested_paths()
+        self.tl.facts["untested_paths"] = untested
+        return Outcome(self.tl.scenario, self.volume, self.tl, verdicts, untested=untested)
 
     def baseline(self) -> set[str]:
         """Probes that passed in the steady phase."""

@@ -30,8 +30,10 @@ if TYPE_CHECKING:
     from .target import Target
 
 VERDICT_KEY = "fulldisk.verdict"
+UNTESTED_KEY = "fulldisk.untested"  # folders a service wrote outside fulldisk's volumes
 _report_key: pytest.StashKey[list[dict[str, Any]]] = pytest.StashKey()
 _errors_key: pytest.StashKey[list[str]] = pytest.StashKey()
+_untested_key: pytest.StashKey[set[tuple[str, str, str]]] = pytest.StashKey()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -58,6 +60,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): run tests of one group together")
     config.stash[_report_key] = []
     config.stash[_errors_key] = []
+    config.stash[_untested_key] = set()
 
 
 # --- is the plugin in use? ---------------------------------------------------------------
@@ -220,6 +223,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     for k, v in report.user_properties:
         if k == VERDICT_KEY:
             cfg.stash[_report_key].append(json.loads(str(v)))
+        elif k == UNTESTED_KEY:
+            cfg.stash[_untested_key].update(tuple(x) for x in json.loads(str(v)))
 
 
 _CONFIG: list[pytest.Config] = []
@@ -243,7 +248,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             name = "?"
         errors: list[str] = config.stash.get(_errors_key, [])
         write_json(build(name, verdicts, errors=errors,
-                         extra={"exitstatus": int(exitstatus)}), Path(out) / "report.json")
+                         extra={"exitstatus": int(exitstatus),
+                                "untested_paths": untested_paths(config)}),
+                   Path(out) / "report.json")
     if "harness.engine" in sys.modules:  # only when this session talked to Docker
         from . import engine
         from .errors import HarnessError
@@ -254,7 +261,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             pass
 
 
+def untested_paths(config: pytest.Config) -> list[dict[str, str]]:
+    """Folders services wrote outside fulldisk's volumes in this session (JSON-ready)."""
+    return [{"target": t, "service": s, "path": p}
+            for t, s, p in sorted(config.stash.get(_untested_key, None) or ())]
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """The verdicts, then the writable paths no volume covered."""
+    _verdict_summary(terminalreporter, config)
+    paths = untested_paths(config)
+    if paths:
+        from .report import untested_text
+
+        terminalreporter.section("fulldisk: not tested on a small disk")
+        for line in untested_text(paths):
+            terminalreporter.write_line(line, yellow=True)
+
+
+def _verdict_summary(terminalreporter: Any, config: pytest.Config) -> None:
     """One line per failed verdict, under a fulldisk heading."""
     verdicts = config.stash[_report_key]
     if not verdicts:
@@ -370,6 +395,10 @@ def record_outcome(request: pytest.FixtureRequest) -> Callable[..., None]:
                 request.node.user_properties.append((VERDICT_KEY, json.dumps(d)))
                 request.node.add_report_section("call", f"fulldisk {v.invariant}",
                                                 verdict_text(d))
+        if outcome.untested:
+            target = request.getfixturevalue("fulldisk_target").name
+            request.node.user_properties.append((UNTESTED_KEY, json.dumps(
+                [(target, svc, p) for svc, ps in outcome.untested.items() for p in ps])))
     return record
 
 
