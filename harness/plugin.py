@@ -25,6 +25,7 @@ import pytest
 
 if TYPE_CHECKING:
     from .battery import Case, Outcome
+    from .fakedisk import FakeDisks
     from .scenario import ScenarioStack
     from .stack import Stack
     from .target import Target
@@ -381,6 +382,15 @@ def fulldisk_shared_stack(shared_stack: Stack, request: pytest.FixtureRequest,
 
     shared_stack.reset()
     return ScenarioStack(shared_stack, request.node.name, record=record_outcome)
+
+
+@pytest.fixture
+def fulldisk_fs() -> Iterator[FakeDisks]:
+    """In-process full disks (pyfakefs, no Docker): ``fulldisk_fs.disk(path, size="64KiB")``."""
+    from .fakedisk import FakeDisks
+
+    with FakeDisks() as disks:
+        yield disks
 
 
 @pytest.fixture
