@@ -76,6 +76,15 @@ def write_json(report: Mapping[str, Any], path: str | Path) -> Path:
     return p
 
 
+def untested_text(paths: Iterable[Mapping[str, str]]) -> list[str]:
+    """Lines naming the folders services wrote outside fulldisk's volumes."""
+    by: dict[tuple[str, str], list[str]] = {}
+    for p in paths:
+        by.setdefault((p["target"], p["service"]), []).append(p["path"])
+    return [f"{t}/{svc}: {', '.join(ps)} (written outside fulldisk's volumes: declare a "
+            "volume for it, or confirm it may fill)" for (t, svc), ps in sorted(by.items())]
+
+
 def summary(report: Mapping[str, Any], console: Console | None = None, *,
             files: Mapping[str, str | Path | None] | None = None) -> None:
     """The compact summary: a headline, one line per scenario with its counts, the failing
@@ -124,6 +133,10 @@ def summary(report: Mapping[str, Any], console: Console | None = None, *,
                           "JSON reports", **fit)
     for e in report.get("errors", []):
         con.print(f"[red]error:[/] {escape(str(e))}", **fit)
+    if report.get("untested_paths"):
+        con.print("[yellow]not tested on a small disk:[/]", **fit)
+        for line in untested_text(report["untested_paths"]):
+            con.print(f"  {line}", markup=False, **fit)
     shown = {k: p for k, p in (files or {}).items() if p}
     if shown:
         con.print("reports: " + ", ".join(f"{k} {escape(str(p))}" for k, p in shown.items()),

@@ -94,7 +94,7 @@ def defect_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Com
     """`DATAHUB_DEFECTS=silent_sessions fulldisk run` on the session volume's scenario, in a
     pipe (as in a CI log): its stdout, stderr and report folder."""
     out = tmp_path_factory.mktemp("defect-run")
-    p = _fulldisk("run", "-k", "sessions-no_silent_write_loss or sessions-recovery",
+    p = _fulldisk("run", "-k", "sessions and (no_silent_write_loss or recovery)",
                   "--report-dir", str(out), env={"DATAHUB_DEFECTS": "silent_sessions"})
     return p, out
 
