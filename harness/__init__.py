@@ -32,6 +32,8 @@ from .timeline import (
 
 if TYPE_CHECKING:
     from .battery import Outcome, Run
+    from .fakedisk import FakeDisk, FakeDisks
+    from .inprocess import InProcessStack
     from .invariants import Rules, Verdict, evaluate
     from .plugin import check
     from .probes import Prober
@@ -43,9 +45,12 @@ __all__ = [
     "CounterSample",
     "DiskSample",
     "DockerUnavailable",
+    "FakeDisk",
+    "FakeDisks",
     "GuardError",
     "HarnessError",
     "HealthSample",
+    "InProcessStack",
     "InfrastructureError",
     "LoadEvent",
     "LogRecord",
@@ -76,6 +81,7 @@ _LAZY = {
     "Outcome": "battery", "Run": "battery", "Rules": "invariants", "Verdict": "invariants",
     "evaluate": "invariants", "check": "plugin", "Prober": "probes", "Stack": "stack",
     "TmpfsVolume": "volume", "Usage": "volume", "Volume": "volume",
+    "FakeDisk": "fakedisk", "FakeDisks": "fakedisk", "InProcessStack": "inprocess",
 }
 
 
