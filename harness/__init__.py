@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .invariants import Rules, Verdict, evaluate
     from .plugin import check
     from .probes import Prober
+    from .scenario import ScenarioStack
     from .stack import Stack
     from .volume import TmpfsVolume, Usage, Volume
 
@@ -60,6 +61,7 @@ __all__ = [
     "Prober",
     "Rules",
     "Run",
+    "ScenarioStack",
     "Stack",
     "StepResult",
     "Target",
@@ -80,6 +82,7 @@ __all__ = [
 _LAZY = {
     "Outcome": "battery", "Run": "battery", "Rules": "invariants", "Verdict": "invariants",
     "evaluate": "invariants", "check": "plugin", "Prober": "probes", "Stack": "stack",
+    "ScenarioStack": "scenario",
     "TmpfsVolume": "volume", "Usage": "volume", "Volume": "volume",
     "FakeDisk": "fakedisk", "FakeDisks": "fakedisk", "InProcessStack": "inprocess",
 }

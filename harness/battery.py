@@ -38,6 +38,8 @@ class Outcome:
     timeline: Timeline = field(repr=False)  # thousands of events: too long for a report
     verdicts: list[Verdict] = field(default_factory=list)
     error: str | None = None
+    untested: dict[str, list[str]] = field(default_factory=dict)  # service -> folders written
+                                                                  # outside the volumes
 
     def verdict(self, invariant: str) -> Verdict:
         """The verdict of one invariant."""
@@ -109,7 +111,9 @@ class Run:
         after = self.stack.restarts()
         self.tl.facts["restarts"] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         verdicts = evaluate(self.tl, self.rules, list(invariants))
-        return Outcome(self.tl.scenario, self.volume, self.tl, verdicts)
+        untested = self.stack.untested_paths()
+        self.tl.facts["untested_paths"] = untested
+        return Outcome(self.tl.scenario, self.volume, self.tl, verdicts, untested=untested)
 
     def baseline(self) -> set[str]:
         """Probes that passed in the steady phase."""
@@ -267,7 +271,7 @@ class Case:
     shared: bool
     run: Callable[[Stack], Outcome]
     invariants: tuple[str, ...]
-    incident: bool = False  # told as a named scenario in scenarios/test_incident.py
+    incident: bool = False  # told as a named story in harness/stock.py
 
 
 def cases(volumes: list[str], bulk: set[str], *, downloads: bool, cleanup: bool,
