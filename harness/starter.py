@@ -244,9 +244,11 @@ def _folder_use(h: engine.Handle, folder: str, added: set[str]) -> FolderUse:
 
 
 def observe(specs: Sequence[ServiceSpec], *, warmup: str | None = None,
-            seconds: float = 2.0, timeout: float = 60.0,
+            seconds: float = 2.0, timeout: float = 60.0, ready_timeout: float = 15.0,
             progress: Callable[[str], None] = lambda s: None) -> list[Seen]:
-    """Run the images, warm them up and record what each wrote; everything is removed."""
+    """Run the images, warm them up and record what each wrote; everything is removed.
+    A service waits at most ``ready_timeout`` s for one of its exposed ports to answer
+    (a worker may expose ports it never serves)."""
     deadline = time.monotonic() + timeout
     net = f"{engine.run_id()}-init-{uuid.uuid4().hex[:6]}"
     handles: dict[str, engine.Handle] = {}
@@ -263,7 +265,7 @@ def observe(specs: Sequence[ServiceSpec], *, warmup: str | None = None,
                 user=None, ports=cfg.ports, network=net, aliases=(s.name,), binds={},
                 volumes={}, role="init", extra_labels={"fulldisk.service": s.name}))
             progress(f"started {s.name} ({s.image}), exposes {list(cfg.ports) or 'no ports'}")
-        _wait_ports(seen, handles, min(deadline, time.monotonic() + 30))
+        _wait_ports(seen, handles, min(deadline, time.monotonic() + ready_timeout))
         for n, sv in seen.items():  # one more look at ports slower than the first
             for port in sv.exposed:
                 if port not in sv.ports and (st := _answer(
@@ -300,10 +302,17 @@ def observe(specs: Sequence[ServiceSpec], *, warmup: str | None = None,
     return list(seen.values())
 
 
-def _volume_name(path: str, taken: set[str]) -> str:
+def _parts(path: str) -> list[str]:
     parts = [re.sub(r"[^a-z0-9_-]+", "-", p.lower()).strip("-") for p in path.split("/") if p]
-    parts = [p for p in parts if p] or ["root"]
-    for cand in (parts[-1], "-".join(parts[-2:]), "-".join(parts)):
+    return [p for p in parts if p] or ["root"]
+
+
+def _volume_name(path: str, taken: set[str], *, ambiguous: Iterable[str] = ()) -> str:
+    """A volume name from a path: its last folder name, or the last two when another
+    path ends in the same name (/var/log/app and /var/cache/app: log-app, cache-app)."""
+    parts = _parts(path)
+    first = "-".join(parts[-2:]) if parts[-1] in set(ambiguous) else parts[-1]
+    for cand in (first, "-".join(parts[-2:]), "-".join(parts)):
         cand = cand[:40].strip("-")
         if not cand[:1].isalpha():
             cand = ("v-" + cand)[:40]
@@ -372,8 +381,10 @@ def render(seen: Sequence[Seen], *, name: str, warmup: str | None, seconds: floa
         for fu in sv.folders:
             by_path.setdefault(fu.path, []).append((sv, fu))
     log_sources: list[tuple[str, str]] = []
+    lasts = collections.Counter(_parts(p)[-1] for p in by_path)
+    shared_names = [n for n, c in lasts.items() if c > 1]
     for path, users in sorted(by_path.items()):
-        vname = _volume_name(path, taken)
+        vname = _volume_name(path, taken, ambiguous=shared_names)
         taken.add(vname)
         used = max(f.used_bytes for _, f in users)
         entries = max(f.entries for _, f in users)
@@ -414,12 +425,13 @@ def render(seen: Sequence[Seen], *, name: str, warmup: str | None, seconds: floa
 
 def write_starter(specs: Sequence[ServiceSpec], out: Path, *, force: bool = False,
                   name: str | None = None, warmup: str | None = None, seconds: float = 2.0,
-                  timeout: float = 60.0,
+                  timeout: float = 60.0, ready_timeout: float = 15.0,
                   progress: Callable[[str], None] = lambda s: None) -> Path:
     """Observe the images and write a validated starter target to ``out``."""
     if out.exists() and not force:
         raise UsageError(f"{out} exists", "pass --force to overwrite it, or --output elsewhere")
-    seen = observe(specs, warmup=warmup, seconds=seconds, timeout=timeout, progress=progress)
+    seen = observe(specs, warmup=warmup, seconds=seconds, timeout=timeout,
+                   ready_timeout=ready_timeout, progress=progress)
     text = render(seen, name=name or _default_name(specs), warmup=warmup, seconds=seconds)
     import tomllib
 
