@@ -1,4 +1,4 @@
-"""The ``fulldisk`` command: run, gate, selftest, list, doctor, clean, build.
+"""The ``fulldisk`` command: run, gate, selftest, list, doctor, clean, build, init.
 
 Exit codes: 0 all passed; 1 an invariant failed; 2 usage or config error; 3 the machine
 cannot run the check (Docker down, image missing, port in use, a service died).
@@ -297,6 +297,38 @@ def selftest(json_path: str | None, only: str | None, html_path: str) -> None:
                html_path)
     console.print(f"reports: html {html_path}" + (f", json {json_path}" if json_path else ""))
     sys.exit(0 if result["passed"] else 1)
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, metavar="[NAME=]IMAGE...")
+@click.option("--command", "commands", multiple=True, metavar="NAME=COMMAND",
+              help="the command a service runs (e.g. --command web='nginx -g ...')")
+@click.option("--warmup", default=None, metavar="SHELL",
+              help="warm-up command run on this machine instead of crawling the ports; it "
+                   "gets FULLDISK_URL_<SERVICE> and FULLDISK_URL_<SERVICE>_<PORT>")
+@click.option("--seconds", default=2.0, show_default=True, type=click.FloatRange(0, 60),
+              help="how long to keep watching after the warm-up (background writers)")
+@click.option("--timeout", default=90.0, show_default=True, type=click.FloatRange(5, 600),
+              help="bound on the whole observation")
+@click.option("--ready-timeout", default=15.0, show_default=True,
+              type=click.FloatRange(1, 300),
+              help="how long a service may take until one of its exposed ports answers")
+@click.option("--output", "-o", default="fulldisk.toml", show_default=True, metavar="PATH")
+@click.option("--name", default=None, help="the target's name (default: the first service)")
+@click.option("--force", is_flag=True, help="overwrite an existing file")
+def init(images: tuple[str, ...], commands: tuple[str, ...], warmup: str | None,
+         seconds: float, timeout: float, ready_timeout: float, output: str, name: str | None,
+         force: bool) -> None:
+    """Write a starter fulldisk.toml from images: the folders they write, ports, logs."""
+    from .starter import parse_services, write_starter
+
+    specs = parse_services(images, commands)
+    t0 = time.monotonic()
+    out = write_starter(specs, Path(output), force=force, name=name, warmup=warmup,
+                        seconds=seconds, timeout=timeout, ready_timeout=ready_timeout,
+                        progress=lambda m: err_console.print(m, markup=False))
+    console.print(f"wrote {out} in {time.monotonic() - t0:.1f} s; read its comments, then "
+                  f"`fulldisk list --target {out}`")
 
 
 @cli.command()

@@ -391,6 +391,8 @@ class ContainerSpec:
     privileged: bool = False
     cap_add: Sequence[str] = ()
     extra_labels: Mapping[str, str] | None = None
+    drop_caps: bool = True  # False: the engine's default set (images that start as root
+                            # and drop to a service user need chown/setuid/setgid)
 
 
 def start(spec: ContainerSpec) -> Handle:
@@ -413,7 +415,7 @@ def start(spec: ContainerSpec) -> Handle:
         "network": spec.network,
         "hostname": spec.aliases[0] if spec.aliases else None,
         "security_opt": [] if spec.privileged else ["no-new-privileges"],
-        "cap_drop": [] if spec.privileged else ["ALL"],
+        "cap_drop": ["ALL"] if spec.drop_caps and not spec.privileged else [],
         "cap_add": list(spec.cap_add),
         "privileged": spec.privileged,
         "init": True,
