@@ -223,9 +223,20 @@ def _where(v: Mapping[str, Any]) -> str:
     return f'{v.get("scenario", "")}{" · " + str(vol) if vol else ""}'
 
 
-def _evidence(v: Mapping[str, Any], redact: Redact) -> str:
-    items = "".join(f"<li>{_e(redact(str(line)))}</li>" for line in v.get("evidence", []))
-    return f'<ol class="evidence">{items}</ol>' if items else ""
+CARD_EVIDENCE = 6
+"""Evidence lines a card at the top shows open; the rest fold (the scenario's table has all)."""
+
+
+def _evidence(v: Mapping[str, Any], redact: Redact, open_lines: int | None = None) -> str:
+    lines = [f"<li>{_e(redact(str(line)))}</li>" for line in v.get("evidence", [])]
+    if not lines:
+        return ""
+    if open_lines is None or len(lines) <= open_lines:
+        return f'<ol class="evidence">{"".join(lines)}</ol>'
+    return (f'<ol class="evidence">{"".join(lines[:open_lines])}</ol><details class="more">'
+            f"<summary>{len(lines) - open_lines} more evidence lines</summary>"
+            f'<ol class="evidence" start="{open_lines + 1}">{"".join(lines[open_lines:])}'
+            "</ol></details>")
 
 
 def _card(v: Mapping[str, Any], redact: Redact, anchor: str) -> str:
@@ -235,7 +246,7 @@ def _card(v: Mapping[str, Any], redact: Redact, anchor: str) -> str:
             f' <span class="where">{_e(_where(v))}</span>'
             f' <a class="jump" href="#{anchor}">chart ↓</a></h3>'
             f'<p class="summary">{_e(redact(str(v.get("summary", ""))))}</p>{_reason(v)}'
-            f'{_evidence(v, redact)}</article>')
+            f'{_evidence(v, redact, CARD_EVIDENCE)}</article>')
 
 
 def _reason(v: Mapping[str, Any]) -> str:
@@ -505,6 +516,7 @@ section.config{border-top:3px solid var(--line);margin-top:34px}
 table.verdicts td:nth-child(2){font-family:ui-monospace,monospace;white-space:nowrap}
 details{margin:8px 0}
 details>summary{cursor:pointer;color:#37474f;font-weight:600}
+details.more{margin:0 0 2px 22px}details.more>summary{font-weight:400;font-size:12.5px}
 details.logs .logsrc h4{margin:10px 0 2px;font:600 13px ui-monospace,monospace}
 details.logs .n{color:var(--muted);font-weight:400}
 details.logs ol{list-style:none;margin:0;padding:6px 8px;background:#fafbfc;

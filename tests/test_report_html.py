@@ -152,3 +152,16 @@ def test_plugin_writes_the_page_with_timelines_from_xdist_workers(
     assert page.count('class="verdict fail"') == 2  # no_silent_write_loss of each scenario
     junit = (pytester.path / "out" / "junit.xml").read_text()
     assert "fulldisk.verdict" in junit and "DiskSample" not in junit
+
+
+def test_a_card_at_the_top_folds_long_evidence_the_table_keeps_it_all() -> None:
+    report, tl = sample_report()
+    v = report["verdicts"][0]  # type: ignore[index]
+    v["evidence"] = [f"t={i}.00s line {i}" for i in range(15)]
+    page = render_report(report, [tl])
+    body = page[page.index("<body>"):]
+    card = body[body.index('class="verdict fail"'):body.index("</article>")]
+    assert card.count("<li>") == 15 and "9 more evidence lines" in card
+    assert card.index("line 5</li>") < card.index("<details") < card.index("line 6</li>")
+    table = body[body.index('class="verdicts"'):]
+    assert "line 14</li>" in table
