@@ -495,13 +495,15 @@ def clean(run: str | None = None, *, stale_only: bool = False, dry_run: bool = F
             return True
         return not _alive(lbls.get(PID_LABEL, ""), lbls.get(HOST_LABEL, ""))
 
-    # ignore_removed: another run may remove its own containers while we list them
-    ctrs = [x for x in c.containers.list(all=True, filters=flt, ignore_removed=True)
-            if wanted(x.labels)]
+    # sparse: the list itself carries the labels; a full listing inspects every container
+    # on the engine one by one (seconds on a busy shared engine)
+    ctrs = [x for x in c.containers.list(all=True, filters=flt, sparse=True)
+            if wanted(x.attrs.get("Labels"))]
     end = time.monotonic() + deadline
     if not dry_run:
         for x in ctrs:
-            _gone(partial(x.remove, force=True, v=False), end, str(x.name))
+            names = x.attrs.get("Names") or [x.id]
+            _gone(partial(x.remove, force=True, v=False), end, str(names[0]).lstrip("/"))
     vols = [v for v in c.volumes.list(filters=flt) if wanted(v.attrs.get("Labels"))]
     nets = [n for n in c.networks.list(filters=flt) if wanted(n.attrs.get("Labels"))]
     if not dry_run:
