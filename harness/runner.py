@@ -11,14 +11,18 @@ starts, so at most one stack runs at a time.
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .battery import Case, Outcome
 from .errors import HarnessError
 from .target import Target
+
+if TYPE_CHECKING:
+    from .stack import Stack
 
 CaseDone = Callable[[Case, Outcome | None], None]
 """Called after each case with its outcome (None: the case broke without verdicts)."""
@@ -33,6 +37,7 @@ class BatteryRun:
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     untested: set[tuple[str, str, str]] = field(default_factory=set)
+    seconds: dict[str, float] = field(default_factory=dict)  # case id -> its run, reset incl.
 
     @property
     def failed(self) -> bool:
@@ -96,8 +101,9 @@ def run_battery(target: Target, *, done: CaseDone = lambda c, o: None) -> Batter
     return result
 
 
-def _run_case(case: Case, stack: Any, fresh: bool, target: str, result: BatteryRun,
+def _run_case(case: Case, stack: Stack, fresh: bool, target: str, result: BatteryRun,
               done: CaseDone) -> None:
+    t0 = time.monotonic()
     try:
         if not fresh:  # a stack just started is at its seed already
             stack.reset()
@@ -110,6 +116,7 @@ def _run_case(case: Case, stack: Any, fresh: bool, target: str, result: BatteryR
         result.errors.append(f"fulldisk::{case.id} (call): {type(e).__name__}: {e}")
         done(case, None)
         return
+    result.seconds[case.id] = time.monotonic() - t0
     result.outcomes.append(outcome)
     # only the invariants the target feeds, as the pytest items judge them
     result.verdicts += [v.to_dict() for v in outcome.verdicts if v.invariant in case.invariants]
