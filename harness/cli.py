@@ -69,8 +69,10 @@ def _battery(target_path: str | None, report_dir: Path, junit: str | None,
     engine.client()  # Docker down is exit 3 before anything starts
     # The scenarios folder holds no battery file of its own: --fulldisk-battery adds the
     # fulldisk::... collector, and the folder keeps the run away from the cwd's own tests.
+    # Plugins the battery never uses stay off: hypothesis's alone costs seconds of CPU per
+    # run (pytest rewrites its asserts, and PYTHONDONTWRITEBYTECODE keeps no cache of that).
     args = [_scenarios_dir(), "--fulldisk-battery", "-m", "chaos", "-q", "-p",
-            "no:cacheprovider", "--no-header",
+            "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:fakefs", "--no-header",
             "-o", "console_output_style=classic", "--fulldisk-require-docker",
             "--fulldisk-report", str(report_dir), "--rootdir", _scenarios_dir(),
             "--fulldisk-html", str(html.resolve())]

@@ -128,6 +128,15 @@ def image_config(tag: str) -> ImageConfig:
     return ImageConfig(tuple(ports), str(cfg.get("User") or ""))
 
 
+def image_id(tag: str) -> str:
+    """An image's id (the digest of its content), InfrastructureError when missing."""
+    try:
+        return str(client().images.get(tag).id)
+    except docker.errors.ImageNotFound:
+        raise InfrastructureError(f"Image {tag!r} is not on this machine (no registry to "
+                                  "pull from).", "build or load the image first") from None
+
+
 def require_image(tag: str, hint: str) -> None:
     """Raise InfrastructureError naming the fix when an image is missing."""
     if not image_exists(tag):

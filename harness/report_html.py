@@ -150,16 +150,23 @@ def figure(tl: Timeline, rules: Rules, redact: Redact = lambda s: s) -> go.Figur
     span = (windows[-1][1] - windows[0][0].t) if windows else 1.0
     last_label = float("-inf")
     lift = 0
+    # Shapes and labels go in as one list each: plotly re-validates the whole list on every
+    # add_vrect/add_annotation (seconds of CPU for a battery's charts). One band per phase
+    # spans the whole height (the x axes are shared).
+    shapes: list[dict[str, Any]] = []
+    labels: list[dict[str, Any]] = []
     for mark, end in windows:
-        fig.add_vrect(x0=mark.t, x1=end, fillcolor=PHASE_FILL.get(mark.phase, "#f5f5f5"),
-                      opacity=1.0, layer="below", line_width=0, row="all", col=1)
+        shapes.append({"type": "rect", "x0": mark.t, "x1": end, "xref": "x", "y0": 0, "y1": 1,
+                       "yref": "paper", "fillcolor": PHASE_FILL.get(mark.phase, "#f5f5f5"),
+                       "opacity": 1.0, "layer": "below", "line": {"width": 0}})
         mid = (mark.t + end) / 2
         # a narrow phase's label goes a line higher than its neighbour's, so both read
         lift = 0 if mid - last_label > 0.07 * span else 1 - lift
         last_label = mid
-        fig.add_annotation(x=mid, y=1.0, xref="x", yref="paper", yanchor="bottom",
-                           yshift=14 * lift, text=f"<b>{mark.phase}</b>", showarrow=False,
-                           font={"size": 11, "color": "#37474f"})
+        labels.append({"x": mid, "y": 1.0, "xref": "x", "yref": "paper", "yanchor": "bottom",
+                       "yshift": 14 * lift, "text": f"<b>{mark.phase}</b>", "showarrow": False,
+                       "font": {"size": 11, "color": "#37474f"}})
+    fig.update_layout(shapes=shapes, annotations=labels)
     if windows:
         # start-up log lines come before the first phase; they stay a pan away
         pad = 0.02 * span

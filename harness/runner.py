@@ -69,7 +69,7 @@ def run_battery(target: Target, *, done: CaseDone = lambda c, o: None) -> Batter
     """Run every battery case of a target; a case that breaks is recorded, the rest run."""
     from . import engine
     from .plugin import battery_cases
-    from .stack import Stack, ensure_images
+    from .stack import ensure_images
 
     ensure_images(target)
     result = BatteryRun()
@@ -79,26 +79,37 @@ def run_battery(target: Target, *, done: CaseDone = lambda c, o: None) -> Batter
             engine.clean(stale_only=True)  # leftovers of runs whose process is gone
         except HarnessError:
             pass  # others' leftovers must not stop this run
-        for shared in (False, True):
-            group = [c for c in cases if c.shared == shared]
-            if not group:
-                continue
-            variant = target.shared() if shared else target
+        try:
+            for shared in (False, True):
+                group = [c for c in cases if c.shared == shared]
+                if group:
+                    _run_group(target.shared() if shared else target, group, result, done,
+                               target.name)
+        finally:  # whatever an interrupt left half made (as the plugin's session end does)
             try:
-                stack = Stack(variant).__enter__()
-            except HarnessError as e:
-                for case in group:
-                    result.errors.append(f"fulldisk::{case.id} (setup): {e.one_line()}")
-                    done(case, None)
-                continue
-            try:
-                fresh = True
-                for case in group:
-                    _run_case(case, stack, fresh, target.name, result, done)
-                    fresh = False
-            finally:
-                stack.__exit__(None, None, None)
+                engine.clean(run=engine.run_id())
+            except HarnessError:
+                pass
     return result
+
+
+def _run_group(variant: Target, group: list[Case], result: BatteryRun, done: CaseDone,
+               name: str) -> None:
+    """The cases of one target variant on one stack, reset between cases."""
+    from .stack import Stack
+
+    try:
+        stack = Stack(variant).__enter__()
+    except HarnessError as e:
+        for case in group:
+            result.errors.append(f"fulldisk::{case.id} (setup): {e.one_line()}")
+            done(case, None)
+        return
+    try:
+        for i, case in enumerate(group):
+            _run_case(case, stack, i == 0, name, result, done)
+    finally:
+        stack.__exit__(None, None, None)
 
 
 def _run_case(case: Case, stack: Stack, fresh: bool, target: str, result: BatteryRun,
