@@ -200,6 +200,10 @@ class Handle:
     name: str
     wrapper: DockerContainer
     _shells: dict[str, _Shell] = field(default_factory=dict)
+    # published ports of the current start (a restart may publish others): every probe
+    # request asks for its URL, and an inspect per request was most of a run's engine calls
+    _ports: dict[int, int] = field(default_factory=dict)
+    _started_at: str = ""
 
     @property
     def container(self) -> Container:
@@ -209,6 +213,10 @@ class Handle:
     def reload(self) -> None:
         """Refresh state from the engine."""
         self.container.reload()
+        started = str((self.container.attrs.get("State") or {}).get("StartedAt", ""))
+        if started != self._started_at:
+            self._ports.clear()
+            self._started_at = started
 
     @property
     def status(self) -> str:
@@ -222,13 +230,21 @@ class Handle:
         self.reload()
         return int(self.container.attrs.get("RestartCount", 0))
 
+    def restarts_and_status(self) -> tuple[int, str]:
+        """Restart count and status from one inspect."""
+        self.reload()
+        return int(self.container.attrs.get("RestartCount", 0)), str(self.container.status)
+
     def host_port(self, port: int) -> int:
         """The 127.0.0.1 port published for a container port."""
+        if port in self._ports:
+            return self._ports[port]
         self.reload()
         bindings = (self.container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp")
         for b in bindings or []:
             if b.get("HostIp") in (LOOPBACK, "") and b.get("HostPort"):
-                return int(b["HostPort"])
+                self._ports[port] = int(b["HostPort"])
+                return self._ports[port]
         raise InfrastructureError(f"{self.name}: port {port} is not published on {LOOPBACK}.",
                                   "declare it in the service's 'ports'")
 

@@ -265,11 +265,16 @@ class Stack:
     def _wait_ready(self, t0: float) -> None:
         pending = {n: s.ready for n, s in self.target.services.items() if s.ready}
         attempts: dict[str, str] = {}
+        checked: dict[str, float] = {}  # when each service's state was last inspected
         while pending:
             for name, ready in list(pending.items()):
                 h = self.services[name]
-                if h.status not in ("running", "created"):
-                    raise self._died(name)
+                # a service that answers is running: its state is inspected only while it
+                # does not, at most every 0.25 s (an inspect per poll was most of the wait)
+                if time.monotonic() - checked.get(name, t0) > 0.25:
+                    checked[name] = time.monotonic()
+                    if h.status not in ("running", "created"):
+                        raise self._died(name)
                 if ready.http is not None:
                     port = self.target.port_of(name, ready.port)
                     url = f"http://{engine.LOOPBACK}:{h.host_port(port)}{ready.http}"
@@ -294,8 +299,9 @@ class Stack:
                         f"check services.{name}.ready and the service's log above")
             if pending:
                 time.sleep(0.05)  # poll interval of a deadline-bounded readiness loop
-        for name, h in self.services.items():  # those without a readiness check, too
-            if h.status not in ("running", "created"):
+        for name, h in self.services.items():  # those without a readiness check
+            if self.target.services[name].ready is None and h.status not in ("running",
+                                                                              "created"):
                 raise self._died(name)
 
     def _died(self, name: str) -> HarnessError:
@@ -354,7 +360,8 @@ class Stack:
         """Restart count and exits per service (a crash counts as one)."""
         out: dict[str, int] = {}
         for n, h in self.services.items():
-            out[n] = h.restart_count + (0 if h.status == "running" else 1)
+            count, status = h.restarts_and_status()
+            out[n] = count + (0 if status == "running" else 1)
         return out
 
     def untested_paths(self) -> dict[str, list[str]]:
