@@ -362,12 +362,14 @@ class ContainerSpec:
     volumes: Mapping[str, str]  # volume name -> container path
     role: str = "service"
     privileged: bool = False
+    cap_drop: Sequence[str] = ("ALL",)  # fulldisk's own containers: minimal
     cap_add: Sequence[str] = ()
     extra_labels: Mapping[str, str] | None = None
 
 
 def start(spec: ContainerSpec) -> Handle:
-    """Start a container with least privilege and ports on 127.0.0.1 only."""
+    """Start a container with no-new-privileges, the spec's capabilities and ports on
+    127.0.0.1 only."""
     image_hint = ("build it (`fulldisk build` for the reference stack, or give the service "
                   "a 'build' context) or fix the image name")
     require_image(spec.image, image_hint)
@@ -386,7 +388,7 @@ def start(spec: ContainerSpec) -> Handle:
         "network": spec.network,
         "hostname": spec.aliases[0] if spec.aliases else None,
         "security_opt": [] if spec.privileged else ["no-new-privileges"],
-        "cap_drop": [] if spec.privileged else ["ALL"],
+        "cap_drop": [] if spec.privileged else list(spec.cap_drop),
         "cap_add": list(spec.cap_add),
         "privileged": spec.privileged,
         "init": True,

@@ -69,6 +69,30 @@ def ensure_images(target: Target, *, rebuild: bool = False) -> list[str]:
     return built
 
 
+_PRIV = re.compile(r"Operation not permitted|setgid|setuid|setgroups|initgroups|chown|"
+                   r"unable to (set|switch|change) (user|group)|capabilit|"
+                   r"bind\b.*Permission denied", re.I)
+_CAPS_FOR = (("chown", "CHOWN"), ("setgid", "SETGID"), ("setgroups", "SETGID"),
+             ("initgroups", "SETGID"), ("group id", "SETGID"), ("set group", "SETGID"),
+             ("setuid", "SETUID"), ("user id", "SETUID"), ("set user", "SETUID"),
+             ("switch user", "SETUID"), ("bind", "NET_BIND_SERVICE"))
+
+
+def cap_hint(name: str, svc: Service, log_tail: str) -> str | None:
+    """A hint naming the capability keys when a service's log says a privileged start-up
+    step (chown, setuid, setgid, binding a low port) was refused; None otherwise."""
+    if not _PRIV.search(log_tail):
+        return None
+    text = log_tail.lower()
+    caps = sorted({cap for word, cap in _CAPS_FOR if word in text} or {"CHOWN", "SETUID",
+                                                                        "SETGID"})
+    dropped = f" (it declares cap_drop = {svc.cap_drop})" if svc.cap_drop else ""
+    return (f"services.{name} was refused a privileged start-up step{dropped}: images that "
+            "start as root and drop to a service user need the engine's default capabilities "
+            f"(CHOWN, SETUID, SETGID, ...). Remove 'cap_drop' or add cap_add = {caps} to "
+            f"services.{name}; README 'Bringing your own app' explains the capability keys")
+
+
 class Stack:
     """A running target: services, network, volumes and the agent, torn down together."""
 
@@ -194,7 +218,8 @@ class Stack:
             name=f"{self.id}-{name}", image=svc.image, command=svc.command, env=env,
             user=svc.user, ports=svc.ports, network=self.network, aliases=(name,),
             binds=binds, volumes={}, role="service", privileged=svc.privileged,
-            cap_add=svc.cap_add, extra_labels={"fulldisk.service": name})
+            cap_drop=svc.cap_drop, cap_add=svc.cap_add,
+            extra_labels={"fulldisk.service": name})
 
     def _wait_ready(self, t0: float) -> None:
         pending = {n: s.ready for n, s in self.target.services.items() if s.ready}
@@ -225,7 +250,8 @@ class Stack:
                     raise InfrastructureError(
                         f"Service {name!r} not ready within {ready.timeout:g} s "
                         f"(tried {attempts[name]}). Last log lines:\n{tail}",
-                        f"check services.{name}.ready and the service's log above")
+                        cap_hint(name, self.target.services[name], tail)
+                        or f"check services.{name}.ready and the service's log above")
             if pending:
                 time.sleep(0.05)  # poll interval of a deadline-bounded readiness loop
         for name, h in self.services.items():  # those without a readiness check, too
@@ -239,7 +265,9 @@ class Stack:
         tail = "\n".join(h.logs(timestamps=False).splitlines()[-15:])
         return InfrastructureError(f"Service {name!r} exited at start (exit code {code}). "
                                    f"Last log lines:\n{tail}",
-                                   f"fix services.{name} (command, env, image); its log is above")
+                                   cap_hint(name, self.target.services[name], tail)
+                                   or f"fix services.{name} (command, env, image); its log is "
+                                   "above")
 
     # --- access ------------------------------------------------------------------------
     def url(self, service: str, port: int | None = None) -> str:
