@@ -8,7 +8,9 @@ the key and the fix. Values may use ``${VAR}`` / ``${VAR:-default}`` from the en
 
 from __future__ import annotations
 
+import graphlib
 import os
+import posixpath
 import re
 import tomllib
 from importlib import resources
@@ -20,12 +22,13 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from .errors import ConfigError, UsageError
-from .sizes import ACCEPTED, parse_percent, parse_size
+from .sizes import ACCEPTED, PAGE, format_size, parse_percent, parse_size
 
 DEFAULT_CAUSE_PATTERNS = (
     r"No space left on device",
@@ -45,7 +48,15 @@ _NAME = r"^[a-z][a-z0-9_-]{0,39}$"
 BUILTIN_VARS = ("nonce", "body", "body_sha256", "body_bytes")
 _CAP = re.compile(r"^(ALL|[A-Z][A-Z0-9_]{1,30})$")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_VAR_RX = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # a {placeholder} in a probe step
+MAX_ID = 2**32 - 2  # the largest uid/gid Linux accepts (2^32 - 1 is "no id")
+SYSTEM_TREES = ("/proc", "/sys", "/dev")  # kernel filesystems: never a tmpfs on or under
+SYSTEM_DIRS = ("/", "/bin", "/sbin", "/lib", "/lib64", "/usr", "/etc", "/boot")  # exactly
+RESERVED_VOLUMES = ("shared", "session-flood", "downloads-fill-shared-disk",
+                    "cleanup-under-load", "counter")  # the battery's own case ids
+RESERVED_SERVICES = ("agent",)  # the container that holds a stack's volumes
+TMPFS_SHARE = 0.25  # at most this share of the available memory may back the volumes
+DOCS = "README.md, 'Using it on your own app'"
 
 
 def _uses_body(node: Any) -> bool:
@@ -79,6 +90,43 @@ class Ready(_Model):
     port: int | None = None
     log: str | None = None
     timeout: float = Field(60.0, gt=0, le=600)
+
+    @field_validator("http")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and (not v.startswith("/") or "://" in v):
+            raise ValueError(f"ready path {v!r} must start with '/', such as \"/health\"")
+        return v
+
+    @field_validator("log")
+    @classmethod
+    def _log(cls, v: str | None) -> str | None:
+        if v is not None:
+            _regex(v, "ready log")
+        return v
+
+    @model_validator(mode="after")
+    def _one(self) -> Ready:
+        if (self.http is None) == (self.log is None):
+            raise ValueError("a ready table needs exactly one of 'http' (a path such as "
+                             "\"/health\") or 'log' (a regex of a start-up line)")
+        return self
+
+
+def _regex(rx: str, what: str) -> None:
+    try:
+        re.compile(rx)
+    except re.error as e:
+        raise ValueError(f"{what}: bad regex {rx!r} ({e})") from None
+
+
+def _ids(text: str, what: str) -> str:
+    """Check a numeric ``uid[:gid]`` against Linux's id range (names pass through)."""
+    for part in text.split(":"):
+        if part.isdigit() and int(part) > MAX_ID:
+            raise ValueError(f"{what} {text!r}: id {part} is above {MAX_ID}, the largest "
+                             "uid/gid Linux accepts")
+    return text
 
 
 class Service(_Model):
@@ -117,6 +165,19 @@ class Service(_Model):
         for p in v:
             if not 1 <= p <= 65535:
                 raise ValueError(f"port {p} is outside 1-65535")
+        dup = sorted({p for p in v if v.count(p) > 1})
+        if dup:
+            raise ValueError(f"port {dup[0]} is listed twice; list each port once")
+        return v
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str | None) -> str | None:
+        if v is not None:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?", v):
+                raise ValueError(f"user {v!r} must be uid[:gid] or name[:group], such as "
+                                 "1000:1000")
+            _ids(v, "user")
         return v
 
 
@@ -140,7 +201,14 @@ class Mount(_Model):
     def _abs(cls, v: str) -> str:
         if not v.startswith("/") or ".." in PurePosixPath(v).parts:
             raise ValueError(f"mount path {v!r} must be an absolute path without '..'")
-        return v
+        norm = posixpath.normpath(v)
+        norm = "/" + norm.lstrip("/")  # normpath keeps a leading '//'
+        if norm in SYSTEM_DIRS or any(norm == t or norm.startswith(t + "/")
+                                      for t in SYSTEM_TREES):
+            raise ValueError(f"mount path {v!r} is a system folder; a tmpfs there would hide "
+                             "what the container needs to run. Mount the app's own writable "
+                             "folder (such as /var/lib/app)")
+        return norm  # '/data/' and '/data' are one path
 
 
 class VolumeSpec(_Model):
@@ -158,14 +226,21 @@ class VolumeSpec(_Model):
     @field_validator("size", mode="before")
     @classmethod
     def _size_v(cls, v: Any) -> int:
-        return _size(v)
+        n = _size(v)
+        if n == 0:
+            raise ValueError(f"size {v!r} is zero, which tmpfs takes as unlimited: the disk "
+                             f"could never fill; use at least {PAGE} bytes (4KiB)")
+        if n < PAGE:
+            raise ValueError(f"size {v!r} is below one {PAGE}-byte page, the unit tmpfs "
+                             "allocates in; use at least 4KiB")
+        return n
 
     @field_validator("owner")
     @classmethod
     def _owner(cls, v: str) -> str:
         if not re.fullmatch(r"\d+:\d+", v):
             raise ValueError(f"owner {v!r} must be numeric uid:gid such as 1000:1000")
-        return v
+        return _ids(v, "owner")
 
     @field_validator("mode")
     @classmethod
@@ -216,10 +291,10 @@ class Step(_Model):
     @field_validator("expect_sha256")
     @classmethod
     def _sha(cls, v: str | None) -> str | None:
-        if v is not None and not (re.fullmatch(r"[0-9a-fA-F]{64}", v) or _VAR_RX.search(v)):
+        if v is not None and not (re.fullmatch(r"[0-9a-fA-F]{64}", v) or _VAR.search(v)):
             raise ValueError(f"expect_sha256 {v!r} must be 64 hex digits or a {{variable}} "
                              "such as \"{body_sha256}\"")
-        return v.lower() if v is not None and not _VAR_RX.search(v) else v
+        return v.lower() if v is not None and not _VAR.search(v) else v
 
     @model_validator(mode="after")
     def _body(self) -> Step:
@@ -253,6 +328,22 @@ class Step(_Model):
                              "service's published port on 127.0.0.1, never another host)")
         return v
 
+    @field_validator("expect_status")
+    @classmethod
+    def _status(cls, v: list[int]) -> list[int]:
+        bad = [c for c in v if not 100 <= c <= 599]
+        if bad:
+            raise ValueError(f"status {bad[0]} is not an HTTP status (100-599): the step "
+                             "could never pass")
+        if not v:
+            raise ValueError("expect_status is empty: the step could never pass")
+        return v
+
+    def placeholders(self) -> set[str]:
+        """The ``{name}`` values the step uses (path, form and header values)."""
+        texts = [self.path, *self.form.values(), *self.headers.values()]
+        return {m for t in texts for m in _VAR.findall(t)}
+
     @field_validator("capture")
     @classmethod
     def _capture(cls, v: dict[str, str]) -> dict[str, str]:
@@ -276,7 +367,7 @@ class Probe(_Model):
     port: int | None = None
     steps: list[Step] = []
     command: list[str] = []
-    expect_exit: int = 0
+    expect_exit: int = Field(0, ge=0, le=255)
     expect_output: str | None = None
     # exec probes: a write (``command``) read back by ``readback`` (a command whose stdout
     # must contain ``readback_expect``); both bounded by ``timeout`` seconds (a hang).
@@ -349,6 +440,18 @@ class Health(_Model):
     degraded: list[str] = ["degraded", "warn", "warning"]
     failing: list[str] = ["failing", "fail", "error", "down"]
 
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        return _local_path(v)
+
+
+def _local_path(v: str) -> str:
+    if not v.startswith("/") or "://" in v:
+        raise ValueError(f"path {v!r} must start with '/' (fulldisk asks only the service's "
+                         "published port on 127.0.0.1)")
+    return v
+
 
 class Counter(_Model):
     """A number the app reports, and the probe whose successful runs it should count."""
@@ -359,6 +462,11 @@ class Counter(_Model):
     metric: str | None = None  # Prometheus line name (with optional {labels})
     json_field: str | None = None
     counts: str  # probe name
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        return _local_path(v)
 
     @model_validator(mode="after")
     def _one(self) -> Counter:
@@ -393,8 +501,9 @@ class LogSource(_Model):
                 raise ValueError(f"log path {self.path!r} must be absolute with 'service' "
                                  "(e.g. /var/log/apache2/error.log)")
             if self.volume and self.path.startswith("/"):
-                raise ValueError(f"log path {self.path!r} must be relative to the volume "
-                                 "with 'volume' (or give 'service' for a path in a service)")
+                raise ValueError(f"log path {self.path!r} is absolute; with 'volume' give "
+                                 "the path inside the volume, such as \"app.log\" (or give "
+                                 "'service' for a file on a service's own filesystem)")
         for key in ("line_pattern", "drop_pattern"):
             rx = getattr(self, key)
             if rx is not None:
@@ -487,7 +596,7 @@ class Target(_Model):
         return v
 
     @model_validator(mode="after")
-    def _refs(self) -> Target:
+    def _refs(self, info: ValidationInfo) -> Target:
         svc, vols, probes = set(self.services), set(self.volumes), set(self.probes)
 
         def need(kind: str, name: str | None, known: set[str], where: str) -> None:
@@ -495,9 +604,39 @@ class Target(_Model):
                 choices = ", ".join(sorted(known)) or "none declared"
                 raise ValueError(f"{where}: unknown {kind} {name!r} (declared: {choices})")
 
+        for name in RESERVED_SERVICES:
+            if name in svc:
+                raise ValueError(f"services.{name}: the name {name!r} is fulldisk's own "
+                                 "(the container that holds the volumes); rename the service")
+        derived = bool(info.context and info.context.get("derived"))  # Target.shared()
+        for name in RESERVED_VOLUMES:
+            if name in vols and not derived:
+                raise ValueError(f"volumes.{name}: the name {name!r} is a battery scenario's "
+                                 "own (the shared-disk variant); rename the volume")
+        graph: dict[str, list[str]] = {}
         for sname, s in self.services.items():
             for d in s.depends_on:
                 need("service", d, svc, f"services.{sname}.depends_on")
+                if d == sname:
+                    raise ValueError(f"services.{sname}.depends_on: the service depends on "
+                                     "itself; remove it from its own depends_on")
+            graph[sname] = list(s.depends_on)
+            if s.ready is not None and s.ready.http is not None:
+                self._port(sname, s.ready.port, f"services.{sname}.ready")
+            if self.root and s.build is not None:
+                ctx = Path(self.root) / s.build
+                if not ctx.is_dir():
+                    raise ValueError(f"services.{sname}.build: build context {str(ctx)!r} is "
+                                     "not a folder; give a folder relative to the config file")
+                if s.dockerfile is not None and not (ctx / s.dockerfile).is_file():
+                    raise ValueError(f"services.{sname}.dockerfile: {s.dockerfile!r} is not a "
+                                     f"file in {str(ctx)!r}")
+        try:
+            tuple(graphlib.TopologicalSorter(graph).static_order())
+        except graphlib.CycleError as e:
+            cycle = " -> ".join(e.args[1][::-1])
+            raise ValueError(f"services: depends_on forms a cycle ({cycle}); remove one of "
+                             "these dependencies") from None
         seen: dict[tuple[str, str], str] = {}
         for vname, v in self.volumes.items():
             for m in v.mounts:
@@ -505,12 +644,27 @@ class Target(_Model):
                 key = (m.service, m.path)
                 if key in seen:
                     raise ValueError(f"volumes.{vname}.mounts: {m.service}:{m.path} is already "
-                                     f"mounted by volume {seen[key]!r}")
+                                     f"mounted by volume {seen[key]!r} (paths compare after "
+                                     "normalising, so '/data/' is '/data'); mount each path "
+                                     "once")
                 seen[key] = vname
+        given = {"seq", "size"} if self.downloads else set()
         for pname, p in self.probes.items():
             need("service", p.service, svc, f"probes.{pname}.service")
             if p.kind == "http":
                 self._port(p.service, p.port, f"probes.{pname}")
+            known = set(given) if self.downloads and self.downloads.probe == pname else set()
+            known.add("nonce")
+            for i, step in enumerate(p.steps):
+                if step.body_size is not None:
+                    known |= set(BUILTIN_VARS)
+                missing = sorted(step.placeholders() - known)
+                if missing:
+                    raise ValueError(
+                        f"probes.{pname}.steps[{i}]: {{{missing[0]}}} is never captured by an "
+                        "earlier step, so the step could never pass; capture it first "
+                        f"(capture = {{ {missing[0]} = 'regex with (one group)' }})")
+                known |= set(step.capture)
         if self.health:
             need("service", self.health.service, svc, "health.service")
             self._port(self.health.service, self.health.port, "health")
@@ -529,6 +683,7 @@ class Target(_Model):
             need("service", self.cleanup.service, svc, "cleanup.service")
             if not self.downloads:
                 raise ValueError("cleanup: needs a [downloads] section to generate the load")
+        self._memory()
         for pkey, patterns in (("cause_patterns", self.cause_patterns),
                                ("error_patterns", self.error_patterns)):
             for rx in patterns:
@@ -538,10 +693,26 @@ class Target(_Model):
                     raise ValueError(f"{pkey}: bad regex {rx!r} ({e})") from None
         return self
 
+    def _memory(self) -> None:
+        """tmpfs lives in RAM: the volumes' sum (the shared scenario fills it at once) must
+        stay well inside the memory this machine has free."""
+        total = sum(v.size for v in self.volumes.values())
+        avail = available_memory()
+        if avail is not None and total > avail * TMPFS_SHARE:
+            raise ValueError(
+                f"volumes: their sizes add up to {format_size(total)}, and tmpfs volumes live "
+                f"in RAM (the shared-disk scenario fills all of it at once); this machine has "
+                f"{format_size(avail)} available and fulldisk uses at most "
+                f"{TMPFS_SHARE:.0%} of it ({format_size(int(avail * TMPFS_SHARE))}). Make the "
+                "volumes smaller: a full-disk test needs only a few MiB each")
+
     def _port(self, service: str, port: int | None, where: str) -> None:
         ports = self.services[service].ports
-        if port is None and len(ports) != 1:
-            raise ValueError(f"{where}: service {service!r} publishes {ports or 'no ports'}; "
+        if port is None and not ports:
+            raise ValueError(f"{where}: service {service!r} publishes no ports; add the port "
+                             f"it listens on to services.{service}.ports")
+        if port is None and len(ports) > 1:
+            raise ValueError(f"{where}: service {service!r} publishes {ports}; "
                              "set 'port' to one of them")
         if port is not None and port not in ports:
             raise ValueError(f"{where}: port {port} is not in services.{service}.ports {ports}")
@@ -587,7 +758,7 @@ class Target(_Model):
         for key in ("downloads", "cleanup"):
             if data.get(key):
                 data[key]["volume"] = name
-        return target_from_dict(data, file=self.path, root=self.root)
+        return target_from_dict(data, file=self.path, root=self.root, derived=True)
 
     def redact(self, text: str) -> str:
         """Remove every secret value of the probe configs from a text (for reports)."""
@@ -597,6 +768,18 @@ class Target(_Model):
                     if SECRET_KEYS.search(k) and v:
                         text = text.replace(v, "***")
         return text
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available on this machine (MemAvailable), None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 # --- loading ---------------------------------------------------------------------------
@@ -624,22 +807,23 @@ def _key(loc: tuple[int | str, ...]) -> str:
 def _hint(err: Any) -> str:
     kind = err["type"]
     if kind == "missing":
-        return "add this key; see README.md 'Target config' for every key and an example."
+        return f"add this key; see {DOCS} for every key and an example."
     if kind == "extra_forbidden":
         return "remove it or fix its spelling; unknown keys are refused so typos do not pass."
     if kind.endswith("_type") or kind.endswith("_parsing"):
         return f"give a value of the right type ({err['msg'].lower()})."
-    return "fix the value as the message says."
+    return f"fix the value as the message says ({DOCS} shows every key)."
 
 
-def target_from_dict(data: dict[str, Any], *, file: str = "<config>", root: str = ".") -> Target:
+def target_from_dict(data: dict[str, Any], *, file: str = "<config>", root: str = ".",
+                     derived: bool = False) -> Target:
     """Validate a parsed config into a Target, raising ConfigError naming file, key and fix."""
     if not isinstance(data, dict):
-        raise ConfigError("config is not a table", "write TOML tables as in README.md", file=file)
+        raise ConfigError("config is not a table", f"write TOML tables as in {DOCS}", file=file)
     data = _expand(data)
     data = {**data, "path": file, "root": root}
     try:
-        return Target.model_validate(data)
+        return Target.model_validate(data, context={"derived": derived})
     except ValidationError as e:
         err = e.errors()[0]
         msg = str(err["msg"]).removeprefix("Value error, ")
@@ -669,7 +853,7 @@ def load_target(path: str | os.PathLike[str] | None = None) -> Target:
                           "with [tool.fulldisk], or omit it to use the bundled reference stack",
                           file=str(p))
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        data = tomllib.loads(p.read_text(encoding="utf-8-sig"))  # a BOM is accepted
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"not valid TOML ({e})", "fix the TOML syntax at that line",
                           file=str(p)) from None
@@ -687,7 +871,7 @@ def load_target(path: str | os.PathLike[str] | None = None) -> Target:
 
 def _has_tool_table(p: Path) -> bool:
     try:
-        tool = tomllib.loads(p.read_text(encoding="utf-8")).get("tool", {})
+        tool = tomllib.loads(p.read_text(encoding="utf-8-sig")).get("tool", {})
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
         return False
     return isinstance(tool, dict) and "fulldisk" in tool
