@@ -114,7 +114,8 @@ class Rules:
     @classmethod
     def from_target(cls, target: Target) -> Rules:
         """The rules a target config declares."""
-        files = [log for log in target.logs if log.kind == "file" and log.volume]
+        files = [log for log in target.logs if log.kind == "file"]
+        on_volume = {log.label: target.log_volume(log) for log in files}
         cleanup = target.cleanup
         return cls(
             cause_patterns=tuple(target.cause_patterns),
@@ -123,8 +124,8 @@ class Rules:
             recovery_seconds=target.bounds.recovery_seconds,
             request_seconds=target.bounds.request_timeout,
             bulk_volumes=frozenset(n for n, v in target.volumes.items() if v.role == "bulk"),
-            log_volumes=frozenset(log.volume for log in files if log.volume),
-            file_sources={log.label: FileSourceRule(volume=log.volume or "",
+            log_volumes=frozenset(v for v in on_volume.values() if v),
+            file_sources={log.label: FileSourceRule(volume=on_volume[log.label] or "",
                                                     line_pattern=log.line_pattern,
                                                     drop_pattern=log.drop_pattern)
                           for log in files},
@@ -302,7 +303,7 @@ def _verdict(tl: Timeline, name: str, passed: bool, summary: str,
 def _is_loss(s: StepResult) -> bool:
     """A readback that answered, without an error, something other than the write."""
     return (not s.passed and s.status is not None and s.status < 500 and s.body_complete
-            and not s.timed_out)
+            and not s.timed_out and not s.could_not_run)
 
 
 # --- 1. no_silent_write_loss -------------------------------------------------------------
@@ -322,6 +323,7 @@ def no_silent_write_loss(tl: Timeline, rules: Rules) -> Verdict:
     lost: list[str] = []
     unverified: list[str] = []
     lost_probes: set[str] = set()
+    lost_runs: set[tuple[str, float]] = set()
     disks = _Disks(tl)
     for p in tl.of(ProbeResult):
         steps = list(_timed_steps(p))
@@ -342,6 +344,7 @@ def no_silent_write_loss(tl: Timeline, rules: Rules) -> Verdict:
             if bad:
                 rt, r = bad[0]
                 lost_probes.add(p.probe)
+                lost_runs.add((p.probe, p.t))
                 lost.append(f"{fmt_step(p, s, t)} acknowledged, then {fmt_step(p, r, rt)} "
                             f"[{disks.note(t)}]")
             elif loud:
@@ -350,6 +353,10 @@ def no_silent_write_loss(tl: Timeline, rules: Rules) -> Verdict:
                                   f"then {fmt_step(p, r, rt)} [{disks.note(t)}]")
     if not runs:
         return _verdict(tl, name, True, "no probe with a write step ran", applicable=False)
+    for key, evidence in _lost_after_recovery(tl, disks):
+        if key not in lost_runs:  # the same write already lost before recovery counts once
+            lost.append(evidence)
+            lost_probes.add(key[0])
     if lost:
         flows = ", ".join(sorted(lost_probes))
         return _verdict(tl, name, False,
@@ -363,6 +370,29 @@ def no_silent_write_loss(tl: Timeline, rules: Rules) -> Verdict:
     return _verdict(tl, name, True,
                     f"every acknowledged write read back was visible ({checked} checked"
                     f"{extra}{loud_note})", unverified)
+
+
+def _lost_after_recovery(tl: Timeline,
+                         disks: _Disks) -> list[tuple[tuple[str, float], str]]:
+    """Writes acknowledged while full whose readback, repeated once space was back (a
+    ``reread_of`` run with the same nonce and cookies), answered without them: damage that
+    persists. ((probe, time of the first run), evidence) pairs."""
+    runs = {(p.probe, p.t): p for p in tl.of(ProbeResult) if p.reread_of is None}
+    out: list[tuple[tuple[str, float], str]] = []
+    for again in tl.of(ProbeResult):
+        if again.reread_of is None:
+            continue
+        first = runs.get((again.probe, again.reread_of))
+        if first is None:
+            continue
+        writes = [(t, s) for t, _, s in _timed_steps(first) if s.write and s.acknowledged]
+        bad = [(t, s) for t, _, s in _timed_steps(again) if s.readback and _is_loss(s)]
+        if writes and bad:
+            (wt, w), (rt, r) = writes[0], bad[0]
+            out.append(((first.probe, first.t), f"{fmt_step(first, w, wt)} acknowledged while full "
+                                     f"[{disks.note(wt)}], and after recovery "
+                                     f"{fmt_step(again, r, rt)} still does not show it"))
+    return out
 
 
 # --- 2. errors_surface -------------------------------------------------------------------

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .battery import Outcome
+from .battery import Outcome, run_case
 from .plugin import battery_cases
 from .stack import Stack, ensure_images
 from .target import reference_target
@@ -23,10 +23,9 @@ def run_config(defect: str | None, *, progress: Callable[[str], None] = lambda s
     outcomes: list[Outcome] = []
     with Stack(target, env=overrides) as plain, Stack(target.shared(), env=overrides) as shared:
         for case in battery_cases(target):
-            s = shared if case.shared else plain
-            s.reset()
             t0 = time.monotonic()
-            outcomes.append(case.run(s))
+            outcomes.append(run_case(case, target, lambda sh: shared if sh else plain,
+                                     env=overrides))
             progress(f"  {defect or 'hardened'}: {case.id} "
                      f"({time.monotonic() - t0:.1f} s)")
     return outcomes

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import re
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+import requests
+
 from . import engine
 from .errors import ConfigError, HarnessError, InfrastructureError
 from .guard import GUARD
-from .target import Service, Target
+from .http import loopback, session
+from .target import Ready, Service, Target
 from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, measure
 
 
@@ -224,6 +225,14 @@ class Stack:
     def _wait_ready(self, t0: float) -> None:
         pending = {n: s.ready for n, s in self.target.services.items() if s.ready}
         attempts: dict[str, str] = {}
+        with session() as http:
+            self._poll_ready(pending, attempts, http, t0)
+        for name, h in self.services.items():  # those without a readiness check, too
+            if h.status not in ("running", "created"):
+                raise self._died(name)
+
+    def _poll_ready(self, pending: dict[str, Ready], attempts: dict[str, str],
+                    http: requests.Session, t0: float) -> None:
         while pending:
             for name, ready in list(pending.items()):
                 h = self.services[name]
@@ -231,14 +240,12 @@ class Stack:
                     raise self._died(name)
                 if ready.http is not None:
                     port = self.target.port_of(name, ready.port)
-                    url = f"http://{engine.LOOPBACK}:{h.host_port(port)}{ready.http}"
+                    url = loopback(f"http://{engine.LOOPBACK}:{h.host_port(port)}{ready.http}")
                     attempts[name] = url
                     try:
-                        with urllib.request.urlopen(url, timeout=1.0) as r:
-                            ok = r.status < 500
-                    except urllib.error.HTTPError as e:
-                        ok = e.code < 500
-                    except (OSError, ValueError):
+                        with http.get(url, timeout=1.0, allow_redirects=False) as r:
+                            ok = r.status_code < 500
+                    except requests.RequestException:
                         ok = False
                 else:
                     attempts[name] = f"log line /{ready.log}/"
@@ -254,9 +261,6 @@ class Stack:
                         or f"check services.{name}.ready and the service's log above")
             if pending:
                 time.sleep(0.05)  # poll interval of a deadline-bounded readiness loop
-        for name, h in self.services.items():  # those without a readiness check, too
-            if h.status not in ("running", "created"):
-                raise self._died(name)
 
     def _died(self, name: str) -> HarnessError:
         h = self.services[name]

@@ -736,6 +736,12 @@ class Target(_Model):
                         best = (len(m.path), vname)
         return best[1] if best else None
 
+    def log_volume(self, log: LogSource) -> str | None:
+        """The volume a file log source lives on (declared, or under a service's mount)."""
+        if log.volume or log.kind != "file" or not log.service or not log.path:
+            return log.volume
+        return self.volume_of(log.service, log.path)
+
     def shared(self, name: str = "shared", size: int | None = None) -> Target:
         """The same target with every writable path on one volume, as on the real server.
 
