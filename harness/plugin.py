@@ -207,13 +207,29 @@ def make_stack(fulldisk_images: list[str]) -> Iterator[Callable[..., Stack]]:
         made.append(s)
         try:
             return s.start()
-        except BaseException:
+        except BaseException as e:
             s.stop()
+            _infrastructure_exit(e)
             raise
 
     yield make
     for s in made:
         s.stop()
+
+
+def _infrastructure_exit(e: BaseException) -> None:
+    """A stack that cannot start stops the whole session with one block (the service, the
+    cause, its last log lines, the fix) instead of one traceback per test that needs it.
+    Only for sessions that run chaos scenarios; a test about start-up failures itself
+    (``pytest.raises``) sees the error as it is."""
+    from .errors import InfrastructureError
+
+    cfg = _CONFIG[0] if _CONFIG else None
+    if not isinstance(e, InfrastructureError) or cfg is None or cfg.getoption("-m") != "chaos":
+        return
+    cfg.stash[_errors_key].append(e.one_line())
+    pytest.exit(f"fulldisk: the target's stack could not start, nothing was judged.\n{e}",
+                returncode=3)
 
 
 @pytest.fixture(scope="module")
@@ -315,6 +331,7 @@ def outcome_of(_outcomes: dict[str, Outcome], fulldisk_target: Target,
     def run(case_id: str) -> Outcome:
         if case_id not in _outcomes:
             from .battery import run_case
+            from .errors import HarnessError
 
             by_id = {c.id: c for c in battery_cases(fulldisk_target)}
             if case_id not in by_id:
@@ -327,7 +344,11 @@ def outcome_of(_outcomes: dict[str, Outcome], fulldisk_target: Target,
                 s: Stack = request.getfixturevalue("shared_stack" if shared else "stack")
                 return s
 
-            _outcomes[case_id] = run_case(case, fulldisk_target, stack_for)
+            try:
+                _outcomes[case_id] = run_case(case, fulldisk_target, stack_for)
+            except HarnessError as e:
+                _infrastructure_exit(e)
+                raise
         return _outcomes[case_id]
     return run
 
