@@ -78,7 +78,7 @@ def test_exec_timeout_is_a_hang_and_the_process_is_killed(db: Stack) -> None:
     assert time.monotonic() - t0 < 5
     s = r.steps[0]
     assert s.timed_out and s.status is None and not s.passed and "killed" in (s.error or "")
-    code, out = db.service("db").exec(
+    _, out = db.service("db").exec(
         ["sh", "-c", "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '"])
     assert "sleep 30" not in out, out
 
