@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from .backend import Backend
 from .invariants import Rules, Verdict, evaluate
 from .loads import Downloads, ballast, drain, inodes, log_marks, sessions
 from .probes import Prober
@@ -37,7 +38,7 @@ class Outcome:
 
     scenario: str
     volume: str | None
-    timeline: Timeline
+    timeline: Timeline = field(repr=False)  # thousands of events: too long for a report
     verdicts: list[Verdict] = field(default_factory=list)
     error: str | None = None
 
@@ -57,7 +58,7 @@ class Outcome:
 class Run:
     """One scenario run: the stack, its timeline and prober, and phase bookkeeping."""
 
-    def __init__(self, stack: Stack, scenario: str, volume: str | None = None) -> None:
+    def __init__(self, stack: Backend, scenario: str, volume: str | None = None) -> None:
         self.stack = stack
         self.tl = Timeline(scenario=scenario, volume=volume)
         self.pr = Prober(stack, self.tl)
@@ -156,7 +157,7 @@ def _announce(phase: str) -> None:
         threading.Event().wait(60)  # interrupted by the signal the test sends
 
 
-def volume_scenario(stack: Stack, volume: str, *, scenario: str | None = None) -> Outcome:
+def volume_scenario(stack: Backend, volume: str, *, scenario: str | None = None) -> Outcome:
     """Steady, fill one volume to the last byte, act with every probe, free, recover."""
     run = Run(stack, scenario or f"battery-{volume}", volume)
     vol = stack.volume(volume)
@@ -238,7 +239,7 @@ def cleanup_under_load(stack: Stack) -> Outcome:
     return run.finish(("cleanup_keeps_up",))
 
 
-def counter_against_served(stack: Stack) -> Outcome:
+def counter_against_served(stack: Backend) -> Outcome:
     """The download counter against downloads actually served: new, repeated, refused."""
     target = stack.target
     assert target.downloads is not None

@@ -32,6 +32,7 @@ from testcontainers.core.container import DockerContainer
 
 import docker
 
+from .backend import ExecResult
 from .errors import DockerUnavailable, InfrastructureError, UsageError
 
 RUN_LABEL = "fulldisk.run"
@@ -340,16 +341,6 @@ class Handle:
         self._shells.clear()
         _gone(lambda: self.container.remove(force=True, v=False), time.monotonic() + 30,
               self.name)
-
-
-@dataclass(frozen=True)
-class ExecResult:
-    """What a bounded exec did: exit code (None if it did not end), combined output."""
-
-    code: int | None
-    output: bytes
-    timed_out: bool = False
-    killed: bool = False  # the harness killed it at the deadline (False: it may still run)
 
 
 def demux(data: bytes) -> bytes:

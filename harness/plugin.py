@@ -20,6 +20,7 @@ import pytest
 
 if TYPE_CHECKING:
     from .battery import Case, Outcome
+    from .fakedisk import FakeDisks
     from .stack import Stack
     from .target import Target
 
@@ -255,6 +256,15 @@ def fresh_stack(stack: Stack) -> Stack:
     """The module's stack with every volume reset to its seed (per-test isolation)."""
     stack.reset()
     return stack
+
+
+@pytest.fixture
+def fulldisk_fs() -> Iterator[FakeDisks]:
+    """In-process full disks (pyfakefs, no Docker): ``fulldisk_fs.disk(path, size="64KiB")``."""
+    from .fakedisk import FakeDisks
+
+    with FakeDisks() as disks:
+        yield disks
 
 
 @pytest.fixture

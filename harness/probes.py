@@ -22,11 +22,9 @@ import requests
 import urllib3.exceptions
 from requests.cookies import RequestsCookieJar
 
-from . import engine
+from .backend import Backend
 from .errors import ConfigError
 from .http import loopback as _loopback
-from .http import session
-from .stack import Stack
 from .target import LogSource, Probe, Step
 from .timeline import (
     CounterSample,
@@ -37,7 +35,6 @@ from .timeline import (
     StepResult,
     Timeline,
 )
-from .volume import read_tails
 
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 EXCERPT = 300
@@ -139,13 +136,13 @@ class _Body:
 
 
 class Prober:
-    """Runs probes against a Stack and records every observation in a Timeline."""
+    """Runs probes against a running target and records every observation in a Timeline."""
 
-    def __init__(self, stack: Stack, timeline: Timeline) -> None:
+    def __init__(self, stack: Backend, timeline: Timeline) -> None:
         self.stack = stack
         self.tl = timeline
         self.target = stack.target
-        self.http = session()  # health, counters, log marks
+        self.http = stack.session()  # health, counters, log marks
         self._log_seen: dict[str, int] = {}
         self._file_head: dict[str, bytes] = {}
         self._memo: dict[tuple[str, float], _Memo] = {}
@@ -206,7 +203,7 @@ class Prober:
     def _flow(self, probe: Probe, memo: _Memo, steps: list[Step]) -> tuple[StepResult, ...]:
         base = self.stack.url(probe.service, probe.port)
         out: list[StepResult] = []
-        with session() as http:
+        with self.stack.session() as http:
             http.cookies = memo.cookies  # the run's own jar, kept for a reread
             for step in steps:
                 r = self.request(http, base, step, memo.values)
@@ -278,8 +275,9 @@ class Prober:
             problem = self._content_problem(step, body, text, values)
             if problem is not None:
                 passed, error = False, problem
-                if not framed:  # no length, no chunks: a short body may just be cut
-                    complete, error = False, f"{problem} (close-delimited: cut?)"
+                if not framed and _short(step, body, values):
+                    # no length, no chunks: only the expected size or content shows the cut
+                    complete, error = False, f"{problem} (close-delimited: cut short)"
         return StepResult(status=resp.status_code, passed=passed,
                           elapsed=time.monotonic() - t0, error=error,
                           body_excerpt=self.target.redact(text[:EXCERPT]),
@@ -428,15 +426,11 @@ class Prober:
         return out + tail
 
     def _container_lines(self, label: str, service: str) -> list[LogRecord]:
-        h = self.stack.services.get(service)
-        if h is None:
-            return []
-        lines = h.logs(timestamps=True).splitlines()
+        lines = self.stack.log_lines(service)
         seen = self._log_seen.get(label, 0)
         self._log_seen[label] = len(lines)
         out = []
-        for line in lines[seen:]:
-            wall, text = engine.split_timestamp(line)
+        for wall, text in lines[seen:]:
             t = self.tl.now() if wall is None else wall - self.tl.wall0
             out.append(LogRecord(min(t, self.tl.now()), label, text))
         return out
@@ -461,9 +455,8 @@ class Prober:
         items = []
         for src in files:
             assert src.volume is not None and src.path is not None
-            vol = self.stack.volume(src.volume)
-            items.append((vol, vol.resolve(src.path), self._log_seen.get(src.label, 0)))
-        tails = read_tails(items)
+            items.append((src.volume, src.path, self._log_seen.get(src.label, 0)))
+        tails = self.stack.read_tails(items)
         shrunk = [src.label for src, (_, _, off), (size, _) in zip(files, items, tails,
                                                                    strict=True)
                   if 0 <= size < off]
@@ -482,10 +475,9 @@ class Prober:
         return out
 
     def _service_file_lines(self, src: LogSource, *, final: bool) -> list[LogRecord]:
-        h = self.stack.services.get(src.service or "")
-        if h is None or src.path is None:
+        if src.service is None or src.path is None:
             return []
-        data = h.read_file(src.path)
+        data = self.stack.read_file(src.service, src.path)
         if data is None:
             return []
         label = src.label
@@ -499,6 +491,16 @@ class Prober:
         now = self.tl.now()
         vol = self.target.log_volume(src)
         return [LogRecord(now, label, ln, vol) for ln in lines]
+
+
+def _short(step: Step, body: bytes, values: Mapping[str, str]) -> bool:
+    """A body that ended early: shorter than ``expect_bytes``, or a strict prefix of the
+    content this run wrote (when the step expects its digest)."""
+    if step.expect_bytes is not None and len(body) < step.expect_bytes:
+        return True
+    written = values.get("body", "").encode("ascii", "replace")
+    return (step.expect_sha256 is not None and "{body_sha256}" in step.expect_sha256
+            and len(body) < len(written) and written.startswith(body))
 
 
 def _lines(data: bytes, *, final: bool) -> tuple[list[str], int]:

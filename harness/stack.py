@@ -22,7 +22,7 @@ from .errors import ConfigError, HarnessError, InfrastructureError
 from .guard import GUARD
 from .http import loopback, session
 from .target import Ready, Service, Target
-from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, measure
+from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, measure, read_tails
 
 
 def _order(services: Mapping[str, Service]) -> list[str]:
@@ -225,7 +225,7 @@ class Stack:
     def _wait_ready(self, t0: float) -> None:
         pending = {n: s.ready for n, s in self.target.services.items() if s.ready}
         attempts: dict[str, str] = {}
-        with session() as http:
+        with self.session() as http:
             self._poll_ready(pending, attempts, http, t0)
         for name, h in self.services.items():  # those without a readiness check, too
             if h.status not in ("running", "created"):
@@ -278,6 +278,27 @@ class Stack:
         """Base URL of a service's published port, always on 127.0.0.1."""
         p = self.target.port_of(service, port)
         return f"http://{engine.LOOPBACK}:{self.services[service].host_port(p)}"
+
+    def session(self) -> requests.Session:
+        """A fresh HTTP session that never uses a proxy (services are on 127.0.0.1)."""
+        return session()
+
+    def read_file(self, service: str, path: str) -> bytes | None:
+        """A file on a service's own filesystem (archive API), None when absent."""
+        h = self.services.get(service)
+        return None if h is None else h.read_file(path)
+
+    def log_lines(self, service: str) -> list[tuple[float | None, str]]:
+        """A service's stdout+stderr so far, each line with the engine's timestamp."""
+        h = self.services.get(service)
+        if h is None:
+            return []
+        return [engine.split_timestamp(line) for line in h.logs(timestamps=True).splitlines()]
+
+    def read_tails(self, items: list[tuple[str, str, int]]) -> list[tuple[int, bytes]]:
+        """For each (volume, path in it, offset): size and bytes from offset, one exec."""
+        return read_tails([(self.volume(v), self.volume(v).resolve(p), off)
+                           for v, p, off in items])
 
     def service(self, name: str) -> engine.Handle:
         """A running service's handle (exec, logs)."""

@@ -13,7 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, cast
 
 import pytest
+import requests
 
+from harness import http
 from harness.probes import Prober, make_body, new_nonce
 from harness.stack import Stack
 from harness.target import Target, target_from_dict
@@ -87,6 +89,13 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(b"c" * int(p.rsplit("/", 1)[1]))
             self.close_connection = True
+        elif p.startswith("/half/"):  # what was stored, cut in half, no length: a cut
+            data = self.store.get("/r/" + p.rsplit("/", 1)[1], b"")
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data[:len(data) // 2])
+            self.close_connection = True
         elif p in self.store:
             self._send(200, self.store[p])
         else:
@@ -113,6 +122,9 @@ class FakeStack:
 
     def url(self, service: str, port: int | None = None) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def session(self) -> requests.Session:
+        return http.session()  # what Stack.session() hands out
 
 
 def prober(port: int, probes: dict[str, Any], **extra: Any) -> Prober:
@@ -160,6 +172,18 @@ def test_close_delimited_body_checked_by_expected_size(server: int) -> None:
     cut = one(server, path="/close/3000", expect_bytes=5000).steps[0]
     assert not cut.passed and not cut.body_complete  # no framing: a short body may be cut
     assert "close-delimited" in (cut.error or "")
+
+
+def test_close_delimited_prefix_of_the_write_is_cut_other_text_is_an_answer(
+        server: int) -> None:
+    pr = prober(server, {"put": {"service": "web", "steps": [
+        {"method": "PUT", "path": "/r/{nonce}", "body_size": "16KiB", "expect_status": [201],
+         "write": True},
+        {"path": "/half/{nonce}", "expect_sha256": "{body_sha256}", "readback": True}]}})
+    s = pr.run("put").steps[1]
+    assert not s.passed and not s.body_complete and "cut short" in (s.error or ""), s
+    other = one(server, path="/close/100", expect_text="not there").steps[0]
+    assert not other.passed and other.body_complete  # an answer without it, not a cut
 
 
 def test_put_of_generated_body_reads_back_by_digest_and_size(server: int) -> None:
