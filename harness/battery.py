@@ -22,6 +22,7 @@ from .probes import Prober
 from .stack import Stack
 from .target import BUILTIN_VARS, Probe, Target
 from .timeline import DiskSample, PhaseName, ProbeResult, Timeline
+from .volume import Volume
 
 PER_VOLUME = ("no_silent_write_loss", "errors_surface", "graceful_refusal", "recovery",
               "health_truthful", "log_integrity")
@@ -170,7 +171,7 @@ def volume_scenario(stack: Backend, volume: str, *, scenario: str | None = None)
             log_marks(run.pr, MARKS)
             run.pr.collect_logs()
         with run.phase("fill"):
-            ballast(run.pr, vol, leave=0)
+            hold_full(run, vol)
             run.pr.disk()
         with run.phase("act"):
             run.observe(marks=FLOOD)
@@ -182,6 +183,27 @@ def volume_scenario(stack: Backend, volume: str, *, scenario: str | None = None)
     with run.phase("recover"):
         run.recover(baseline=run.baseline())
     return run.finish(invariants)
+
+
+def hold_full(run: Run, vol: Volume, *, settle: float = 0.3, deadline: float = 3.0) -> None:
+    """Fill a volume to the last byte and top the ballast up until it has stayed full for
+    ``settle`` seconds (or the deadline passes): the app's own cleanup may delete its own
+    files under pressure (a cleaner deleting old downloads), the harness never does, so
+    the disk is full once the app has nothing left it is willing to free."""
+    ballast(run.pr, vol, leave=0)
+    end = time.monotonic() + deadline
+    full_since: float | None = None
+    while time.monotonic() < end:
+        [sample] = run.pr.disk(vol.name)
+        now = time.monotonic()
+        if not sample.full:
+            ballast(run.pr, vol, leave=0)
+            full_since = None
+        elif full_since is None:
+            full_since = now
+        elif now - full_since >= settle:
+            return
+        time.sleep(0.05)  # poll interval of a deadline-bounded wait
 
 
 def downloads_fill_shared_disk(stack: Stack) -> Outcome:
