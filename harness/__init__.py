@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from .invariants import Rules, Verdict, evaluate
     from .plugin import check
     from .probes import Prober
+    from .scenario import ScenarioStack
     from .stack import Stack
     from .volume import TmpfsVolume, Usage, Volume
 
@@ -55,6 +56,7 @@ __all__ = [
     "Prober",
     "Rules",
     "Run",
+    "ScenarioStack",
     "Stack",
     "StepResult",
     "Target",
@@ -75,6 +77,7 @@ __all__ = [
 _LAZY = {
     "Outcome": "battery", "Run": "battery", "Rules": "invariants", "Verdict": "invariants",
     "evaluate": "invariants", "check": "plugin", "Prober": "probes", "Stack": "stack",
+    "ScenarioStack": "scenario",
     "TmpfsVolume": "volume", "Usage": "volume", "Volume": "volume",
 }
 

@@ -42,6 +42,8 @@ class Outcome:
     timeline: Timeline = field(repr=False)  # thousands of events: too long for a report
     verdicts: list[Verdict] = field(default_factory=list)
     error: str | None = None
+    untested: dict[str, list[str]] = field(default_factory=dict)  # service -> folders written
+                                                                  # outside the volumes
 
     def verdict(self, invariant: str) -> Verdict:
         """The verdict of one invariant."""
@@ -140,7 +142,9 @@ class Run:
         after = self.stack.restarts()
         self.tl.facts["restarts"] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         verdicts = evaluate(self.tl, self.rules, list(invariants))
-        return Outcome(self.tl.scenario, self.volume, self.tl, verdicts)
+        untested = self.stack.untested_paths()
+        self.tl.facts["untested_paths"] = untested
+        return Outcome(self.tl.scenario, self.volume, self.tl, verdicts, untested=untested)
 
     def baseline(self) -> set[str]:
         """Probes that passed in the steady phase."""
@@ -368,7 +372,7 @@ class Case:
     shared: bool
     run: Callable[[Stack], Outcome]
     invariants: tuple[str, ...]
-    incident: bool = False  # told as a named scenario in scenarios/test_incident.py
+    incident: bool = False  # told as a named story in harness/stock.py
     # Leaves the app's own data behind (sessions, downloads) that only the app may remove:
     # runs on a stack of its own, started for it and torn down after, so no other case
     # meets its leftovers and nothing the app made is ever deleted by the harness.

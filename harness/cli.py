@@ -19,20 +19,14 @@ import click
 from rich.console import Console
 
 from .errors import HarnessError, InfrastructureError, UsageError
+from .selftest import SWITCHES
 from .sizes import parse_size
 from .target import Target, load_target
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
-DEFECTS = {
-    "silent_sessions": "no_silent_write_loss",
-    "log_blackhole": "errors_surface",
-    "unbounded_downloads": "core_isolation",
-    "lazy_cleanup": "cleanup_keeps_up",
-    "miscounted_downloads": "counter_accuracy",
-    "poisoned_cache": "recovery",
-    "blind_health": "health_truthful",
-}
+DEFECTS = {name: s.invariant for name, s in SWITCHES.items()}
+"""Each defect switch of the reference stack and the invariant that must catch it."""
 
 
 def _target(path: str | None) -> Target:
@@ -66,7 +60,10 @@ def _battery(target_path: str | None, report_dir: Path, junit: str | None,
 
     target = _target(target_path)
     engine.client()  # Docker down is exit 3 before anything starts
-    args = [_scenarios_dir(), "-m", "chaos", "-q", "-p", "no:cacheprovider", "--no-header",
+    # The scenarios folder holds no battery file of its own: --fulldisk-battery adds the
+    # fulldisk::... collector, and the folder keeps the run away from the cwd's own tests.
+    args = [_scenarios_dir(), "--fulldisk-battery", "-m", "chaos", "-q", "-p",
+            "no:cacheprovider", "--no-header",
             "-o", "console_output_style=classic", "--fulldisk-require-docker",
             "--fulldisk-report", str(report_dir), "--rootdir", _scenarios_dir()]
     if target_path:
@@ -236,7 +233,7 @@ def build(target_path: str | None, quiet: bool) -> None:
 @cli.command()
 @click.option("--json", "json_path", default=None, metavar="PATH")
 @click.option("--only", default=None, metavar="NAMES",
-              help="comma-separated defect switches to try (default: all seven)")
+              help="comma-separated defect switches to try (default: all of them)")
 def selftest(json_path: str | None, only: str | None) -> None:
     """Run the battery on the reference stack once per defect switch and once hardened."""
     from .selftest import matrix_text, run_selftest
@@ -248,7 +245,7 @@ def selftest(json_path: str | None, only: str | None) -> None:
         if unknown:
             raise UsageError(f"unknown defect switch(es): {', '.join(unknown)}",
                              f"choose from {', '.join(DEFECTS)}")
-    result = run_selftest(names, DEFECTS, progress=lambda s: err_console.print(s))
+    result = run_selftest(names, progress=lambda s: err_console.print(s))
     console.print(matrix_text(result))
     if json_path:
         from .report import write_json

@@ -112,6 +112,23 @@ def image_exists(tag: str) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class ImageConfig:
+    """What an image declares: its exposed TCP ports and default user."""
+
+    ports: tuple[int, ...]
+    user: str
+
+
+def image_config(tag: str) -> ImageConfig:
+    """An image's exposed TCP ports and default user (``fulldisk init``)."""
+    require_image(tag, "build or load the image first (there is no registry to pull from)")
+    cfg = client().images.get(tag).attrs.get("Config") or {}
+    ports = sorted(int(p.split("/")[0]) for p in (cfg.get("ExposedPorts") or {})
+                   if p.endswith("/tcp"))
+    return ImageConfig(tuple(ports), str(cfg.get("User") or ""))
+
+
 def require_image(tag: str, hint: str) -> None:
     """Raise InfrastructureError naming the fix when an image is missing."""
     if not image_exists(tag):
@@ -327,6 +344,16 @@ class Handle:
                         f"{path.rsplit('/', 1)[0]}/{m.linkname}"
                     return self.read_file(target, follow=False)
         return None
+
+    def changes(self) -> list[tuple[str, int]]:
+        """The engine's diff of the container against its image: (path, kind), kind 0
+        changed, 1 added, 2 deleted. Paths on mounted volumes are not in it."""
+        try:
+            diff = self.container.diff() or []
+        except docker.errors.APIError as e:
+            raise InfrastructureError(f"{self.name}: cannot read its filesystem changes: "
+                                      f"{_short(e)}", "is the container still there?") from e
+        return [(str(d["Path"]), int(d["Kind"])) for d in diff]
 
     def put_archive(self, path: str, data: bytes) -> None:
         """Extract a tar into a folder inside the container."""

@@ -133,7 +133,7 @@ def log_marks(pr: Prober, count: int, *, service: str | None = None,
     reason is recorded in the timeline's facts, and log_integrity judges torn lines and
     drop announcements without marks.
     """
-    svc = service or _front_service(pr)
+    svc = service or front_service(pr)
     if svc is None:
         pr.tl.facts["log_marks"] = ("skipped: no service publishes an HTTP port, so no "
                                     "request can carry a marker into the app's logs")
@@ -179,7 +179,9 @@ def sessions(pr: Prober, probe: str, count: int, *, deadline: float = 20.0,
     return done
 
 
-def _front_service(pr: Prober) -> str | None:
+def front_service(pr: Prober) -> str | None:
+    """The service that faces users: the first core HTTP probe's, else the first with ports
+    (None for a target without an HTTP port)."""
     for p in pr.target.probes.values():
         if p.kind == "http" and p.core:
             return p.service

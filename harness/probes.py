@@ -91,6 +91,7 @@ class _Memo:
 
     values: dict[str, str]
     cookies: RequestsCookieJar = field(default_factory=RequestsCookieJar)
+    probe: Probe | None = None
 
 
 class _Body:
@@ -151,8 +152,12 @@ class Prober:
     def run(self, name: str, values: Mapping[str, str] | None = None,
             tags: tuple[str, ...] = ()) -> ProbeResult:
         """Run one probe (all its steps, in order) with a fresh ``{nonce}``; record it."""
-        probe = self._probe(name)
-        memo = _Memo({**(values or {}), "nonce": new_nonce()})
+        return self.run_probe(name, self._probe(name), values, tags)
+
+    def run_probe(self, name: str, probe: Probe, values: Mapping[str, str] | None = None,
+                  tags: tuple[str, ...] = ()) -> ProbeResult:
+        """Run a probe given as an object (e.g. an ad hoc request of a scenario script)."""
+        memo = _Memo({**(values or {}), "nonce": new_nonce()}, probe=probe)
         t = self.tl.now()
         if probe.kind == "exec":
             steps = self._exec_flow(probe, memo.values)
@@ -169,7 +174,7 @@ class Prober:
         readback part of a write probe, or the whole of a probe without writes. None when
         the run is not remembered or has nothing to repeat."""
         memo = self._memo.get((earlier.probe, earlier.t))
-        probe = self.target.probes.get(earlier.probe)
+        probe = memo.probe if memo is not None else None
         if memo is None or probe is None:
             return None
         t = self.tl.now()
@@ -183,7 +188,7 @@ class Prober:
             todo = [s for s in probe.steps if s.readback] if probe.write else probe.steps
             if not todo:
                 return None
-            steps = self._flow(probe, _Memo(values, memo.cookies.copy()), todo)
+            steps = self._flow(probe, _Memo(values, memo.cookies.copy(), probe), todo)
         result = ProbeResult(t, earlier.probe, probe.kind, steps, core=probe.core,
                              write=False, tags=("reread",), reread_of=earlier.t)
         self.tl.add(result)

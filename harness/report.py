@@ -67,6 +67,15 @@ def write_json(report: Mapping[str, Any], path: str | Path) -> Path:
     return p
 
 
+def untested_text(paths: Iterable[Mapping[str, str]]) -> list[str]:
+    """Lines naming the folders services wrote outside fulldisk's volumes."""
+    by: dict[tuple[str, str], list[str]] = {}
+    for p in paths:
+        by.setdefault((p["target"], p["service"]), []).append(p["path"])
+    return [f"{t}/{svc}: {', '.join(ps)} (written outside fulldisk's volumes: declare a "
+            "volume for it, or confirm it may fill)" for (t, svc), ps in sorted(by.items())]
+
+
 def summary(report: Mapping[str, Any], console: Console | None = None) -> None:
     """Print a table: one row per scenario and invariant, failures with their reason."""
     con = console or Console()
@@ -82,6 +91,10 @@ def summary(report: Mapping[str, Any], console: Console | None = None) -> None:
     con.print(table)
     for e in report.get("errors", []):
         con.print(f"[red]error:[/] {e}")
+    if report.get("untested_paths"):
+        con.print("[yellow]not tested on a small disk:[/]")
+        for line in untested_text(report["untested_paths"]):
+            con.print(f"  {line}", markup=False)
     c = counts(report["verdicts"])
     colour = "green" if report["passed"] else "red"
     con.print(f"[{colour}]{counts_text(c)}"

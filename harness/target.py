@@ -847,7 +847,7 @@ def load_target(path: str | os.PathLike[str] | None = None) -> Target:
         cwd = Path.cwd()
         if (cwd / "fulldisk.toml").is_file():
             path = cwd / "fulldisk.toml"
-        elif (cwd / "pyproject.toml").is_file() and _has_tool_table(cwd / "pyproject.toml"):
+        elif has_tool_table(cwd / "pyproject.toml"):
             path = cwd / "pyproject.toml"
         else:
             return reference_target()
@@ -875,7 +875,10 @@ def load_target(path: str | os.PathLike[str] | None = None) -> Target:
     return target_from_dict(data, file=str(p), root=str(p.parent.resolve()))
 
 
-def _has_tool_table(p: Path) -> bool:
+def has_tool_table(p: Path) -> bool:
+    """Whether a pyproject.toml exists and has a ``[tool.fulldisk]`` table."""
+    if not p.is_file():
+        return False
     try:
         tool = tomllib.loads(p.read_text(encoding="utf-8-sig")).get("tool", {})
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
