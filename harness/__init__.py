@@ -32,6 +32,8 @@ from .timeline import (
 
 if TYPE_CHECKING:
     from .battery import Outcome, Run
+    from .fakedisk import FakeDisk, FakeDisks
+    from .inprocess import InProcessStack
     from .invariants import Rules, Verdict, evaluate
     from .plugin import check
     from .probes import Prober
@@ -44,9 +46,12 @@ __all__ = [
     "CounterSample",
     "DiskSample",
     "DockerUnavailable",
+    "FakeDisk",
+    "FakeDisks",
     "GuardError",
     "HarnessError",
     "HealthSample",
+    "InProcessStack",
     "InfrastructureError",
     "LoadEvent",
     "LogRecord",
@@ -79,6 +84,7 @@ _LAZY = {
     "evaluate": "invariants", "check": "plugin", "Prober": "probes", "Stack": "stack",
     "ScenarioStack": "scenario",
     "TmpfsVolume": "volume", "Usage": "volume", "Volume": "volume",
+    "FakeDisk": "fakedisk", "FakeDisks": "fakedisk", "InProcessStack": "inprocess",
 }
 
 

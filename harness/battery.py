@@ -27,6 +27,9 @@ from .volume import Volume
 PER_VOLUME = ("no_silent_write_loss", "errors_surface", "graceful_refusal", "recovery",
               "health_truthful", "log_integrity")
 MARKS = 3
+PhaseListener = Callable[[str, str], None]
+"""Called with (scenario, phase) as each phase starts: progress displays, tests."""
+_LISTENERS: list[PhaseListener] = []
 FLOOD = 40  # marked requests while full: more than a page of log lines, so the unused
             # tail of a log file's last page cannot absorb them all (tmpfs allocates pages)
 REREADS = 20  # per probe: the latest runs made while full that are repeated after recovery
@@ -75,6 +78,8 @@ class Run:
         """Mark a phase; an exception inside names the phase it broke in."""
         self.tl.phase(name, self.volume, note)
         _announce(name)
+        for listener in tuple(_LISTENERS):
+            listener(self.tl.scenario, name)
         try:
             yield
         except Exception as e:
@@ -149,6 +154,17 @@ class Run:
     def baseline(self) -> set[str]:
         """Probes that passed in the steady phase."""
         return {p.probe for p in self.tl.in_phase(ProbeResult, "steady") if p.passed}
+
+
+@contextmanager
+def phase_listener(listener: PhaseListener) -> Iterator[None]:
+    """Call ``listener(scenario, phase)`` as each phase of any scenario starts, while the
+    block runs (in this process; xdist workers run their own)."""
+    _LISTENERS.append(listener)
+    try:
+        yield
+    finally:
+        _LISTENERS.remove(listener)
 
 
 def _announce(phase: str) -> None:

@@ -519,7 +519,9 @@ class ContainerSpec:
     volumes: Mapping[str, str]  # volume name -> container path
     role: str = "service"
     privileged: bool = False
-    cap_drop: Sequence[str] = ("ALL",)  # fulldisk's own containers: minimal
+    # fulldisk's own containers: minimal; () keeps the engine's default set (images that
+    # start as root and drop to a service user need chown/setuid/setgid)
+    cap_drop: Sequence[str] = ("ALL",)
     cap_add: Sequence[str] = ()
     extra_labels: Mapping[str, str] | None = None
 

@@ -122,8 +122,11 @@ def judge_hardened(outcomes: list[Outcome], fed: set[str]) -> dict[str, Any]:
 
 
 def run_selftest(names: list[str], switches: Mapping[str, Switch] = SWITCHES, *,
-                 progress: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Run every switch and the hardened build; returns the matrix as JSON-ready data."""
+                 progress: Callable[[str], None] = lambda s: None,
+                 on_config: Callable[[str | None, list[Outcome]], None] = lambda d, o: None,
+                 ) -> dict[str, Any]:
+    """Run every switch and the hardened build; returns the matrix as JSON-ready data.
+    ``on_config`` gets each configuration's outcomes (None: hardened), e.g. for a report."""
     from .plugin import fed_invariants
     from .stack import ensure_images
     from .target import reference_target
@@ -132,11 +135,14 @@ def run_selftest(names: list[str], switches: Mapping[str, Switch] = SWITCHES, *,
     ensure_images(target)
     t0 = time.monotonic()
     result: dict[str, Any] = {"defects": {}, "hardened": {}}
-    result["hardened"] = judge_hardened(run_config(None, progress=progress),
-                                        set(fed_invariants(target)))
+    hardened = run_config(None, progress=progress)
+    on_config(None, hardened)
+    result["hardened"] = judge_hardened(hardened, set(fed_invariants(target)))
     for name in names:
         t1 = time.monotonic()
-        d = judge_switch(name, switches[name], run_config(name, progress=progress))
+        outcomes = run_config(name, progress=progress)
+        on_config(name, outcomes)
+        d = judge_switch(name, switches[name], outcomes)
         d["seconds"] = round(time.monotonic() - t1, 1)
         result["defects"][name] = d
     result["seconds"] = round(time.monotonic() - t0, 1)

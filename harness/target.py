@@ -775,6 +775,19 @@ class Target(_Model):
                         text = text.replace(v, "***")
         return text
 
+    def redacted_config(self) -> dict[str, Any]:
+        """The config as JSON-ready data, every value under a secret-looking key as ``***``."""
+        def scrub(value: Any, key: str = "") -> Any:
+            if isinstance(value, dict):
+                return {k: scrub(v, str(k)) for k, v in value.items()}
+            if isinstance(value, list):
+                return [scrub(v, key) for v in value]
+            if isinstance(value, str) and value and SECRET_KEYS.search(key):
+                return "***"
+            return self.redact(value) if isinstance(value, str) else value
+
+        return dict(scrub(self.model_dump(mode="json")))
+
 
 def available_memory() -> int | None:
     """Bytes of memory available on this machine (MemAvailable), None when unknown."""
