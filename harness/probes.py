@@ -143,10 +143,17 @@ class Prober:
         self.stack = stack
         self.tl = timeline
         self.target = stack.target
-        self.http = stack.session()  # health, counters, log marks
+        self._http: requests.Session | None = None
         self._log_seen: dict[str, int] = {}
         self._file_head: dict[str, bytes] = {}
         self._memo: dict[tuple[str, float], _Memo] = {}
+
+    @property
+    def http(self) -> requests.Session:
+        """The session for health, counters and log marks (made on first use)."""
+        if self._http is None:
+            self._http = self.stack.session()
+        return self._http
 
     # --- HTTP and exec flows -----------------------------------------------------------
     def run(self, name: str, values: Mapping[str, str] | None = None,
