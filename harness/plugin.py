@@ -367,13 +367,29 @@ def make_stack() -> Iterator[Callable[..., Stack]]:
         made.append(s)
         try:
             return s.start()
-        except BaseException:
+        except BaseException as e:
             s.stop()
+            _infrastructure_exit(e)
             raise
 
     yield make
     for s in made:
         s.stop()
+
+
+def _infrastructure_exit(e: BaseException) -> None:
+    """A stack that cannot start stops the whole session with one block (the service, the
+    cause, its last log lines, the fix) instead of one traceback per test that needs it.
+    Only for sessions that run chaos scenarios; a test about start-up failures itself
+    (``pytest.raises``) sees the error as it is."""
+    from .errors import InfrastructureError
+
+    cfg = _CONFIG[0] if _CONFIG else None
+    if not isinstance(e, InfrastructureError) or cfg is None or cfg.getoption("-m") != "chaos":
+        return
+    cfg.stash[_errors_key].append(e.one_line())
+    pytest.exit(f"fulldisk: the target's stack could not start, nothing was judged.\n{e}",
+                returncode=3)
 
 
 @pytest.fixture(scope="module")
@@ -514,17 +530,29 @@ def _outcomes() -> dict[str, Outcome]:
 @pytest.fixture
 def outcome_of(_outcomes: dict[str, Outcome], fulldisk_target: Target,
                request: pytest.FixtureRequest) -> Callable[[str], Outcome]:
-    """Run a battery case by id once (cached for its other invariants) on a reset stack."""
+    """Run a battery case by id once (cached for its other invariants); cases that leave
+    the app's data behind get a stack of their own, the others share one (never reset)."""
     def run(case_id: str) -> Outcome:
         if case_id not in _outcomes:
+            from .battery import run_case
+            from .errors import HarnessError
+
             by_id = {c.id: c for c in battery_cases(fulldisk_target)}
             if case_id not in by_id:
-                pytest.fail(f"no battery case {case_id!r} for target {fulldisk_target.name!r};"
-                            f" cases: {', '.join(by_id)}", pytrace=False)
+                # a scenario this target cannot feed (no downloads, cleanup or counters)
+                pytest.skip(f"target {fulldisk_target.name!r} cannot feed {case_id!r} "
+                            f"(its cases: {', '.join(by_id)})")
             case = by_id[case_id]
-            s: Stack = request.getfixturevalue("shared_stack" if case.shared else "stack")
-            s.reset()
-            _outcomes[case_id] = case.run(s)
+
+            def stack_for(shared: bool) -> Stack:
+                s: Stack = request.getfixturevalue("shared_stack" if shared else "stack")
+                return s
+
+            try:
+                _outcomes[case_id] = run_case(case, fulldisk_target, stack_for)
+            except HarnessError as e:
+                _infrastructure_exit(e)
+                raise
         return _outcomes[case_id]
     return run
 

@@ -2,10 +2,10 @@
 
 The same cases, stacks, phases and invariants as ``pytest --fulldisk-battery -m chaos``
 (pytest stays the engine of ``pytest -m chaos``, ``gate`` and ``run -k/-n``); only the
-collection pass, pytest's plugins and its imports are left out. One stack per target
-variant (each writable path on its own volume, then all on one shared disk), started
-when its first case needs it, reset between cases and removed before the next one
-starts, so at most one stack runs at a time.
+collection pass, pytest's plugins and its imports are left out. Stacks as the pytest form
+has them (``harness.battery.run_case``): a long-lived plain and shared stack, started
+when a case first needs it and removed once no later case does, and a stack of its own
+for each case that leaves the app's data behind (``Case.fresh``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ class BatteryRun:
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     untested: set[tuple[str, str, str]] = field(default_factory=set)
-    seconds: dict[str, float] = field(default_factory=dict)  # case id -> its run, reset incl.
+    seconds: dict[str, float] = field(default_factory=dict)  # case id -> its run (with the
+                                                             # start of a fresh case's stack)
 
     @property
     def failed(self) -> bool:
@@ -79,46 +80,64 @@ def run_battery(target: Target, *, done: CaseDone = lambda c, o: None) -> Batter
             engine.clean(stale_only=True)  # leftovers of runs whose process is gone
         except HarnessError:
             pass  # others' leftovers must not stop this run
+        stacks = _Stacks(target)
         try:
-            for shared in (False, True):
-                group = [c for c in cases if c.shared == shared]
-                if group:
-                    _run_group(target.shared() if shared else target, group, result, done,
-                               target.name)
-        finally:  # whatever an interrupt left half made (as the plugin's session end does)
-            try:
+            for i, case in enumerate(cases):
+                _run_case(case, stacks, target.name, result, done)
+                stacks.release_unneeded(cases[i + 1:])
+        finally:
+            stacks.stop_all()
+            try:  # whatever an interrupt left half made (as the plugin's session end does)
                 engine.clean(run=engine.run_id())
             except HarnessError:
                 pass
     return result
 
 
-def _run_group(variant: Target, group: list[Case], result: BatteryRun, done: CaseDone,
-               name: str) -> None:
-    """The cases of one target variant on one stack, reset between cases."""
-    from .stack import Stack
+class _Stacks:
+    """The long-lived plain and shared stacks: each started when a case first needs it
+    (a failed start is remembered, as pytest remembers a failed fixture), removed once no
+    later case needs it, so no more stacks run at once than the cases need."""
 
-    try:
-        stack = Stack(variant).__enter__()
-    except HarnessError as e:
-        for case in group:
-            result.errors.append(f"fulldisk::{case.id} (setup): {e.one_line()}")
-            done(case, None)
-        return
-    try:
-        for i, case in enumerate(group):
-            _run_case(case, stack, i == 0, name, result, done)
-    finally:
-        stack.__exit__(None, None, None)
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.running: dict[bool, Stack] = {}
+        self.failed: dict[bool, HarnessError] = {}
+
+    def get(self, shared: bool) -> Stack:
+        """The plain (False) or shared (True) stack, started on first use."""
+        from .stack import Stack
+
+        if shared in self.failed:
+            raise self.failed[shared]
+        if shared not in self.running:
+            try:
+                self.running[shared] = Stack(
+                    self.target.shared() if shared else self.target).__enter__()
+            except HarnessError as e:
+                self.failed[shared] = e
+                raise
+        return self.running[shared]
+
+    def release_unneeded(self, later: list[Case]) -> None:
+        """Remove the stacks no later case runs on."""
+        needed = {c.shared for c in later if not c.fresh}
+        for shared in [s for s in self.running if s not in needed]:
+            self.running.pop(shared).__exit__(None, None, None)
+
+    def stop_all(self) -> None:
+        """Remove every stack still running (also after an interrupt)."""
+        while self.running:
+            self.running.popitem()[1].__exit__(None, None, None)
 
 
-def _run_case(case: Case, stack: Stack, fresh: bool, target: str, result: BatteryRun,
+def _run_case(case: Case, stacks: _Stacks, target: str, result: BatteryRun,
               done: CaseDone) -> None:
+    from .battery import run_case
+
     t0 = time.monotonic()
     try:
-        if not fresh:  # a stack just started is at its seed already
-            stack.reset()
-        outcome = case.run(stack)
+        outcome = run_case(case, stacks.target, stacks.get)
     except HarnessError as e:
         result.errors.append(f"fulldisk::{case.id} (call): {e.one_line()}")
         done(case, None)
