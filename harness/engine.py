@@ -725,6 +725,19 @@ def mkdir_tar(path: str, uid: int, gid: int, mode: int) -> bytes:
     return out.getvalue()
 
 
+def join_tars(parts: Sequence[bytes]) -> bytes:
+    """One tar holding the members of several (one archive call instead of several)."""
+    if len(parts) == 1:
+        return parts[0]
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as dst:
+        for data in parts:
+            src = tarfile.open(fileobj=io.BytesIO(data))
+            for m in src.getmembers():
+                dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+    return out.getvalue()
+
+
 def files_in_tar(data: bytes) -> Iterator[tuple[str, bytes]]:
     """Regular files of a tar with their content."""
     t = tarfile.open(fileobj=io.BytesIO(data))

@@ -26,7 +26,7 @@ from .errors import ConfigError, HarnessError, InfrastructureError
 from .guard import GUARD
 from .http import loopback, session
 from .target import Ready, Service, Target
-from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, measure, read_tails
+from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, check_mounts, measure, read_tails
 
 
 def _order(services: Mapping[str, Service]) -> list[str]:
@@ -198,7 +198,7 @@ class Stack:
                                {k: f"{self.id}-{k}" for k in self.target.volumes})
             for key, spec in self.target.volumes.items():
                 self.volumes[key] = TmpfsVolume(key, f"{self.id}-{key}", spec, self.agent)
-            self._seed(seeds.result())
+            self._seed(pool, seeds.result())
             for level in _levels(self.target.services):
                 started = _each(pool, {n: partial(engine.start, self._spec(n)) for n in level})
                 self.services.update(started.done)
@@ -259,8 +259,12 @@ class Stack:
                 r.remove()
         return out
 
-    def _seed(self, found: dict[tuple[str, str], bytes | None]) -> None:
-        """Put each volume's seed (re-rooted at its service folder) in place."""
+    def _seed(self, pool: ThreadPoolExecutor, found: dict[tuple[str, str], bytes | None]
+              ) -> None:
+        """Put each volume's seed (re-rooted at its service folder) in place: one guard
+        check for all volumes, then one archive per volume, all at once."""
+        check_mounts(list(self.volumes.values()))
+        calls = {}
         for vol in self.volumes.values():
             seeds: dict[str, bytes] = {}
             if vol.spec.seed:
@@ -269,7 +273,8 @@ class Stack:
                     data = found.get((self.target.services[m.service].image, m.path))
                     if sub not in seeds and data is not None:
                         seeds[sub] = engine.retar(data, sub)
-            vol.prepare(seeds)
+            calls[vol.name] = partial(vol.prepare, seeds, checked=True)
+        _each(pool, calls).raise_first()
 
     def _spec(self, name: str) -> engine.ContainerSpec:
         svc = self.target.services[name]
@@ -310,7 +315,13 @@ class Stack:
                         raise self._died(name)
                 if ready.http is not None:
                     port = self.target.port_of(name, ready.port)
-                    url = loopback(f"http://{engine.LOOPBACK}:{h.host_port(port)}{ready.http}")
+                    try:
+                        host_port = h.host_port(port)
+                    except InfrastructureError:  # an exited container publishes no port
+                        if h.status not in ("running", "created"):
+                            raise self._died(name) from None
+                        raise
+                    url = loopback(f"http://{engine.LOOPBACK}:{host_port}{ready.http}")
                     attempts[name] = url
                     try:
                         with http.get(url, timeout=1.0, allow_redirects=False) as r:
