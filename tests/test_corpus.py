@@ -1,0 +1,101 @@
+"""The corpus: stock third-party targets (``examples/<name>/``) judged by ``fulldisk run``
+exactly as their ground truth says.
+
+Each target's ``truth.json`` holds the verdicts that follow from the invariants' definitions
+and from what the software really did on a full disk, measured by hand without fulldisk
+(``truth.sh`` -> ``observed.json``, explained in ``EXPECTED.md``). A test per scenario and
+invariant asserts that the harness says the same; the battery runs once per target, through
+the command a user types, limited to the scenarios the truth covers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+CORPUS = ("mediawiki", "webdav", "mariadb", "redis")
+RUN_SECONDS = 240
+KNOWN_WRONG: dict[tuple[str, str, str], str] = {}
+"""(target, scenario, invariant) -> the harness defect that still makes it disagree."""
+
+pytestmark = [pytest.mark.docker]
+
+
+def truth(name: str) -> dict[str, dict[str, str]]:
+    """A corpus target's measured verdicts: scenario -> invariant -> pass/fail."""
+    data: dict[str, dict[str, str]] = json.loads(
+        (EXAMPLES / name / "truth.json").read_text(encoding="utf-8"))
+    return data
+
+
+def _cases() -> list[Any]:
+    out = []
+    for name in CORPUS:
+        for scenario, verdicts in truth(name).items():
+            for invariant in verdicts:
+                key = (name, scenario, invariant)
+                marks = ([pytest.mark.xfail(strict=True, reason=KNOWN_WRONG[key])]
+                         if key in KNOWN_WRONG else [])
+                out.append(pytest.param(key, id="-".join(key), marks=marks))
+    return out
+
+
+def _scenario_id(v: dict[str, Any]) -> str:
+    """The battery case id of a verdict (a volume case is named after its volume)."""
+    return str(v.get("scenario", "")).removeprefix("battery-")
+
+
+@pytest.fixture(scope="session")
+def corpus_report(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dict[str, Any]]:
+    """The JSON report of ``fulldisk run`` on a corpus target: run once per session, lazily."""
+    runs: dict[str, dict[str, Any]] = {}
+
+    def run(name: str) -> dict[str, Any]:
+        if name in runs:
+            return runs[name]
+        out = tmp_path_factory.mktemp(f"corpus-{name}")
+        select = " or ".join(f"test_battery[{s}-" for s in truth(name))
+        exe = Path(sys.executable).with_name("fulldisk")
+        proc = subprocess.run(
+            [str(exe), "run", "--target", str(EXAMPLES / name / "fulldisk.toml"),
+             "--json", str(out / "report.json"), "--report-dir", str(out), "-k", select],
+            capture_output=True, text=True, timeout=RUN_SECONDS, env=os.environ.copy(),
+            check=False)
+        report_path = out / "report.json"
+        if not report_path.is_file():
+            pytest.fail(f"fulldisk run wrote no report for {name} (exit {proc.returncode}):\n"
+                        f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}", pytrace=False)
+        report: dict[str, Any] = json.loads(report_path.read_text(encoding="utf-8"))
+        report["_output"] = (proc.stdout + proc.stderr)[-4000:]
+        runs[name] = report
+        return report
+
+    return run
+
+
+@pytest.mark.parametrize("case", _cases())
+def test_corpus_verdict_matches_truth(case: tuple[str, str, str],
+                                      corpus_report: Callable[[str], dict[str, Any]]) -> None:
+    """The harness's verdict on a corpus target equals the measured ground truth."""
+    name, scenario, invariant = case
+    report = corpus_report(name)
+    found = [v for v in report["verdicts"]
+             if _scenario_id(v) == scenario and v["invariant"] == invariant]
+    expected = truth(name)[scenario][invariant]
+    if not found:
+        pytest.fail(f"{name}: fulldisk gave no verdict for {scenario}/{invariant} "
+                    f"(expected {expected}); errors: {report.get('errors')}\n"
+                    f"{report['_output']}", pytrace=False)
+    v = found[0]
+    status = v.get("status") or ("pass" if v["passed"] else "fail")
+    assert status == expected, (
+        f"{name} {scenario}/{invariant}: fulldisk says {status}, truth is {expected} "
+        f"(examples/{name}/EXPECTED.md)\n{v['summary']}\n" + "\n".join(v.get("evidence", [])))
