@@ -58,13 +58,13 @@ fill() {  # fill VOLUME UID:GID: ballast with dd as the app's user until the dis
         dd if=/dev/zero of=/v/.fulldisk-ballast bs=4096 2>&1)
   rc=$?
   set -e
-  event fill ballast "$(jq -n --arg out "$(tail -n 3 <<<"$out")" --argjson rc "$rc" \
-    --argjson df "$(df_json "$1")" '{dd_exit: $rc, dd_output: $out, disk: $df}')"
+  event fill ballast "$(jq -n --arg out "$(tail -n 3 <<<"$out")" --argjson rc "$rc" --arg v "$1" \
+    --argjson df "$(df_json "$1")" '{volume: $v, dd_exit: $rc, dd_output: $out, disk: $df}')"
 }
 
 free() {  # free VOLUME: remove only the ballast
   docker run --rm "${LABELS[@]}" -v "$RUN-$1:/v" "$BASE" rm -f /v/.fulldisk-ballast
-  event free ballast_removed "$(jq -n --argjson df "$(df_json "$1")" '{disk: $df}')"
+  event free ballast_removed "$(jq -n --arg v "$1" --argjson df "$(df_json "$1")" '{volume: $v, disk: $df}')"
 }
 
 port_of() {  # port_of CONTAINER PORT -> the 127.0.0.1 port it is published on

@@ -40,6 +40,14 @@ free db
 edit after_free Probe_after
 for i in 1 2 3; do http after_free "raw Probe_full_$i (edited while full)" "$U/index.php?title=Probe_full_$i&action=raw"; done
 http after_free "view Main_Page (gzip)" --compressed "$U/index.php?title=Main_Page"
+# Second case: the uploads disk (bulk data) full. Core flows (page view, edit) must not care.
+fill uploads 33:33
+http uploads_full "view Main_Page (gzip)" --compressed "$U/index.php?title=Main_Page"
+edit uploads_full Probe_uploads_full
+logs_json uploads_full "$C" /var/log/apache2/error.log
+free uploads
+edit uploads_after_free Probe_uploads_after
+http uploads_after_free "raw Probe_uploads_full (edited while uploads full)" "$U/index.php?title=Probe_uploads_full&action=raw"
 event after_free container "$(jq -n --arg r "$(restarts "$C")" '{restart_count_status_exit: $r}')"
 logs_json after_free "$C" /var/log/apache2/error.log /var/log/apache2/access.log
 finish '{"volumes": {"db": {"size": "4MiB", "owner": "33:33", "mount": "/var/lib/mediawiki-db", "filled": true}, "uploads": {"size": "1MiB", "mount": "/var/lib/mediawiki/images"}, "cache": {"size": "4MiB", "mount": "/var/cache/mediawiki"}}, "edit_text_bytes": "16 KiB + nonce"}'
