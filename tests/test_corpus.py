@@ -74,7 +74,7 @@ def corpus_report(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], d
             pytest.fail(f"fulldisk run wrote no report for {name} (exit {proc.returncode}):\n"
                         f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}", pytrace=False)
         report: dict[str, Any] = json.loads(report_path.read_text(encoding="utf-8"))
-        report["_output"] = (proc.stdout + proc.stderr)[-4000:]
+        report["_output"] = (proc.stdout + proc.stderr)[-1500:]
         runs[name] = report
         return report
 
