@@ -23,8 +23,38 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CORPUS = ("mediawiki", "webdav", "mariadb", "redis")
 RUN_SECONDS = 240
-KNOWN_WRONG: dict[tuple[str, str, str], str] = {}
-"""(target, scenario, invariant) -> the harness defect that still makes it disagree."""
+_CRASHED_SERVICE = ("harness: an exec probe into a service that died (MariaDB aborts on a full "
+                    "datadir) is an infrastructure error (engine 409) that aborts the run, not a "
+                    "failed request; no verdict at all")
+_EXEC_ACK = ("harness: an exec write counts as acknowledged on exit 0 although its expect_output "
+             "is missing (redis-cli exits 0 on a MISCONF refusal), so a refused SET is reported "
+             "lost after recovery")
+KNOWN_WRONG: dict[tuple[str, str, str], str] = {
+    ("webdav", "dav", "errors_surface"):
+        "harness: no default cause pattern for lighttpd's access-log status 507 (Insufficient "
+        "Storage), the only record of the refused PUTs; also reads lighttpd's access log "
+        "before its once-a-second flush",
+    ("mariadb", "data", "no_silent_write_loss"): _CRASHED_SERVICE,
+    ("mariadb", "data", "errors_surface"): _CRASHED_SERVICE + "; InnoDB's 'error 28' / 'Out of "
+                                          "disk space' match no default cause pattern",
+    ("mariadb", "data", "graceful_refusal"): _CRASHED_SERVICE + "; exec probes never feed "
+                                            "graceful_refusal",
+    ("mariadb", "data", "recovery"): _CRASHED_SERVICE,
+    ("redis", "data", "no_silent_write_loss"): _EXEC_ACK,
+    ("redis", "data", "recovery"): _EXEC_ACK + " (the reread fails, so the probe never turns "
+                                   "green again)",
+    ("redis", "data", "graceful_refusal"): "harness: graceful_refusal is judged only for targets "
+                                           "with an HTTP probe; exec refusals are never judged",
+}
+"""(target, scenario, invariant) -> the harness defect that still makes it disagree with the
+measured truth (strict: the test fails as soon as the harness gets it right)."""
+FLAKY_WRONG: dict[tuple[str, str, str], str] = {
+    ("webdav", "dav", "log_integrity"):
+        "harness: reads lighttpd's access log right after the last request and judges at once; "
+        "lighttpd flushes it about once a second, so marks are 'lost' or present depending on "
+        "the machine's speed (passes when the read happens late enough)",
+}
+"""Disagreements that depend on timing: expected to fail, not strict (they pass at times)."""
 
 pytestmark = [pytest.mark.docker]
 
@@ -42,8 +72,12 @@ def _cases() -> list[Any]:
         for scenario, verdicts in truth(name).items():
             for invariant in verdicts:
                 key = (name, scenario, invariant)
-                marks = ([pytest.mark.xfail(strict=True, reason=KNOWN_WRONG[key])]
-                         if key in KNOWN_WRONG else [])
+                # One worker runs all of a target's cases: the battery runs once per target.
+                marks = [pytest.mark.xdist_group(f"corpus-{name}")]
+                if key in KNOWN_WRONG:
+                    marks.append(pytest.mark.xfail(strict=True, reason=KNOWN_WRONG[key]))
+                elif key in FLAKY_WRONG:
+                    marks.append(pytest.mark.xfail(strict=False, reason=FLAKY_WRONG[key]))
                 out.append(pytest.param(key, id="-".join(key), marks=marks))
     return out
 
@@ -62,7 +96,7 @@ def corpus_report(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], d
         if name in runs:
             return runs[name]
         out = tmp_path_factory.mktemp(f"corpus-{name}")
-        select = " or ".join(f"test_battery[{s}-" for s in truth(name))
+        select = " or ".join(truth(name))  # battery nodes: fulldisk::<case id>::<invariant>
         exe = Path(sys.executable).with_name("fulldisk")
         proc = subprocess.run(
             [str(exe), "run", "--target", str(EXAMPLES / name / "fulldisk.toml"),
