@@ -123,7 +123,8 @@ def _straight(target_path: str | None, report_dir: Path, html: Path
     write_json(report, report_dir / "report.json")
     from .report_html import render_run, write_html
 
-    write_html(render_run(report, [o.timeline for o in result.outcomes], target), html)
+    write_html(render_run(report, [o.timeline for o in result.outcomes], target,
+                          inline_js=False), html)
     return code, report
 
 
@@ -330,8 +331,8 @@ def selftest(json_path: str | None, only: str | None, html_path: str) -> None:
 
         write_json(result, json_path)
     write_html(render_selftest(result, runs, config=target.redacted_config(),
-                               rules=Rules.from_target(target), redact=target.redact),
-               html_path)
+                               rules=Rules.from_target(target), redact=target.redact,
+                               inline_js=False), html_path)
     console.print(f"reports: html {html_path}" + (f", json {json_path}" if json_path else ""))
     sys.exit(0 if result["passed"] else 1)
 

@@ -284,7 +284,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
             timelines = [Timeline.from_dict(json.loads(t))
                          for t in config.stash[_timelines_key].values()]
-            write_html(render_run(report, timelines, target), html_out)
+            write_html(render_run(report, timelines, target, inline_js=False), html_out)
     if "harness.engine" in sys.modules:  # only when this session talked to Docker
         from . import engine
         from .errors import HarnessError

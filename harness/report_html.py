@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
+import importlib.resources
 import json
 import re
+import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -383,14 +386,10 @@ def _config(config: Mapping[str, Any] | None) -> str:
 
 
 def _page(title: str, header: str, body: str, charts: bool = True) -> str:
-    # plotly.js (4.6 MB) goes into the page once, here: embedded by each chart's to_html it
-    # was copied with every string the sections were joined into (tens of MiB at peak)
-    js = ""
-    if charts:
-        from plotly.offline import get_plotlyjs
-
-        js = ("<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>"
-              f'<script charset="utf-8">{get_plotlyjs()}</script>')
+    # plotly.js (4.6 MB) goes into the page once, here, as a slot: a page written to a file
+    # gets the package's bytes streamed in (decoded, plotly.js is a 9 MB string, and every
+    # page string holding it as large again); a page returned as text gets it inline
+    js = _JS_SLOT if charts else ""
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{_e(title)}</title><style>{CSS}</style>{js}</head><body>"
@@ -408,8 +407,9 @@ def _headline(target: str, c: Mapping[str, int], passed: bool, extra: str = "") 
 
 def render_report(report: Mapping[str, Any], timelines: Sequence[Timeline], *,
                   config: Mapping[str, Any] | None = None, rules: Rules | None = None,
-                  redact: Redact = lambda s: s) -> str:
-    """The page for one run (``fulldisk run|gate``, the pytest plugin)."""
+                  redact: Redact = lambda s: s, inline_js: bool = True) -> str:
+    """The page for one run (``fulldisk run|gate``, the pytest plugin); ``inline_js=False``
+    leaves plotly.js for :func:`write_html` to stream in."""
     rules = rules or Rules()
     verdicts = list(report.get("verdicts", []))
     c = counts(verdicts)
@@ -419,13 +419,13 @@ def render_report(report: Mapping[str, Any], timelines: Sequence[Timeline], *,
     header = _headline(str(report.get("target", "?")), c, bool(report.get("passed")),
                        f'<span class="meta">{n} scenarios · {len(verdicts)} verdicts</span>')
     word = "passed" if report.get("passed") else f"{c['fail']} failed"
-    return _page(f"fulldisk: {report.get('target', '?')} — {word}", header,
-                 top + index + sections + _config(config), charts)
+    return _inline(_page(f"fulldisk: {report.get('target', '?')} — {word}", header,
+                         top + index + sections + _config(config), charts), inline_js)
 
 
 def render_selftest(result: Mapping[str, Any], runs: Mapping[str, RunView], *,
                     config: Mapping[str, Any] | None = None, rules: Rules | None = None,
-                    redact: Redact = lambda s: s) -> str:
+                    redact: Redact = lambda s: s, inline_js: bool = True) -> str:
     """The page for ``fulldisk selftest``: the matrix, then per configuration the verdicts
     that did not pass and the charts of their scenarios (how each defect was caught)."""
     rules = rules or Rules()
@@ -466,15 +466,42 @@ def render_selftest(result: Mapping[str, Any], runs: Mapping[str, RunView], *,
               f'{caught} of {len(defects)} defect switches caught by their invariant · '
               f'{"no false alarm" if not alarms else f"{alarms} false alarms"} on the '
               f'hardened build · {result.get("seconds", "?")} s</span></p>')
-    return _page(f"fulldisk selftest — {'passed' if passed else 'FAILED'}", header,
-                 "".join(body) + _config(config), js_done)
+    return _inline(_page(f"fulldisk selftest — {'passed' if passed else 'FAILED'}", header,
+                         "".join(body) + _config(config), js_done), inline_js)
+
+
+_JS_SLOT = "<!-- fulldisk: plotly.js -->"
+_JS_HEAD = ("<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>"
+            '<script charset="utf-8">')
+
+
+def _plotly_js() -> Traversable:
+    return importlib.resources.files("plotly") / "package_data" / "plotly.min.js"
+
+
+def _inline(page: str, inline_js: bool) -> str:
+    """The page with plotly.js in its slot (``inline_js``), or with the slot for
+    :func:`write_html` to stream the script into."""
+    if not inline_js or _JS_SLOT not in page:
+        return page
+    head, _, tail = page.partition(_JS_SLOT)
+    return f"{head}{_JS_HEAD}{_plotly_js().read_text(encoding='utf-8')}</script>{tail}"
 
 
 def write_html(text: str, path: str | Path) -> Path:
-    """Write a page, creating folders."""
+    """Write a page, creating folders; a page rendered with ``inline_js=False`` gets
+    plotly.js streamed from the package into its slot (one copy of it, as bytes)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(text, encoding="utf-8")
+    head, slot, tail = text.partition(_JS_SLOT)
+    with open(p, "wb") as f:
+        f.write(head.encode("utf-8"))
+        if slot:
+            f.write(_JS_HEAD.encode())
+            with _plotly_js().open("rb") as js:
+                shutil.copyfileobj(js, f)
+            f.write(b"</script>")
+        f.write(tail.encode("utf-8"))
     return p
 
 
@@ -547,9 +574,10 @@ p.silent{color:var(--fail);font-style:italic}
 
 
 def render_run(report: Mapping[str, Any], timelines: Sequence[Timeline],
-               target: Target | None) -> str:
+               target: Target | None, *, inline_js: bool = True) -> str:
     """:func:`render_report` with the target's redacted config, its rules and redaction."""
     if target is None:
-        return render_report(report, timelines)
+        return render_report(report, timelines, inline_js=inline_js)
     return render_report(report, timelines, config=target.redacted_config(),
-                         rules=Rules.from_target(target), redact=target.redact)
+                         rules=Rules.from_target(target), redact=target.redact,
+                         inline_js=inline_js)
