@@ -71,6 +71,7 @@ TARGETS = {  # issue 12: on 2 cores, warm, medians
     "same_scope_ratio": 1.0, "battery_s": 12.0, "volume_scenario_median_s": 0.25,
     "stack_start_s": 1.5, "run_peak_rss_mib": 100.0}
 SECTIONS = ("inprocess", "same-scope", "run", "floors", "stack", "fill", "battery")
+DEFAULT = ("inprocess", "same-scope", "run", "stack")  # "battery" repeats "run" in-process
 
 
 @dataclass(frozen=True)
@@ -162,17 +163,33 @@ def same_scope(reps: int) -> dict[str, Any]:
 
 
 def reference_run(reps: int) -> dict[str, Any]:
-    """``fulldisk run`` on the reference target as a user runs it: wall, CPU, peak memory."""
+    """``fulldisk run`` on the reference target as a user runs it: wall, CPU, peak memory,
+    and each scenario's seconds from its report (a volume scenario's figure)."""
+    from .target import reference_target
+
     jobs: list[Job] = []
+    per: dict[str, list[float]] = {}
     loads = [_load()]
     with tempfile.TemporaryDirectory(prefix="fulldisk-bench-") as tmp:
         cmd = [_fulldisk_bin(), "run", "--report-dir", tmp]
         for _ in range(reps):
             jobs.append(run_job(cmd))
             loads.append(_load())
+            report = json.loads((Path(tmp) / "report.json").read_text())
+            if not report.get("passed") or report["counts"]["fail"] or report["errors"]:
+                raise RuntimeError(f"the hardened reference battery did not pass: "
+                                   f"{report['counts']} {report['errors'][:2]}")
+            for case, secs in report["seconds"].items():
+                per.setdefault(case, []).append(secs)
+    volumes = reference_target().volumes
+    vol_times = [statistics.median(v) for k, v in per.items() if k in volumes or k == "shared"]
     return {"run_s": statistics.median(j.wall_s for j in jobs),
             "run_cpu_s": statistics.median(j.cpu_s for j in jobs),
-            "run_peak_rss_mib": max(j.maxrss_mib for j in jobs), "reps": reps, "load": loads}
+            "run_peak_rss_mib": max(j.maxrss_mib for j in jobs), "reps": reps, "load": loads,
+            "scenarios": {k: {"median_s": statistics.median(v), "spread_s": max(v) - min(v)}
+                          for k, v in per.items()},
+            "volume_scenario_median_s": statistics.median(vol_times),
+            "volume_scenario_spread_s": max(vol_times) - min(vol_times)}
 
 
 def _row(name: str, value: float, unit: str, key: str | None = None) -> str:
@@ -187,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="ci/bench", description=__doc__)
     ap.add_argument("--inprocess", action="store_true",
                     help="only the in-process battery (no Docker)")
-    ap.add_argument("--only", default=",".join(SECTIONS),
-                    help=f"comma-separated sections (default all): {', '.join(SECTIONS)}")
+    ap.add_argument("--only", default=",".join(DEFAULT),
+                    help=f"comma-separated sections of {', '.join(SECTIONS)} (default "
+                         f"{','.join(DEFAULT)})")
     ap.add_argument("--reps", type=int, default=5, help="repetitions of the short figures")
     ap.add_argument("--battery-reps", type=int, default=3,
                     help="repetitions of the reference battery")
@@ -227,7 +245,12 @@ def main(argv: list[str] | None = None) -> int:
                       "battery_s"),
                  _row("  its CPU time", rr["run_cpu_s"], "s"),
                  _row("  its peak memory (ru_maxrss)", rr["run_peak_rss_mib"], "MiB",
-                      "run_peak_rss_mib")]
+                      "run_peak_rss_mib"),
+                 _row("  volume scenario median", rr["volume_scenario_median_s"], "s",
+                      "volume_scenario_median_s"),
+                 _row("  volume scenario spread", rr["volume_scenario_spread_s"], "s")]
+        rows += [f"    scenario {name:30} median {st['median_s']:5.2f} s, spread "
+                 f"{st['spread_s']:5.2f} s" for name, st in rr["scenarios"].items()]
     out.update(_docker_figures(only, args.reps, args.battery_reps, rows))
     out["load_at_end"] = _load()
     rows.append(f"load average (1 min) {out['load_at_start']} at start, "

@@ -119,7 +119,8 @@ def _straight(target_path: str | None, report_dir: Path, html: Path
     code = 1 if result.failed else 0  # as pytest's exit status would be
     untested = [{"target": t, "service": s, "path": p} for t, s, p in sorted(result.untested)]
     report = build(target.name, result.verdicts, errors=result.errors,
-                   extra={"exitstatus": code, "untested_paths": untested})
+                   extra={"exitstatus": code, "untested_paths": untested,
+                          "seconds": {k: round(v, 3) for k, v in result.seconds.items()}})
     write_json(report, report_dir / "report.json")
     from .report_html import render_run, write_html
 
