@@ -26,7 +26,7 @@ from .errors import ConfigError, HarnessError, InfrastructureError
 from .guard import GUARD
 from .http import loopback, session
 from .target import Ready, Service, Target
-from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, check_mounts, measure, read_tails
+from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, lay_out, measure, read_tails
 
 
 def _order(services: Mapping[str, Service]) -> list[str]:
@@ -261,10 +261,9 @@ class Stack:
 
     def _seed(self, pool: ThreadPoolExecutor, found: dict[tuple[str, str], bytes | None]
               ) -> None:
-        """Put each volume's seed (re-rooted at its service folder) in place: one guard
-        check for all volumes, then one archive per volume, all at once."""
-        check_mounts(list(self.volumes.values()))
-        calls = {}
+        """Lay out every volume (guard check and empty folders: one exec for all), then put
+        the seeds (re-rooted at their service folders) in place, one archive per seeded
+        volume, all at once."""
         for vol in self.volumes.values():
             seeds: dict[str, bytes] = {}
             if vol.spec.seed:
@@ -273,8 +272,10 @@ class Stack:
                     data = found.get((self.target.services[m.service].image, m.path))
                     if sub not in seeds and data is not None:
                         seeds[sub] = engine.retar(data, sub)
-            calls[vol.name] = partial(vol.prepare, seeds, checked=True)
-        _each(pool, calls).raise_first()
+            vol.seeds = seeds
+        lay_out(list(self.volumes.values()))
+        _each(pool, {v.name: partial(v.prepare, v.seeds, laid_out=True)
+                     for v in self.volumes.values() if v.seeds}).raise_first()
 
     def _spec(self, name: str) -> engine.ContainerSpec:
         svc = self.target.services[name]

@@ -149,11 +149,12 @@ def measure(volumes: list[TmpfsVolume]) -> list[Usage]:
                               "is the agent container still running? see `docker ps`")
 
 
-def check_mounts(volumes: list[TmpfsVolume]) -> None:
-    """The guard's check (a tmpfs mountpoint in the agent) of several volumes that share
-    an agent, in one exec; GuardError when one is not."""
+def lay_out(volumes: list[TmpfsVolume]) -> None:
+    """The guard's check (a tmpfs mountpoint in the agent) of volumes that share an agent,
+    then their folders (:meth:`TmpfsVolume.layout_script`), all in one exec."""
     if volumes:
-        volumes[0]._run("".join(v._check() for v in volumes[1:]) + "true", user="0:0")
+        checks = "".join(v._check() for v in volumes[1:])
+        volumes[0]._run(checks + " && ".join(v.layout_script() for v in volumes), user="0:0")
 
 
 def read_tails(items: list[tuple[TmpfsVolume, str, int]]) -> list[tuple[int, bytes]]:
@@ -273,16 +274,27 @@ class TmpfsVolume:
                                   "is the agent container still running? see `docker ps`")
 
     # --- setup -------------------------------------------------------------------------
-    def prepare(self, seeds: dict[str, bytes], *, checked: bool = False) -> None:
-        """Create the service folders and the ballast folder, restoring seeds, with one
-        archive (``checked``: the caller already ran the guard's mount check, see
-        :func:`check_mounts`)."""
+    def prepare(self, seeds: dict[str, bytes], *, laid_out: bool = False) -> None:
+        """Create the ballast folder and the service folders, restoring seeds
+        (``laid_out``: :func:`lay_out` made the folders already; only seeds remain)."""
         self.seeds = seeds
-        if not checked:
-            check_mounts([self])
-        ballast = engine.mkdir_tar(BALLAST, self.spec.uid, self.spec.gid, 0o755)
-        self.agent.handle.put_archive(self.path, engine.join_tars(
-            [ballast, *(self._tree(sub) for sub in self.subdirs())]))
+        if not laid_out:
+            lay_out([self])
+        seeded = [self._tree(sub) for sub in self.subdirs() if sub in seeds]
+        if seeded:
+            self.agent.handle.put_archive(self.path, engine.join_tars(seeded))
+
+    def layout_script(self) -> str:
+        """Shell that makes the ballast folder and every service folder without a seed
+        (as the owner, with the volume's mode): no archive call for an empty folder."""
+        own = f"{self.spec.uid}:{self.spec.gid}"
+        b = shlex.quote(f"{self.path}/{BALLAST}")
+        parts = [f"mkdir -p {b} && chown {own} {b}"]
+        for sub in self.subdirs():
+            if sub not in self.seeds:
+                d = shlex.quote(f"{self.path}/{sub}")
+                parts.append(f"mkdir -p {d} && chown {own} {d} && chmod {self.spec.mode} {d}")
+        return " && ".join(parts)
 
     def _tree(self, sub: str) -> bytes:
         return self.seeds.get(sub) or engine.mkdir_tar(sub, self.spec.uid, self.spec.gid,
