@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import engine
+from .battery import run_case
 from .plugin import battery_cases
 from .stack import Stack, ensure_images
 from .target import reference_target, target_from_dict
@@ -101,9 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         with Stack(target) as plain, Stack(target.shared()) as shared:
             for case in battery_cases(target):
-                st = shared if case.shared else plain
-                st.reset()
-                per.setdefault(case.id, []).append(_timed(lambda c=case, s=st: c.run(s)))
+                per.setdefault(case.id, []).append(_timed(
+                    lambda c=case, p=plain, sh=shared: run_case(
+                        c, target, lambda shr: sh if shr else p)))
         battery_runs.append(time.monotonic() - t0)
     out["battery_s"] = statistics.median(battery_runs)
     out["scenarios"] = {k: {"median_s": statistics.median(v), "spread_s": max(v) - min(v)}

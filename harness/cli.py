@@ -44,6 +44,10 @@ target_opt = click.option("--target", "-t", "target_path", default=None, metavar
                                "else the bundled reference stack)")
 
 
+html_opt = click.option("--html", "html_path", default=None, metavar="PATH",
+                        help="the HTML report (default: REPORT_DIR/report.html)")
+
+
 def _scenarios_dir() -> str:
     spec = importlib.util.find_spec("scenarios")
     if spec is None or not spec.submodule_search_locations:
@@ -53,10 +57,13 @@ def _scenarios_dir() -> str:
 
 
 def _battery(target_path: str | None, report_dir: Path, junit: str | None,
-             select: str | None, workers: int) -> tuple[int, dict[str, Any]]:
+             select: str | None, workers: int, html: Path) -> tuple[int, dict[str, Any]]:
+    import contextlib
+
     import pytest
 
     from . import engine
+    from .progress import RunProgress, terminal_console
 
     target = _target(target_path)
     engine.client()  # Docker down is exit 3 before anything starts
@@ -65,7 +72,8 @@ def _battery(target_path: str | None, report_dir: Path, junit: str | None,
     args = [_scenarios_dir(), "--fulldisk-battery", "-m", "chaos", "-q", "-p",
             "no:cacheprovider", "--no-header",
             "-o", "console_output_style=classic", "--fulldisk-require-docker",
-            "--fulldisk-report", str(report_dir), "--rootdir", _scenarios_dir()]
+            "--fulldisk-report", str(report_dir), "--rootdir", _scenarios_dir(),
+            "--fulldisk-html", str(html.resolve())]
     if target_path:
         args += ["--fulldisk-target", str(Path(target_path).resolve())]
     if junit:
@@ -74,7 +82,16 @@ def _battery(target_path: str | None, report_dir: Path, junit: str | None,
         args += ["-k", select]
     if workers > 1:
         args += ["-n", str(workers), "--dist", "loadgroup"]
-    code = int(pytest.main(args))
+    report_dir.mkdir(parents=True, exist_ok=True)
+    log = report_dir / "pytest.log"
+    # pytest's own output goes to a file: the terminal shows live progress, then the summary
+    with (RunProgress(terminal_console(), target.name) as progress,
+          open(log, "w", encoding="utf-8") as out, contextlib.redirect_stdout(out)):
+        code = int(pytest.main(args, plugins=[progress]))
+    if code not in (0, 1):
+        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
+        err_console.print("\n".join(tail), markup=False, highlight=False)
+        err_console.print(f"pytest exited {code}; its whole output: {log}", markup=False)
     report_file = report_dir / "report.json"
     report: dict[str, Any] = (json.loads(report_file.read_text()) if report_file.exists()
                               else {"target": target.name, "passed": False, "verdicts": [],
@@ -104,16 +121,18 @@ def _exit_code(pytest_code: int, report: dict[str, Any]) -> int:
 @click.option("-k", "select", default=None, help="only scenarios matching this expression")
 @click.option("-n", "workers", default=1, show_default=True, type=click.IntRange(1, 8),
               help="parallel workers (pytest-xdist)")
+@html_opt
 def run(target_path: str | None, json_path: str | None, report_dir: str, select: str | None,
-        workers: int) -> None:
+        workers: int, html_path: str | None) -> None:
     """Run the battery against a target and print the summary."""
     from .report import summary, write_json
 
-    code, report = _battery(target_path, Path(report_dir), None, select, workers)
-    summary(report, console)
+    html = Path(html_path) if html_path else Path(report_dir) / "report.html"
+    code, report = _battery(target_path, Path(report_dir), None, select, workers, html)
     if json_path:
         write_json(report, json_path)
-    console.print(f"report: {Path(report_dir) / 'report.json'}")
+    summary(report, console, files={"html": html, "json": json_path or
+                                    Path(report_dir) / "report.json"})
     sys.exit(_exit_code(code, report))
 
 
@@ -126,23 +145,26 @@ def run(target_path: str | None, json_path: str | None, report_dir: str, select:
 @click.option("-n", "workers", default=1, show_default=True, type=click.IntRange(1, 8))
 @click.option("--strict", is_flag=True,
               help="also fail (exit 1) on a not judged verdict of an invariant the target feeds")
+@html_opt
 def gate(target_path: str | None, junit: str, json_path: str | None, report_dir: str,
-         select: str | None, workers: int, strict: bool) -> None:
+         select: str | None, workers: int, strict: bool, html_path: str | None) -> None:
     """Pre-deploy gate: exit 0 all passed, 1 an invariant failed, 2 usage, 3 infrastructure."""
     from .report import summary, write_json
 
-    code, report = _battery(target_path, Path(report_dir), junit, select, workers)
-    summary(report, console)
+    html = Path(html_path) if html_path else Path(report_dir) / "report.html"
+    code, report = _battery(target_path, Path(report_dir), junit, select, workers, html)
     if json_path:
         write_json(report, json_path)
     rc = _exit_code(code, report)
+    summary(report, console, files={"html": html, "json": json_path or
+                                    Path(report_dir) / "report.json", "junit": junit})
     if strict and rc == 0:
         unjudged = strict_failures(_target(target_path), report)
         for line in unjudged:
             console.print(f"[yellow]not judged (--strict):[/] {line}", markup=True)
         if unjudged:
             rc = 1
-    console.print(f"gate: {'PASS' if rc == 0 else 'FAIL'} (exit {rc}); junit: {junit}")
+    console.print(f"gate: {'PASS' if rc == 0 else 'FAIL'} (exit {rc})")
     sys.exit(rc)
 
 
@@ -234,9 +256,17 @@ def build(target_path: str | None, quiet: bool) -> None:
 @click.option("--json", "json_path", default=None, metavar="PATH")
 @click.option("--only", default=None, metavar="NAMES",
               help="comma-separated defect switches to try (default: all of them)")
-def selftest(json_path: str | None, only: str | None) -> None:
+@click.option("--html", "html_path", default="reports/report.html", show_default=True,
+              metavar="PATH", help="the HTML report: the matrix and how each switch was caught")
+def selftest(json_path: str | None, only: str | None, html_path: str) -> None:
     """Run the battery on the reference stack once per defect switch and once hardened."""
+    from .battery import Outcome
+    from .invariants import Rules
+    from .progress import RunProgress, terminal_console
+    from .report import build
+    from .report_html import RunView, render_selftest, write_html
     from .selftest import matrix_text, run_selftest
+    from .target import reference_target
 
     names = list(DEFECTS)
     if only:
@@ -245,12 +275,27 @@ def selftest(json_path: str | None, only: str | None) -> None:
         if unknown:
             raise UsageError(f"unknown defect switch(es): {', '.join(unknown)}",
                              f"choose from {', '.join(DEFECTS)}")
-    result = run_selftest(names, progress=lambda s: err_console.print(s))
+    target = reference_target()
+    runs: dict[str, RunView] = {}
+
+    def keep(defect: str | None, outcomes: list[Outcome]) -> None:
+        label = defect or "hardened"
+        report = build(target.name, [v.to_dict() for o in outcomes for v in o.verdicts])
+        runs[label] = RunView(report, [o.timeline for o in outcomes],
+                              f"DATAHUB_DEFECTS={defect}" if defect else "hardened build",
+                              chart_all=False)
+
+    with RunProgress(terminal_console(), "selftest") as progress:
+        result = run_selftest(names, progress=progress.note, on_config=keep)
     console.print(matrix_text(result))
     if json_path:
         from .report import write_json
 
         write_json(result, json_path)
+    write_html(render_selftest(result, runs, config=target.redacted_config(),
+                               rules=Rules.from_target(target), redact=target.redact),
+               html_path)
+    console.print(f"reports: html {html_path}" + (f", json {json_path}" if json_path else ""))
     sys.exit(0 if result["passed"] else 1)
 
 

@@ -34,7 +34,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ProtocolError
 
-from .backend import Runner
+from .backend import ExecResult, Runner
 from .battery import Outcome, counter_against_served, volume_scenario
 from .errors import UsageError
 from .fakedisk import FakeDisk, FakeDisks
@@ -217,6 +217,11 @@ class _NoExec:
         raise UsageError(f"exec probe on service {self.name!r} cannot run in-process",
                          "leave exec probes to the container battery (fulldisk run)")
 
+    def exec_bounded(self, cmd: Sequence[str], *, timeout: float, user: str = "") -> ExecResult:
+        """Refuse with the fix, as ``exec`` does."""
+        self.exec(cmd)
+        raise AssertionError("unreachable: exec refuses")
+
 
 class InProcessStack:
     """A target's WSGI app in this process, its Python-written volumes on fake disks.
@@ -384,6 +389,10 @@ class InProcessStack:
         """The app's stdout/stderr when ``service`` is the one it stands for."""
         return list(self.out.lines) if service == self.service_name else []
 
+    def read_file(self, service: str, path: str) -> bytes | None:
+        """An in-process app has no container filesystem: such log files are not here."""
+        return None
+
     def read_tails(self, items: list[tuple[str, str, int]]) -> list[tuple[int, bytes]]:
         """Log files on the in-process volumes, from byte offsets (-1: not here)."""
         out: list[tuple[int, bytes]] = []
@@ -404,7 +413,8 @@ def battery(stack: InProcessStack) -> list[Outcome]:
     """The battery's volume scenario (steady, fill, act, free, recover) on every
     in-process volume, and its counter scenario when the target counts downloads on an
     in-process volume; judged by the same invariants as in the container battery. Every
-    volume is reset before each scenario, as the container battery resets its stack."""
+    volume is reset before each scenario (the container battery never resets: cases that
+    leave the app's data behind get a stack of their own there)."""
     out = []
     for name in stack.volumes:
         stack.reset()

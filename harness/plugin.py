@@ -34,6 +34,8 @@ VERDICT_KEY = "fulldisk.verdict"
 UNTESTED_KEY = "fulldisk.untested"  # folders a service wrote outside fulldisk's volumes
 _report_key: pytest.StashKey[list[dict[str, Any]]] = pytest.StashKey()
 _errors_key: pytest.StashKey[list[str]] = pytest.StashKey()
+_timelines_key: pytest.StashKey[dict[str, str]] = pytest.StashKey()  # scenario -> JSON
+TIMELINES_ATTR = "fulldisk_timelines"  # on call reports: survives xdist, stays out of JUnit
 _untested_key: pytest.StashKey[set[tuple[str, str, str]]] = pytest.StashKey()
 
 
@@ -45,6 +47,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "default: ./fulldisk.toml, else the bundled reference stack")
     g.addoption("--fulldisk-report", default=None, metavar="DIR",
                 help="write report.json (verdicts with evidence) into DIR")
+    g.addoption("--fulldisk-html", default=None, metavar="PATH",
+                help="write the HTML report (disk over time, requests, logs, verdicts) here")
     g.addoption("--fulldisk-require-docker", action="store_true", default=False,
                 help="fail at start, not skip, when no Docker engine answers (implied by $CI)")
     g.addoption("--fulldisk-battery", action="store_true", default=False,
@@ -61,6 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): run tests of one group together")
     config.stash[_report_key] = []
     config.stash[_errors_key] = []
+    config.stash[_timelines_key] = {}
     config.stash[_untested_key] = set()
 
 
@@ -214,18 +219,37 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 pytest.PytestWarning(f"fulldisk: stale cleanup incomplete: {e.one_line()}"), 2)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Carry the timelines a test recorded on its call report (for the HTML report)."""
+    report: pytest.TestReport = yield
+    recorded = item.stash.get(_timelines_key, None)
+    if report.when == "call" and recorded:
+        setattr(report, TIMELINES_ATTR, list(recorded.values()))
+    return report
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Collect verdicts (also from xdist workers) for the JSON report."""
-    if report.when != "call":
-        return
+    """Collect verdicts and timelines (also from xdist workers), and what broke a test
+    without a verdict, for the JSON and HTML reports."""
     cfg = _CONFIG[0] if _CONFIG else None
     if cfg is None:
         return
+    verdicts = [json.loads(str(v)) for k, v in report.user_properties if k == VERDICT_KEY]
+    if report.when == "call":
+        cfg.stash[_report_key].extend(verdicts)
+        for text in getattr(report, TIMELINES_ATTR, None) or []:
+            cfg.stash[_timelines_key][json.loads(text).get("scenario", "")] = text
     for k, v in report.user_properties:
-        if k == VERDICT_KEY:
-            cfg.stash[_report_key].append(json.loads(str(v)))
-        elif k == UNTESTED_KEY:
+        if k == UNTESTED_KEY:
             cfg.stash[_untested_key].update(tuple(x) for x in json.loads(str(v)))
+    if report.failed and not verdicts and report.longrepr is not None:
+        crash = getattr(report.longrepr, "reprcrash", None)
+        why = str(crash.message) if crash is not None else str(report.longrepr)[-2000:]
+        line = f"{report.nodeid} ({report.when}): {why}"
+        if line not in cfg.stash[_errors_key]:
+            cfg.stash[_errors_key].append(line)
 
 
 _CONFIG: list[pytest.Config] = []
@@ -240,18 +264,27 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     verdicts = config.stash[_report_key]
     out = config.getoption("--fulldisk-report")
-    if out and not config.option.collectonly:
+    html_out = config.getoption("--fulldisk-html")
+    if (out or html_out) and not config.option.collectonly:
         from .report import build, write_json
 
         try:
-            name = _target(config).name
+            target: Target | None = _target(config)
         except Exception:
-            name = "?"
+            target = None
         errors: list[str] = config.stash.get(_errors_key, [])
-        write_json(build(name, verdicts, errors=errors,
-                         extra={"exitstatus": int(exitstatus),
-                                "untested_paths": untested_paths(config)}),
-                   Path(out) / "report.json")
+        report = build(target.name if target else "?", verdicts, errors=errors,
+                       extra={"exitstatus": int(exitstatus),
+                              "untested_paths": untested_paths(config)})
+        if out:
+            write_json(report, Path(out) / "report.json")
+        if html_out:
+            from .report_html import render_run, write_html
+            from .timeline import Timeline
+
+            timelines = [Timeline.from_dict(json.loads(t))
+                         for t in config.stash[_timelines_key].values()]
+            write_html(render_run(report, timelines, target), html_out)
     if "harness.engine" in sys.modules:  # only when this session talked to Docker
         from . import engine
         from .errors import HarnessError
@@ -334,13 +367,29 @@ def make_stack() -> Iterator[Callable[..., Stack]]:
         made.append(s)
         try:
             return s.start()
-        except BaseException:
+        except BaseException as e:
             s.stop()
+            _infrastructure_exit(e)
             raise
 
     yield make
     for s in made:
         s.stop()
+
+
+def _infrastructure_exit(e: BaseException) -> None:
+    """A stack that cannot start stops the whole session with one block (the service, the
+    cause, its last log lines, the fix) instead of one traceback per test that needs it.
+    Only for sessions that run chaos scenarios; a test about start-up failures itself
+    (``pytest.raises``) sees the error as it is."""
+    from .errors import InfrastructureError
+
+    cfg = _CONFIG[0] if _CONFIG else None
+    if not isinstance(e, InfrastructureError) or cfg is None or cfg.getoption("-m") != "chaos":
+        return
+    cfg.stash[_errors_key].append(e.one_line())
+    pytest.exit(f"fulldisk: the target's stack could not start, nothing was judged.\n{e}",
+                returncode=3)
 
 
 @pytest.fixture(scope="module")
@@ -399,6 +448,8 @@ def record_outcome(request: pytest.FixtureRequest) -> Callable[..., None]:
     def record(outcome: Outcome, invariant: str | None = None) -> None:
         from .report import verdict_text
 
+        request.node.stash.setdefault(_timelines_key, {})[outcome.timeline.scenario] = \
+            outcome.timeline.to_json()
         for v in outcome.verdicts:
             if invariant is None or v.invariant == invariant:
                 d = v.to_dict()
@@ -479,17 +530,29 @@ def _outcomes() -> dict[str, Outcome]:
 @pytest.fixture
 def outcome_of(_outcomes: dict[str, Outcome], fulldisk_target: Target,
                request: pytest.FixtureRequest) -> Callable[[str], Outcome]:
-    """Run a battery case by id once (cached for its other invariants) on a reset stack."""
+    """Run a battery case by id once (cached for its other invariants); cases that leave
+    the app's data behind get a stack of their own, the others share one (never reset)."""
     def run(case_id: str) -> Outcome:
         if case_id not in _outcomes:
+            from .battery import run_case
+            from .errors import HarnessError
+
             by_id = {c.id: c for c in battery_cases(fulldisk_target)}
             if case_id not in by_id:
-                pytest.fail(f"no battery case {case_id!r} for target {fulldisk_target.name!r};"
-                            f" cases: {', '.join(by_id)}", pytrace=False)
+                # a scenario this target cannot feed (no downloads, cleanup or counters)
+                pytest.skip(f"target {fulldisk_target.name!r} cannot feed {case_id!r} "
+                            f"(its cases: {', '.join(by_id)})")
             case = by_id[case_id]
-            s: Stack = request.getfixturevalue("shared_stack" if case.shared else "stack")
-            s.reset()
-            _outcomes[case_id] = case.run(s)
+
+            def stack_for(shared: bool) -> Stack:
+                s: Stack = request.getfixturevalue("shared_stack" if shared else "stack")
+                return s
+
+            try:
+                _outcomes[case_id] = run_case(case, fulldisk_target, stack_for)
+            except HarnessError as e:
+                _infrastructure_exit(e)
+                raise
         return _outcomes[case_id]
     return run
 

@@ -42,6 +42,9 @@ MAX_PAGES = 30  # crawl bound per port
 KIB = 1024
 MIN_SIZE = 512 * KIB
 _APPEND = 0o2000
+_UIDS = r"""for p in /proc/[0-9]*; do
+  sed -n 's/^Uid:[[:space:]]*\([0-9]*\).*/\1/p' "$p/status"
+done"""
 _OPEN_FILES = r"""for p in /proc/[0-9]*; do
   for fd in "$p"/fd/*; do
     t=$(readlink "$fd" 2>/dev/null) || continue
@@ -139,11 +142,12 @@ def _crawl(base: str, deadline: float) -> int:
                 r = http.get(base + path, timeout=5, allow_redirects=False)
             except requests.RequestException:
                 continue
-            if "html" not in r.headers.get("Content-Type", ""):
-                continue
-            parser = _Links()
-            parser.feed(r.text[:200_000])
-            for link in parser.links:
+            links = [r.headers["Location"]] if r.is_redirect and "Location" in r.headers else []
+            if "html" in r.headers.get("Content-Type", ""):
+                parser = _Links()
+                parser.feed(r.text[:200_000])
+                links += parser.links
+            for link in links:
                 u = urlsplit(urljoin(base + path, link))
                 if f"{u.scheme}://{u.netloc}" != base or "logout" in u.path:
                     continue
@@ -211,7 +215,12 @@ def _run_warmup(command: str, seen: dict[str, Seen], handles: dict[str, engine.H
 def _open_logs(h: engine.Handle) -> list[str]:
     """Regular files the container's processes hold open for appending (log files)."""
     out: set[str] = set()
-    for user in ("", "0"):  # its own user sees its processes; root may see the others
+    try:  # /proc/PID/fd is readable only as the process's own user (no ptrace capability)
+        _, uids = h.exec(["sh", "-c", _UIDS])
+    except InfrastructureError:
+        uids = ""
+    users = sorted({u for u in uids.split() if u.isdigit()}) or [""]
+    for user in users:
         try:
             _, text = h.exec(["sh", "-c", _OPEN_FILES], user=user)
         except InfrastructureError:
@@ -224,6 +233,12 @@ def _open_logs(h: engine.Handle) -> list[str]:
             if mode & _APPEND and mode & 3 in (1, 2):
                 out.add(path)
     return sorted(out)
+
+
+def _log_name(path: str) -> bool:
+    """Named like a log file: ``*.log`` (also rotated ``*.log.1``), or a file in /var/log."""
+    name = path.rsplit("/", 1)[-1]
+    return bool(re.search(r"\.log(\.\d+)?$", name)) or (under(path, "/var/log") and "." in name)
 
 
 def _folder_use(h: engine.Handle, folder: str, added: set[str]) -> FolderUse:
@@ -263,7 +278,8 @@ def observe(specs: Sequence[ServiceSpec], *, warmup: str | None = None,
             handles[s.name] = engine.start(engine.ContainerSpec(
                 name=f"{net}-{s.name}", image=s.image, command=list(s.command) or None, env={},
                 user=None, ports=cfg.ports, network=net, aliases=(s.name,), binds={},
-                volumes={}, role="init", extra_labels={"fulldisk.service": s.name}))
+                volumes={}, role="init", extra_labels={"fulldisk.service": s.name},
+                cap_drop=()))  # as the image is meant to run: many start as root
             progress(f"started {s.name} ({s.image}), exposes {list(cfg.ports) or 'no ports'}")
         _wait_ports(seen, handles, min(deadline, time.monotonic() + ready_timeout))
         for n, sv in seen.items():  # one more look at ports slower than the first
@@ -292,7 +308,10 @@ def observe(specs: Sequence[ServiceSpec], *, warmup: str | None = None,
                     sv.unmountable.append(folder)
                 else:
                     sv.folders.append(_folder_use(h, folder, added))
-            sv.logs = [p for p in _open_logs(h) if any(under(p, f.path) for f in sv.folders)]
+            # open for appending, where /proc tells (a server that dropped to another
+            # user hides its fds even from root); else named like a log file
+            found = set(_open_logs(h)) | {p for p in added if _log_name(p)}
+            sv.logs = sorted(p for p in found if any(under(p, f.path) for f in sv.folders))
             progress(f"{n} wrote {', '.join(f.path for f in sv.folders) or 'nothing'}")
     finally:
         for h in handles.values():

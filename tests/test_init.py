@@ -122,3 +122,37 @@ def test_init_on_the_reference_images_covers_every_declared_path(tmp_path: Path)
     again = subprocess.run([*FD, "init", *args, "--name", "datahub"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "--force" in again.stderr
+
+
+WEBDAV = "fulldisk/corpus-webdav:bookworm"  # built by the corpus (examples/webdav, i9c)
+PUT = '''
+import os, urllib.request
+base = os.environ["FULLDISK_URL_DAV"]
+req = urllib.request.Request(base + "/hello.txt", data=b"x" * 20000, method="PUT")
+urllib.request.urlopen(req, timeout=5).read()
+'''
+
+
+@pytest.mark.docker
+def test_init_on_a_root_started_corpus_image(tmp_path: Path) -> None:
+    """lighttpd starts as root and drops to www-data: init runs it as it is meant to run,
+    finds the share it PUT into (owned by www-data) and its log files by name (a server
+    that changed user hides its open files even from root)."""
+    from harness import engine
+
+    if not engine.image_exists(WEBDAV):
+        pytest.skip(f"corpus image {WEBDAV} is not built on this machine")
+    (tmp_path / "put.py").write_text(PUT)
+    p = subprocess.run([*FD, "init", f"dav={WEBDAV}", "--warmup", f"{sys.executable} put.py",
+                        "--timeout", "60"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    made = load_target(tmp_path / "fulldisk.toml")
+    by_path = {m.path: v for v in made.volumes.values() for m in v.mounts}
+    assert "/srv/dav" in by_path and by_path["/srv/dav"].owner == "33:33"
+    declared = ROOT / "examples" / "webdav" / "fulldisk.toml"
+    if declared.exists():  # the corpus target, once it is on main
+        for v in load_target(declared).volumes.values():
+            for m in v.mounts:
+                assert any(under(m.path, p) for p in by_path), m.path
+    assert {lg.path for lg in made.logs if lg.kind == "file"} >= {"access.log", "error.log"}
