@@ -154,7 +154,9 @@ def test_fresh_folder_chaos_runs_the_battery_and_plain_pytest_never_touches_dock
     assert not rec["engine"] and not rec["docker"] and rec["target_loads"] == []
     r, rec = _record(pytester, monkeypatch, "-m", "chaos")
     outcomes = r.parseoutcomes()
-    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 6, r.stdout.str()[-2000:]
+    # every (case, invariant) the example feeds: uploads and shared (4 invariants each, the
+    # exec write is read back), and the session flood of its write probe (4)
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 12, r.stdout.str()[-2000:]
     assert outcomes.get("deselected") == 1  # the unit test
     r.stdout.fnmatch_lines(["*fulldisk verdicts*",
                             "[0-9]* passed, [0-9]* failed, [0-9]* not judged"])
