@@ -1,4 +1,4 @@
-"""The ``fulldisk`` command: run, gate, explore, selftest, list, doctor, clean, build.
+"""The ``fulldisk`` command: run, gate, explore, selftest, list, doctor, clean, build, init.
 
 Exit codes: 0 all passed; 1 an invariant failed; 2 usage or config error; 3 the machine
 cannot run the check (Docker down, image missing, port in use, a service died).
@@ -19,20 +19,14 @@ import click
 from rich.console import Console
 
 from .errors import HarnessError, InfrastructureError, UsageError
+from .selftest import SWITCHES
 from .sizes import parse_size
 from .target import Target, load_target
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
-DEFECTS = {
-    "silent_sessions": "no_silent_write_loss",
-    "log_blackhole": "errors_surface",
-    "unbounded_downloads": "core_isolation",
-    "lazy_cleanup": "cleanup_keeps_up",
-    "miscounted_downloads": "counter_accuracy",
-    "poisoned_cache": "recovery",
-    "blind_health": "health_truthful",
-}
+DEFECTS = {name: s.invariant for name, s in SWITCHES.items()}
+"""Each defect switch of the reference stack and the invariant that must catch it."""
 
 
 def _target(path: str | None) -> Target:
@@ -50,6 +44,10 @@ target_opt = click.option("--target", "-t", "target_path", default=None, metavar
                                "else the bundled reference stack)")
 
 
+html_opt = click.option("--html", "html_path", default=None, metavar="PATH",
+                        help="the HTML report (default: REPORT_DIR/report.html)")
+
+
 def _scenarios_dir() -> str:
     spec = importlib.util.find_spec("scenarios")
     if spec is None or not spec.submodule_search_locations:
@@ -59,16 +57,23 @@ def _scenarios_dir() -> str:
 
 
 def _battery(target_path: str | None, report_dir: Path, junit: str | None,
-             select: str | None, workers: int) -> tuple[int, dict[str, Any]]:
+             select: str | None, workers: int, html: Path) -> tuple[int, dict[str, Any]]:
+    import contextlib
+
     import pytest
 
     from . import engine
+    from .progress import RunProgress, terminal_console
 
     target = _target(target_path)
     engine.client()  # Docker down is exit 3 before anything starts
-    args = [_scenarios_dir(), "-m", "chaos", "-q", "-p", "no:cacheprovider", "--no-header",
+    # The scenarios folder holds no battery file of its own: --fulldisk-battery adds the
+    # fulldisk::... collector, and the folder keeps the run away from the cwd's own tests.
+    args = [_scenarios_dir(), "--fulldisk-battery", "-m", "chaos", "-q", "-p",
+            "no:cacheprovider", "--no-header",
             "-o", "console_output_style=classic", "--fulldisk-require-docker",
-            "--fulldisk-report", str(report_dir), "--rootdir", _scenarios_dir()]
+            "--fulldisk-report", str(report_dir), "--rootdir", _scenarios_dir(),
+            "--fulldisk-html", str(html.resolve())]
     if target_path:
         args += ["--fulldisk-target", str(Path(target_path).resolve())]
     if junit:
@@ -77,7 +82,16 @@ def _battery(target_path: str | None, report_dir: Path, junit: str | None,
         args += ["-k", select]
     if workers > 1:
         args += ["-n", str(workers), "--dist", "loadgroup"]
-    code = int(pytest.main(args))
+    report_dir.mkdir(parents=True, exist_ok=True)
+    log = report_dir / "pytest.log"
+    # pytest's own output goes to a file: the terminal shows live progress, then the summary
+    with (RunProgress(terminal_console(), target.name) as progress,
+          open(log, "w", encoding="utf-8") as out, contextlib.redirect_stdout(out)):
+        code = int(pytest.main(args, plugins=[progress]))
+    if code not in (0, 1):
+        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
+        err_console.print("\n".join(tail), markup=False, highlight=False)
+        err_console.print(f"pytest exited {code}; its whole output: {log}", markup=False)
     report_file = report_dir / "report.json"
     report: dict[str, Any] = (json.loads(report_file.read_text()) if report_file.exists()
                               else {"target": target.name, "passed": False, "verdicts": [],
@@ -92,7 +106,9 @@ def _exit_code(pytest_code: int, report: dict[str, Any]) -> int:
         return 2
     if report.get("errors") or pytest_code not in (0, 1):
         return 3
-    if any(not v["passed"] for v in report.get("verdicts", [])):
+    from .report import status
+
+    if any(status(v) == "fail" for v in report.get("verdicts", [])):
         return 1
     return 3  # a test failed without a verdict: the harness could not judge
 
@@ -105,16 +121,18 @@ def _exit_code(pytest_code: int, report: dict[str, Any]) -> int:
 @click.option("-k", "select", default=None, help="only scenarios matching this expression")
 @click.option("-n", "workers", default=1, show_default=True, type=click.IntRange(1, 8),
               help="parallel workers (pytest-xdist)")
+@html_opt
 def run(target_path: str | None, json_path: str | None, report_dir: str, select: str | None,
-        workers: int) -> None:
+        workers: int, html_path: str | None) -> None:
     """Run the battery against a target and print the summary."""
     from .report import summary, write_json
 
-    code, report = _battery(target_path, Path(report_dir), None, select, workers)
-    summary(report, console)
+    html = Path(html_path) if html_path else Path(report_dir) / "report.html"
+    code, report = _battery(target_path, Path(report_dir), None, select, workers, html)
     if json_path:
         write_json(report, json_path)
-    console.print(f"report: {Path(report_dir) / 'report.json'}")
+    summary(report, console, files={"html": html, "json": json_path or
+                                    Path(report_dir) / "report.json"})
     sys.exit(_exit_code(code, report))
 
 
@@ -125,18 +143,40 @@ def run(target_path: str | None, json_path: str | None, report_dir: str, select:
 @click.option("--report-dir", default="reports", show_default=True, metavar="DIR")
 @click.option("-k", "select", default=None, help="only scenarios matching this expression")
 @click.option("-n", "workers", default=1, show_default=True, type=click.IntRange(1, 8))
+@click.option("--strict", is_flag=True,
+              help="also fail (exit 1) on a not judged verdict of an invariant the target feeds")
+@html_opt
 def gate(target_path: str | None, junit: str, json_path: str | None, report_dir: str,
-         select: str | None, workers: int) -> None:
+         select: str | None, workers: int, strict: bool, html_path: str | None) -> None:
     """Pre-deploy gate: exit 0 all passed, 1 an invariant failed, 2 usage, 3 infrastructure."""
     from .report import summary, write_json
 
-    code, report = _battery(target_path, Path(report_dir), junit, select, workers)
-    summary(report, console)
+    html = Path(html_path) if html_path else Path(report_dir) / "report.html"
+    code, report = _battery(target_path, Path(report_dir), junit, select, workers, html)
     if json_path:
         write_json(report, json_path)
     rc = _exit_code(code, report)
-    console.print(f"gate: {'PASS' if rc == 0 else 'FAIL'} (exit {rc}); junit: {junit}")
+    summary(report, console, files={"html": html, "json": json_path or
+                                    Path(report_dir) / "report.json", "junit": junit})
+    if strict and rc == 0:
+        unjudged = strict_failures(_target(target_path), report)
+        for line in unjudged:
+            console.print(f"[yellow]not judged (--strict):[/] {line}", markup=True)
+        if unjudged:
+            rc = 1
+    console.print(f"gate: {'PASS' if rc == 0 else 'FAIL'} (exit {rc})")
     sys.exit(rc)
+
+
+def strict_failures(target: Target, report: dict[str, Any]) -> list[str]:
+    """Not judged verdicts of invariants the target feeds (what ``gate --strict`` fails on)."""
+    from .plugin import fed_invariants
+    from .report import status
+
+    fed = set(fed_invariants(target))
+    return [f"{v.get('scenario', '')}: {v['invariant']}: {v.get('reason') or v['summary']}"
+            for v in report.get("verdicts", [])
+            if status(v) == "not_judged" and v["invariant"] in fed]
 
 
 @cli.command("explore")
@@ -242,10 +282,18 @@ def build(target_path: str | None, quiet: bool) -> None:
 @cli.command()
 @click.option("--json", "json_path", default=None, metavar="PATH")
 @click.option("--only", default=None, metavar="NAMES",
-              help="comma-separated defect switches to try (default: all seven)")
-def selftest(json_path: str | None, only: str | None) -> None:
+              help="comma-separated defect switches to try (default: all of them)")
+@click.option("--html", "html_path", default="reports/report.html", show_default=True,
+              metavar="PATH", help="the HTML report: the matrix and how each switch was caught")
+def selftest(json_path: str | None, only: str | None, html_path: str) -> None:
     """Run the battery on the reference stack once per defect switch and once hardened."""
+    from .battery import Outcome
+    from .invariants import Rules
+    from .progress import RunProgress, terminal_console
+    from .report import build
+    from .report_html import RunView, render_selftest, write_html
     from .selftest import matrix_text, run_selftest
+    from .target import reference_target
 
     names = list(DEFECTS)
     if only:
@@ -254,13 +302,60 @@ def selftest(json_path: str | None, only: str | None) -> None:
         if unknown:
             raise UsageError(f"unknown defect switch(es): {', '.join(unknown)}",
                              f"choose from {', '.join(DEFECTS)}")
-    result = run_selftest(names, DEFECTS, progress=lambda s: err_console.print(s))
+    target = reference_target()
+    runs: dict[str, RunView] = {}
+
+    def keep(defect: str | None, outcomes: list[Outcome]) -> None:
+        label = defect or "hardened"
+        report = build(target.name, [v.to_dict() for o in outcomes for v in o.verdicts])
+        runs[label] = RunView(report, [o.timeline for o in outcomes],
+                              f"DATAHUB_DEFECTS={defect}" if defect else "hardened build",
+                              chart_all=False)
+
+    with RunProgress(terminal_console(), "selftest") as progress:
+        result = run_selftest(names, progress=progress.note, on_config=keep)
     console.print(matrix_text(result))
     if json_path:
         from .report import write_json
 
         write_json(result, json_path)
+    write_html(render_selftest(result, runs, config=target.redacted_config(),
+                               rules=Rules.from_target(target), redact=target.redact),
+               html_path)
+    console.print(f"reports: html {html_path}" + (f", json {json_path}" if json_path else ""))
     sys.exit(0 if result["passed"] else 1)
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, metavar="[NAME=]IMAGE...")
+@click.option("--command", "commands", multiple=True, metavar="NAME=COMMAND",
+              help="the command a service runs (e.g. --command web='nginx -g ...')")
+@click.option("--warmup", default=None, metavar="SHELL",
+              help="warm-up command run on this machine instead of crawling the ports; it "
+                   "gets FULLDISK_URL_<SERVICE> and FULLDISK_URL_<SERVICE>_<PORT>")
+@click.option("--seconds", default=2.0, show_default=True, type=click.FloatRange(0, 60),
+              help="how long to keep watching after the warm-up (background writers)")
+@click.option("--timeout", default=90.0, show_default=True, type=click.FloatRange(5, 600),
+              help="bound on the whole observation")
+@click.option("--ready-timeout", default=15.0, show_default=True,
+              type=click.FloatRange(1, 300),
+              help="how long a service may take until one of its exposed ports answers")
+@click.option("--output", "-o", default="fulldisk.toml", show_default=True, metavar="PATH")
+@click.option("--name", default=None, help="the target's name (default: the first service)")
+@click.option("--force", is_flag=True, help="overwrite an existing file")
+def init(images: tuple[str, ...], commands: tuple[str, ...], warmup: str | None,
+         seconds: float, timeout: float, ready_timeout: float, output: str, name: str | None,
+         force: bool) -> None:
+    """Write a starter fulldisk.toml from images: the folders they write, ports, logs."""
+    from .starter import parse_services, write_starter
+
+    specs = parse_services(images, commands)
+    t0 = time.monotonic()
+    out = write_starter(specs, Path(output), force=force, name=name, warmup=warmup,
+                        seconds=seconds, timeout=timeout, ready_timeout=ready_timeout,
+                        progress=lambda m: err_console.print(m, markup=False))
+    console.print(f"wrote {out} in {time.monotonic() - t0:.1f} s; read its comments, then "
+                  f"`fulldisk list --target {out}`")
 
 
 @cli.command()

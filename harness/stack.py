@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import re
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+import requests
+
 from . import engine
 from .errors import ConfigError, HarnessError, InfrastructureError
 from .guard import GUARD
-from .target import Service, Target
-from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, measure
+from .http import loopback, session
+from .target import Ready, Service, Target
+from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, measure, read_tails
 
 
 def _order(services: Mapping[str, Service]) -> list[str]:
@@ -67,6 +68,30 @@ def ensure_images(target: Target, *, rebuild: bool = False) -> list[str]:
                                buildargs={"BASE": engine.BASE_IMAGE})
             built.append(svc.image)
     return built
+
+
+_PRIV = re.compile(r"Operation not permitted|setgid|setuid|setgroups|initgroups|chown|"
+                   r"unable to (set|switch|change) (user|group)|capabilit|"
+                   r"bind\b.*Permission denied", re.I)
+_CAPS_FOR = (("chown", "CHOWN"), ("setgid", "SETGID"), ("setgroups", "SETGID"),
+             ("initgroups", "SETGID"), ("group id", "SETGID"), ("set group", "SETGID"),
+             ("setuid", "SETUID"), ("user id", "SETUID"), ("set user", "SETUID"),
+             ("switch user", "SETUID"), ("bind", "NET_BIND_SERVICE"))
+
+
+def cap_hint(name: str, svc: Service, log_tail: str) -> str | None:
+    """A hint naming the capability keys when a service's log says a privileged start-up
+    step (chown, setuid, setgid, binding a low port) was refused; None otherwise."""
+    if not _PRIV.search(log_tail):
+        return None
+    text = log_tail.lower()
+    caps = sorted({cap for word, cap in _CAPS_FOR if word in text} or {"CHOWN", "SETUID",
+                                                                        "SETGID"})
+    dropped = f" (it declares cap_drop = {svc.cap_drop})" if svc.cap_drop else ""
+    return (f"services.{name} was refused a privileged start-up step{dropped}: images that "
+            "start as root and drop to a service user need the engine's default capabilities "
+            f"(CHOWN, SETUID, SETGID, ...). Remove 'cap_drop' or add cap_add = {caps} to "
+            f"services.{name}; README 'Bringing your own app' explains the capability keys")
 
 
 class Stack:
@@ -194,11 +219,20 @@ class Stack:
             name=f"{self.id}-{name}", image=svc.image, command=svc.command, env=env,
             user=svc.user, ports=svc.ports, network=self.network, aliases=(name,),
             binds=binds, volumes={}, role="service", privileged=svc.privileged,
-            cap_add=svc.cap_add, extra_labels={"fulldisk.service": name})
+            cap_drop=svc.cap_drop, cap_add=svc.cap_add,
+            extra_labels={"fulldisk.service": name})
 
     def _wait_ready(self, t0: float) -> None:
         pending = {n: s.ready for n, s in self.target.services.items() if s.ready}
         attempts: dict[str, str] = {}
+        with self.session() as http:
+            self._poll_ready(pending, attempts, http, t0)
+        for name, h in self.services.items():  # those without a readiness check, too
+            if h.status not in ("running", "created"):
+                raise self._died(name)
+
+    def _poll_ready(self, pending: dict[str, Ready], attempts: dict[str, str],
+                    http: requests.Session, t0: float) -> None:
         while pending:
             for name, ready in list(pending.items()):
                 h = self.services[name]
@@ -206,14 +240,12 @@ class Stack:
                     raise self._died(name)
                 if ready.http is not None:
                     port = self.target.port_of(name, ready.port)
-                    url = f"http://{engine.LOOPBACK}:{h.host_port(port)}{ready.http}"
+                    url = loopback(f"http://{engine.LOOPBACK}:{h.host_port(port)}{ready.http}")
                     attempts[name] = url
                     try:
-                        with urllib.request.urlopen(url, timeout=1.0) as r:
-                            ok = r.status < 500
-                    except urllib.error.HTTPError as e:
-                        ok = e.code < 500
-                    except (OSError, ValueError):
+                        with http.get(url, timeout=1.0, allow_redirects=False) as r:
+                            ok = r.status_code < 500
+                    except requests.RequestException:
                         ok = False
                 else:
                     attempts[name] = f"log line /{ready.log}/"
@@ -225,12 +257,10 @@ class Stack:
                     raise InfrastructureError(
                         f"Service {name!r} not ready within {ready.timeout:g} s "
                         f"(tried {attempts[name]}). Last log lines:\n{tail}",
-                        f"check services.{name}.ready and the service's log above")
+                        cap_hint(name, self.target.services[name], tail)
+                        or f"check services.{name}.ready and the service's log above")
             if pending:
                 time.sleep(0.05)  # poll interval of a deadline-bounded readiness loop
-        for name, h in self.services.items():  # those without a readiness check, too
-            if h.status not in ("running", "created"):
-                raise self._died(name)
 
     def _died(self, name: str) -> HarnessError:
         h = self.services[name]
@@ -239,13 +269,36 @@ class Stack:
         tail = "\n".join(h.logs(timestamps=False).splitlines()[-15:])
         return InfrastructureError(f"Service {name!r} exited at start (exit code {code}). "
                                    f"Last log lines:\n{tail}",
-                                   f"fix services.{name} (command, env, image); its log is above")
+                                   cap_hint(name, self.target.services[name], tail)
+                                   or f"fix services.{name} (command, env, image); its log is "
+                                   "above")
 
     # --- access ------------------------------------------------------------------------
     def url(self, service: str, port: int | None = None) -> str:
         """Base URL of a service's published port, always on 127.0.0.1."""
         p = self.target.port_of(service, port)
         return f"http://{engine.LOOPBACK}:{self.services[service].host_port(p)}"
+
+    def session(self) -> requests.Session:
+        """A fresh HTTP session that never uses a proxy (services are on 127.0.0.1)."""
+        return session()
+
+    def read_file(self, service: str, path: str) -> bytes | None:
+        """A file on a service's own filesystem (archive API), None when absent."""
+        h = self.services.get(service)
+        return None if h is None else h.read_file(path)
+
+    def log_lines(self, service: str) -> list[tuple[float | None, str]]:
+        """A service's stdout+stderr so far, each line with the engine's timestamp."""
+        h = self.services.get(service)
+        if h is None:
+            return []
+        return [engine.split_timestamp(line) for line in h.logs(timestamps=True).splitlines()]
+
+    def read_tails(self, items: list[tuple[str, str, int]]) -> list[tuple[int, bytes]]:
+        """For each (volume, path in it, offset): size and bytes from offset, one exec."""
+        return read_tails([(self.volume(v), self.volume(v).resolve(p), off)
+                           for v, p, off in items])
 
     def service(self, name: str) -> engine.Handle:
         """A running service's handle (exec, logs)."""
@@ -271,6 +324,23 @@ class Stack:
         out: dict[str, int] = {}
         for n, h in self.services.items():
             out[n] = h.restart_count + (0 if h.status == "running" else 1)
+        return out
+
+    def untested_paths(self) -> dict[str, list[str]]:
+        """Per service, the folders it wrote outside fulldisk's volumes (the engine's diff):
+        writable paths this run never put on a small disk."""
+        from .writes import written_folders
+
+        out: dict[str, list[str]] = {}
+        for name, h in self.services.items():
+            mounts = [m.path for v in self.target.volumes.values() for m in v.mounts
+                      if m.service == name]
+            try:
+                folders = written_folders(h.changes(), covered=mounts)
+            except HarnessError:
+                continue  # a service that is gone has nothing more to tell
+            if folders:
+                out[name] = folders
         return out
 
     def reset(self) -> None:

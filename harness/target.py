@@ -8,7 +8,9 @@ the key and the fix. Values may use ``${VAR}`` / ``${VAR:-default}`` from the en
 
 from __future__ import annotations
 
+import graphlib
 import os
+import posixpath
 import re
 import tomllib
 from importlib import resources
@@ -20,12 +22,13 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from .errors import ConfigError, UsageError
-from .sizes import ACCEPTED, parse_percent, parse_size
+from .sizes import ACCEPTED, PAGE, format_size, parse_percent, parse_size
 
 DEFAULT_CAUSE_PATTERNS = (
     r"No space left on device",
@@ -40,7 +43,30 @@ DEFAULT_ERROR_PATTERNS = (
 )
 SECRET_KEYS = re.compile(r"pass(word|wd)?|secret|token|api[_-]?key|credential", re.I)
 _NAME = r"^[a-z][a-z0-9_-]{0,39}$"
+# Values the harness sets in every probe run, usable as {name} in paths, forms, JSON,
+# headers, commands and expected text; a capture may not shadow them.
+BUILTIN_VARS = ("nonce", "body", "body_sha256", "body_bytes")
+_CAP = re.compile(r"^(ALL|[A-Z][A-Z0-9_]{1,30})$")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # a {placeholder} in a probe step
+MAX_ID = 2**32 - 2  # the largest uid/gid Linux accepts (2^32 - 1 is "no id")
+SYSTEM_TREES = ("/proc", "/sys", "/dev")  # kernel filesystems: never a tmpfs on or under
+SYSTEM_DIRS = ("/", "/bin", "/sbin", "/lib", "/lib64", "/usr", "/etc", "/boot")  # exactly
+RESERVED_VOLUMES = ("shared", "session-flood", "downloads-fill-shared-disk",
+                    "cleanup-under-load", "counter")  # the battery's own case ids
+RESERVED_SERVICES = ("agent",)  # the container that holds a stack's volumes
+TMPFS_SHARE = 0.25  # at most this share of the available memory may back the volumes
+DOCS = "README.md, 'Using it on your own app'"
+
+
+def _uses_body(node: Any) -> bool:
+    if isinstance(node, str):
+        return "{body}" in node
+    if isinstance(node, dict):
+        return any(_uses_body(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_uses_body(v) for v in node)
+    return False
 
 
 class _Model(BaseModel):
@@ -65,6 +91,43 @@ class Ready(_Model):
     log: str | None = None
     timeout: float = Field(60.0, gt=0, le=600)
 
+    @field_validator("http")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and (not v.startswith("/") or "://" in v):
+            raise ValueError(f"ready path {v!r} must start with '/', such as \"/health\"")
+        return v
+
+    @field_validator("log")
+    @classmethod
+    def _log(cls, v: str | None) -> str | None:
+        if v is not None:
+            _regex(v, "ready log")
+        return v
+
+    @model_validator(mode="after")
+    def _one(self) -> Ready:
+        if (self.http is None) == (self.log is None):
+            raise ValueError("a ready table needs exactly one of 'http' (a path such as "
+                             "\"/health\") or 'log' (a regex of a start-up line)")
+        return self
+
+
+def _regex(rx: str, what: str) -> None:
+    try:
+        re.compile(rx)
+    except re.error as e:
+        raise ValueError(f"{what}: bad regex {rx!r} ({e})") from None
+
+
+def _ids(text: str, what: str) -> str:
+    """Check a numeric ``uid[:gid]`` against Linux's id range (names pass through)."""
+    for part in text.split(":"):
+        if part.isdigit() and int(part) > MAX_ID:
+            raise ValueError(f"{what} {text!r}: id {part} is above {MAX_ID}, the largest "
+                             "uid/gid Linux accepts")
+    return text
+
 
 class Service(_Model):
     """A container of the target: an image (or build context), its command, env and ports."""
@@ -78,8 +141,23 @@ class Service(_Model):
     ports: list[int] = []
     ready: Ready | None = None
     depends_on: list[str] = []
-    privileged: bool = False  # only if the target says so; least privilege otherwise
+    privileged: bool = False  # only if the target says so
+    # The engine's default capability set plus no-new-privileges; these narrow or extend it
+    # (images that start as root and drop to a service user need CHOWN, SETUID, SETGID).
+    cap_drop: list[str] = []
     cap_add: list[str] = []
+
+    @field_validator("cap_drop", "cap_add")
+    @classmethod
+    def _caps(cls, v: list[str]) -> list[str]:
+        out = []
+        for c in v:
+            name = c.strip().upper().removeprefix("CAP_")
+            if not _CAP.match(name):
+                raise ValueError(f"{c!r} is not a capability name; use e.g. \"CHOWN\", "
+                                 "\"SETUID\", \"NET_BIND_SERVICE\" or \"ALL\"")
+            out.append(name)
+        return out
 
     @field_validator("ports")
     @classmethod
@@ -87,6 +165,19 @@ class Service(_Model):
         for p in v:
             if not 1 <= p <= 65535:
                 raise ValueError(f"port {p} is outside 1-65535")
+        dup = sorted({p for p in v if v.count(p) > 1})
+        if dup:
+            raise ValueError(f"port {dup[0]} is listed twice; list each port once")
+        return v
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, v: str | None) -> str | None:
+        if v is not None:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?", v):
+                raise ValueError(f"user {v!r} must be uid[:gid] or name[:group], such as "
+                                 "1000:1000")
+            _ids(v, "user")
         return v
 
 
@@ -110,7 +201,14 @@ class Mount(_Model):
     def _abs(cls, v: str) -> str:
         if not v.startswith("/") or ".." in PurePosixPath(v).parts:
             raise ValueError(f"mount path {v!r} must be an absolute path without '..'")
-        return v
+        norm = posixpath.normpath(v)
+        norm = "/" + norm.lstrip("/")  # normpath keeps a leading '//'
+        if norm in SYSTEM_DIRS or any(norm == t or norm.startswith(t + "/")
+                                      for t in SYSTEM_TREES):
+            raise ValueError(f"mount path {v!r} is a system folder; a tmpfs there would hide "
+                             "what the container needs to run. Mount the app's own writable "
+                             "folder (such as /var/lib/app)")
+        return norm  # '/data/' and '/data' are one path
 
 
 class VolumeSpec(_Model):
@@ -128,14 +226,21 @@ class VolumeSpec(_Model):
     @field_validator("size", mode="before")
     @classmethod
     def _size_v(cls, v: Any) -> int:
-        return _size(v)
+        n = _size(v)
+        if n == 0:
+            raise ValueError(f"size {v!r} is zero, which tmpfs takes as unlimited: the disk "
+                             f"could never fill; use at least {PAGE} bytes (4KiB)")
+        if n < PAGE:
+            raise ValueError(f"size {v!r} is below one {PAGE}-byte page, the unit tmpfs "
+                             "allocates in; use at least 4KiB")
+        return n
 
     @field_validator("owner")
     @classmethod
     def _owner(cls, v: str) -> str:
         if not re.fullmatch(r"\d+:\d+", v):
             raise ValueError(f"owner {v!r} must be numeric uid:gid such as 1000:1000")
-        return v
+        return _ids(v, "owner")
 
     @field_validator("mode")
     @classmethod
@@ -170,7 +275,50 @@ class Step(_Model):
     capture: dict[str, str] = {}  # name -> regex with one group, used as {name} later
     write: bool = False
     readback: bool = False
-    timeout: float = Field(5.0, gt=0, le=120)
+    timeout: float = Field(5.0, gt=0, le=120)  # total time: answer and whole body
+    # Fresh content of this many bytes per run, derived from {nonce}: sent as the raw
+    # body, or where a form/JSON/header value says {body}. Later steps may expect
+    # {body_sha256} and {body_bytes}.
+    body_size: Size | None = None
+    expect_bytes: Size | None = None  # the body must be exactly this long (decoded)
+    expect_sha256: str | None = None  # hex digest of the (decoded) body, or "{body_sha256}"
+
+    @field_validator("body_size", "expect_bytes", mode="before")
+    @classmethod
+    def _sizes(cls, v: Any) -> int | None:
+        return None if v is None else _size(v)
+
+    @field_validator("expect_sha256")
+    @classmethod
+    def _sha(cls, v: str | None) -> str | None:
+        if v is not None and not (re.fullmatch(r"[0-9a-fA-F]{64}", v) or _VAR.search(v)):
+            raise ValueError(f"expect_sha256 {v!r} must be 64 hex digits or a {{variable}} "
+                             "such as \"{body_sha256}\"")
+        return v.lower() if v is not None and not _VAR.search(v) else v
+
+    @model_validator(mode="after")
+    def _body(self) -> Step:
+        if self.body_size is not None:
+            if (self.form or self.json_body is not None) and not self._body_used():
+                raise ValueError("body_size with 'form' or 'json': put \"{body}\" in one of "
+                                 "their values, or drop them to send the content as the raw body")
+            if self.method in ("GET", "HEAD", "DELETE") and not self._body_used():
+                raise ValueError(f"body_size on a {self.method}: use {{body}} in form, json "
+                                 "or headers, or use PUT/POST/PATCH for a raw body")
+        if self.method == "HEAD" and (self.expect_bytes is not None or self.expect_sha256
+                                      or self.expect_text):
+            raise ValueError("a HEAD answer has no body: drop expect_bytes/expect_sha256/"
+                             "expect_text")
+        return self
+
+    def _body_used(self) -> bool:
+        return (any("{body}" in v for v in (*self.form.values(), *self.headers.values()))
+                or (self.json_body is not None and _uses_body(self.json_body)))
+
+    @property
+    def raw_body(self) -> bool:
+        """The generated content is the request body itself (no form/JSON carries it)."""
+        return self.body_size is not None and not self.form and self.json_body is None
 
     @field_validator("path")
     @classmethod
@@ -180,10 +328,29 @@ class Step(_Model):
                              "service's published port on 127.0.0.1, never another host)")
         return v
 
+    @field_validator("expect_status")
+    @classmethod
+    def _status(cls, v: list[int]) -> list[int]:
+        bad = [c for c in v if not 100 <= c <= 599]
+        if bad:
+            raise ValueError(f"status {bad[0]} is not an HTTP status (100-599): the step "
+                             "could never pass")
+        if not v:
+            raise ValueError("expect_status is empty: the step could never pass")
+        return v
+
+    def placeholders(self) -> set[str]:
+        """The ``{name}`` values the step uses (path, form and header values)."""
+        texts = [self.path, *self.form.values(), *self.headers.values()]
+        return {m for t in texts for m in _VAR.findall(t)}
+
     @field_validator("capture")
     @classmethod
     def _capture(cls, v: dict[str, str]) -> dict[str, str]:
         for k, rx in v.items():
+            if k in BUILTIN_VARS:
+                raise ValueError(f"capture {k!r}: the name is taken by a built-in variable "
+                                 f"({', '.join(BUILTIN_VARS)}); pick another")
             try:
                 if re.compile(rx).groups != 1:
                     raise ValueError(f"capture {k!r}: regex must have exactly one group")
@@ -200,10 +367,39 @@ class Probe(_Model):
     port: int | None = None
     steps: list[Step] = []
     command: list[str] = []
-    expect_exit: int = 0
+    expect_exit: int = Field(0, ge=0, le=255)
     expect_output: str | None = None
+    # exec probes: a write (``command``) read back by ``readback`` (a command whose stdout
+    # must contain ``readback_expect``); both bounded by ``timeout`` seconds (a hang).
+    # For http probes ``write`` is set from the steps (true when a step is a write).
+    write: bool = False
+    readback: list[str] = []
+    readback_expect: str | None = None
+    timeout: float = Field(10.0, gt=0, le=600)
+    body_size: Size | None = None  # exec: {body} in the commands is this much fresh content
     core: bool = False
     description: str = ""
+
+    @field_validator("body_size", mode="before")
+    @classmethod
+    def _bsize(cls, v: Any) -> int | None:
+        return None if v is None else _size(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _write_from_steps(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind", "http") == "http" and data.get("steps"):
+            steps = data["steps"]
+            if isinstance(steps, list) and any(
+                    (s.get("write") if isinstance(s, dict) else getattr(s, "write", False))
+                    for s in steps):
+                if data.get("write") is False:
+                    raise ValueError("write = false on the probe, but a step is a write")
+                data = {**data, "write": True}
+            elif data.get("write"):
+                raise ValueError("write = true on an http probe: mark the step that writes "
+                                 "with write = true instead")
+        return data
 
     @model_validator(mode="after")
     def _shape(self) -> Probe:
@@ -211,6 +407,19 @@ class Probe(_Model):
             raise ValueError("an http probe needs at least one entry in 'steps'")
         if self.kind == "exec" and not self.command:
             raise ValueError("an exec probe needs 'command' (a list of strings)")
+        if self.kind == "http":
+            wrong = [k for k in ("readback", "readback_expect", "body_size")
+                     if getattr(self, k) not in ([], None)]
+            if wrong or self.command:
+                raise ValueError(f"{', '.join(wrong) or 'command'}: only for exec probes; an "
+                                 "http probe reads back with a later step (readback = true)")
+        if self.kind == "exec":
+            if self.steps:
+                raise ValueError("an exec probe has 'command', not 'steps'")
+            if self.readback and not self.write:
+                raise ValueError("'readback' needs write = true (it reads back the write)")
+            if self.readback_expect is not None and not self.readback:
+                raise ValueError("'readback_expect' needs a 'readback' command")
         seen_write = False
         for s in self.steps:
             if s.write:
@@ -218,11 +427,6 @@ class Probe(_Model):
             if s.readback and not seen_write:
                 raise ValueError(f"step {s.path!r} is a readback but no earlier step is a write")
         return self
-
-    @property
-    def write(self) -> bool:
-        """The flow contains an acknowledged write."""
-        return any(s.write for s in self.steps)
 
 
 class Health(_Model):
@@ -236,6 +440,18 @@ class Health(_Model):
     degraded: list[str] = ["degraded", "warn", "warning"]
     failing: list[str] = ["failing", "fail", "error", "down"]
 
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        return _local_path(v)
+
+
+def _local_path(v: str) -> str:
+    if not v.startswith("/") or "://" in v:
+        raise ValueError(f"path {v!r} must start with '/' (fulldisk asks only the service's "
+                         "published port on 127.0.0.1)")
+    return v
+
 
 class Counter(_Model):
     """A number the app reports, and the probe whose successful runs it should count."""
@@ -247,6 +463,11 @@ class Counter(_Model):
     json_field: str | None = None
     counts: str  # probe name
 
+    @field_validator("path")
+    @classmethod
+    def _path(cls, v: str) -> str:
+        return _local_path(v)
+
     @model_validator(mode="after")
     def _one(self) -> Counter:
         if (self.metric is None) == (self.json_field is None):
@@ -255,12 +476,13 @@ class Counter(_Model):
 
 
 class LogSource(_Model):
-    """An operator-visible sink: a container stream or a file inside a volume."""
+    """An operator-visible sink: a container stream, a file inside a volume, or a file on a
+    service's own filesystem (read through the engine's archive API)."""
 
     kind: Literal["container", "file"]
     service: str | None = None
     volume: str | None = None
-    path: str | None = None  # for files: path inside the volume
+    path: str | None = None  # files: inside the volume, or absolute in the service
     line_pattern: str | None = None  # a whole record; lines not matching are torn
     drop_pattern: str | None = None  # a line announcing lost records
 
@@ -268,8 +490,20 @@ class LogSource(_Model):
     def _shape(self) -> LogSource:
         if self.kind == "container" and not self.service:
             raise ValueError("a container log source needs 'service'")
-        if self.kind == "file" and not (self.volume and self.path):
-            raise ValueError("a file log source needs 'volume' and 'path' (inside the volume)")
+        if self.kind == "file":
+            if not self.path or bool(self.volume) == bool(self.service):
+                raise ValueError("a file log source needs 'path' and one of 'volume' (path "
+                                 "inside the volume) or 'service' (absolute path in it)")
+            parts = PurePosixPath(self.path).parts
+            if ".." in parts:
+                raise ValueError(f"log path {self.path!r} must not contain '..'")
+            if self.service and not self.path.startswith("/"):
+                raise ValueError(f"log path {self.path!r} must be absolute with 'service' "
+                                 "(e.g. /var/log/apache2/error.log)")
+            if self.volume and self.path.startswith("/"):
+                raise ValueError(f"log path {self.path!r} is absolute; with 'volume' give "
+                                 "the path inside the volume, such as \"app.log\" (or give "
+                                 "'service' for a file on a service's own filesystem)")
         for key in ("line_pattern", "drop_pattern"):
             rx = getattr(self, key)
             if rx is not None:
@@ -284,6 +518,8 @@ class LogSource(_Model):
         """Stable name used in log records and evidence."""
         if self.kind == "container":
             return f"{self.service}:stdout+stderr"
+        if self.service:
+            return f"file:{self.service}:{self.path}"
         return f"file:{self.volume}/{self.path}"
 
 
@@ -360,7 +596,7 @@ class Target(_Model):
         return v
 
     @model_validator(mode="after")
-    def _refs(self) -> Target:
+    def _refs(self, info: ValidationInfo) -> Target:
         svc, vols, probes = set(self.services), set(self.volumes), set(self.probes)
 
         def need(kind: str, name: str | None, known: set[str], where: str) -> None:
@@ -368,9 +604,39 @@ class Target(_Model):
                 choices = ", ".join(sorted(known)) or "none declared"
                 raise ValueError(f"{where}: unknown {kind} {name!r} (declared: {choices})")
 
+        for name in RESERVED_SERVICES:
+            if name in svc:
+                raise ValueError(f"services.{name}: the name {name!r} is fulldisk's own "
+                                 "(the container that holds the volumes); rename the service")
+        derived = bool(info.context and info.context.get("derived"))  # Target.shared()
+        for name in RESERVED_VOLUMES:
+            if name in vols and not derived:
+                raise ValueError(f"volumes.{name}: the name {name!r} is a battery scenario's "
+                                 "own (the shared-disk variant); rename the volume")
+        graph: dict[str, list[str]] = {}
         for sname, s in self.services.items():
             for d in s.depends_on:
                 need("service", d, svc, f"services.{sname}.depends_on")
+                if d == sname:
+                    raise ValueError(f"services.{sname}.depends_on: the service depends on "
+                                     "itself; remove it from its own depends_on")
+            graph[sname] = list(s.depends_on)
+            if s.ready is not None and s.ready.http is not None:
+                self._port(sname, s.ready.port, f"services.{sname}.ready")
+            if self.root and s.build is not None:
+                ctx = Path(self.root) / s.build
+                if not ctx.is_dir():
+                    raise ValueError(f"services.{sname}.build: build context {str(ctx)!r} is "
+                                     "not a folder; give a folder relative to the config file")
+                if s.dockerfile is not None and not (ctx / s.dockerfile).is_file():
+                    raise ValueError(f"services.{sname}.dockerfile: {s.dockerfile!r} is not a "
+                                     f"file in {str(ctx)!r}")
+        try:
+            tuple(graphlib.TopologicalSorter(graph).static_order())
+        except graphlib.CycleError as e:
+            cycle = " -> ".join(e.args[1][::-1])
+            raise ValueError(f"services: depends_on forms a cycle ({cycle}); remove one of "
+                             "these dependencies") from None
         seen: dict[tuple[str, str], str] = {}
         for vname, v in self.volumes.items():
             for m in v.mounts:
@@ -378,12 +644,27 @@ class Target(_Model):
                 key = (m.service, m.path)
                 if key in seen:
                     raise ValueError(f"volumes.{vname}.mounts: {m.service}:{m.path} is already "
-                                     f"mounted by volume {seen[key]!r}")
+                                     f"mounted by volume {seen[key]!r} (paths compare after "
+                                     "normalising, so '/data/' is '/data'); mount each path "
+                                     "once")
                 seen[key] = vname
+        given = {"seq", "size"} if self.downloads else set()
         for pname, p in self.probes.items():
             need("service", p.service, svc, f"probes.{pname}.service")
             if p.kind == "http":
                 self._port(p.service, p.port, f"probes.{pname}")
+            known = set(given) if self.downloads and self.downloads.probe == pname else set()
+            known.add("nonce")
+            for i, step in enumerate(p.steps):
+                if step.body_size is not None:
+                    known |= set(BUILTIN_VARS)
+                missing = sorted(step.placeholders() - known)
+                if missing:
+                    raise ValueError(
+                        f"probes.{pname}.steps[{i}]: {{{missing[0]}}} is never captured by an "
+                        "earlier step, so the step could never pass; capture it first "
+                        f"(capture = {{ {missing[0]} = 'regex with (one group)' }})")
+                known |= set(step.capture)
         if self.health:
             need("service", self.health.service, svc, "health.service")
             self._port(self.health.service, self.health.port, "health")
@@ -402,6 +683,7 @@ class Target(_Model):
             need("service", self.cleanup.service, svc, "cleanup.service")
             if not self.downloads:
                 raise ValueError("cleanup: needs a [downloads] section to generate the load")
+        self._memory()
         for pkey, patterns in (("cause_patterns", self.cause_patterns),
                                ("error_patterns", self.error_patterns)):
             for rx in patterns:
@@ -411,10 +693,26 @@ class Target(_Model):
                     raise ValueError(f"{pkey}: bad regex {rx!r} ({e})") from None
         return self
 
+    def _memory(self) -> None:
+        """tmpfs lives in RAM: the volumes' sum (the shared scenario fills it at once) must
+        stay well inside the memory this machine has free."""
+        total = sum(v.size for v in self.volumes.values())
+        avail = available_memory()
+        if avail is not None and total > avail * TMPFS_SHARE:
+            raise ValueError(
+                f"volumes: their sizes add up to {format_size(total)}, and tmpfs volumes live "
+                f"in RAM (the shared-disk scenario fills all of it at once); this machine has "
+                f"{format_size(avail)} available and fulldisk uses at most "
+                f"{TMPFS_SHARE:.0%} of it ({format_size(int(avail * TMPFS_SHARE))}). Make the "
+                "volumes smaller: a full-disk test needs only a few MiB each")
+
     def _port(self, service: str, port: int | None, where: str) -> None:
         ports = self.services[service].ports
-        if port is None and len(ports) != 1:
-            raise ValueError(f"{where}: service {service!r} publishes {ports or 'no ports'}; "
+        if port is None and not ports:
+            raise ValueError(f"{where}: service {service!r} publishes no ports; add the port "
+                             f"it listens on to services.{service}.ports")
+        if port is None and len(ports) > 1:
+            raise ValueError(f"{where}: service {service!r} publishes {ports}; "
                              "set 'port' to one of them")
         if port is not None and port not in ports:
             raise ValueError(f"{where}: port {port} is not in services.{service}.ports {ports}")
@@ -438,6 +736,12 @@ class Target(_Model):
                         best = (len(m.path), vname)
         return best[1] if best else None
 
+    def log_volume(self, log: LogSource) -> str | None:
+        """The volume a file log source lives on (declared, or under a service's mount)."""
+        if log.volume or log.kind != "file" or not log.service or not log.path:
+            return log.volume
+        return self.volume_of(log.service, log.path)
+
     def shared(self, name: str = "shared", size: int | None = None) -> Target:
         """The same target with every writable path on one volume, as on the real server.
 
@@ -460,7 +764,7 @@ class Target(_Model):
         for key in ("downloads", "cleanup"):
             if data.get(key):
                 data[key]["volume"] = name
-        return target_from_dict(data, file=self.path, root=self.root)
+        return target_from_dict(data, file=self.path, root=self.root, derived=True)
 
     def redact(self, text: str) -> str:
         """Remove every secret value of the probe configs from a text (for reports)."""
@@ -470,6 +774,31 @@ class Target(_Model):
                     if SECRET_KEYS.search(k) and v:
                         text = text.replace(v, "***")
         return text
+
+    def redacted_config(self) -> dict[str, Any]:
+        """The config as JSON-ready data, every value under a secret-looking key as ``***``."""
+        def scrub(value: Any, key: str = "") -> Any:
+            if isinstance(value, dict):
+                return {k: scrub(v, str(k)) for k, v in value.items()}
+            if isinstance(value, list):
+                return [scrub(v, key) for v in value]
+            if isinstance(value, str) and value and SECRET_KEYS.search(key):
+                return "***"
+            return self.redact(value) if isinstance(value, str) else value
+
+        return dict(scrub(self.model_dump(mode="json")))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available on this machine (MemAvailable), None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 # --- loading ---------------------------------------------------------------------------
@@ -497,22 +826,23 @@ def _key(loc: tuple[int | str, ...]) -> str:
 def _hint(err: Any) -> str:
     kind = err["type"]
     if kind == "missing":
-        return "add this key; see README.md 'Target config' for every key and an example."
+        return f"add this key; see {DOCS} for every key and an example."
     if kind == "extra_forbidden":
         return "remove it or fix its spelling; unknown keys are refused so typos do not pass."
     if kind.endswith("_type") or kind.endswith("_parsing"):
         return f"give a value of the right type ({err['msg'].lower()})."
-    return "fix the value as the message says."
+    return f"fix the value as the message says ({DOCS} shows every key)."
 
 
-def target_from_dict(data: dict[str, Any], *, file: str = "<config>", root: str = ".") -> Target:
+def target_from_dict(data: dict[str, Any], *, file: str = "<config>", root: str = ".",
+                     derived: bool = False) -> Target:
     """Validate a parsed config into a Target, raising ConfigError naming file, key and fix."""
     if not isinstance(data, dict):
-        raise ConfigError("config is not a table", "write TOML tables as in README.md", file=file)
+        raise ConfigError("config is not a table", f"write TOML tables as in {DOCS}", file=file)
     data = _expand(data)
     data = {**data, "path": file, "root": root}
     try:
-        return Target.model_validate(data)
+        return Target.model_validate(data, context={"derived": derived})
     except ValidationError as e:
         err = e.errors()[0]
         msg = str(err["msg"]).removeprefix("Value error, ")
@@ -530,7 +860,7 @@ def load_target(path: str | os.PathLike[str] | None = None) -> Target:
         cwd = Path.cwd()
         if (cwd / "fulldisk.toml").is_file():
             path = cwd / "fulldisk.toml"
-        elif (cwd / "pyproject.toml").is_file() and _has_tool_table(cwd / "pyproject.toml"):
+        elif has_tool_table(cwd / "pyproject.toml"):
             path = cwd / "pyproject.toml"
         else:
             return reference_target()
@@ -542,7 +872,7 @@ def load_target(path: str | os.PathLike[str] | None = None) -> Target:
                           "with [tool.fulldisk], or omit it to use the bundled reference stack",
                           file=str(p))
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        data = tomllib.loads(p.read_text(encoding="utf-8-sig"))  # a BOM is accepted
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"not valid TOML ({e})", "fix the TOML syntax at that line",
                           file=str(p)) from None
@@ -558,9 +888,12 @@ def load_target(path: str | os.PathLike[str] | None = None) -> Target:
     return target_from_dict(data, file=str(p), root=str(p.parent.resolve()))
 
 
-def _has_tool_table(p: Path) -> bool:
+def has_tool_table(p: Path) -> bool:
+    """Whether a pyproject.toml exists and has a ``[tool.fulldisk]`` table."""
+    if not p.is_file():
+        return False
     try:
-        tool = tomllib.loads(p.read_text(encoding="utf-8")).get("tool", {})
+        tool = tomllib.loads(p.read_text(encoding="utf-8-sig")).get("tool", {})
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
         return False
     return isinstance(tool, dict) and "fulldisk" in tool

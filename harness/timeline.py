@@ -45,13 +45,16 @@ class StepResult:
     bytes_received: int = 0
     write: bool = False  # the step asks the app to persist something (an acknowledged write)
     readback: bool = False  # the step observes an earlier write of the same flow
-    timed_out: bool = False
+    timed_out: bool = False  # no answer (or no whole body, or no exit) within the bound: a hang
+    # The probe itself could not run: exit 126/127 (not executable, not found) or death by
+    # a signal. A config error of the target, neither a refusal by the app nor an answer.
+    could_not_run: bool = False
 
     @property
     def acknowledged(self) -> bool:
-        """The app answered as if the write succeeded (2xx/3xx, whole body)."""
+        """The app answered as if the write succeeded (2xx/3xx whole body, exec exit 0)."""
         if self.method == "EXEC":
-            return self.passed
+            return self.status == 0
         return self.status is not None and 200 <= self.status < 400 and self.body_complete
 
     @property
@@ -73,12 +76,16 @@ class ProbeResult:
     steps: tuple[StepResult, ...]
     core: bool = False
     write: bool = False
-    tags: tuple[str, ...] = ()  # e.g. "download", "health", "counter"
+    tags: tuple[str, ...] = ()  # e.g. "download", "health", "counter", "reread"
+    # A run after recovery that repeats the request(s) of the run at this time, which was
+    # made while a volume was full (same nonce, values and cookies): the readback steps of
+    # a write probe, or the whole of a probe without writes. Damage that persists shows here.
+    reread_of: float | None = None
 
     @property
     def passed(self) -> bool:
-        """Every step met its expectations."""
-        return all(s.passed for s in self.steps)
+        """Every step met its expectations (a run with no step passed nothing)."""
+        return bool(self.steps) and all(s.passed for s in self.steps)
 
     @property
     def end(self) -> float:
@@ -276,3 +283,20 @@ class Timeline:
     def to_json(self) -> str:
         """The timeline as JSON text."""
         return json.dumps(self.to_dict(), default=str)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Timeline:
+        """Rebuild a timeline from :meth:`to_dict` output (reports read recorded runs)."""
+        kinds: dict[str, type[Any]] = {k.__name__: k for k in (
+            PhaseMark, ProbeResult, DiskSample, LogRecord, LoadEvent, CounterSample,
+            HealthSample)}
+        tl = cls(scenario=data.get("scenario", ""), volume=data.get("volume"),
+                 t0=0.0, wall0=float(data.get("wall0", 0.0)), facts=dict(data.get("facts", {})))
+        for raw in data.get("events", []):
+            fields = {k: v for k, v in raw.items() if k != "type"}
+            kind = kinds[raw["type"]]
+            if kind is ProbeResult:
+                fields["steps"] = tuple(StepResult(**s) for s in fields["steps"])
+                fields["tags"] = tuple(fields.get("tags", ()))
+            tl.events.append(kind(**fields))
+        return tl

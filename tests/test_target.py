@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -163,3 +164,250 @@ def test_generated_junk_only_raises_our_errors(data: dict[str, Any]) -> None:
 def test_path_is_a_directory(tmp_path: Path) -> None:
     (tmp_path / "fulldisk.toml").write_text(GOOD)
     assert load_target(tmp_path).name == "shop"
+
+
+# --- keys for real images: capabilities, exec writes, log files in services, nonce bodies --
+
+def _with(extra: str) -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads(GOOD + textwrap.dedent(extra))
+
+
+def test_capability_keys_normalise_and_refuse_junk() -> None:
+    t = target_from_dict(_with("""
+        [services.db]
+        image = "db:1"
+        cap_drop = ["ALL"]
+        cap_add = ["cap_chown", "SETUID"]
+    """))
+    assert t.services["db"].cap_drop == ["ALL"]
+    assert t.services["db"].cap_add == ["CHOWN", "SETUID"]
+    with pytest.raises(ConfigError, match=r"services\.db\.cap_add.*not a capability"):
+        target_from_dict(_with('[services.db]\nimage = "db:1"\ncap_add = ["chown everything"]\n'))
+
+
+EXEC = """
+    [services.db]
+    image = "db:1"
+    [probes.insert]
+    kind = "exec"
+    service = "db"
+    write = true
+    command = ["sh", "-c", "echo {nonce} >> /data/t"]
+    readback = ["grep", "{nonce}", "/data/t"]
+    readback_expect = "{nonce}"
+    timeout = 20
+    body_size = "16KiB"
+"""
+
+
+def test_exec_write_with_readback() -> None:
+    p = target_from_dict(_with(EXEC)).probes["insert"]
+    assert p.write and p.readback == ["grep", "{nonce}", "/data/t"]
+    assert p.timeout == 20 and p.body_size == 16384
+
+
+@pytest.mark.parametrize(("edit", "words"), [
+    (("write = true\n", ""), "readback' needs write = true"),
+    (('readback = ["grep", "{nonce}", "/data/t"]\n', ""), "'readback_expect' needs"),
+    (("timeout = 20", "timeout = 0"), "greater than 0"),
+    (("timeout = 20", "timeout = 9999"), "less than or equal"),
+])
+def test_exec_write_keys_refuse_nonsense(edit: tuple[str, str], words: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        target_from_dict(_with(EXEC.replace(*edit)))
+
+
+def test_http_probe_write_comes_from_its_steps() -> None:
+    t = target_from_dict(_with("""
+        [probes.put]
+        service = "web"
+        [[probes.put.steps]]
+        method = "PUT"
+        path = "/f/{nonce}"
+        body_size = "16KiB"
+        write = true
+        [[probes.put.steps]]
+        path = "/f/{nonce}"
+        expect_bytes = "16KiB"
+        expect_sha256 = "{body_sha256}"
+        readback = true
+    """))
+    assert t.probes["put"].write and not t.probes["home"].write
+    assert t.probes["put"].steps[0].raw_body and t.probes["put"].steps[1].expect_bytes == 16384
+    with pytest.raises(ConfigError, match="mark the step that writes"):
+        target_from_dict(_with('[probes.x]\nservice = "web"\nwrite = true\n'
+                               'steps = [{ path = "/" }]\n'))
+    with pytest.raises(ConfigError, match="only for exec probes"):
+        target_from_dict(_with('[probes.x]\nservice = "web"\nreadback = ["true"]\n'
+                               'steps = [{ path = "/" }]\n'))
+
+
+@pytest.mark.parametrize(("step", "words"), [
+    ('{ path = "/", expect_sha256 = "abc" }', "64 hex digits"),
+    ('{ path = "/", body_size = "4KiB" }', "body_size on a GET"),
+    ('{ method = "POST", path = "/", form = { a = "b" }, body_size = "4KiB" }', "{body}"),
+    ('{ method = "HEAD", path = "/", expect_bytes = 10 }', "HEAD answer has no body"),
+    ('{ path = "/", capture = { nonce = "(x)" } }', "built-in variable"),
+    ('{ path = "/", expect_bytes = "lots" }', "not a size"),
+])
+def test_body_keys_refuse_nonsense(step: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        target_from_dict(_with(f'[probes.x]\nservice = "web"\nsteps = [{step}]\n'))
+
+
+def test_form_may_carry_the_generated_body() -> None:
+    t = target_from_dict(_with("""
+        [probes.edit]
+        service = "web"
+        [[probes.edit.steps]]
+        method = "POST"
+        path = "/edit"
+        form = { text = "{body}" }
+        body_size = "16KiB"
+        write = true
+    """))
+    assert not t.probes["edit"].steps[0].raw_body
+
+
+def test_file_logs_in_a_volume_or_in_a_service() -> None:
+    t = target_from_dict(_with("""
+        [[logs]]
+        kind = "file"
+        service = "web"
+        path = "/var/log/apache2/error.log"
+        [[logs]]
+        kind = "file"
+        volume = "uploads"
+        path = "app.log"
+    """))
+    assert [log.label for log in t.logs] == ["file:web:/var/log/apache2/error.log",
+                                              "file:uploads/app.log"]
+    for bad, words in [('service = "web"\npath = "var/log/x.log"', "must be absolute"),
+                       ('volume = "uploads"\npath = "/x.log"', "give the path inside"),
+                       ('service = "web"\nvolume = "uploads"\npath = "x.log"', "one of"),
+                       ('service = "nope"\npath = "/x.log"', "unknown service 'nope'"),
+                       ('service = "web"\npath = "/var/../x.log"', "'..'")]:
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            target_from_dict(_with(f'[[logs]]\nkind = "file"\n{bad}\n'))
+# Issue 17: every check that can be made from the config is made when it is loaded.
+LOAD_TIME: list[tuple[str, str, str, str, str]] = [
+    # (what, old, new, key or place expected, words expected)
+    ("ready path without slash", "ports = [8080]", 'ports = [8080]\nready = { http = "health" }',
+     "services.web.ready.http", "must start with '/'"),
+    ("ready bad regex", "ports = [8080]", 'ports = [8080]\nready = { log = "Serving[" }',
+     "services.web.ready.log", "bad regex"),
+    ("ready with neither", "ports = [8080]", "ports = [8080]\nready = { timeout = 5 }",
+     "services.web.ready", "exactly one of 'http'"),
+    ("ready http without port", "ports = [8080]",
+     'ports = [8080]\nready = { http = "/", port = 81 }', "services.web.ready", "port 81"),
+    ("depends on itself", "ports = [8080]", 'ports = [8080]\ndepends_on = ["web"]',
+     "services.web.depends_on", "itself"),
+    ("no ports with probes", "ports = [8080]", "ports = []", "probes.home",
+     "publishes no ports; add the port"),
+    ("duplicate ports", "ports = [8080]", "ports = [8080, 8080]", "services.web.ports",
+     "listed twice"),
+    ("mount on /", 'path = "/srv/uploads"', 'path = "/"', "mounts[0].path", "system folder"),
+    ("mount on /proc", 'path = "/srv/uploads"', 'path = "/proc/x"', "mounts[0].path",
+     "system folder"),
+    ("mount on /etc", 'path = "/srv/uploads"', 'path = "/etc/"', "mounts[0].path",
+     "system folder"),
+    ("same path twice", 'path = "/srv/uploads" }',
+     'path = "/srv/uploads" }, { service = "web", path = "/srv/uploads/" }',
+     "volumes.uploads.mounts", "already mounted"),
+    ("uid above 2^32", 'owner = "1000:1000"', 'owner = "4294967296:1000"',
+     "volumes.uploads.owner", "4294967294"),
+    ("user uid above 2^32", "ports = [8080]", 'ports = [8080]\nuser = "99999999999"',
+     "services.web.user", "largest uid"),
+    ("size zero", 'size = "1MiB"', 'size = "0"', "volumes.uploads.size", "unlimited"),
+    ("size one byte", 'size = "1MiB"', "size = 1", "volumes.uploads.size", "one 4096-byte page"),
+    ("size 16 bytes", 'size = "1MiB"', 'size = "16"', "volumes.uploads.size", "page"),
+    ("size 99999TiB", 'size = "1MiB"', 'size = "99999TiB"', "volumes", "live in RAM"),
+    ("volume named shared", "[volumes.uploads]", "[volumes.shared]", "volumes.shared",
+     "rename the volume"),
+    ("service named agent", "[services.web]", "[services.agent]", "services.agent",
+     "rename the service"),
+    ("status never possible", 'path = "/" }', 'path = "/", expect_status = [999] }',
+     "probes.home.steps[0].expect_status", "could never pass"),
+    ("placeholder never captured", 'path = "/" }', 'path = "/x/{token}" }',
+     "probes.home.steps[0]", "{token} is never captured"),
+    ("health path without slash", "[probes.home]",
+     '[health]\nservice = "web"\npath = "health"\n[probes.home]', "health.path", "'/'"),
+    ("expect_exit above 255", "[probes.home]",
+     '[probes.ex]\nkind = "exec"\nservice = "web"\ncommand = ["true"]\nexpect_exit = 300\n'
+     "[probes.home]", "probes.ex.expect_exit", "255"),
+    ("log path with ..", "[probes.home]",
+     '[[logs]]\nkind = "file"\nvolume = "uploads"\npath = "../../../etc/shadow"\n'
+     "[probes.home]", "logs[0]", "'..'"),
+    ("log path absolute in a volume", "[probes.home]",
+     '[[logs]]\nkind = "file"\nvolume = "uploads"\npath = "/app.log"\n[probes.home]',
+     "logs[0]", "absolute"),
+    ("missing build context", "ports = [8080]", 'ports = [8080]\nbuild = "no-such-dir"',
+     "services.web.build", "not a folder"),
+]
+
+
+@pytest.mark.parametrize(("what", "old", "new", "key", "words"), LOAD_TIME,
+                         ids=[c[0] for c in LOAD_TIME])
+def test_load_time_checks(tmp_path: Path, what: str, old: str, new: str, key: str,
+                          words: str) -> None:
+    assert old in GOOD
+    cfg = tmp_path / "fulldisk.toml"
+    cfg.write_text(GOOD.replace(old, new, 1))
+    with pytest.raises(ConfigError) as e:
+        load_target(cfg)
+    msg = e.value.one_line()
+    assert msg.startswith(f"{cfg}:"), msg
+    assert key in msg and words in msg and "Hint:" in msg, msg
+
+
+def test_depends_on_cycle_is_named(tmp_path: Path) -> None:
+    text = GOOD + ('[services.a]\nimage = "i"\ndepends_on = ["b"]\n'
+                   '[services.b]\nimage = "i"\ndepends_on = ["c"]\n'
+                   '[services.c]\nimage = "i"\ndepends_on = ["a"]\n')
+    with pytest.raises(ConfigError, match=r"cycle \((a|b|c) -> (a|b|c) -> (a|b|c) -> \1\)"):
+        target_from_dict(__import__("tomllib").loads(text), file="t.toml")
+
+
+def test_tmpfs_sum_is_checked_against_available_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.target as target_mod
+
+    data = __import__("tomllib").loads(GOOD.replace('size = "1MiB"', 'size = "2GiB"'))
+    monkeypatch.setattr(target_mod, "available_memory", lambda: 4 * 1024**3)
+    with pytest.raises(ConfigError) as e:
+        target_from_dict(data, file="t.toml")
+    msg = e.value.one_line()
+    assert "2 GiB" in msg and "4 GiB available" in msg and "smaller" in msg, msg
+    monkeypatch.setattr(target_mod, "available_memory", lambda: 64 * 1024**3)
+    assert target_from_dict(data, file="t.toml").volumes["uploads"].size == 2 * 1024**3
+
+
+def test_bom_is_accepted_and_paths_are_normalised(tmp_path: Path) -> None:
+    cfg = tmp_path / "fulldisk.toml"
+    cfg.write_bytes(b"\xef\xbb\xbf" + GOOD.replace('"/srv/uploads"', '"/srv//uploads/"').encode())
+    t = load_target(cfg)
+    assert t.volumes["uploads"].mounts[0].path == "/srv/uploads"
+
+
+def test_download_placeholders_are_known_only_to_the_download_probe() -> None:
+    data = __import__("tomllib").loads(GOOD.replace('steps = [{ path = "/" }]',
+                                                    'steps = [{ path = "/d/{seq}?s={size}" }]'))
+    with pytest.raises(ConfigError, match="never captured"):
+        target_from_dict(data, file="t.toml")
+    data["downloads"] = {"probe": "home", "volume": "uploads"}
+    assert target_from_dict(data, file="t.toml").downloads is not None
+    data["probes"]["home"]["steps"] = [
+        {"path": "/", "capture": {"tok": "t=(\\w+)"}}, {"path": "/x/{tok}/{seq}"}]
+    assert target_from_dict(data, file="t.toml").probes["home"].steps[1].path == "/x/{tok}/{seq}"
+
+
+def test_nonce_is_always_known_body_only_after_body_size() -> None:
+    t = target_from_dict(_with('[probes.x]\nservice = "web"\n'
+                               'steps = [{ path = "/p/{nonce}", '
+                               'headers = { X-Id = "{nonce}" } }]\n'))
+    assert t.probes["x"].steps[0].path == "/p/{nonce}"
+    with pytest.raises(ConfigError, match=r"\{body\} is never captured"):
+        target_from_dict(_with('[probes.x]\nservice = "web"\n'
+                               'steps = [{ method = "POST", path = "/", '
+                               'form = { a = "{body}" } }]\n'))

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def start_run(tmp_path: Path, hold: str | None, *, defects: str = "",
-              select: str = "sessions-recovery") -> tuple[subprocess.Popen[bytes], str, Path]:
+              select: str = "sessions and recovery") -> tuple[subprocess.Popen[bytes], str, Path]:
     run_id = f"fd-kill-{uuid.uuid4().hex[:8]}"
     phases = tmp_path / "phases"
     env = {**os.environ, "FULLDISK_RUN_ID": run_id, "FULLDISK_PHASE_FILE": str(phases),
@@ -31,7 +31,8 @@ def start_run(tmp_path: Path, hold: str | None, *, defects: str = "",
     env.pop("PYTEST_XDIST_WORKER", None)
     if hold:
         env["FULLDISK_HOLD_PHASE"] = hold
-    p = subprocess.Popen([sys.executable, "-m", "pytest", str(ROOT / "scenarios"), "-m", "chaos",
+    p = subprocess.Popen([sys.executable, "-m", "pytest", str(ROOT / "scenarios"),
+                          "--fulldisk-battery", "-m", "chaos",
                           "-k", select, "-p", "no:xdist", "-q", "-p", "no:cacheprovider"],
                          cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     return p, run_id, phases
@@ -94,7 +95,7 @@ def test_next_session_removes_what_a_killed_run_left(tmp_path: Path) -> None:
                          ids=["passing", "failing"])
 def test_normal_end_and_test_failure_leave_nothing(tmp_path: Path, defects: str,
                                                    code: int) -> None:
-    p, run_id, _ = start_run(tmp_path, None, defects=defects, select="sessions-health_truthful")
+    p, run_id, _ = start_run(tmp_path, None, defects=defects, select="sessions and health_truthful")
     out, _ = p.communicate(timeout=300)
     assert p.returncode == code, out.decode()[-3000:]
     assert labelled(run_id).total == 0
