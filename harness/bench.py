@@ -51,8 +51,29 @@ def inprocess_battery(reps: int = 5) -> dict[str, float]:
             "inprocess_scenarios": float(len(outcomes))}
 
 
+def explore_speed(seconds: float = 30.0, seed: int = 1) -> dict[str, float]:
+    """``fulldisk explore`` on the hardened reference stack for ``seconds`` from a fixed
+    seed: steps per second, rewinds between examples included (stack start excluded)."""
+    from .explore import explore
+
+    result = explore(reference_target(), seconds=seconds, seed=seed, report_dir=None)
+    return {"explore_steps_per_s": result.steps_per_second,
+            "explore_steps": float(result.steps), "explore_examples": float(result.examples),
+            "explore_s": result.seconds}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Measure and print; returns 0. ``--inprocess``: only the in-process battery."""
+    """Measure and print; returns 0. ``--inprocess``: only the in-process battery;
+    ``--explore``: only explore's steps per second."""
+    if argv and "--explore" in argv:
+        ensure_images(reference_target())
+        ex = explore_speed()
+        print(f"{'explore steps per second':34} {ex['explore_steps_per_s']:8.1f} "
+              f"({ex['explore_steps']:.0f} steps, {ex['explore_examples']:.0f} examples "
+              f"in {ex['explore_s']:.1f} s)")
+        Path("reports").mkdir(exist_ok=True)
+        Path("reports/bench-explore.json").write_text(json.dumps(ex, indent=2) + "\n")
+        return 0
     out: dict[str, Any] = inprocess_battery()
     print(f"{'in-process battery (median of 5)':34} {out['inprocess_battery_s']:8.2f} s")
     print(f"{'in-process battery spread':34} {out['inprocess_battery_spread_s']:8.2f} s")
@@ -134,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, st in out["scenarios"].items():
         print(f"  scenario {name:28} median {st['median_s']:5.2f} s, "
               f"spread {st['spread_s']:5.2f} s")
+    out.update(explore_speed())
+    print(f"{'explore steps per second':34} {out['explore_steps_per_s']:8.1f} "
+          f"({out['explore_steps']:.0f} steps in {out['explore_s']:.1f} s, hardened)")
     Path("reports").mkdir(exist_ok=True)
     Path("reports/bench.json").write_text(json.dumps(out, indent=2) + "\n")
     return 0

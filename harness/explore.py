@@ -31,7 +31,7 @@ from .loads import Downloads, ballast, drain, log_marks, sessions
 from .probes import Prober
 from .sizes import PAGE, format_size
 from .stack import Stack, ensure_images
-from .target import Target, load_target
+from .target import Target, load_target, reference_target
 from .timeline import DiskSample, LoadEvent, PhaseName, ProbeResult, Timeline
 from .volume import mark, rewind
 
@@ -657,7 +657,7 @@ from harness.explore import Step, replay
 
 pytestmark = [pytest.mark.docker, pytest.mark.explore]
 
-TARGET = {str(target.path)!r}
+TARGET = {None if _is_reference(target) else str(target.path)!r}  # None: the bundled reference
 ENV = {envs!r}
 STEPS = [
 {steps}]
@@ -672,11 +672,17 @@ def test_{name}() -> None:
     return path
 
 
+def _is_reference(target: Target) -> bool:
+    return target.path == reference_target().path
+
+
 def replay(steps: list[Step], *, target: str | Target | None = None,
            env: Mapping[str, Mapping[str, str]] | None = None) -> None:
-    """Run steps on a fresh stack, judging after each as explore does; raises Violation
-    (an AssertionError telling the story) at the first invariant that fails."""
-    t = target if isinstance(target, Target) else load_target(target)
+    """Run steps on a fresh stack of the target (a config path; None: the bundled
+    reference stack), judging after each as explore does; raises Violation (an
+    AssertionError telling the story) at the first invariant that fails."""
+    t = (target if isinstance(target, Target) else
+         reference_target() if target is None else load_target(target))
     ensure_images(t)
     with Stack(t, env=env) as stack:
         ex = Explorer(stack)

@@ -82,6 +82,7 @@ def test_seeded_explore_finds_stale_partial_exports_and_the_replay_fails_the_sam
                      report_dir=tmp_path)
     assert result.finding is not None, f"explore found nothing: {result.summary()}"
     f = result.finding
+    print(result.summary() + "\n" + f.text())  # shown with -rP: the story of this run
     assert result.found_at is not None and result.found_at <= BUDGET, result.summary()
     assert len(f.steps) <= 4, f"not shrunk to 4 steps or fewer:\n{f.text()}"
     # the story is the defect's: a download of the same export, while the cache disk was
