@@ -198,11 +198,11 @@ def explore_cmd(target_path: str | None, max_examples: int, max_steps: int, seco
     with progress_display(err_console) as tick:
         result = explore(target, max_examples=max_examples, max_steps=max_steps,
                          seconds=seconds, seed=seed, report_dir=report_dir, tick=tick)
-    console.print(result.summary())
+    console.print(result.summary(), soft_wrap=True)
     for note in result.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {note}", soft_wrap=True)
     if result.finding:
-        console.print(result.finding.text(), markup=False)
+        console.print(result.finding.text(), markup=False, soft_wrap=True)
     sys.exit(1 if result.finding else 0)
 
 
