@@ -178,8 +178,10 @@ def _announce(phase: str) -> None:
         threading.Event().wait(60)  # interrupted by the signal the test sends
 
 
-def volume_scenario(stack: Backend, volume: str, *, scenario: str | None = None) -> Outcome:
-    """Steady, fill one volume to the last byte, act with every probe, free, recover."""
+def volume_scenario(stack: Backend, volume: str, *, scenario: str | None = None,
+                    settle: float = 0.3) -> Outcome:
+    """Steady, fill one volume to the last byte, act with every probe, free, recover.
+    ``settle``: how long the disk must stay full before acting (see hold_full)."""
     run = Run(stack, scenario or f"battery-{volume}", volume)
     vol = stack.volume(volume)
     invariants = PER_VOLUME + (("core_isolation",) if volume in run.rules.bulk_volumes else ())
@@ -191,7 +193,7 @@ def volume_scenario(stack: Backend, volume: str, *, scenario: str | None = None)
             log_marks(run.pr, MARKS)
             run.pr.collect_logs()
         with run.phase("fill"):
-            hold_full(run, vol)
+            hold_full(run, vol, settle=settle)
             run.pr.disk()
         with run.phase("act"):
             run.observe(marks=FLOOD)
@@ -211,6 +213,8 @@ def hold_full(run: Run, vol: Volume, *, settle: float = 0.3, deadline: float = 3
     files under pressure (a cleaner deleting old downloads), the harness never does, so
     the disk is full once the app has nothing left it is willing to free."""
     ballast(run.pr, vol, leave=0)
+    if settle <= 0:
+        return  # nothing but the app's requests can free space (an in-process app)
     end = time.monotonic() + deadline
     full_since: float | None = None
     while time.monotonic() < end:

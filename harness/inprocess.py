@@ -241,8 +241,11 @@ class InProcessStack:
         if svc not in target.services:
             raise UsageError(f"unknown service {svc!r}",
                              f"one of: {', '.join(target.services)}")
-        mounted = {v: m.path for v, spec in target.volumes.items() for m in spec.mounts
-                   if m.service == svc}
+        mounted: dict[str, dict[str, str]] = {}  # volume -> {folder: path in the service}
+        for v, spec in target.volumes.items():
+            for m in spec.mounts:
+                if m.service == svc:
+                    mounted.setdefault(v, {})[m.subdir or v] = m.path
         chosen = list(volumes) if volumes is not None else list(mounted)
         unknown = [v for v in chosen if v not in mounted]
         if unknown:
@@ -277,16 +280,19 @@ class InProcessStack:
         """Disks at the volumes' paths, output captured, then the app made."""
         fs = self.disks.fs
         for name in self._chosen:
-            path = fs.absnormpath(self._paths[name])
+            roots = {f: fs.absnormpath(p) for f, p in self._paths[name].items()}
             spec = self.target.volumes[name]
-            disk = self.disks.disks.get(path)
-            if disk is None:
-                disk = self.disks.disk(path, spec.size, inodes=spec.inodes, name=name,
-                                       logs=spec.role == "logs" or any(
-                                           m.logs for m in spec.mounts))
-            self.volumes[name] = disk
-        for path in self._paths.values():
-            fs.makedirs(path, exist_ok=True)
+            declared = self.disks.disks.get(next(iter(roots.values())))
+            if declared is None:
+                logs = {m.subdir or name for m in spec.mounts
+                        if m.logs or spec.role == "logs"}
+                declared = self.disks.disk(roots, spec.size, inodes=spec.inodes, name=name,
+                                           logs=logs & set(roots))
+            declared.name = name  # a disk the test declared there itself takes the name
+            self.volumes[name] = declared
+        for paths in self._paths.values():
+            for path in paths.values():
+                fs.makedirs(path, exist_ok=True)
         root = logging.getLogger()
         self._saved = (sys.stdout, sys.stderr, list(root.handlers), root.level,
                        self._redirect_stream_handlers())
@@ -418,7 +424,8 @@ def battery(stack: InProcessStack) -> list[Outcome]:
     out = []
     for name in stack.volumes:
         stack.reset()
-        out.append(volume_scenario(stack, name, scenario=f"inprocess-{name}"))
+        # settle 0: no cleaner or other process frees space behind the app's back here
+        out.append(volume_scenario(stack, name, scenario=f"inprocess-{name}", settle=0))
     dl = stack.target.downloads
     if dl is not None and stack.target.counters and dl.volume in stack.volumes:
         stack.reset()

@@ -116,9 +116,12 @@ class _Body:
     def read(self) -> tuple[bytes, str | None]:
         """(decoded body, why it is incomplete or None)."""
         chunks: list[bytes] = []
-        watchdog = threading.Timer(max(0.0, self.deadline - time.monotonic()), self._abort)
-        watchdog.daemon = True
-        watchdog.start()
+        watchdog: threading.Timer | None = None
+        if getattr(self.resp.raw, "_connection", None) is not None:
+            # only a socket can be woken (an in-process body has none: no thread for it)
+            watchdog = threading.Timer(max(0.0, self.deadline - time.monotonic()), self._abort)
+            watchdog.daemon = True
+            watchdog.start()
         error: str | None = None
         try:
             for chunk in self.resp.iter_content(65536):
@@ -129,7 +132,8 @@ class _Body:
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as e:
             error = f"body cut short ({type(e).__name__})"
         finally:
-            watchdog.cancel()
+            if watchdog is not None:
+                watchdog.cancel()
             self.resp.close()
         if self.expired:
             error = "body not complete within the time bound"
