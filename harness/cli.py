@@ -69,8 +69,10 @@ def _battery(target_path: str | None, report_dir: Path, junit: str | None,
     engine.client()  # Docker down is exit 3 before anything starts
     # The scenarios folder holds no battery file of its own: --fulldisk-battery adds the
     # fulldisk::... collector, and the folder keeps the run away from the cwd's own tests.
+    # Plugins the battery never uses stay off: hypothesis's alone costs seconds of CPU per
+    # run (pytest rewrites its asserts, and PYTHONDONTWRITEBYTECODE keeps no cache of that).
     args = [_scenarios_dir(), "--fulldisk-battery", "-m", "chaos", "-q", "-p",
-            "no:cacheprovider", "--no-header",
+            "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:fakefs", "--no-header",
             "-o", "console_output_style=classic", "--fulldisk-require-docker",
             "--fulldisk-report", str(report_dir), "--rootdir", _scenarios_dir(),
             "--fulldisk-html", str(html.resolve())]
@@ -99,6 +101,38 @@ def _battery(target_path: str | None, report_dir: Path, junit: str | None,
     return code, report
 
 
+def _straight(target_path: str | None, report_dir: Path, html: Path
+              ) -> tuple[int, dict[str, Any]]:
+    """The battery without pytest (``fulldisk run`` without -k/-n): the same cases and
+    verdicts, the same report.json and report.html, no collection pass."""
+    from . import engine
+    from .progress import RunProgress, terminal_console
+    from .report import build, write_json
+    from .runner import run_battery
+
+    target = _target(target_path)
+    engine.client()  # Docker down is exit 3 before anything starts
+    with RunProgress(terminal_console(), target.name) as progress:
+        progress.total = len(_cases(target))
+        result = run_battery(target, done=lambda c, o: progress.finished(
+            "passed" if o is not None and o.passed else "failed", c.id))
+    code = 1 if result.failed else 0  # as pytest's exit status would be
+    untested = [{"target": t, "service": s, "path": p} for t, s, p in sorted(result.untested)]
+    report = build(target.name, result.verdicts, errors=result.errors,
+                   extra={"exitstatus": code, "untested_paths": untested})
+    write_json(report, report_dir / "report.json")
+    from .report_html import render_run, write_html
+
+    write_html(render_run(report, [o.timeline for o in result.outcomes], target), html)
+    return code, report
+
+
+def _cases(target: Target) -> list[Any]:
+    from .plugin import battery_cases
+
+    return list(battery_cases(target))
+
+
 def _exit_code(pytest_code: int, report: dict[str, Any]) -> int:
     if pytest_code == 0 and report.get("passed"):
         return 0
@@ -124,11 +158,14 @@ def _exit_code(pytest_code: int, report: dict[str, Any]) -> int:
 @html_opt
 def run(target_path: str | None, json_path: str | None, report_dir: str, select: str | None,
         workers: int, html_path: str | None) -> None:
-    """Run the battery against a target and print the summary."""
+    """Run the battery against a target and print the summary (-k or -n: through pytest)."""
     from .report import summary, write_json
 
     html = Path(html_path) if html_path else Path(report_dir) / "report.html"
-    code, report = _battery(target_path, Path(report_dir), None, select, workers, html)
+    if select or workers > 1:
+        code, report = _battery(target_path, Path(report_dir), None, select, workers, html)
+    else:
+        code, report = _straight(target_path, Path(report_dir), html)
     if json_path:
         write_json(report, json_path)
     summary(report, console, files={"html": html, "json": json_path or

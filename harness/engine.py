@@ -129,6 +129,15 @@ def image_config(tag: str) -> ImageConfig:
     return ImageConfig(tuple(ports), str(cfg.get("User") or ""))
 
 
+def image_id(tag: str) -> str:
+    """An image's id (the digest of its content), InfrastructureError when missing."""
+    try:
+        return str(client().images.get(tag).id)
+    except docker.errors.ImageNotFound:
+        raise InfrastructureError(f"Image {tag!r} is not on this machine (no registry to "
+                                  "pull from).", "build or load the image first") from None
+
+
 def require_image(tag: str, hint: str) -> None:
     """Raise InfrastructureError naming the fix when an image is missing."""
     if not image_exists(tag):
@@ -192,6 +201,10 @@ class Handle:
     name: str
     wrapper: DockerContainer
     _shells: dict[str, _Shell] = field(default_factory=dict)
+    # published ports of the current start (a restart may publish others): every probe
+    # request asks for its URL, and an inspect per request was most of a run's engine calls
+    _ports: dict[int, int] = field(default_factory=dict)
+    _started_at: str = ""
 
     @property
     def container(self) -> Container:
@@ -201,6 +214,10 @@ class Handle:
     def reload(self) -> None:
         """Refresh state from the engine."""
         self.container.reload()
+        started = str((self.container.attrs.get("State") or {}).get("StartedAt", ""))
+        if started != self._started_at:
+            self._ports.clear()
+            self._started_at = started
 
     @property
     def status(self) -> str:
@@ -214,13 +231,21 @@ class Handle:
         self.reload()
         return int(self.container.attrs.get("RestartCount", 0))
 
+    def restarts_and_status(self) -> tuple[int, str]:
+        """Restart count and status from one inspect."""
+        self.reload()
+        return int(self.container.attrs.get("RestartCount", 0)), str(self.container.status)
+
     def host_port(self, port: int) -> int:
         """The 127.0.0.1 port published for a container port."""
+        if port in self._ports:
+            return self._ports[port]
         self.reload()
         bindings = (self.container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp")
         for b in bindings or []:
             if b.get("HostIp") in (LOOPBACK, "") and b.get("HostPort"):
-                return int(b["HostPort"])
+                self._ports[port] = int(b["HostPort"])
+                return self._ports[port]
         raise InfrastructureError(f"{self.name}: port {port} is not published on {LOOPBACK}.",
                                   "declare it in the service's 'ports'")
 
@@ -627,13 +652,15 @@ def clean(run: str | None = None, *, stale_only: bool = False, dry_run: bool = F
             return True
         return not _alive(lbls.get(PID_LABEL, ""), lbls.get(HOST_LABEL, ""))
 
-    # ignore_removed: another run may remove its own containers while we list them
-    ctrs = [x for x in c.containers.list(all=True, filters=flt, ignore_removed=True)
-            if wanted(x.labels)]
+    # sparse: the list itself carries the labels; a full listing inspects every container
+    # on the engine one by one (seconds on a busy shared engine)
+    ctrs = [x for x in c.containers.list(all=True, filters=flt, sparse=True)
+            if wanted(x.attrs.get("Labels"))]
     end = time.monotonic() + deadline
     if not dry_run:
         for x in ctrs:
-            _gone(partial(x.remove, force=True, v=False), end, str(x.name))
+            names = x.attrs.get("Names") or [x.id]
+            _gone(partial(x.remove, force=True, v=False), end, str(names[0]).lstrip("/"))
     vols = [v for v in c.volumes.list(filters=flt) if wanted(v.attrs.get("Labels"))]
     nets = [n for n in c.networks.list(filters=flt) if wanted(n.attrs.get("Labels"))]
     if not dry_run:
@@ -695,6 +722,19 @@ def mkdir_tar(path: str, uid: int, gid: int, mode: int) -> bytes:
         info.type = tarfile.DIRTYPE
         info.uid, info.gid, info.mode, info.mtime = uid, gid, mode, int(time.time())
         t.addfile(info)
+    return out.getvalue()
+
+
+def join_tars(parts: Sequence[bytes]) -> bytes:
+    """One tar holding the members of several (one archive call instead of several)."""
+    if len(parts) == 1:
+        return parts[0]
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as dst:
+        for data in parts:
+            src = tarfile.open(fileobj=io.BytesIO(data))
+            for m in src.getmembers():
+                dst.addfile(m, src.extractfile(m) if m.isfile() else None)
     return out.getvalue()
 
 
