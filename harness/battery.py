@@ -8,8 +8,6 @@ fails or the run is interrupted. The same functions serve pytest (``scenarios/``
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +17,7 @@ from .invariants import Rules, Verdict, evaluate
 from .loads import Downloads, ballast, drain, log_marks, sessions
 from .probes import Prober
 from .stack import Stack
+from .stack import announce as _announce
 from .timeline import PhaseName, ProbeResult, Timeline
 
 PER_VOLUME = ("no_silent_write_loss", "errors_surface", "graceful_refusal", "recovery",
@@ -113,17 +112,6 @@ class Run:
     def baseline(self) -> set[str]:
         """Probes that passed in the steady phase."""
         return {p.probe for p in self.tl.in_phase(ProbeResult, "steady") if p.passed}
-
-
-def _announce(phase: str) -> None:
-    """Test hook: report the phase to ``$FULLDISK_PHASE_FILE`` and, when it is
-    ``$FULLDISK_HOLD_PHASE``, hold there (at most 60 s) so a test can kill the run in it."""
-    path = os.environ.get("FULLDISK_PHASE_FILE")
-    if path:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(phase + "\n")
-    if os.environ.get("FULLDISK_HOLD_PHASE") == phase:
-        threading.Event().wait(60)  # interrupted by the signal the test sends
 
 
 def volume_scenario(stack: Stack, volume: str, *, scenario: str | None = None) -> Outcome:

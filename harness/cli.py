@@ -10,7 +10,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, NoReturn
@@ -58,17 +60,65 @@ def _scenarios_dir() -> str:
     return next(iter(spec.submodule_search_locations))
 
 
-def _battery(target_path: str | None, report_dir: Path, junit: str | None,
-             select: str | None, workers: int) -> tuple[int, dict[str, Any]]:
+def output_dir(path: str, what: str) -> Path:
+    """A folder the user asked for: created when missing, refused when it is a file or
+    cannot be written (checked before the run starts, not after it)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{what} {path!r} is a file, not a folder",
+                         f"give a folder (it is created when missing), or remove {path}")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=p):
+            pass
+    except OSError as e:
+        raise UsageError(f"{what} {path!r} cannot be written ({e.strerror or e})",
+                         "give a folder you can write to") from None
+    return p
+
+
+def output_file(path: str, what: str, *, created: Path | None = None) -> Path:
+    """A file the run will write: not a folder, in an existing (or the report) folder,
+    writable. Checked before the run starts; nothing is left behind by the check."""
+    p = Path(path)
+    if p.is_dir() or path.endswith(("/", os.sep)):
+        raise UsageError(f"{what} {path!r} is a folder, not a file",
+                         f"give a file path such as {path.rstrip('/') or '.'}/report.json")
+    parent = p.parent
+    if not parent.is_dir() and (created is None or parent.resolve() != created.resolve()):
+        raise UsageError(f"{what} {path!r}: the folder {str(parent)!r} does not exist",
+                         "create it first, or give a path in an existing folder")
+    existed = p.exists()
+    try:
+        with open(p, "a", encoding="utf-8"):
+            pass
+    except OSError as e:
+        raise UsageError(f"{what} {path!r} cannot be written ({e.strerror or e})",
+                         "give a file path you can write to") from None
+    if not existed:
+        p.unlink()
+    return p
+
+
+def _battery(target_path: str | None, report_dir: str, junit: str | None,
+             json_path: str | None, select: str | None,
+             workers: int) -> tuple[int, dict[str, Any], Path]:
     import pytest
 
     from . import engine
 
     target = _target(target_path)
+    out = output_dir(report_dir, "--report-dir")
+    if junit:
+        output_file(junit, "--junit", created=out)
+    if json_path:
+        output_file(json_path, "--json", created=out)
     engine.client()  # Docker down is exit 3 before anything starts
+    report_file = out / "report.json"
+    report_file.unlink(missing_ok=True)  # never read an earlier run's report as this one's
     args = [_scenarios_dir(), "-m", "chaos", "-q", "-p", "no:cacheprovider", "--no-header",
             "-o", "console_output_style=classic", "--fulldisk-require-docker",
-            "--fulldisk-report", str(report_dir), "--rootdir", _scenarios_dir()]
+            "--tb=no", "-rN", "--fulldisk-report", str(out), "--rootdir", _scenarios_dir()]
     if target_path:
         args += ["--fulldisk-target", str(Path(target_path).resolve())]
     if junit:
@@ -78,23 +128,47 @@ def _battery(target_path: str | None, report_dir: Path, junit: str | None,
     if workers > 1:
         args += ["-n", str(workers), "--dist", "loadgroup"]
     code = int(pytest.main(args))
-    report_file = report_dir / "report.json"
     report: dict[str, Any] = (json.loads(report_file.read_text()) if report_file.exists()
-                              else {"target": target.name, "passed": False, "verdicts": [],
-                                    "errors": [f"pytest exited {code} without a report"]})
-    return code, report
+                              else {"target": target.name, "status": "error", "passed": False,
+                                    "verdicts": [], "errors": [
+                                        f"the battery ended (pytest exit {code}) without a "
+                                        "report"]})
+    if code == 5 and not report.get("errors"):
+        report["errors"] = [f"no battery scenario matches -k {select!r}. Hint: `fulldisk "
+                            "list` shows the scenario ids"]
+        report["error_exit"] = 2
+    return code, report, report_file
 
 
 def _exit_code(pytest_code: int, report: dict[str, Any]) -> int:
-    if pytest_code == 0 and report.get("passed"):
-        return 0
+    if report.get("interrupted"):
+        return 130
+    if report.get("errors"):
+        return int(report.get("error_exit") or 3)
     if pytest_code in (4, 5):
         return 2
-    if report.get("errors") or pytest_code not in (0, 1):
+    if pytest_code == 0 and report.get("passed"):
+        return 0
+    if pytest_code not in (0, 1):
         return 3
     if any(not v["passed"] for v in report.get("verdicts", [])):
         return 1
     return 3  # a test failed without a verdict: the harness could not judge
+
+
+def _finish(report: dict[str, Any], rc: int, json_path: str | None, report_file: Path) -> None:
+    """Print the outcome once: the summary, or (when nothing was judged) the error."""
+    from .report import summary, write_json
+
+    if report.get("errors") and not report.get("verdicts") and not report.get("interrupted"):
+        for e in report["errors"]:
+            err_console.print(f"fulldisk: error: {e}", markup=False, highlight=False,
+                              soft_wrap=True)
+    else:
+        summary(report, console)
+    if json_path:
+        write_json(report, json_path)
+    console.print(f"report: {report_file}")
 
 
 @cli.command()
@@ -108,14 +182,11 @@ def _exit_code(pytest_code: int, report: dict[str, Any]) -> int:
 def run(target_path: str | None, json_path: str | None, report_dir: str, select: str | None,
         workers: int) -> None:
     """Run the battery against a target and print the summary."""
-    from .report import summary, write_json
-
-    code, report = _battery(target_path, Path(report_dir), None, select, workers)
-    summary(report, console)
-    if json_path:
-        write_json(report, json_path)
-    console.print(f"report: {Path(report_dir) / 'report.json'}")
-    sys.exit(_exit_code(code, report))
+    code, report, report_file = _battery(target_path, report_dir, None, json_path, select,
+                                         workers)
+    rc = _exit_code(code, report)
+    _finish(report, rc, json_path, report_file)
+    sys.exit(rc)
 
 
 @cli.command()
@@ -127,14 +198,12 @@ def run(target_path: str | None, json_path: str | None, report_dir: str, select:
 @click.option("-n", "workers", default=1, show_default=True, type=click.IntRange(1, 8))
 def gate(target_path: str | None, junit: str, json_path: str | None, report_dir: str,
          select: str | None, workers: int) -> None:
-    """Pre-deploy gate: exit 0 all passed, 1 an invariant failed, 2 usage, 3 infrastructure."""
-    from .report import summary, write_json
-
-    code, report = _battery(target_path, Path(report_dir), junit, select, workers)
-    summary(report, console)
-    if json_path:
-        write_json(report, json_path)
+    """Pre-deploy gate: exit 0 all passed, 1 an invariant failed, 2 usage or target
+    config, 3 infrastructure, 130 interrupted."""
+    code, report, report_file = _battery(target_path, report_dir, junit, json_path, select,
+                                         workers)
     rc = _exit_code(code, report)
+    _finish(report, rc, json_path, report_file)
     console.print(f"gate: {'PASS' if rc == 0 else 'FAIL'} (exit {rc}); junit: {junit}")
     sys.exit(rc)
 
@@ -160,11 +229,13 @@ def list_(target_path: str | None) -> None:
 
 
 @cli.command()
-def doctor() -> None:
-    """Check Docker, the base image and the reference images; exit 0 only when ready."""
+@target_opt
+def doctor(target_path: str | None) -> None:
+    """Check Docker, the base image and the target's images; exit 0 only when ready."""
     from . import engine
 
     ok = True
+    t = load_target(target_path)  # a bad config is exit 2 before Docker is asked
     info = engine.info()  # Docker down: one line with the fix, exit 3 (see main)
     console.print(f"[green]✓[/] Docker engine {info.version} (API {info.api_version})")
     if info.base_image_present:
@@ -173,30 +244,47 @@ def doctor() -> None:
         ok = False
         console.print(f"[red]✗[/] base image {info.base_image} missing. Hint: run ci/setup "
                       "(debootstrap + docker import when no registry answers)")
-    t = load_target(None)
+    console.print(f"  target {t.name} ({t.path})", markup=False)
     for img in sorted({s.image for s in t.services.values()}):
+        built = any(s.build for s in t.services.values() if s.image == img)
         if engine.image_exists(img):
             console.print(f"[green]✓[/] image {img}")
         else:
             ok = False
-            console.print(f"[red]✗[/] image {img} missing. Hint: run `fulldisk build`")
+            fix = (f"run `fulldisk build{' --target ' + target_path if target_path else ''}`"
+                   if built else "build or load it (the service has no 'build' context)")
+            console.print(f"[red]✗[/] image {img} missing. Hint: {fix}")
     left = engine.count_labelled()
     console.print(f"{'[yellow]!' if left.total else '[green]✓'}[/] labelled leftovers: "
                   f"{left.containers} containers, {left.volumes} volumes, {left.networks} "
-                  f"networks{' (run `fulldisk clean`)' if left.total else ''}")
+                  f"networks in {len(left.runs)} run(s)")
+    if left.runs:
+        gone = engine.stale_runs()
+        for r in left.runs:
+            state = ("owner gone: `fulldisk clean --stale` removes it" if r in gone else
+                     "owner alive or not proven gone (`fulldisk clean --run ID` if you know)")
+            console.print(f"    {r}: {state}", markup=False)
     sys.exit(0 if ok else 3)
 
 
 @cli.command()
 @click.option("--run", "run_id", default=None, help="only this run id (default: all runs)")
-@click.option("--stale", is_flag=True, help="only runs whose process is gone")
+@click.option("--stale", is_flag=True,
+              help="only runs proven gone (their lease went unrenewed past its grace period)")
 def clean(run_id: str | None, stale: bool) -> None:
     """Remove every container, volume and network labelled fulldisk.run."""
     from . import engine
 
+    if run_id is not None and run_id not in engine.count_labelled(run_id).runs:
+        raise UsageError(f"no resources of run {run_id!r} on this engine (already removed, "
+                         "or a typo)", "`fulldisk doctor` lists the runs that have leftovers")
     left = engine.clean(run_id, stale_only=stale)
     console.print(f"removed {left.containers} containers, {left.volumes} volumes, "
                   f"{left.networks} networks")
+    if left.unproven:
+        console.print(f"kept {len(left.unproven)} run(s) not proven gone (alive, or without "
+                      f"a lease): {', '.join(left.unproven)}; `fulldisk clean --run ID` "
+                      "removes one whose owner you know has ended")
 
 
 @cli.command()
@@ -227,6 +315,8 @@ def selftest(json_path: str | None, only: str | None) -> None:
         if unknown:
             raise UsageError(f"unknown defect switch(es): {', '.join(unknown)}",
                              f"choose from {', '.join(DEFECTS)}")
+    if json_path:
+        output_file(json_path, "--json")
     result = run_selftest(names, DEFECTS, progress=lambda s: err_console.print(s))
     console.print(matrix_text(result))
     if json_path:
@@ -266,6 +356,23 @@ def _fail(message: str, code: int) -> NoReturn:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one line for every user error, the exit codes above."""
     os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        from .plugin import stop_on_sigterm
+
+        signal.signal(signal.SIGTERM, stop_on_sigterm)  # stop at once, then clean up
+    try:
+        _main(argv)
+    finally:
+        if "harness.engine" in sys.modules:  # this process's lease, if it made one
+            from . import engine
+
+            try:
+                engine.release_lease()
+            except HarnessError:
+                pass
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         cli.main(args=argv, prog_name="fulldisk", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as e:

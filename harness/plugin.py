@@ -24,8 +24,10 @@ if TYPE_CHECKING:
     from .target import Target
 
 VERDICT_KEY = "fulldisk.verdict"
+ERROR_KEY = "fulldisk.error"
 _report_key: pytest.StashKey[list[dict[str, Any]]] = pytest.StashKey()
 _errors_key: pytest.StashKey[list[str]] = pytest.StashKey()
+_state_key: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,12 +51,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): run tests of one group together")
     config.stash[_report_key] = []
     config.stash[_errors_key] = []
+    config.stash[_state_key] = {"interrupted": None, "error_exit": 0, "tests": 0, "ran": 0}
     if not hasattr(config, "workerinput") and signal.getsignal(signal.SIGTERM) in (
             signal.SIG_DFL, None):
-        def _term(signum: int, frame: object) -> None:
-            raise KeyboardInterrupt("SIGTERM")
+        signal.signal(signal.SIGTERM, stop_on_sigterm)
 
-        signal.signal(signal.SIGTERM, _term)
+
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM stops the run at once (as Ctrl-C does); a second one during the cleanup
+    that follows is ignored, so the cleanup is not cut short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt("SIGTERM")
 
 
 def _target(config: pytest.Config) -> Target:
@@ -113,16 +120,53 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 pytest.PytestWarning(f"fulldisk: stale cleanup incomplete: {e.one_line()}"), 2)
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Collect verdicts (also from xdist workers) for the JSON report."""
-    if report.when != "call":
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Count the tests, so an interrupted report can say how many ran."""
+    session.config.stash[_state_key]["tests"] = len(session.items)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A fulldisk error in a chaos test is one line (never a traceback), recorded for the
+    report with its exit code, and stops the session: it would repeat for every test."""
+    outcome: Any = yield
+    rep: pytest.TestReport = outcome.get_result()
+    from .errors import HarnessError
+
+    if call.excinfo is None or not item.get_closest_marker("chaos"):
         return
+    e = call.excinfo.value
+    if isinstance(e, HarnessError):
+        line = e.one_line().replace("\n", " | ")
+        rep.longrepr = line
+        rep.user_properties.append((ERROR_KEY, json.dumps({"error": line,
+                                                            "exit": e.exit_code})))
+        item.session.shouldfail = f"fulldisk: stopped after an error: {type(e).__name__}"
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect verdicts and errors (also from xdist workers) for the JSON report."""
     cfg = _CONFIG[0] if _CONFIG else None
     if cfg is None:
         return
+    if report.when == "teardown":
+        cfg.stash[_state_key]["ran"] += 1
     for k, v in report.user_properties:
-        if k == VERDICT_KEY:
+        if k == VERDICT_KEY and report.when == "call":
             cfg.stash[_report_key].append(json.loads(str(v)))
+        if k == ERROR_KEY:
+            err = json.loads(str(v))
+            state = cfg.stash[_state_key]
+            if err["error"] not in cfg.stash[_errors_key]:
+                cfg.stash[_errors_key].append(err["error"])
+                state["error_exit"] = max(state["error_exit"], int(err["exit"]))
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """Remember a Ctrl-C or SIGTERM (not pytest's own stop): the report says interrupted."""
+    cfg = _CONFIG[0] if _CONFIG else None
+    if cfg is not None and type(excinfo.value) is KeyboardInterrupt:
+        cfg.stash[_state_key]["interrupted"] = str(excinfo.value) or "SIGINT"
 
 
 _CONFIG: list[pytest.Config] = []
@@ -138,8 +182,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Write the JSON report and remove anything this run left."""
     config = session.config
     if hasattr(config, "workerinput"):
+        if "harness.engine" in sys.modules:  # a worker's stacks are gone: end its lease
+            from . import engine
+
+            engine.release_lease()
         return
     verdicts = config.stash[_report_key]
+    state = config.stash[_state_key]
+    errors: list[str] = config.stash.get(_errors_key, [])
+    if errors and not state["interrupted"]:
+        session.exitstatus = state["error_exit"]  # 2 target problem, 3 infrastructure
     out = config.getoption("--fulldisk-report")
     if out and not config.option.collectonly:
         from .report import build, write_json
@@ -148,9 +200,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             name = _target(config).name
         except Exception:
             name = "?"
-        errors: list[str] = config.stash.get(_errors_key, [])
-        write_json(build(name, verdicts, errors=errors,
-                         extra={"exitstatus": int(exitstatus)}), Path(out) / "report.json")
+        write_json(build(name, verdicts, errors=errors, interrupted=state["interrupted"],
+                         extra={"exitstatus": int(session.exitstatus),
+                                "error_exit": state["error_exit"] or None,
+                                "tests": state["tests"], "ran": state["ran"]}),
+                   Path(out) / "report.json")
     if "harness.engine" in sys.modules:  # only when this session talked to Docker
         from . import engine
         from .errors import HarnessError
@@ -203,10 +257,14 @@ def make_stack(fulldisk_images: list[str]) -> Iterator[Callable[..., Stack]]:
     made: list[Stack] = []
 
     def make(target: Target, **kwargs: Any) -> Stack:
+        from .preflight import preflight
+
         s = Stack(target, **kwargs)
         made.append(s)
         try:
-            return s.start()
+            s.start()
+            preflight(s)  # every probe passes on the empty disks, or nothing is filled
+            return s
         except BaseException:
             s.stop()
             raise

@@ -23,11 +23,16 @@ def verdict_text(v: Mapping[str, Any]) -> str:
 
 
 def build(target: str, verdicts: Iterable[Mapping[str, Any]], *,
-          errors: Iterable[str] = (), extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON report: ``target``, ``passed``, ``verdicts`` (+ ``errors`` of the infra)."""
+          errors: Iterable[str] = (), interrupted: str | None = None,
+          extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON report: ``target``, ``status`` (passed, failed, error or interrupted),
+    ``passed``, ``verdicts``, ``errors``; an interrupted run never counts as passed."""
     vs = [dict(v) for v in verdicts]
     errs = list(errors)
-    return {"target": target, "passed": not errs and bool(vs) and all(v["passed"] for v in vs),
+    passed = not errs and not interrupted and bool(vs) and all(v["passed"] for v in vs)
+    status = ("interrupted" if interrupted else "error" if errs else
+              "passed" if passed else "failed")
+    return {"target": target, "status": status, "passed": passed, "interrupted": interrupted,
             "verdicts": vs, "errors": errs, **(extra or {})}
 
 
@@ -53,9 +58,14 @@ def summary(report: Mapping[str, Any], console: Console | None = None) -> None:
         table.add_row(str(v.get("scenario", "")), v["invariant"], mark, v["summary"][:100])
     con.print(table)
     for e in report.get("errors", []):
-        con.print(f"[red]error:[/] {e}")
+        con.print(f"[red]error:[/] {e}", markup=False)
     n = len(report["verdicts"])
     failed = sum(1 for v in report["verdicts"] if not v["passed"])
+    if report.get("interrupted"):
+        con.print(f"[yellow]INTERRUPTED ({report['interrupted']}) after {report.get('ran', '?')} "
+                  f"of {report.get('tests', '?')} tests: {n - failed} of {n} verdicts so far "
+                  "passed — no verdict on the target[/]")
+        return
     colour = "green" if report["passed"] else "red"
     con.print(f"[{colour}]{n - failed} of {n} verdicts passed"
               f"{'' if report['passed'] else ' — NOT SAFE TO DEPLOY'}[/]")

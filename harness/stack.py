@@ -7,7 +7,9 @@ always runs, also when start fails half way; everything is labelled for ``clean`
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,10 +20,22 @@ from types import TracebackType
 from typing import Self
 
 from . import engine
-from .errors import ConfigError, HarnessError, InfrastructureError
+from .errors import ConfigError, HarnessError, InfrastructureError, TargetProblem
 from .guard import GUARD
+from .sizes import PAGE, format_size
 from .target import Service, Target
 from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, measure
+
+
+def announce(phase: str) -> None:
+    """Test hook: report the phase to ``$FULLDISK_PHASE_FILE`` and, when it is
+    ``$FULLDISK_HOLD_PHASE``, hold there (at most 60 s) so a test can kill the run in it."""
+    path = os.environ.get("FULLDISK_PHASE_FILE")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(phase + "\n")
+    if os.environ.get("FULLDISK_HOLD_PHASE") == phase:
+        threading.Event().wait(60)  # interrupted by the signal the test sends
 
 
 def _order(services: Mapping[str, Service]) -> list[str]:
@@ -117,8 +131,10 @@ class Stack:
             vol = TmpfsVolume(key, f"{self.id}-{key}", spec, self.agent)
             self.volumes[key] = vol
         self._seed()
+        announce("start")  # volumes and agent are up, services about to start
         for name in _order(self.target.services):
             self.services[name] = engine.start(self._spec(name))
+        announce("ready-wait")
         self._wait_ready(time.monotonic())
         self.started_at = time.time()
         self.start_seconds = time.monotonic() - t0
@@ -166,6 +182,7 @@ class Stack:
         try:
             for vol in self.volumes.values():
                 seeds: dict[str, bytes] = {}
+                where: list[str] = []
                 if vol.spec.seed:
                     for m in vol.spec.mounts:
                         sub = m.subdir or DEFAULT_SUBDIR
@@ -177,10 +194,33 @@ class Stack:
                         data = readers[image].get_archive(m.path)
                         if data is not None:
                             seeds[sub] = engine.retar(data, sub)
+                            where.append(f"{m.service}:{m.path}")
+                self._seed_fits(vol, seeds, where)
                 vol.prepare(seeds)
         finally:
             for r in readers.values():
                 r.remove()
+
+    def _seed_fits(self, vol: TmpfsVolume, seeds: dict[str, bytes], where: list[str]) -> None:
+        """The image's files must fit the volume with room to spare, or the app would
+        start on a full disk: say which path and how much it needs."""
+        nbytes = ninodes = 0
+        for data in seeds.values():
+            for size, _ in engine.tar_sizes(data):
+                nbytes += -(-size // PAGE) * PAGE  # tmpfs allocates whole pages
+                ninodes += 1
+        spec = vol.spec
+        if nbytes + PAGE > spec.size or ninodes + 2 > spec.inodes:
+            mib = 1024 * 1024
+            need = format_size(max(spec.size, -(-2 * (nbytes + PAGE) // mib) * mib))
+            raise TargetProblem(
+                f"volume {vol.name!r}: the image's files at {', '.join(where)} need "
+                f"{format_size(nbytes)} and {ninodes} inodes, but the volume has "
+                f"{format_size(spec.size)} and {spec.inodes} inodes, so the app would start "
+                "on a full disk",
+                f"in {self.target.path} set volumes.{vol.name}.size to at least {need} and "
+                f"inodes to at least {max(spec.inodes, 2 * ninodes + 16)}, or seed = false if "
+                "the app creates its files itself")
 
     def _spec(self, name: str) -> engine.ContainerSpec:
         svc = self.target.services[name]
@@ -225,7 +265,8 @@ class Stack:
                     raise InfrastructureError(
                         f"Service {name!r} not ready within {ready.timeout:g} s "
                         f"(tried {attempts[name]}). Last log lines:\n{tail}",
-                        f"check services.{name}.ready and the service's log above")
+                        f"check services.{name}.ready and the service's last log lines "
+                        "in this message")
             if pending:
                 time.sleep(0.05)  # poll interval of a deadline-bounded readiness loop
         for name, h in self.services.items():  # those without a readiness check, too
@@ -239,7 +280,8 @@ class Stack:
         tail = "\n".join(h.logs(timestamps=False).splitlines()[-15:])
         return InfrastructureError(f"Service {name!r} exited at start (exit code {code}). "
                                    f"Last log lines:\n{tail}",
-                                   f"fix services.{name} (command, env, image); its log is above")
+                                   f"fix services.{name} (command, env, image); its last log lines "
+                                   "are in this message")
 
     # --- access ------------------------------------------------------------------------
     def url(self, service: str, port: int | None = None) -> str:
