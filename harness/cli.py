@@ -156,7 +156,7 @@ def _exit_code(pytest_code: int, report: dict[str, Any]) -> int:
     return 3  # a test failed without a verdict: the harness could not judge
 
 
-def _finish(report: dict[str, Any], rc: int, json_path: str | None, report_file: Path) -> None:
+def _finish(report: dict[str, Any], json_path: str | None, report_file: Path) -> None:
     """Print the outcome once: the summary, or (when nothing was judged) the error."""
     from .report import summary, write_json
 
@@ -185,7 +185,7 @@ def run(target_path: str | None, json_path: str | None, report_dir: str, select:
     code, report, report_file = _battery(target_path, report_dir, None, json_path, select,
                                          workers)
     rc = _exit_code(code, report)
-    _finish(report, rc, json_path, report_file)
+    _finish(report, json_path, report_file)
     sys.exit(rc)
 
 
@@ -203,7 +203,7 @@ def gate(target_path: str | None, junit: str, json_path: str | None, report_dir:
     code, report, report_file = _battery(target_path, report_dir, junit, json_path, select,
                                          workers)
     rc = _exit_code(code, report)
-    _finish(report, rc, json_path, report_file)
+    _finish(report, json_path, report_file)
     console.print(f"gate: {'PASS' if rc == 0 else 'FAIL'} (exit {rc}); junit: {junit}")
     sys.exit(rc)
 
@@ -234,14 +234,14 @@ def doctor(target_path: str | None) -> None:
     """Check Docker, the base image and the target's images; exit 0 only when ready."""
     from . import engine
 
-    ok = True
+    missing: list[str] = []
     t = load_target(target_path)  # a bad config is exit 2 before Docker is asked
     info = engine.info()  # Docker down: one line with the fix, exit 3 (see main)
     console.print(f"[green]✓[/] Docker engine {info.version} (API {info.api_version})")
     if info.base_image_present:
         console.print(f"[green]✓[/] base image {info.base_image}")
     else:
-        ok = False
+        missing.append(info.base_image)
         console.print(f"[red]✗[/] base image {info.base_image} missing. Hint: run ci/setup "
                       "(debootstrap + docker import when no registry answers)")
     console.print(f"  target {t.name} ({t.path})", markup=False)
@@ -250,7 +250,7 @@ def doctor(target_path: str | None) -> None:
         if engine.image_exists(img):
             console.print(f"[green]✓[/] image {img}")
         else:
-            ok = False
+            missing.append(img)
             fix = (f"run `fulldisk build{' --target ' + target_path if target_path else ''}`"
                    if built else "build or load it (the service has no 'build' context)")
             console.print(f"[red]✗[/] image {img} missing. Hint: {fix}")
@@ -264,7 +264,9 @@ def doctor(target_path: str | None) -> None:
             state = ("owner gone: `fulldisk clean --stale` removes it" if r in gone else
                      "owner alive or not proven gone (`fulldisk clean --run ID` if you know)")
             console.print(f"    {r}: {state}", markup=False)
-    sys.exit(0 if ok else 3)
+    if missing:
+        raise InfrastructureError(f"not ready: image(s) {', '.join(missing)} missing",
+                                  "see the lines above for how to make each one")
 
 
 @cli.command()

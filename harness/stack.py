@@ -29,13 +29,17 @@ from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, measure
 
 def announce(phase: str) -> None:
     """Test hook: report the phase to ``$FULLDISK_PHASE_FILE`` and, when it is
-    ``$FULLDISK_HOLD_PHASE``, hold there (at most 60 s) so a test can kill the run in it."""
+    ``$FULLDISK_HOLD_PHASE``, hold there (at most 60 s) so a test can kill the run in it,
+    or let it go on by creating ``$FULLDISK_PHASE_FILE.release``."""
     path = os.environ.get("FULLDISK_PHASE_FILE")
     if path:
         with open(path, "a", encoding="utf-8") as f:
             f.write(phase + "\n")
     if os.environ.get("FULLDISK_HOLD_PHASE") == phase:
-        threading.Event().wait(60)  # interrupted by the signal the test sends
+        release = f"{path}.release" if path else None
+        end = time.monotonic() + 60
+        while time.monotonic() < end and not (release and os.path.exists(release)):
+            threading.Event().wait(0.05)  # polled; the signal the test sends ends it early
 
 
 def _order(services: Mapping[str, Service]) -> list[str]:
