@@ -1,8 +1,9 @@
 """The ``fulldisk`` command: run, gate, selftest, list, doctor, clean, build.
 
-Exit codes: 0 all passed; 1 an invariant failed; 2 usage or config error; 3 the machine
-cannot run the check (Docker down, image missing, port in use, a service died).
-A user error is one line with its fix, never a traceback.
+Exit codes (README, "Exit codes"): 0 all passed; 1 an invariant failed; 2 usage, config
+or target problem (a probe that fails on empty disks); 3 the machine cannot run the check
+(Docker down, image missing, a service died); 130 interrupted. A user error is one line
+with its fix, never a traceback.
 """
 
 from __future__ import annotations
@@ -103,16 +104,16 @@ def output_file(path: str, what: str, *, created: Path | None = None) -> Path:
 def _battery(target_path: str | None, report_dir: str, junit: str | None,
              json_path: str | None, select: str | None,
              workers: int) -> tuple[int, dict[str, Any], Path]:
-    import pytest
-
-    from . import engine
-
-    target = _target(target_path)
+    target = _target(target_path)  # config and output errors come before heavy imports
     out = output_dir(report_dir, "--report-dir")
     if junit:
         output_file(junit, "--junit", created=out)
     if json_path:
         output_file(json_path, "--json", created=out)
+    import pytest
+
+    from . import engine
+
     engine.client()  # Docker down is exit 3 before anything starts
     report_file = out / "report.json"
     report_file.unlink(missing_ok=True)  # never read an earlier run's report as this one's
