@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from .backend import Backend
 from .invariants import Rules, Verdict, evaluate
 from .loads import Downloads, ballast, drain, log_marks, sessions
 from .probes import Prober
@@ -33,7 +34,7 @@ class Outcome:
 
     scenario: str
     volume: str | None
-    timeline: Timeline
+    timeline: Timeline = field(repr=False)  # thousands of events: too long for a report
     verdicts: list[Verdict] = field(default_factory=list)
     error: str | None = None
 
@@ -46,14 +47,14 @@ class Outcome:
 
     @property
     def passed(self) -> bool:
-        """Every checked invariant passed and nothing broke."""
-        return self.error is None and all(v.passed for v in self.verdicts)
+        """No checked invariant failed and nothing broke (not judged is not a failure)."""
+        return self.error is None and not any(v.failed for v in self.verdicts)
 
 
 class Run:
     """One scenario run: the stack, its timeline and prober, and phase bookkeeping."""
 
-    def __init__(self, stack: Stack, scenario: str, volume: str | None = None) -> None:
+    def __init__(self, stack: Backend, scenario: str, volume: str | None = None) -> None:
         self.stack = stack
         self.tl = Timeline(scenario=scenario, volume=volume)
         self.pr = Prober(stack, self.tl)
@@ -114,7 +115,7 @@ class Run:
         return {p.probe for p in self.tl.in_phase(ProbeResult, "steady") if p.passed}
 
 
-def volume_scenario(stack: Stack, volume: str, *, scenario: str | None = None) -> Outcome:
+def volume_scenario(stack: Backend, volume: str, *, scenario: str | None = None) -> Outcome:
     """Steady, fill one volume to the last byte, act with every probe, free, recover."""
     run = Run(stack, scenario or f"battery-{volume}", volume)
     vol = stack.volume(volume)
@@ -167,7 +168,9 @@ def downloads_fill_shared_disk(stack: Stack) -> Outcome:
             run.pr.disk()
     with run.phase("recover"):
         run.recover(baseline=run.baseline())
-    return run.finish(("core_isolation", "graceful_refusal", "recovery"))
+    # graceful_refusal is judged by the volume cases: an app that keeps its reserve never
+    # lets this disk fill, so here it would have nothing to judge
+    return run.finish(("core_isolation", "recovery"))
 
 
 def cleanup_under_load(stack: Stack) -> Outcome:
@@ -187,7 +190,7 @@ def cleanup_under_load(stack: Stack) -> Outcome:
     return run.finish(("cleanup_keeps_up",))
 
 
-def counter_against_served(stack: Stack) -> Outcome:
+def counter_against_served(stack: Backend) -> Outcome:
     """The download counter against downloads actually served: new, repeated, refused."""
     target = stack.target
     assert target.downloads is not None
@@ -269,7 +272,7 @@ def cases(volumes: list[str], bulk: set[str], *, downloads: bool, cleanup: bool,
                          "recovery")))
     if downloads:
         out.append(Case("downloads-fill-shared-disk", None, True, downloads_fill_shared_disk,
-                        ("core_isolation", "graceful_refusal", "recovery"), True))
+                        ("core_isolation", "recovery"), True))
     if cleanup:
         out.append(Case("cleanup-under-load", None, False, cleanup_under_load,
                         ("cleanup_keeps_up",), True))

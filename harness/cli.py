@@ -152,7 +152,9 @@ def _exit_code(pytest_code: int, report: dict[str, Any]) -> int:
         return 0
     if pytest_code not in (0, 1):
         return 3
-    if any(not v["passed"] for v in report.get("verdicts", [])):
+    from .report import status
+
+    if any(status(v) == "fail" for v in report.get("verdicts", [])):
         return 1
     return 3  # a test failed without a verdict: the harness could not judge
 
@@ -197,16 +199,35 @@ def run(target_path: str | None, json_path: str | None, report_dir: str, select:
 @click.option("--report-dir", default="reports", show_default=True, metavar="DIR")
 @click.option("-k", "select", default=None, help="only scenarios matching this expression")
 @click.option("-n", "workers", default=1, show_default=True, type=click.IntRange(1, 8))
+@click.option("--strict", is_flag=True,
+              help="also fail (exit 1) on a not judged verdict of an invariant the target feeds")
 def gate(target_path: str | None, junit: str, json_path: str | None, report_dir: str,
-         select: str | None, workers: int) -> None:
+         select: str | None, workers: int, strict: bool) -> None:
     """Pre-deploy gate: exit 0 all passed, 1 an invariant failed, 2 usage or target
     config, 3 infrastructure, 130 interrupted."""
     code, report, report_file = _battery(target_path, report_dir, junit, json_path, select,
                                          workers)
     rc = _exit_code(code, report)
     _finish(report, json_path, report_file)
+    if strict and rc == 0:
+        unjudged = strict_failures(_target(target_path), report)
+        for line in unjudged:
+            console.print(f"[yellow]not judged (--strict):[/] {line}", markup=True)
+        if unjudged:
+            rc = 1
     console.print(f"gate: {'PASS' if rc == 0 else 'FAIL'} (exit {rc}); junit: {junit}")
     sys.exit(rc)
+
+
+def strict_failures(target: Target, report: dict[str, Any]) -> list[str]:
+    """Not judged verdicts of invariants the target feeds (what ``gate --strict`` fails on)."""
+    from .plugin import fed_invariants
+    from .report import status
+
+    fed = set(fed_invariants(target))
+    return [f"{v.get('scenario', '')}: {v['invariant']}: {v.get('reason') or v['summary']}"
+            for v in report.get("verdicts", [])
+            if status(v) == "not_judged" and v["invariant"] in fed]
 
 
 @cli.command("list")

@@ -1,14 +1,15 @@
 """The guard: fulldisk fills, drains and resets only filesystems it created itself.
 
 Every backend registers the filesystems it makes; every write that consumes or frees
-space asks the guard first. The check is by identity, not by name: a docker volume
-must carry this run's label and be a tmpfs mountpoint where the agent sees it; a host
-path must lie on a device this run mounted. Anything else raises GuardError.
+space asks the guard first. The check is by identity, not by name: a docker volume must
+be registered by this run, carry this run's label and be of type tmpfs, and (checked in
+the agent by the volume before every script) its path must be a tmpfs mountpoint.
+Anything else raises GuardError. (A host-path check for a loop-device backend belongs
+with that backend, tested through it; there is none yet.)
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,10 +24,10 @@ _HINT = ("fulldisk only writes to filesystems it created in this run (Stack volu
 class Owned:
     """Identity of a filesystem this run created."""
 
-    kind: str  # "docker-tmpfs", "host-mount"
+    kind: str  # "docker-tmpfs"
     name: str
     run: str
-    device: int | None = None  # st_dev of a host mount
+    device: int | None = None  # st_dev, for a backend on a host device
 
 
 class Guard:
@@ -61,22 +62,6 @@ class Guard:
         if opts.get("type") != "tmpfs":
             raise GuardError(f"Refusing to write to docker volume {name!r}: it is not a tmpfs "
                              "volume of fulldisk.", _HINT)
-
-    def check_host_path(self, path: str) -> Owned:
-        """Refuse a host path unless it lies on a device this run mounted (not the root fs)."""
-        real = os.path.realpath(path)
-        try:
-            dev = os.stat(real).st_dev
-        except OSError as e:
-            raise GuardError(f"Refusing to write to {path!r}: {e.strerror}.", _HINT) from None
-        if dev == os.stat("/").st_dev:
-            raise GuardError(f"Refusing to write to {path!r}: it is on the host's root "
-                             "filesystem.", _HINT)
-        for owned in self._owned.values():
-            if owned.kind == "host-mount" and owned.device == dev:
-                return owned
-        raise GuardError(f"Refusing to write to {path!r}: it is not on a filesystem this run "
-                         "created (a bind mount or someone else's disk).", _HINT)
 
 
 GUARD = Guard()

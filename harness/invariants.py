@@ -1,9 +1,16 @@
 """Invariants: named rules judged over a Timeline, each returning a Verdict with evidence.
 
 Every function here is pure: it reads a :class:`~harness.timeline.Timeline` and the
-:class:`Rules` drawn from the target config, and says pass or fail with the requests,
-log lines and disk samples that prove it. Nothing talks to Docker or the network, so a
+:class:`Rules` drawn from the target config, and says pass, fail or *not judged* with the
+requests, log lines and disk samples that prove it. A rule never passes on no evidence:
+when what it needs is missing (no readback, no request while full, nothing green before
+the fill) the verdict is not judged and its ``reason`` names the missing evidence. Every
+summary says how much evidence it judged. Nothing talks to Docker or the network, so a
 hand-built Timeline is judged exactly like one recorded against a live stack.
+
+A *fake success* is an acknowledged write (2xx/3xx, exec exit 0) that a later readback
+shows lost: it fails no_silent_write_loss and graceful_refusal, and errors_surface
+requires an error record for it from the service that answered.
 
 Times in evidence are seconds since the run's start (``t=1.23s``). A *step time* is the
 probe's ``t`` plus the elapsed time of the earlier steps of its flow.
@@ -11,6 +18,7 @@ probe's ``t`` plus the elapsed time of the earlier steps of its flow.
 
 from __future__ import annotations
 
+import functools
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -19,7 +27,7 @@ from typing import Any
 
 from .errors import UsageError
 from .sizes import format_size
-from .target import DEFAULT_CAUSE_PATTERNS, DEFAULT_ERROR_PATTERNS, Target
+from .target import DEFAULT_CAUSE_PATTERNS, DEFAULT_ERROR_PATTERNS, LogSource, Target
 from .timeline import (
     CounterSample,
     DiskSample,
@@ -50,12 +58,13 @@ class Verdict:
     """The outcome of one invariant on one timeline."""
 
     invariant: str
-    passed: bool
-    summary: str  # one human sentence
+    passed: bool  # the rule held on evidence; never True for a verdict that was not judged
+    summary: str  # one human sentence, with how much evidence was judged
     evidence: tuple[str, ...] = ()
-    applicable: bool = True  # False: nothing in the timeline this invariant can judge
+    applicable: bool = True  # False: not judged, the evidence this rule needs was missing
     scenario: str = ""
     volume: str | None = None
+    reason: str = ""  # when not judged: which evidence was missing
 
     @property
     def status(self) -> str:
@@ -69,6 +78,11 @@ class Verdict:
         """Whether the rule had the evidence to say pass or fail."""
         return self.applicable
 
+    @property
+    def failed(self) -> bool:
+        """Judged, and the rule did not hold."""
+        return self.applicable and not self.passed
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
@@ -77,6 +91,7 @@ class Verdict:
             "judged": self.judged,
             "passed": self.passed,
             "applicable": self.applicable,
+            "reason": self.reason,
             "summary": self.summary,
             "evidence": list(self.evidence),
             "scenario": self.scenario,
@@ -110,6 +125,11 @@ class Rules:
     cleanup_ceiling: float = 90.0  # percent of bytes
     cleanup_max_full_seconds: float = 1.0
     healthy_below: float = 0.5  # with every volume below this fraction, health says healthy
+    # Which services may answer for a probe (its own and those behind it, by depends_on),
+    # and which services write each log source: a fake success needs a record from one.
+    # Empty (hand-built rules): any source counts.
+    probe_services: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    source_services: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
     def from_target(cls, target: Target) -> Rules:
@@ -132,10 +152,38 @@ class Rules:
             cleanup_volume=cleanup.volume if cleanup else None,
             cleanup_ceiling=cleanup.ceiling if cleanup else 90.0,
             cleanup_max_full_seconds=cleanup.max_full_seconds if cleanup else 1.0,
+            probe_services={name: _behind(target, p.service)
+                            for name, p in target.probes.items()},
+            source_services={log.label: _writers(target, log) for log in target.logs},
         )
 
 
+def _behind(target: Target, service: str) -> frozenset[str]:
+    """A service and every service it depends on (a proxy answers for its upstream)."""
+    seen: set[str] = set()
+    todo = [service]
+    while todo:
+        s = todo.pop()
+        if s in seen or s not in target.services:
+            seen.add(s)
+            continue
+        seen.add(s)
+        todo.extend(target.services[s].depends_on)
+    return frozenset(seen)
+
+
+def _writers(target: Target, log: LogSource) -> frozenset[str]:
+    """The services that can write a log source: its service, or those mounting its volume."""
+    if log.service:
+        return frozenset({log.service})
+    vol = target.volumes.get(log.volume or "")
+    return frozenset(m.service for m in vol.mounts) if vol else frozenset()
+
+
 # --- small helpers -----------------------------------------------------------------------
+
+Invariant = Callable[[Timeline, Rules], Verdict]
+
 
 def _ts(t: float) -> str:
     return f"t={t:.2f}s"
@@ -293,104 +341,211 @@ def _is_file(r: LogRecord) -> bool:
 
 
 def _verdict(tl: Timeline, name: str, passed: bool, summary: str,
-             evidence: Sequence[str] = (), applicable: bool = True) -> Verdict:
-    return Verdict(invariant=name, passed=passed or not applicable, summary=summary,
-                   evidence=_cap(evidence), applicable=applicable, scenario=tl.scenario,
-                   volume=tl.volume)
+             evidence: Sequence[str] = ()) -> Verdict:
+    return Verdict(invariant=name, passed=passed, summary=summary, evidence=_cap(evidence),
+                   scenario=tl.scenario, volume=tl.volume)
+
+
+def _not_judged(tl: Timeline, name: str, reason: str, evidence: Sequence[str] = ()) -> Verdict:
+    """Neither pass nor fail: ``reason`` names the evidence that was missing."""
+    return Verdict(invariant=name, passed=False, summary=f"not judged: {reason}",
+                   evidence=_cap(evidence), applicable=False, scenario=tl.scenario,
+                   volume=tl.volume, reason=reason)
+
+
+def _could_not_run(s: StepResult) -> bool:
+    """An exec that never ran the command: 126 (not executable), 127 (not found) or a
+    signal (a negative code, or 128+N from a shell). A config problem, not a refusal."""
+    if s.method != "EXEC" or s.status is None or s.timed_out:
+        return False
+    return s.status in (126, 127) or s.status < 0 or s.status > 128
+
+
+def _never_worked(tl: Timeline) -> str | None:
+    """Why the timeline shows a target that never worked (None when it did, or when it has
+    no steady phase to tell): probes ran in steady and not one passed."""
+    steady = tl.in_phase(ProbeResult, "steady")
+    if not steady or any(p.passed for p in steady):
+        return None
+    names = ", ".join(sorted({p.probe for p in steady}))
+    return (f"the target never worked: no probe was green in the steady phase ({names} "
+            "failed), so nothing it did while full can be told apart from that")
+
+
+def _needs_a_working_target(rule: Invariant) -> Invariant:
+    """A rule judged only when the target worked before the fill: a stack that is red
+    from the start would otherwise pass rules that look at refusals and errors."""
+    @functools.wraps(rule)
+    def judged(tl: Timeline, rules: Rules) -> Verdict:
+        why = _never_worked(tl)
+        if why is not None:
+            return _not_judged(tl, rule.__name__, why)
+        return rule(tl, rules)
+    return judged
 
 
 def _is_loss(s: StepResult) -> bool:
-    """A readback that answered, without an error, something other than the write."""
-    return (not s.passed and s.status is not None and s.status < 500 and s.body_complete
-            and not s.timed_out)
+    """A readback that answered normally, without an error, and did not show the write.
+
+    HTTP: a whole answer below 500 (a page that says "Log in", a 401/404). Exec: the
+    command exited 0 but its output lacked the write (any other exit failed loudly)."""
+    if s.passed or s.timed_out or s.status is None:
+        return False
+    if s.method == "EXEC":
+        return s.status == 0
+    return s.status < 500 and s.body_complete
+
+
+@dataclass(frozen=True)
+class _Write:
+    """An acknowledged write and what its first readback showed."""
+
+    probe: ProbeResult
+    t: float
+    step: StepResult
+    index: int
+    readback: tuple[float, StepResult] | None  # the loss, else the first loud failure
+    lost: bool
+
+    @property
+    def end(self) -> float:
+        """When the readback that showed the loss (or the write) finished."""
+        if self.readback is None:
+            return self.t + self.step.elapsed
+        return self.readback[0] + self.readback[1].elapsed
+
+    def line(self, disks: _Disks) -> str:
+        """The write and its readback, for evidence."""
+        out = fmt_step(self.probe, self.step, self.t)
+        if self.readback is not None:
+            rt, r = self.readback
+            out += f" acknowledged, then {fmt_step(self.probe, r, rt)}"
+        return out + f" [{disks.note(self.t)}]"
+
+
+@dataclass
+class _Writes:
+    """Every write step of a timeline, sorted by what can be said about it."""
+
+    runs: int = 0  # probe runs with a write step
+    refused: int = 0  # writes answered with an error (not silent)
+    unchecked: int = 0  # acknowledged, but the flow has no readback after it
+    verified: list[_Write] = field(default_factory=list)  # read back: visible or lost
+    unverified: list[_Write] = field(default_factory=list)  # the readback failed loudly
+
+    @property
+    def lost(self) -> list[_Write]:
+        """Fake successes: acknowledged, then read back without the write."""
+        return [w for w in self.verified if w.lost]
+
+
+def _writes(tl: Timeline) -> _Writes:
+    out = _Writes()
+    for p in tl.of(ProbeResult):
+        steps = list(_timed_steps(p))
+        if not any(s.write for _, _, s in steps):
+            continue
+        out.runs += 1
+        for t, i, s in steps:
+            if not s.write:
+                continue
+            if not s.acknowledged:
+                out.refused += 1
+                continue
+            later = [(rt, r) for rt, j, r in steps if j > i and r.readback]
+            if not later:
+                out.unchecked += 1
+                continue
+            bad = next(((rt, r) for rt, r in later if _is_loss(r)), None)
+            loud = next(((rt, r) for rt, r in later if not r.passed and not _is_loss(r)), None)
+            if bad is not None:
+                out.verified.append(_Write(p, t, s, i, bad, True))
+            elif loud is not None:
+                out.unverified.append(_Write(p, t, s, i, loud, False))
+            else:
+                out.verified.append(_Write(p, t, s, i, None, False))
+    return out
+
+
+def _sources_read(tl: Timeline) -> str:
+    n = len({r.source for r in tl.of(LogRecord)})
+    return _plural(n, "log source") + " read"
 
 
 # --- 1. no_silent_write_loss -------------------------------------------------------------
 
+@_needs_a_working_target
 def no_silent_write_loss(tl: Timeline, rules: Rules) -> Verdict:
     """An acknowledged write is observable afterwards (the next page is logged in).
 
     A write that answered an error is not silent. A readback that itself failed loudly
-    (5xx, no answer, a hang, a cut body) cannot show whether the write stuck: it is listed
-    but not counted as a loss; one that answered normally without the write (a page that
-    says "Log in", a 401/404) is.
+    (5xx, no answer, a hang, a cut body, a non-zero exit) cannot show whether the write
+    stuck: it is listed but not counted. Not judged when no acknowledged write was read
+    back (no write probe, no readback step, every write refused or every readback loud).
     """
     name = "no_silent_write_loss"
-    runs = 0
-    refused = 0
-    checked = 0
-    lost: list[str] = []
-    unverified: list[str] = []
-    lost_probes: set[str] = set()
+    w = _writes(tl)
     disks = _Disks(tl)
-    for p in tl.of(ProbeResult):
-        steps = list(_timed_steps(p))
-        writes = [(t, i, s) for t, i, s in steps if s.write]
-        if not writes:
-            continue
-        runs += 1
-        for t, i, s in writes:
-            if not s.acknowledged:
-                refused += 1
-                continue
-            later = [(rt, r) for rt, j, r in steps if j > i and r.readback]
-            if not later:
-                continue
-            checked += 1
-            bad = [(rt, r) for rt, r in later if _is_loss(r)]
-            loud = [(rt, r) for rt, r in later if not r.passed and not _is_loss(r)]
-            if bad:
-                rt, r = bad[0]
-                lost_probes.add(p.probe)
-                lost.append(f"{fmt_step(p, s, t)} acknowledged, then {fmt_step(p, r, rt)} "
-                            f"[{disks.note(t)}]")
-            elif loud:
-                rt, r = loud[0]
-                unverified.append(f"unverified (readback failed loudly): {fmt_step(p, s, t)}, "
-                                  f"then {fmt_step(p, r, rt)} [{disks.note(t)}]")
-    if not runs:
-        return _verdict(tl, name, True, "no probe with a write step ran", applicable=False)
+    unverified = [f"unverified (readback failed loudly): {x.line(disks)}" for x in w.unverified]
+    if not w.runs:
+        return _not_judged(tl, name, "no probe with a write step ran")
+    counts = (f"{_plural(w.runs, 'write probe run')}: {w.refused} refused with an error, "
+              f"{w.unchecked} acknowledged with no readback step after them, "
+              f"{len(w.unverified)} whose readback failed loudly")
+    if not w.verified:
+        return _not_judged(tl, name, f"no acknowledged write was read back ({counts})",
+                           unverified)
+    lost = w.lost
     if lost:
-        flows = ", ".join(sorted(lost_probes))
+        flows = ", ".join(sorted({x.probe.probe for x in lost}))
         return _verdict(tl, name, False,
-                        f"{len(lost)} of {_plural(checked, 'acknowledged write')} ({flows}) "
-                        f"{'was' if len(lost) == 1 else 'were'} lost silently: the app "
-                        "answered success and the next request did not see the write",
-                        lost + unverified)
-    extra = f", {refused} refused with an error" if refused else ""
-    loud_note = f", {len(unverified)} could not be read back (the readback failed)" \
-        if unverified else ""
+                        f"{len(lost)} of {_plural(len(w.verified), 'acknowledged write')} "
+                        f"read back ({flows}) {'was' if len(lost) == 1 else 'were'} lost "
+                        "silently: the app answered success and the next request did not "
+                        "see the write",
+                        [f"lost: {x.line(disks)}" for x in lost] + unverified)
     return _verdict(tl, name, True,
-                    f"every acknowledged write read back was visible ({checked} checked"
-                    f"{extra}{loud_note})", unverified)
+                    f"judged {_plural(len(w.verified), 'acknowledged write')} read back, all "
+                    f"visible ({counts})", unverified)
 
 
 # --- 2. errors_surface -------------------------------------------------------------------
 
+@_needs_a_working_target
 def errors_surface(tl: Timeline, rules: Rules) -> Verdict:
-    """Every failed request leaves an error record; while full, some sink names the cause."""
+    """Every failed request (and every fake success) leaves an error record within the
+    bound; while a volume is full, some sink names the cause.
+
+    A full-disk span is judged when a request failed in it, a write was lost in it, a
+    sink named the cause during it, or it holds declared log files and was probed. A
+    fake success needs its record from a sink of the service that answered (or one
+    behind it); without such a mapping (hand-built rules) any sink counts.
+    """
     name = "errors_surface"
     error_rx = _compile((*rules.error_patterns, *rules.cause_patterns))
     cause_rx = _compile(rules.cause_patterns)
     logs = tl.of(LogRecord)
     bound = rules.error_record_seconds
-    errors = _Stamps(r for r in logs if error_rx and error_rx.search(r.text))
+    error_logs = [r for r in logs if error_rx and error_rx.search(r.text)]
+    errors = _Stamps(error_logs)
     causes = _Stamps(r for r in logs if cause_rx and cause_rx.search(r.text))
+    disks = _Disks(tl)
 
     failed: list[tuple[float, ProbeResult, StepResult]] = []
+    skipped: list[str] = []
     ran_at: list[float] = []
     for p in tl.of(ProbeResult):
         for t, _, s in _timed_steps(p):
             ran_at.append(t)
             # a 4xx the probe expected (a "missing page" probe) is an answer, not an error
             expected = s.passed and s.status is not None and s.status < 500
-            if s.failed_request and not s.readback and not expected:
+            if _could_not_run(s):
+                skipped.append(f"could not run (not judged): {fmt_step(p, s, t)}")
+            elif s.failed_request and not s.readback and not expected:
                 failed.append((t, p, s))
     ran_at.sort()
+    fakes = _writes(tl).lost
     spans = tl.full_spans()
-    if not failed and not spans:
-        return _verdict(tl, name, True, "no request failed and no volume was full",
-                        applicable=False)
     evidence: list[str] = []
     unrecorded = 0
     for t, p, s in failed:
@@ -398,18 +553,32 @@ def errors_surface(tl: Timeline, rules: Rules) -> Verdict:
         if not errors.any_between(t - EARLY_SLACK, t + s.elapsed + bound):
             unrecorded += 1
             evidence.append(f"no error record within {bound:g}s: {fmt_step(p, s, t)}")
+    unreported = 0
+    for w in fakes:
+        services = rules.probe_services.get(w.probe.probe)
+        mine = _Stamps(r for r in error_logs
+                       if not services or rules.source_services.get(r.source, frozenset())
+                       & services)
+        if not mine.any_between(w.t - EARLY_SLACK, w.end + bound):
+            unreported += 1
+            where = f" from {', '.join(sorted(services))}" if services else ""
+            evidence.append(f"fake success, no error record{where} within {bound:g}s: "
+                            f"{w.line(disks)}")
     silent_spans = 0
     judged_spans = 0
     for start, end, vol in spans:
         fails = [f for f in failed if start <= f[0] <= end]
+        lost = [w for w in fakes if start <= w.t <= end]
+        named = causes.any_between(start - EARLY_SLACK, end + bound)
         probed = _any_between(ran_at, start, end)
-        if not fails and not (vol in rules.log_volumes and probed):
+        if not (fails or lost or named or (vol in rules.log_volumes and probed)):
             continue
         judged_spans += 1
-        if causes.any_between(start - EARLY_SLACK, end + bound):
+        if named:
             continue
         silent_spans += 1
-        why = f"{_plural(len(fails), 'request')} failed" if fails else "it holds log files"
+        why = (f"{_plural(len(fails), 'request')} failed" if fails
+               else f"{_plural(len(lost), 'write')} lost" if lost else "it holds log files")
         evidence.append(f"{_ts(start)}-{_ts(end)}: {vol} full ({why}) and no sink named the "
                         "cause (" + (" | ".join(rules.cause_patterns) or "no cause patterns")
                         + ")")
@@ -418,18 +587,30 @@ def errors_surface(tl: Timeline, rules: Rules) -> Verdict:
         for src in sources:
             tail = [r for r in logs if r.source == src and r.t <= end + bound][-2:]
             evidence.extend(f"  last: {fmt_log(r)}" for r in tail)
+    read = _sources_read(tl)
+    if not failed and not fakes and not judged_spans:
+        why = (f"{_plural(len(spans), 'full-disk span')}, but in none did a request fail, a "
+               "write get lost or a sink name the cause, and none holds a probed log volume"
+               if spans else "no request failed, no write was lost and no volume was full")
+        return _not_judged(tl, name, f"{why} ({read})", skipped)
     problems = []
     if unrecorded:
         problems.append(f"{unrecorded} of {_plural(len(failed), 'failed request')} left no "
                         f"error record within {bound:g}s")
+    if unreported:
+        problems.append(f"{unreported} of {_plural(len(fakes), 'fake success', 'fake successes')}"
+                        f" (acknowledged, then lost) left no error record within {bound:g}s")
     if silent_spans:
         problems.append(f"{silent_spans} of {_plural(judged_spans, 'full-disk span')} "
                         "had no log line naming the disk as the cause")
     if problems:
-        return _verdict(tl, name, False, "; ".join(problems), evidence)
+        return _verdict(tl, name, False, "; ".join(problems) + f" ({read})",
+                        evidence + skipped)
     return _verdict(tl, name, True,
-                    f"{_plural(len(failed), 'failed request')} all left an error record, and "
-                    f"{_plural(judged_spans, 'full-disk span')} named the cause")
+                    f"judged {_plural(len(failed), 'failed request')}, "
+                    f"{_plural(len(fakes), 'fake success', 'fake successes')} and "
+                    f"{_plural(judged_spans, 'full-disk span')}: every one left an error "
+                    f"record and every span named the cause ({read})", skipped)
 
 
 # --- 3. graceful_refusal -----------------------------------------------------------------
@@ -441,6 +622,8 @@ def _refusal_problem(s: StepResult, rules: Rules) -> str | None:
     if s.timed_out or s.elapsed > rules.request_seconds:
         return "hang"
     if s.method == "EXEC":
+        if _could_not_run(s):
+            return f"could not run (exit {s.status})"
         return None  # a command that failed fast with its own exit code refused cleanly
     if s.status is None:
         return "no answer (connection reset)"
@@ -453,37 +636,53 @@ def _refusal_problem(s: StepResult, rules: Rules) -> str | None:
     return "success status with a broken page"
 
 
+@_needs_a_working_target
 def graceful_refusal(tl: Timeline, rules: Rules) -> Verdict:
-    """While a volume is full, requests pass or fail fast with a 5xx, never hang or lie."""
+    """While a volume is full, requests pass or fail fast with a 5xx, never hang or lie.
+
+    A fake success (a write acknowledged, then found lost) is a lie whenever it happened:
+    the app answered as if the disk had taken the write."""
     name = "graceful_refusal"
     judged = 0
     bad: list[str] = []
     kinds: dict[str, int] = {}
     disks = _Disks(tl)
+    fakes = {(id(w.probe), w.index): w for w in _writes(tl).lost}
+
+    def flag(problem: str, line: str) -> None:
+        kinds[problem] = kinds.get(problem, 0) + 1
+        bad.append(f"{problem}: {line}")
+
     for p in tl.of(ProbeResult):
-        for t, _, s in _timed_steps(p):
+        for t, i, s in _timed_steps(p):
+            fake = fakes.get((id(p), i))
+            if fake is not None:
+                judged += 1
+                flag("fake success (acknowledged, then lost)", fake.line(disks))
+                continue
             if s.readback or not disks.full_at(t):
                 continue
             judged += 1
             problem = _refusal_problem(s, rules)
             if problem:
-                kinds[problem] = kinds.get(problem, 0) + 1
-                bad.append(f"{problem}: {fmt_step(p, s, t)} [{disks.note(t)}]")
+                flag(problem, f"{fmt_step(p, s, t)} [{disks.note(t)}]")
     if not judged:
-        return _verdict(tl, name, True, "no request ran while a volume was full",
-                        applicable=False)
+        why = "no request ran while a volume was full" if tl.full_spans() else \
+            "no volume was full (per the disk samples) and no write was lost"
+        return _not_judged(tl, name, why)
     if bad:
         what = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
         return _verdict(tl, name, False,
-                        f"{len(bad)} of {_plural(judged, 'request')} made while full were not "
-                        f"refused cleanly: {what}", bad)
+                        f"{len(bad)} of {_plural(judged, 'request')} judged (made while full, "
+                        f"or writes lost) were not refused cleanly: {what}", bad)
     return _verdict(tl, name, True,
-                    f"all {_plural(judged, 'request')} made while full passed or failed fast "
-                    f"with a server error (within {rules.request_seconds:g}s)")
+                    f"judged {_plural(judged, 'request')} made while full: all passed or "
+                    f"failed fast with a server error (within {rules.request_seconds:g}s)")
 
 
 # --- 4. core_isolation -------------------------------------------------------------------
 
+@_needs_a_working_target
 def core_isolation(tl: Timeline, rules: Rules) -> Verdict:
     """Filling a bulk volume (downloads) does not break the declared core flows."""
     name = "core_isolation"
@@ -491,13 +690,19 @@ def core_isolation(tl: Timeline, rules: Rules) -> Verdict:
     bulk = [e for e in loads if e.load == "download"
             or (e.load == "ballast" and e.volume in rules.bulk_volumes)]
     if not bulk:
-        return _verdict(tl, name, True, "the fill was not bulk data (no downloads and no "
-                        "ballast on a bulk volume)", applicable=False)
+        return _not_judged(tl, name, "the fill was not bulk data (no downloads and no "
+                           "ballast on a bulk volume)")
+    steady = tl.in_phase(ProbeResult, "steady")
+    green = {p.probe for p in steady if p.core and p.passed}
+    if _phase_spans(tl, "steady") and not green:
+        ran = sorted({p.probe for p in steady if p.core})
+        return _not_judged(tl, name, "no core probe was green in the steady phase ("
+                           + (f"{', '.join(ran)} failed" if ran else "none ran")
+                           + "), so a failure while full cannot be blamed on the fill")
     core = [p for p in (*tl.in_phase(ProbeResult, "fill"), *tl.in_phase(ProbeResult, "act"))
-            if p.core]
+            if p.core and (not green or p.probe in green)]
     if not core:
-        return _verdict(tl, name, True, "no core probe ran during the fill and act phases",
-                        applicable=False)
+        return _not_judged(tl, name, "no core probe ran during the fill and act phases")
     core.sort(key=lambda p: p.t)
     disks = _Disks(tl)
     failing = [p for p in core if not p.passed]
@@ -510,8 +715,8 @@ def core_isolation(tl: Timeline, rules: Rules) -> Verdict:
     fill = "; ".join(f"{k}: {n}x, {format_size(b)}" for k, (n, b) in sorted(totals.items()))
     if not failing:
         return _verdict(tl, name, True,
-                        f"all {_plural(len(core), 'core probe run')} passed while bulk data "
-                        "filled the disk", [f"loads: {fill}"])
+                        f"judged {_plural(len(core), 'core probe run')} while bulk data "
+                        "filled the disk: all passed", [f"loads: {fill}"])
     evidence = [f"loads: {fill}"]
     for p in failing:
         first = next(((t, s) for t, _, s in _timed_steps(p) if not s.passed), None)
@@ -525,20 +730,23 @@ def core_isolation(tl: Timeline, rules: Rules) -> Verdict:
 
 # --- 5. recovery -------------------------------------------------------------------------
 
+@_needs_a_working_target
 def recovery(tl: Timeline, rules: Rules) -> Verdict:
     """Once space is back, every probe green in steady is green again, in time, no restart."""
     name = "recovery"
     marks = [m for m in tl.of(PhaseMark) if m.phase == "recover"]
     if not marks:
-        return _verdict(tl, name, True, "the run has no recover phase", applicable=False)
+        return _not_judged(tl, name, "the run has no recover phase")
     start = marks[0].t
     raw_restarts = tl.facts.get("restarts", {})
     restarts: dict[str, Any] = dict(raw_restarts) if isinstance(raw_restarts, Mapping) else {}
     restarted = {k: v for k, v in restarts.items() if v}
     baseline = sorted({p.probe for p in tl.in_phase(ProbeResult, "steady") if p.passed})
-    if not baseline and not restarts:
-        return _verdict(tl, name, True, "no probe passed in the steady phase, so there is "
-                        "nothing to compare recovery against", applicable=False)
+    if not baseline and not restarted:
+        ran = sorted({p.probe for p in tl.in_phase(ProbeResult, "steady")})
+        return _not_judged(tl, name, "no probe was green in the steady phase ("
+                           + (f"{', '.join(ran)} failed" if ran else "none ran")
+                           + "), so there is nothing to compare recovery against")
     after = tl.in_phase(ProbeResult, "recover")
     evidence: list[str] = []
     broken: list[str] = []
@@ -581,24 +789,27 @@ def recovery(tl: Timeline, rules: Rules) -> Verdict:
                         f"({', '.join(sorted(restarted))})")
     if problems:
         return _verdict(tl, name, False, "; ".join(problems), evidence)
+    reruns = sum(1 for p in after if p.probe in baseline)
     return _verdict(tl, name, True,
-                    f"all {_plural(len(baseline), 'probe')} green in steady were green again "
-                    f"within {rules.recovery_seconds:g}s, with no restart")
+                    f"judged {_plural(len(baseline), 'probe')} green in steady over "
+                    f"{_plural(reruns, 'run')} in recover: all green again within "
+                    f"{rules.recovery_seconds:g}s, with no restart")
 
 
 # --- 6. cleanup_keeps_up -----------------------------------------------------------------
 
+@_needs_a_working_target
 def cleanup_keeps_up(tl: Timeline, rules: Rules) -> Verdict:
     """With downloads arriving, cleanup keeps usage under the ceiling and full time short."""
     name = "cleanup_keeps_up"
     vol = rules.cleanup_volume
     if vol is None:
-        return _verdict(tl, name, True, "the target declares no cleanup", applicable=False)
+        return _not_judged(tl, name, "the target declares no cleanup")
     samples = [d for d in tl.in_phase(DiskSample, "act") if d.volume == vol]
     downloads = [e for e in tl.of(LoadEvent) if e.load == "download"]
     if not samples or not downloads:
-        return _verdict(tl, name, True, f"no downloads with disk samples of {vol} during the "
-                        "act phase", applicable=False)
+        return _not_judged(tl, name, f"no downloads with disk samples of {vol} during the "
+                           "act phase")
     peak = max(samples, key=lambda d: d.used_fraction)
     peak_pct = 100 * peak.used_fraction
     acts = _phase_spans(tl, "act")
@@ -610,6 +821,11 @@ def cleanup_keeps_up(tl: Timeline, rules: Rules) -> Verdict:
     full_seconds = sum(b - a for a, b in full)
     runs = [p for p in tl.in_phase(ProbeResult, "act") if "download" in p.tags]
     ok = sum(1 for p in runs if p.passed)
+    if not ok:
+        # an app that refuses every download keeps its disk empty: nothing was cleaned
+        return _not_judged(tl, name, f"no download was served during the act phase "
+                           f"({len(runs)} attempted, all refused), so the cleanup had "
+                           "nothing to keep up with")
     evidence = [f"peak: {fmt_sample(peak)}",
                 f"downloads: {len(runs)} attempted, {ok} served, {len(runs) - ok} refused "
                 f"({len(downloads)} download loads)"]
@@ -625,12 +841,15 @@ def cleanup_keeps_up(tl: Timeline, rules: Rules) -> Verdict:
         return _verdict(tl, name, False, "cleanup did not keep up: " + "; ".join(problems),
                         evidence)
     return _verdict(tl, name, True,
-                    f"cleanup kept {vol} at or under {rules.cleanup_ceiling:g}% (peak "
-                    f"{peak_pct:.0f}%, full {full_seconds:.2f}s)", evidence)
+                    f"judged {_plural(len(samples), 'disk sample')} of {vol} while {ok} of "
+                    f"{_plural(len(runs), 'download')} were served: cleanup kept it at or "
+                    f"under {rules.cleanup_ceiling:g}% (peak {peak_pct:.0f}%, full "
+                    f"{full_seconds:.2f}s)", evidence)
 
 
 # --- 7. counter_accuracy -----------------------------------------------------------------
 
+@_needs_a_working_target
 def counter_accuracy(tl: Timeline, rules: Rules) -> Verdict:
     """A declared counter moves by exactly the number of successful runs of its probe."""
     name = "counter_accuracy"
@@ -641,13 +860,21 @@ def counter_accuracy(tl: Timeline, rules: Rules) -> Verdict:
     for counter, probe in sorted(rules.counters.items()):
         values = [c for c in samples if c.counter == counter and c.value is not None]
         if len(values) < 2:
+            evidence.append(f"{counter}: read {_plural(len(values), 'time')} (needs two "
+                            "readings, not judged)")
             continue
-        judged += 1
         first, last = values[0], values[-1]
         assert first.value is not None and last.value is not None
         delta = last.value - first.value
         window = [p for p in tl.probes(probe) if first.t <= p.t <= last.t]
         observed = sum(1 for p in window if p.passed)
+        if not observed:
+            # a counter that never moves would "match" zero successes
+            evidence.append(f"{counter}: read at {_ts(first.t)} and {_ts(last.t)}, but no "
+                            f"successful {probe} run between the readings (not judged; "
+                            f"{len(window)} failed)")
+            continue
+        judged += 1
         failures = [p for p in window if not p.passed]
         line = (f"{counter}: {first.value:g} at {_ts(first.t)} -> {last.value:g} at "
                 f"{_ts(last.t)} (moved {delta:g}); {observed} successful {probe} runs, "
@@ -660,13 +887,13 @@ def counter_accuracy(tl: Timeline, rules: Rules) -> Verdict:
                 if bad:
                     evidence.append(f"  failed: {fmt_step(p, bad[1], bad[0])}")
     if not judged:
-        return _verdict(tl, name, True, "no declared counter was read twice",
-                        applicable=False)
+        return _not_judged(tl, name, "no declared counter was read twice with a successful "
+                           "run of its probe in between", evidence)
     if wrong:
         return _verdict(tl, name, False, "; ".join(wrong), evidence)
     return _verdict(tl, name, True,
-                    f"{_plural(judged, 'counter')} moved by exactly the successful runs "
-                    "observed", evidence)
+                    f"judged {_plural(judged, 'counter')}: each moved by exactly the "
+                    "successful runs observed", evidence)
 
 
 # --- 8. health_truthful ------------------------------------------------------------------
@@ -675,14 +902,16 @@ def _inode_fraction(d: DiskSample) -> float:
     return (d.inodes_total - d.inodes_free) / d.inodes_total if d.inodes_total else 0.0
 
 
+@_needs_a_working_target
 def health_truthful(tl: Timeline, rules: Rules) -> Verdict:
     """Health says not-healthy when a volume is full, healthy when every volume is calm."""
     name = "health_truthful"
     health = tl.of(HealthSample)
     if not health:
-        return _verdict(tl, name, True, "no health sample was taken", applicable=False)
+        return _not_judged(tl, name, "no health sample was taken")
     judged = 0
     while_full = 0
+    calm = 0
     lies: list[str] = []
     alarms: list[str] = []
     disks = _Disks(tl)
@@ -698,18 +927,28 @@ def health_truthful(tl: Timeline, rules: Rules) -> Verdict:
             if h.status == "healthy":
                 lies.append(f"{_ts(h.t)} health said {h.status}{raw} while full: "
                             + "; ".join(fmt_sample(d) for d in full))
-        elif h.status != "healthy" and all(
-                d.used_fraction < rules.healthy_below
-                and _inode_fraction(d) < rules.healthy_below for d in latest.values()):
+        elif not all(d.used_fraction < rules.healthy_below
+                     and _inode_fraction(d) < rules.healthy_below for d in latest.values()):
+            continue
+        elif h.status != "healthy":
+            calm += 1
             busiest = max(latest.values(),
                           key=lambda d: max(d.used_fraction, _inode_fraction(d)))
             alarms.append(f"{_ts(h.t)} health said {h.status}{raw} with every volume "
                           f"under {100 * rules.healthy_below:g}% used; busiest: "
                           f"{fmt_sample(busiest)}")
+        else:
+            calm += 1
     if not judged:
-        return _verdict(tl, name, True, "no health sample had a disk sample to compare with",
-                        applicable=False)
+        return _not_judged(tl, name, "no health sample had a disk sample to compare with")
     note = "" if while_full else " (no health sample was taken while a volume was full)"
+    if not (lies or alarms) and not (while_full and calm):
+        # a health that always says "failing" (or "ok") must be seen on both sides
+        missing = [what for what, n in (("while a volume was full", while_full),
+                                        (f"with every volume under "
+                                         f"{100 * rules.healthy_below:g}% used", calm)) if not n]
+        return _not_judged(tl, name, f"no health sample was taken {' or '.join(missing)} "
+                           f"({_plural(judged, 'sample')} compared with the disks)")
     problems = []
     if lies:
         problems.append(f"health said healthy {_plural(len(lies), 'time')} while a volume "
@@ -720,8 +959,8 @@ def health_truthful(tl: Timeline, rules: Rules) -> Verdict:
     if problems:
         return _verdict(tl, name, False, "; ".join(problems) + note, lies + alarms)
     return _verdict(tl, name, True,
-                    f"{_plural(judged, 'health sample')} matched the disks ({while_full} "
-                    f"taken while full){note}")
+                    f"judged {_plural(judged, 'health sample')} ({while_full} taken while "
+                    f"full, {calm} with every disk calm): all matched the disks")
 
 
 # --- 9. log_integrity --------------------------------------------------------------------
@@ -786,14 +1025,19 @@ def _unanchored(pattern: str) -> re.Pattern[str] | None:
         return None
 
 
+@_needs_a_working_target
 def log_integrity(tl: Timeline, rules: Rules) -> Verdict:
-    """Once space is back, log files hold no torn lines and no silent gaps."""
+    """Once space is back, log files hold no torn lines and no silent gaps.
+
+    A file is checked for torn lines when it declares a ``line_pattern``, and for gaps
+    when it logs the harness's marks and some marks were sent while a volume was full.
+    Not judged when no file read back could be checked either way.
+    """
     name = "log_integrity"
     sources = {label: rule for label, rule in sorted(rules.file_sources.items())
                if tl.logs(label)}
     if not sources:
-        return _verdict(tl, name, True, "no declared log file was read back",
-                        applicable=False)
+        return _not_judged(tl, name, "no declared log file was read back")
     marks = [e for e in tl.of(LoadEvent) if e.load == "log_mark" and e.detail]
     marker_rx = (re.compile("|".join(re.escape(m) for m in sorted(
         {e.detail for e in marks}, key=len, reverse=True))) if marks else None)
@@ -804,12 +1048,18 @@ def log_integrity(tl: Timeline, rules: Rules) -> Verdict:
     evidence: list[str] = []
     problems: list[str] = []
     notes: list[str] = []
+    lines_judged = 0
+    gap_checked: list[str] = []
+    unchecked: list[str] = []
     for label, rule in sources.items():
         records = tl.logs(label)
+        checked = False
         # (a) torn lines. Every line is judged, whenever it was read: the reader hands over
         # only lines ended by a newline (the unterminated tail only at the very end), so a
         # line read while the disk was full is still in the file once space is back.
         if rule.line_pattern:
+            checked = True
+            lines_judged += len(records)
             whole = re.compile(rule.line_pattern)
             torn = _torn_lines(records, whole, _unanchored(rule.line_pattern))
             if torn:
@@ -817,13 +1067,18 @@ def log_integrity(tl: Timeline, rules: Rules) -> Verdict:
                 evidence.extend(f"torn in {label} at {_ts(r.t)}: {r.text[:LINE]!r}"
                                 for r in torn)
         # (b) silent gaps: marks sent while full that never appear and are not announced
-        if marker_rx is None:
-            continue
         seen: set[str] = set()
-        for r in records:
-            seen.update(marker_rx.findall(r.text))
-        if not seen & steady_markers:
+        if marker_rx is not None:
+            for r in records:
+                seen.update(marker_rx.findall(r.text))
+        if not seen & steady_markers or not full_marks:
+            if not checked:
+                why = ("no line_pattern" if not rule.line_pattern else "") + (
+                    "; it logged none of the steady marks" if not seen & steady_markers
+                    else "; no mark was sent while a volume was full")
+                unchecked.append(f"{label} ({why.lstrip('; ')})")
             continue
+        gap_checked.append(label)
         missing = [e for e in full_marks if e.detail not in seen]
         drops: list[LogRecord] = []
         announced = 0
@@ -844,9 +1099,8 @@ def log_integrity(tl: Timeline, rules: Rules) -> Verdict:
                         break
         evidence.extend(f"drop of {label} announced: {fmt_log(r)}" for r in drops[:5])
         if not missing:
-            if full_marks:
-                notes.append(f"{label}: all {_plural(len(full_marks), 'mark')} sent while "
-                             "full were logged")
+            notes.append(f"{label}: all {_plural(len(full_marks), 'mark')} sent while "
+                         "full were logged")
             continue
         covered = bool(drops) and (not counted or announced >= len(missing))
         listing = [f"missing from {label}: mark {e.detail!r} sent at {_ts(e.t)} "
@@ -862,17 +1116,21 @@ def log_integrity(tl: Timeline, rules: Rules) -> Verdict:
             problems.append(f"{label} silently lost {len(missing)} of "
                             f"{_plural(len(full_marks), 'record')} sent while full")
         evidence.extend(listing)
+    unchecked_note = [f"not checked: {u}" for u in unchecked]
     if problems:
-        return _verdict(tl, name, False, "; ".join(problems), evidence)
-    checked = ", ".join(sources)
+        return _verdict(tl, name, False, "; ".join(problems), evidence + unchecked_note)
+    if len(unchecked) == len(sources):
+        return _not_judged(tl, name, "no log file read back could be checked: "
+                           + "; ".join(unchecked), evidence)
+    judged = (f"judged {_plural(lines_judged, 'line')} for torn records and "
+              f"{_plural(len(full_marks), 'mark')} sent while full against "
+              f"{_plural(len(gap_checked), 'file')}")
     return _verdict(tl, name, True,
-                    f"no torn lines and no silent gaps in {checked}"
-                    + (f" ({'; '.join(notes)})" if notes else ""), evidence)
+                    f"{judged}: no torn lines and no silent gaps"
+                    + (f" ({'; '.join(notes)})" if notes else ""), evidence + unchecked_note)
 
 
 # --- registry ----------------------------------------------------------------------------
-
-Invariant = Callable[[Timeline, Rules], Verdict]
 
 INVARIANTS: dict[str, Invariant] = {
     "no_silent_write_loss": no_silent_write_loss,

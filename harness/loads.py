@@ -131,8 +131,7 @@ def log_marks(pr: Prober, count: int, *, service: str | None = None,
     base = pr.stack.url(svc)
     end = time.monotonic() + deadline
     marks: list[str] = []
-    with requests.Session() as http:
-        http.trust_env = False
+    with pr.stack.session() as http:
         for _ in range(count):
             if time.monotonic() > end:
                 break

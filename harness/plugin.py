@@ -20,6 +20,7 @@ import pytest
 
 if TYPE_CHECKING:
     from .battery import Case, Outcome
+    from .fakedisk import FakeDisks
     from .stack import Stack
     from .target import Target
 
@@ -227,12 +228,18 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     verdicts = config.stash[_report_key]
     if not verdicts:
         return
+    from .report import counts, counts_text, status
+
     tr = terminalreporter
     tr.section("fulldisk verdicts")
-    failed = [v for v in verdicts if not v["passed"]]
-    for v in failed:
-        tr.write_line(f"FAIL {v['scenario']}: {v['invariant']}: {v['summary']}", red=True)
-    tr.write_line(f"{len(verdicts) - len(failed)} of {len(verdicts)} verdicts passed")
+    for v in verdicts:
+        if status(v) == "fail":
+            tr.write_line(f"FAIL {v['scenario']}: {v['invariant']}: {v['summary']}", red=True)
+    for v in verdicts:
+        if status(v) == "not_judged":
+            tr.write_line(f"NOT JUDGED {v['scenario']}: {v['invariant']}: "
+                          f"{v.get('reason') or v['summary']}", yellow=True)
+    tr.write_line(counts_text(counts(verdicts)))
 
 
 # --- fixtures ------------------------------------------------------------------------------
@@ -301,6 +308,15 @@ def fresh_stack(stack: Stack) -> Stack:
 
 
 @pytest.fixture
+def fulldisk_fs() -> Iterator[FakeDisks]:
+    """In-process full disks (pyfakefs, no Docker): ``fulldisk_fs.disk(path, size="64KiB")``."""
+    from .fakedisk import FakeDisks
+
+    with FakeDisks() as disks:
+        yield disks
+
+
+@pytest.fixture
 def record_outcome(request: pytest.FixtureRequest) -> Callable[..., None]:
     """Attach verdicts (and their evidence) to the test report, JUnit and the JSON report."""
     def record(outcome: Outcome, invariant: str | None = None) -> None:
@@ -316,15 +332,35 @@ def record_outcome(request: pytest.FixtureRequest) -> Callable[..., None]:
 
 
 def check(outcome: Outcome, invariant: str) -> None:
-    """Fail the test with the verdict's summary and evidence unless it passed."""
+    """Fail the test with the verdict's summary and evidence when it failed; skip it, with
+    the missing evidence as the reason, when it was not judged (JUnit shows a skip)."""
     from .report import verdict_text
 
     v = outcome.verdict(invariant)
-    if not v.applicable:
-        pytest.fail(f"{invariant} could not be judged (the scenario gathered no evidence "
-                    f"for it): {v.summary}", pytrace=False)
+    if not v.judged:
+        pytest.skip(f"{invariant} not judged: {v.reason or v.summary}")
     if not v.passed:
         pytest.fail(verdict_text(v.to_dict()), pytrace=False)
+
+
+def _feeds(target: Target) -> dict[str, bool]:
+    return {
+        "no_silent_write_loss": any(p.write for p in target.probes.values()),
+        "graceful_refusal": any(p.kind == "http" for p in target.probes.values()),
+        "health_truthful": target.health is not None,
+        "log_integrity": any(log.kind == "file" for log in target.logs),
+        "core_isolation": bool(target.core_probes),
+        "cleanup_keeps_up": target.cleanup is not None,
+        "counter_accuracy": bool(target.counters) and target.downloads is not None,
+    }
+
+
+def fed_invariants(target: Target) -> list[str]:
+    """The invariants a target's config feeds (declares the probes, logs, health... for)."""
+    from .invariants import INVARIANTS
+
+    feeds = _feeds(target)
+    return [name for name in INVARIANTS if feeds.get(name, True)]
 
 
 def battery_cases(target: Target) -> list[Case]:
@@ -333,13 +369,7 @@ def battery_cases(target: Target) -> list[Case]:
 
     bulk = {n for n, v in target.volumes.items() if v.role == "bulk"}
     # Only the invariants this target can feed: a check that cannot fail is a defect.
-    needs = {
-        "no_silent_write_loss": any(p.write for p in target.probes.values()),
-        "graceful_refusal": any(p.kind == "http" for p in target.probes.values()),
-        "health_truthful": target.health is not None,
-        "log_integrity": any(log.kind == "file" for log in target.logs),
-        "core_isolation": bool(target.core_probes),
-    }
+    needs = _feeds(target)
     out = cases(list(target.volumes), bulk, downloads=target.downloads is not None,
                 cleanup=target.cleanup is not None, counters=bool(target.counters),
                 writes=needs["no_silent_write_loss"])

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 
+from .backend import Backend
 from .errors import TargetProblem
 from .probes import Prober
-from .stack import Stack
 from .timeline import ProbeResult, Timeline
 
 ATTEMPTS = 3  # a service that just became ready may answer its first request late
@@ -26,7 +26,7 @@ def _run(pr: Prober, name: str, values: dict[str, str]) -> ProbeResult:
     return res
 
 
-def preflight(stack: Stack) -> None:
+def preflight(stack: Backend) -> None:
     """Run every probe, the health check and the counters once; raise TargetProblem
     naming each one that fails and what it got."""
     t = stack.target

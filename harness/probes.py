@@ -16,8 +16,8 @@ from typing import Any
 import requests
 
 from . import engine
+from .backend import Backend
 from .errors import ConfigError, InfrastructureError
-from .stack import Stack
 from .target import Probe, Step
 from .timeline import (
     CounterSample,
@@ -28,7 +28,6 @@ from .timeline import (
     StepResult,
     Timeline,
 )
-from .volume import read_tails
 
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 EXCERPT = 300
@@ -48,9 +47,9 @@ def _loopback(url: str) -> str:
 
 
 class Prober:
-    """Runs probes against a Stack and records every observation in a Timeline."""
+    """Runs probes against a running target and records every observation in a Timeline."""
 
-    def __init__(self, stack: Stack, timeline: Timeline) -> None:
+    def __init__(self, stack: Backend, timeline: Timeline) -> None:
         self.stack = stack
         self.tl = timeline
         self.target = stack.target
@@ -78,8 +77,7 @@ class Prober:
     def _flow(self, probe: Probe, values: dict[str, str]) -> tuple[StepResult, ...]:
         base = self.stack.url(probe.service, probe.port)
         out: list[StepResult] = []
-        with requests.Session() as http:
-            http.trust_env = False  # never a proxy: loopback only
+        with self.stack.session() as http:
             for step in probe.steps:
                 r = self.request(http, base, step, values)
                 out.append(r)
@@ -176,7 +174,8 @@ class Prober:
         url = _loopback(self.stack.url(h.service, h.port) + h.path)
         status: str
         try:
-            r = requests.get(url, timeout=self.target.bounds.request_timeout,
+            with self.stack.session() as http:
+                r = http.get(url, timeout=self.target.bounds.request_timeout,
                              allow_redirects=False)
             raw = r.text[:EXCERPT]
             word = _field(r.text, h.field) if h.field else str(r.status_code)
@@ -200,7 +199,8 @@ class Prober:
         t = self.tl.now()
         value: float | None = None
         try:
-            r = requests.get(_loopback(self.stack.url(c.service, c.port) + c.path),
+            with self.stack.session() as http:
+                r = http.get(_loopback(self.stack.url(c.service, c.port) + c.path),
                              timeout=self.target.bounds.request_timeout)
             if c.metric is not None:
                 m = re.search(rf"^{re.escape(c.metric)}(?:\{{[^}}]*\}})?\s+([0-9.eE+-]+)\s*$",
@@ -235,15 +235,11 @@ class Prober:
         return out + tail
 
     def _container_lines(self, label: str, service: str) -> list[LogRecord]:
-        h = self.stack.services.get(service)
-        if h is None:
-            return []
-        lines = h.logs(timestamps=True).splitlines()
+        lines = self.stack.log_lines(service)
         seen = self._log_seen.get(label, 0)
         self._log_seen[label] = len(lines)
         out = []
-        for line in lines[seen:]:
-            wall, text = engine.split_timestamp(line)
+        for wall, text in lines[seen:]:
             t = self.tl.now() if wall is None else wall - self.tl.wall0
             out.append(LogRecord(min(t, self.tl.now()), label, text))
         return out
@@ -255,9 +251,8 @@ class Prober:
         items = []
         for src in files:
             assert src.volume is not None and src.path is not None
-            vol = self.stack.volume(src.volume)
-            items.append((vol, vol.resolve(src.path), self._log_seen.get(src.label, 0)))
-        tails = read_tails(items)
+            items.append((src.volume, src.path, self._log_seen.get(src.label, 0)))
+        tails = self.stack.read_tails(items)
         if any(size < off for (_, _, off), (size, _) in zip(items, tails, strict=True)
                if size >= 0):  # a file shrank (truncated, rotated): read it from the start
             for src in files:

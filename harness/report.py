@@ -9,11 +9,37 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+
+def status(v: Mapping[str, Any]) -> str:
+    """A verdict's ``pass``/``fail``/``not_judged`` (also from reports older than ``status``)."""
+    if "status" in v:
+        return str(v["status"])
+    if not v.get("applicable", True):
+        return "not_judged"
+    return "pass" if v.get("passed") else "fail"
+
+
+def counts(verdicts: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """How many verdicts passed, failed and were not judged."""
+    out = {"pass": 0, "fail": 0, "not_judged": 0}
+    for v in verdicts:
+        out[status(v)] = out.get(status(v), 0) + 1
+    return out
+
+
+def counts_text(c: Mapping[str, int]) -> str:
+    """``12 passed, 1 failed, 2 not judged``."""
+    return f"{c['pass']} passed, {c['fail']} failed, {c['not_judged']} not judged"
+
+
+HEADS = {"pass": "PASSED", "fail": "FAILED", "not_judged": "NOT JUDGED"}
 
 
 def verdict_text(v: Mapping[str, Any]) -> str:
     """A verdict with its evidence, as the failure message of a test."""
-    head = f"{v['invariant']} {'PASSED' if v['passed'] else 'FAILED'}"
+    head = f"{v['invariant']} {HEADS.get(status(v), status(v))}"
     where = f" [{v.get('scenario', '')}{'/' + v['volume'] if v.get('volume') else ''}]"
     lines = [head + where + ": " + v["summary"]]
     if v.get("evidence"):
@@ -26,14 +52,17 @@ def build(target: str, verdicts: Iterable[Mapping[str, Any]], *,
           errors: Iterable[str] = (), interrupted: str | None = None,
           extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The JSON report: ``target``, ``status`` (passed, failed, error or interrupted),
-    ``passed``, ``verdicts``, ``errors``; an interrupted run never counts as passed."""
+    ``passed`` (no verdict failed; a not judged verdict is counted, not failed: ``fulldisk
+    gate --strict`` fails on those; an interrupted run never passes), ``counts``,
+    ``verdicts``, ``errors`` (of the infrastructure or the target)."""
     vs = [dict(v) for v in verdicts]
     errs = list(errors)
-    passed = not errs and not interrupted and bool(vs) and all(v["passed"] for v in vs)
+    c = counts(vs)
+    passed = not errs and not interrupted and bool(vs) and not c["fail"]
     status = ("interrupted" if interrupted else "error" if errs else
               "passed" if passed else "failed")
     return {"target": target, "status": status, "passed": passed, "interrupted": interrupted,
-            "verdicts": vs, "errors": errs, **(extra or {})}
+            "counts": c, "verdicts": vs, "errors": errs, **(extra or {})}
 
 
 def write_json(report: Mapping[str, Any], path: str | Path) -> Path:
@@ -53,19 +82,18 @@ def summary(report: Mapping[str, Any], console: Console | None = None) -> None:
     table.add_column("verdict")
     table.add_column("why")
     for v in report["verdicts"]:
-        mark = ("[green]pass[/]" if v["passed"] else "[red]FAIL[/]") if v.get(
-            "applicable", True) else "[dim]n/a[/]"
+        mark = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]"}.get(
+            status(v), "[yellow]not judged[/]")
         table.add_row(str(v.get("scenario", "")), v["invariant"], mark, v["summary"][:100])
     con.print(table)
     for e in report.get("errors", []):
-        con.print(f"[red]error:[/] {e}", markup=False)
-    n = len(report["verdicts"])
-    failed = sum(1 for v in report["verdicts"] if not v["passed"])
+        con.print(Text.assemble(("error: ", "red"), str(e)))
+    c = counts(report["verdicts"])
     if report.get("interrupted"):
         con.print(f"[yellow]INTERRUPTED ({report['interrupted']}) after {report.get('ran', '?')} "
-                  f"of {report.get('tests', '?')} tests: {n - failed} of {n} verdicts so far "
-                  "passed — no verdict on the target[/]")
+                  f"of {report.get('tests', '?')} tests ({counts_text(c)} so far) — no verdict "
+                  "on the target[/]")
         return
     colour = "green" if report["passed"] else "red"
-    con.print(f"[{colour}]{n - failed} of {n} verdicts passed"
+    con.print(f"[{colour}]{counts_text(c)}"
               f"{'' if report['passed'] else ' — NOT SAFE TO DEPLOY'}[/]")

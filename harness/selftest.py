@@ -40,11 +40,14 @@ def run_selftest(names: list[str], expected: Mapping[str, str], *,
     result: dict[str, Any] = {"defects": {}, "hardened": {}}
     hardened = run_config(None, progress=progress)
     alarms = sorted({f"{o.scenario}: {v.invariant}: {v.summary}"
-                     for o in hardened for v in o.verdicts if not v.passed})
-    result["hardened"] = {"passed": not alarms, "false_alarms": alarms}
+                     for o in hardened for v in o.verdicts if v.failed})
+    unjudged = sorted({f"{o.scenario}: {v.invariant}: {v.reason}"
+                       for o in hardened for v in o.verdicts if not v.judged})
+    result["hardened"] = {"passed": not alarms and not unjudged, "false_alarms": alarms,
+                          "not_judged": unjudged}
     for name in names:
         outcomes = run_config(name, progress=progress)
-        failed = sorted({v.invariant for o in outcomes for v in o.verdicts if not v.passed})
+        failed = sorted({v.invariant for o in outcomes for v in o.verdicts if v.failed})
         result["defects"][name] = {"caught": expected[name] in failed,
                                    "expected": expected[name], "invariants": failed}
     result["seconds"] = round(time.monotonic() - t0, 1)

@@ -19,12 +19,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+import requests
+
 from . import engine
 from .errors import ConfigError, HarnessError, InfrastructureError, TargetProblem
 from .guard import GUARD
 from .sizes import PAGE, format_size
 from .target import Service, Target
-from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, measure
+from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, measure, read_tails
 
 
 def announce(phase: str) -> None:
@@ -292,6 +294,24 @@ class Stack:
         """Base URL of a service's published port, always on 127.0.0.1."""
         p = self.target.port_of(service, port)
         return f"http://{engine.LOOPBACK}:{self.services[service].host_port(p)}"
+
+    def session(self) -> requests.Session:
+        """A fresh HTTP session that never uses a proxy (services are on 127.0.0.1)."""
+        http = requests.Session()
+        http.trust_env = False
+        return http
+
+    def log_lines(self, service: str) -> list[tuple[float | None, str]]:
+        """A service's stdout+stderr so far, each line with the engine's timestamp."""
+        h = self.services.get(service)
+        if h is None:
+            return []
+        return [engine.split_timestamp(line) for line in h.logs(timestamps=True).splitlines()]
+
+    def read_tails(self, items: list[tuple[str, str, int]]) -> list[tuple[int, bytes]]:
+        """For each (volume, path in it, offset): size and bytes from offset, one exec."""
+        return read_tails([(self.volume(v), self.volume(v).resolve(p), off)
+                           for v, p, off in items])
 
     def service(self, name: str) -> engine.Handle:
         """A running service's handle (exec, logs)."""

@@ -49,9 +49,9 @@ class StepResult:
 
     @property
     def acknowledged(self) -> bool:
-        """The app answered as if the write succeeded (2xx/3xx, whole body)."""
+        """The app answered as if the write succeeded (2xx/3xx whole body, exec exit 0)."""
         if self.method == "EXEC":
-            return self.passed
+            return self.status == 0
         return self.status is not None and 200 <= self.status < 400 and self.body_complete
 
     @property
@@ -77,8 +77,8 @@ class ProbeResult:
 
     @property
     def passed(self) -> bool:
-        """Every step met its expectations."""
-        return all(s.passed for s in self.steps)
+        """Every step met its expectations (a run with no step passed nothing)."""
+        return bool(self.steps) and all(s.passed for s in self.steps)
 
     @property
     def end(self) -> float:

@@ -159,3 +159,32 @@ def test_pytest_chaos_names_the_invariant_with_evidence_for_silent_sessions(
     assert p.returncode == 1, p.stdout[-3000:]
     assert "no_silent_write_loss FAILED" in p.stdout
     assert "evidence:" in p.stdout and "lacks 'Logged in as alice'" in p.stdout
+
+
+def test_strict_gate_fails_on_not_judged_verdicts_of_fed_invariants() -> None:
+    from harness.cli import strict_failures
+    from harness.plugin import fed_invariants
+    from harness.report import build
+    from harness.target import reference_target, target_from_dict
+
+    ref = reference_target()
+    assert set(fed_invariants(ref)) == {
+        "no_silent_write_loss", "errors_surface", "graceful_refusal", "core_isolation",
+        "recovery", "cleanup_keeps_up", "counter_accuracy", "health_truthful", "log_integrity"}
+    nj = {"invariant": "health_truthful", "status": "not_judged", "judged": False,
+          "passed": False, "reason": "no health sample was taken while a volume was full",
+          "summary": "not judged: ...", "scenario": "db", "evidence": []}
+    ok = {"invariant": "recovery", "status": "pass", "judged": True, "passed": True,
+          "summary": "judged 4 probes", "scenario": "db", "evidence": []}
+    report = build("datahub", [nj, ok])
+    assert report["passed"] is True  # not judged does not fail the plain gate...
+    assert strict_failures(ref, report) == [  # ...but --strict names it
+        "db: health_truthful: no health sample was taken while a volume was full"]
+    assert strict_failures(ref, build("datahub", [ok])) == []
+    # an invariant the target does not feed (no [health]) is not held against it
+    bare = target_from_dict({
+        "name": "bare", "services": {"a": {"image": "i", "ports": [80]}},
+        "volumes": {"v": {"size": "1MiB", "mounts": [{"service": "a", "path": "/d"}]}},
+        "probes": {"p": {"service": "a", "steps": [{"path": "/"}]}}}, file="<bare>")
+    assert "health_truthful" not in fed_invariants(bare)
+    assert strict_failures(bare, report) == []

@@ -7,8 +7,7 @@ passing ones mirror its hardened build, which must raise no false alarm.
 from __future__ import annotations
 
 import json
-import tomllib
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -146,7 +145,9 @@ def ok(v: Verdict) -> bool:
 
 
 def na(v: Verdict) -> bool:
-    return not v.applicable and v.passed
+    """Not judged: neither passed nor failed, with the missing evidence named."""
+    return (v.status == "not_judged" and not v.judged and not v.passed and not v.failed
+            and bool(v.reason) and v.summary == f"not judged: {v.reason}")
 
 
 RULES = Rules()
@@ -159,20 +160,22 @@ def test_verdict_to_dict_is_json() -> None:
     v = Verdict("recovery", False, "1 probe never green again", ("a", "b"), scenario="s",
                 volume="cache")
     d = v.to_dict()
-    assert list(d) == ["invariant", "status", "judged", "passed", "applicable", "summary",
-                       "evidence", "scenario", "volume"]
+    assert list(d) == ["invariant", "status", "judged", "passed", "applicable", "reason",
+                       "summary", "evidence", "scenario", "volume"]
     assert d["evidence"] == ["a", "b"] and d["applicable"] is True
     assert d["status"] == "fail" and d["judged"] is True
     assert Verdict("recovery", True, "nothing to judge", applicable=False).status == "not_judged"
+    nj = recovery(timeline(phases=((0.0, "steady"),)), RULES).to_dict()
+    assert nj["status"] == "not_judged" and nj["judged"] is False and nj["passed"] is False
+    assert nj["reason"] == "the run has no recover phase"
     assert Verdict("recovery", True, "ok").status == "pass"
     assert json.loads(json.dumps(d)) == d
 
 
 def test_rules_from_reference_target() -> None:
-    from harness.target import target_from_dict
+    from harness.target import reference_target
 
-    path = Path(__file__).resolve().parent.parent / "harness" / "targets" / "datahub.toml"
-    target = target_from_dict(tomllib.loads(path.read_text()), file=str(path))
+    target = reference_target()
     rules = Rules.from_target(target)
     assert rules.bulk_volumes == {"downloads"}
     assert rules.log_volumes == {"applogs", "weblogs"}
@@ -183,6 +186,10 @@ def test_rules_from_reference_target() -> None:
     assert rules.cleanup_volume == "downloads"
     assert rules.cleanup_ceiling == 80 and rules.cleanup_max_full_seconds == 0.5
     assert rules.request_seconds == target.bounds.request_timeout
+    # nginx (web) answers for the app behind it; app.log is written by app and cleaner
+    assert rules.probe_services["login"] == {"web", "app"}
+    assert rules.source_services[APPLOG] == {"app", "cleaner"}
+    assert rules.source_services["web:stdout+stderr"] == {"web"}
 
 
 def test_evaluate_order_names_and_unknown() -> None:
@@ -223,14 +230,28 @@ def test_hardened_login_refused_with_an_error_is_not_silent() -> None:
     tl = timeline(login(1.0), *full_between(20, 30), login(21.0, status=503, next_ok=False))
     v = no_silent_write_loss(tl, RULES)
     assert ok(v)
+    assert v.summary.startswith("judged 1 acknowledged write read back")
     assert "1 refused with an error" in v.summary
 
 
 def test_readback_that_fails_loudly_is_listed_not_counted() -> None:
     tl = timeline(login(21.0, next_ok=False, next_status=503))
     v = no_silent_write_loss(tl, RULES)
-    assert ok(v) and "could not be read back" in v.summary
+    assert na(v) and "1 whose readback failed loudly" in v.reason
     assert v.evidence and v.evidence[0].startswith("unverified")
+    # one write read back fine makes it judged; the loud one stays listed, not counted
+    v = no_silent_write_loss(timeline(login(1.0), login(21.0, next_ok=False,
+                                                         next_status=503)), RULES)
+    assert ok(v) and v.evidence[0].startswith("unverified")
+
+
+def test_writes_with_no_readback_or_all_refused_are_not_judged() -> None:
+    write_only = probe(1.0, "save", step(302, method="POST", target="/save", write=True))
+    v = no_silent_write_loss(timeline(write_only), RULES)
+    assert na(v) and "1 acknowledged with no readback step" in v.reason
+    v = no_silent_write_loss(timeline(*full_between(20, 30),
+                                      login(21.0, status=503, next_ok=False)), RULES)
+    assert na(v) and "1 refused with an error" in v.reason
 
 
 def test_readback_answering_401_is_a_loss() -> None:
@@ -246,9 +267,12 @@ def test_no_write_probe_is_not_applicable() -> None:
 # --- 2. errors_surface -------------------------------------------------------------------------
 
 def test_hardened_refusal_logged_with_cause() -> None:
-    tl = timeline(*full_between(20, 30), login(21.0, status=503, next_ok=False),
+    tl = timeline(login(1.0), *full_between(20, 30), login(21.0, status=503, next_ok=False),
                   log(21.1, ENOSPC))
-    assert ok(errors_surface(tl, RULES))
+    v = errors_surface(tl, RULES)
+    assert ok(v)
+    assert v.summary.startswith("judged 1 failed request, 0 fake successes and 1 full-disk "
+                                "span") and "(1 log source read)" in v.summary
     assert ok(no_silent_write_loss(tl, RULES))
 
 
@@ -275,9 +299,9 @@ def test_error_recorded_but_cause_never_named() -> None:
 
 
 def test_error_record_too_late_or_too_early() -> None:
-    late = timeline(home(5.0, 500, passed=False), log(11.0, "ERROR x: boom"))
-    early = timeline(home(5.0, 500, passed=False), log(3.5, "ERROR x: boom"))
-    just = timeline(home(5.0, 500, passed=False), log(4.5, "ERROR x: boom"))
+    late = timeline(home(15.0, 500, passed=False), log(21.0, "ERROR x: boom"))
+    early = timeline(home(15.0, 500, passed=False), log(13.5, "ERROR x: boom"))
+    just = timeline(home(15.0, 500, passed=False), log(14.5, "ERROR x: boom"))
     assert failed(errors_surface(late, RULES))
     assert failed(errors_surface(early, RULES))
     assert ok(errors_surface(just, RULES))
@@ -299,8 +323,8 @@ def test_file_lines_count_from_the_previous_read() -> None:
 
 
 def test_hang_is_judged_from_when_it_ended() -> None:
-    tl = timeline(home(5.0, None, elapsed=6.0, timed_out=True),
-                  log(15.0, "[error] upstream timed out", source="file:weblogs/error.log"))
+    tl = timeline(home(15.0, None, elapsed=6.0, timed_out=True),
+                  log(25.0, "[error] upstream timed out", source="file:weblogs/error.log"))
     assert ok(errors_surface(tl, RULES))
 
 
@@ -311,8 +335,13 @@ def test_full_log_volume_must_name_the_cause_even_without_failures() -> None:
                      log(22.0, "--- Logging error ---"),
                      log(22.0, "OSError: [Errno 28] No space left on device"))
     assert ok(errors_surface(named, LOGGING_RULES))
-    # a full volume that holds no logs and broke nothing needs no record
-    assert ok(errors_surface(quiet, RULES))
+    # a full volume that holds no logs, broke nothing and was never named: nothing to judge
+    v = errors_surface(quiet, RULES)
+    assert na(v) and "1 full-disk span, but in none" in v.reason
+    # ...unless a sink named the cause: then the span is judged, and passes
+    said = timeline(*full_between(20, 30, "db"), home(21.0),
+                    log(21.5, "ERROR db: cannot update counter: database or disk is full"))
+    assert ok(errors_surface(said, RULES))
 
 
 def test_expected_client_error_needs_no_record() -> None:
@@ -322,9 +351,28 @@ def test_expected_client_error_needs_no_record() -> None:
     assert failed(errors_surface(tl, RULES))
 
 
-def test_errors_surface_readback_failures_are_skipped() -> None:
-    tl = timeline(login(5.0, next_ok=False, next_status=401))
+def test_errors_surface_readback_failures_are_not_failed_requests() -> None:
+    # a loud readback failure is not itself a failed request needing a record
+    tl = timeline(login(1.0), login(5.0, next_ok=False, next_status=503))
     assert na(errors_surface(tl, RULES))
+
+
+def test_fake_success_needs_an_error_record_from_the_service_that_answered() -> None:
+    lost = login(21.0, next_ok=False, next_status=200)  # 302, then logged out: a fake success
+    v = errors_surface(timeline(login(1.0), *full_between(20, 30), lost), RULES)
+    assert failed(v) and "1 of 1 fake success (acknowledged, then lost) left no error " \
+        "record" in v.summary
+    assert any(e.startswith("fake success, no error record within 5s: t=21.00s login/login")
+               for e in v.evidence)
+    rules = Rules(probe_services={"login": frozenset({"web", "app"})},
+                  source_services={APP: frozenset({"app"}),
+                                   "cleaner:stdout+stderr": frozenset({"cleaner"})})
+    said = log(21.2, ENOSPC)
+    assert ok(errors_surface(timeline(login(1.0), *full_between(20, 30), lost, said), rules))
+    # the same record from a service that did not answer does not count
+    other = log(21.2, ENOSPC, source="cleaner:stdout+stderr")
+    v = errors_surface(timeline(login(1.0), *full_between(20, 30), lost, other), rules)
+    assert failed(v) and "from app, web" in "\n".join(v.evidence)
 
 
 def test_errors_surface_not_applicable_when_nothing_failed() -> None:
@@ -361,9 +409,12 @@ def test_ungraceful_answers_while_full(bad: StepResult, kind: str) -> None:
 
 
 def test_graceful_refusal_ignores_requests_when_nothing_is_full() -> None:
-    tl = timeline(disk(1.0), probe(2.0, "dataset", step(200, passed=False)))
+    tl = timeline(disk(1.0), probe(12.0, "dataset", step(200, passed=False)))
     v = graceful_refusal(tl, RULES)
-    assert na(v) and "no request ran while a volume was full" in v.summary
+    assert na(v) and "no volume was full" in v.reason
+    tl = timeline(*full_between(20, 30), probe(35.0, "dataset", step(200, passed=False)))
+    v = graceful_refusal(tl, RULES)
+    assert na(v) and v.reason == "no request ran while a volume was full"
 
 
 def test_step_time_decides_whether_a_step_ran_while_full() -> None:
@@ -381,7 +432,8 @@ def downloads_fill(t: float, n: int = 5) -> list[LoadEvent]:
 
 
 def test_unbounded_downloads_break_login() -> None:
-    tl = timeline(*downloads_fill(10.0), disk(12.0, "sessions", full=True),
+    tl = timeline(login(1.0), home(1.5), *downloads_fill(10.0),
+                  disk(12.0, "sessions", full=True),
                   login(21.0, status=500, next_ok=False), home(21.5), login(22.0))
     v = core_isolation(tl, RULES)
     assert failed(v)
@@ -393,19 +445,21 @@ def test_unbounded_downloads_break_login() -> None:
 
 
 def test_core_flows_survive_downloads() -> None:
-    tl = timeline(*downloads_fill(10.0), disk(12.0, "downloads", full=True),
+    tl = timeline(login(1.0), home(1.5), *downloads_fill(10.0),
+                  disk(12.0, "downloads", full=True),
                   login(21.0), home(22.0), probe(23.0, "dataset", step(503)))
-    assert ok(core_isolation(tl, RULES))
+    v = core_isolation(tl, RULES)
+    assert ok(v) and v.summary.startswith("judged 2 core probe runs")
 
 
 def test_core_failures_outside_fill_and_act_do_not_count() -> None:
-    tl = timeline(*downloads_fill(10.0), login(5.0, status=500), login(21.0),
+    tl = timeline(login(1.0), *downloads_fill(10.0), login(5.0, status=500), login(21.0),
                   login(31.0, status=500))
     assert ok(core_isolation(tl, RULES))
 
 
 def test_ballast_on_bulk_volume_applies_on_other_volume_does_not() -> None:
-    broken = (login(21.0, status=500, next_ok=False),)
+    broken = (login(1.0), login(21.0, status=500, next_ok=False))
     bulk = timeline(LoadEvent(10.0, "ballast", "downloads", 8 * KiB * KiB), *broken)
     rules = Rules(bulk_volumes=frozenset({"downloads"}))
     assert failed(core_isolation(bulk, rules))
@@ -415,8 +469,16 @@ def test_ballast_on_bulk_volume_applies_on_other_volume_does_not() -> None:
 
 
 def test_core_isolation_without_core_runs_is_not_applicable() -> None:
-    tl = timeline(*downloads_fill(10.0), probe(21.0, "dataset", step(500)))
+    tl = timeline(home(1.0), *downloads_fill(10.0), probe(21.0, "dataset", step(500)))
     assert na(core_isolation(tl, RULES))
+
+
+def test_core_isolation_not_judged_when_core_never_worked() -> None:
+    # red in steady already: a failure while full says nothing about the fill
+    tl = timeline(login(1.0, status=500, next_ok=False), dataset(1.5), *downloads_fill(10.0),
+                  login(21.0, status=500, next_ok=False))
+    v = core_isolation(tl, RULES)
+    assert na(v) and "no core probe was green in the steady phase (login failed)" in v.reason
 
 
 # --- 5. recovery -------------------------------------------------------------------------------
@@ -528,6 +590,14 @@ def test_cleanup_full_time_is_clipped_to_act() -> None:
     assert ok(v) and "full 1.00s" in v.summary
 
 
+def test_cleanup_not_judged_when_every_download_was_refused() -> None:
+    refused = timeline(*downloads_fill(20.0, 3), download(20.5, ok=False),
+                       download(21.0, ok=False), disk(21.2, "downloads", used=0.1,
+                                                      total=8 * KiB * KiB))
+    v = cleanup_keeps_up(refused, CLEANUP)
+    assert na(v) and "no download was served during the act phase (2 attempted" in v.reason
+
+
 def test_cleanup_not_applicable() -> None:
     assert na(cleanup_keeps_up(cleanup_run([0.9]), RULES))  # no cleanup declared
     no_downloads = timeline(disk(21.0, "downloads", used=0.95))
@@ -594,12 +664,26 @@ def test_health_false_alarm() -> None:
     v = health_truthful(tl, RULES)
     assert failed(v) and "1 false alarm" in v.summary
     assert "no health sample was taken while a volume was full" in v.summary
+    # degraded at 90% of inodes is no false alarm; but with no sample while full, and none
+    # while calm, nothing was judged
     inodes = timeline(disk(1.0, inodes_used=0.9), HealthSample(1.5, "degraded"))
-    assert ok(health_truthful(inodes, RULES))
+    v = health_truthful(inodes, RULES)
+    assert na(v) and "while a volume was full or with every volume under 50% used" in v.reason
+
+
+def test_health_must_be_seen_full_and_calm() -> None:
+    # "failing" forever is truthful while full, but was never seen saying healthy
+    always_failing = timeline(disk(20.0, full=True), HealthSample(21.0, "failing"))
+    v = health_truthful(always_failing, RULES)
+    assert na(v) and v.reason.startswith("no health sample was taken with every volume")
+    calm_only = timeline(disk(1.0), HealthSample(1.5, "healthy"))
+    v = health_truthful(calm_only, RULES)
+    assert na(v) and v.reason.startswith("no health sample was taken while a volume was full")
 
 
 def test_health_unreachable_or_failing_while_full_is_fine() -> None:
-    tl = timeline(disk(20.0, "cache", full=True), disk(20.0),
+    tl = timeline(disk(1.0), disk(1.0, "cache"), HealthSample(1.5, "healthy"),
+                  disk(20.0, "cache", full=True), disk(20.0),
                   HealthSample(21.0, "unreachable"), HealthSample(22.0, "failing"))
     assert ok(health_truthful(tl, RULES))
 
@@ -743,6 +827,25 @@ def test_source_that_does_not_log_requests_is_not_judged_for_gaps() -> None:
     assert v.summary == f"{ACCESS} silently lost 1 of 1 record sent while full"
 
 
+def test_log_it_could_not_check_is_not_judged() -> None:
+    # access.log: no line pattern, and no mark was sent while anything was full
+    rules = Rules(file_sources={ACCESS: FileSourceRule("weblogs", None, None)})
+    tl = timeline(*marks((1.0, "fdmark-0"), (41.0, "fdmark-1")),
+                  log(50.0, "127.0.0.1 - - GET /fdmark-0", ACCESS),
+                  log(50.0, "127.0.0.1 - - GET /fdmark-1", ACCESS))
+    v = log_integrity(tl, rules)
+    assert na(v)
+    assert v.reason == (f"no log file read back could be checked: {ACCESS} (no line_pattern; "
+                        "no mark was sent while a volume was full)")
+    # a checked file beside an unchecked one: judged, and the unchecked one is named
+    both = timeline(*applog(rec(1.0, "started")), log(50.0, "GET /", ACCESS))
+    v = log_integrity(both, Rules(file_sources={**FILES.file_sources,
+                                                ACCESS: FileSourceRule("weblogs")}))
+    assert ok(v) and v.summary.startswith("judged 1 line for torn records")
+    assert f"not checked: {ACCESS} (no line_pattern; it logged none of the steady marks)" \
+        in v.evidence
+
+
 def test_log_integrity_not_applicable_without_file_records() -> None:
     tl = timeline(log(1.0, "INFO hello"), *marks((1.0, "fdmark-0")))
     v = log_integrity(tl, FILES)
@@ -768,10 +871,14 @@ def test_hardened_run_passes_every_invariant() -> None:
         *applog(rec(1.0, "GET /fdmark-0 200"), rec(21.1, "session save failed", "ERROR")),
         facts={"restarts": {"app": 0}})
     verdicts = evaluate(tl, rules)
-    assert all(v.passed for v in verdicts), [v.to_dict() for v in verdicts if not v.passed]
-    applicable = {v.invariant for v in verdicts if v.applicable}
-    assert applicable == {"no_silent_write_loss", "errors_surface", "graceful_refusal",
-                          "recovery", "counter_accuracy", "health_truthful", "log_integrity"}
+    by_status = {v.invariant: v.status for v in verdicts}
+    assert by_status == {
+        "no_silent_write_loss": "pass", "errors_surface": "pass", "graceful_refusal": "pass",
+        "core_isolation": "not_judged", "recovery": "pass", "cleanup_keeps_up": "not_judged",
+        "counter_accuracy": "pass", "health_truthful": "pass", "log_integrity": "pass"}, \
+        [v.to_dict() for v in verdicts if not v.passed]
+    # every pass states its evidence
+    assert all(v.summary.startswith("judged ") for v in verdicts if v.passed)
 
 
 # --- properties --------------------------------------------------------------------------------
@@ -847,7 +954,13 @@ def test_evaluate_never_raises_and_is_well_formed(events: list[Event], restarts:
         verdicts = evaluate(tl, rules)
         assert [v.invariant for v in verdicts] == list(INVARIANTS)
         for v in verdicts:
-            assert v.passed or v.applicable
+            assert v.status in ("pass", "fail", "not_judged")
+            assert v.passed == (v.status == "pass") and v.failed == (v.status == "fail")
+            if v.judged:  # a pass or fail says what it judged; only not judged has a reason
+                assert not v.reason
+                assert not v.passed or v.summary.startswith("judged "), v.summary
+            else:
+                assert v.reason and v.summary == f"not judged: {v.reason}"
             assert v.summary and len(v.evidence) <= 20
             assert v.scenario == "prop" and v.volume == "sessions"
             json.dumps(v.to_dict())
@@ -896,5 +1009,127 @@ def test_timeline_without_observations_is_not_applicable(
     tl = Timeline(scenario="empty", volume=volume, t0=0.0)
     tl.extend(PhaseMark(t, ph) for t, ph in phases)
     for v in evaluate(tl, FULL_RULES):
-        assert not v.applicable and v.passed, v
+        assert na(v), v
         assert v.volume == volume
+
+
+# --- nothing passes on nothing -------------------------------------------------------------------
+
+def _red(e: Event) -> Event:
+    """The same event from a target that never works: every step of every probe failed."""
+    if isinstance(e, ProbeResult):
+        return replace(e, steps=tuple(replace(s, passed=False) for s in e.steps))
+    return e
+
+
+@settings(deadline=None, max_examples=150)
+@given(events=st.lists(events_st, max_size=40))
+def test_a_target_that_never_works_passes_nothing(events: list[Event]) -> None:
+    tl = Timeline(scenario="red", volume="sessions", t0=0.0)
+    tl.add(PhaseMark(0.0, "steady"))
+    tl.add(home(0.5, 502, passed=False))
+    # the steady window [0, 1) holds only the red home run; later marks may add phases
+    tl.extend(_red(e) for e in events if not (isinstance(e, PhaseMark) and e.t < 1.0))
+    for rules in (FULL_RULES, RULES):
+        for v in evaluate(tl, rules):
+            assert not v.passed, v
+            assert v.status in ("fail", "not_judged")
+
+
+def test_a_target_red_in_steady_is_not_judged_with_the_reason() -> None:
+    tl = timeline(home(1.0, 502, passed=False), login(2.0, status=502, next_ok=False),
+                  *full_between(20, 30), home(21.0, 503, passed=False), log(21.1, ENOSPC),
+                  HealthSample(21.5, "failing"), home(41.0, 502, passed=False),
+                  facts={"restarts": {"app": 0}})
+    for v in evaluate(tl, FULL_RULES):
+        assert na(v), v
+        assert v.reason.startswith("the target never worked: no probe was green in the "
+                                   "steady phase (home, login failed)")
+
+
+def test_recovery_without_a_green_baseline_is_not_judged_unless_a_service_restarted() -> None:
+    tl = timeline(dataset(41.0), facts={"restarts": {"app": 0, "web": 0}})
+    v = recovery(tl, RULES)
+    assert na(v) and "no probe was green in the steady phase (none ran)" in v.reason
+    v = recovery(timeline(dataset(41.0), facts={"restarts": {"app": 2}}), RULES)
+    assert failed(v) and "1 service restarted (app)" in v.summary
+
+
+def test_counter_with_no_successful_run_is_not_judged() -> None:
+    tl = timeline(CounterSample(11.0, "downloads", 4.0), download(12.0, ok=False),
+                  CounterSample(13.0, "downloads", 4.0))
+    v = counter_accuracy(tl, COUNTERS)
+    assert na(v)
+    assert "no successful download run between the readings" in v.evidence[0]
+
+
+# --- fake success --------------------------------------------------------------------------------
+
+def test_login_302_session_lost_nothing_logged_fails_three_rules() -> None:
+    """The Exversion login: 302 as if fine, the next page logged out, no log line anywhere."""
+    tl = timeline(login(1.0), log(1.1, rec(1.1, "login ok for alice")),
+                  *full_between(20, 30), login(21.0, next_ok=False), home(21.5),
+                  log(21.6, rec(21.6, "POST /login 302")), login(41.0))
+    for check_ in (no_silent_write_loss, graceful_refusal, errors_surface):
+        v = check_(tl, LOGGING_RULES)
+        assert failed(v), v
+        assert any("t=21.00s login/login: POST /login -> 302" in e for e in v.evidence), v
+    g = graceful_refusal(tl, LOGGING_RULES)
+    assert "1 fake success (acknowledged, then lost)" in g.summary
+    assert g.evidence[0].startswith("fake success (acknowledged, then lost): t=21.00s")
+    assert "[sessions full]" in g.evidence[0]
+
+
+def test_fake_success_fails_graceful_refusal_even_between_disk_samples() -> None:
+    # no disk sample said full when the write was lost: the loss itself is the evidence
+    tl = timeline(login(1.0), disk(2.0), login(21.0, next_ok=False))
+    v = graceful_refusal(tl, RULES)
+    assert failed(v) and "[no volume full]" in v.evidence[0]
+
+
+def exec_probe(t: float, *steps: StepResult) -> ProbeResult:
+    return ProbeResult(t=t, probe="sql", kind="exec", steps=steps,
+                       write=any(s.write for s in steps))
+
+
+def ex(code: int | None, *, passed: bool | None = None, write: bool = False,
+       readback: bool = False, timed_out: bool = False, out: str = "") -> StepResult:
+    return step(code, passed=(code == 0) if passed is None else passed, method="EXEC",
+                target="mariadb -e ...", write=write, readback=readback,
+                timed_out=timed_out, body=out)
+
+
+def test_exec_write_exit_0_then_read_back_without_it_is_a_fake_success() -> None:
+    ok_run = exec_probe(1.0, ex(0, write=True), ex(0, readback=True, out="nonce-1"))
+    lost = exec_probe(21.0, ex(0, write=True), ex(0, passed=False, readback=True, out=""))
+    tl = timeline(ok_run, *full_between(20, 30), lost)
+    assert failed(no_silent_write_loss(tl, RULES))
+    assert failed(graceful_refusal(tl, RULES))
+    # a readback that exits non-zero failed loudly: listed, not a loss
+    loud = exec_probe(21.0, ex(0, write=True), ex(1, readback=True))
+    v = no_silent_write_loss(timeline(ok_run, *full_between(20, 30), loud), RULES)
+    assert ok(v) and v.evidence[0].startswith("unverified")
+    # exit 1 on the write is a refusal, not an acknowledgement
+    refused = exec_probe(21.0, ex(1, write=True), ex(0, passed=False, readback=True))
+    v = no_silent_write_loss(timeline(ok_run, *full_between(20, 30), refused), RULES)
+    assert ok(v) and "1 refused with an error" in v.summary
+
+
+@pytest.mark.parametrize("code", [126, 127, 137, -9])
+def test_exec_that_could_not_run_is_not_a_clean_refusal(code: int) -> None:
+    tl = timeline(exec_probe(1.0, ex(0)), *full_between(20, 30), exec_probe(21.0, ex(code)))
+    v = graceful_refusal(tl, RULES)
+    assert failed(v) and f"could not run (exit {code})" in v.summary
+    # ...and not a failed request of the app that needs an error record
+    v = errors_surface(tl, RULES)
+    assert "could not run (not judged): t=21.00s sql" in "\n".join(v.evidence)
+    assert "failed request" not in v.summary or "0 failed requests" in v.summary
+
+
+def test_exec_failing_fast_with_its_own_code_is_a_clean_refusal() -> None:
+    tl = timeline(exec_probe(1.0, ex(0)), *full_between(20, 30), exec_probe(21.0, ex(1)))
+    v = graceful_refusal(tl, RULES)
+    assert ok(v) and v.summary.startswith("judged 1 request made while full")
+    hang = timeline(exec_probe(1.0, ex(0)), *full_between(20, 30),
+                    exec_probe(21.0, ex(None, timed_out=True)))
+    assert failed(graceful_refusal(hang, RULES))

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.docker]
 @pytest.mark.parametrize("defect", list(DEFECTS))
 def test_defect_switch_is_caught_by_its_invariant(defect: str, fulldisk_images: list[str]) -> None:
     outcomes = run_config(defect)
-    failed = {v.invariant for o in outcomes for v in o.verdicts if not v.passed}
+    failed = {v.invariant for o in outcomes for v in o.verdicts if v.failed}
     assert DEFECTS[defect] in failed, (
         f"{defect} was not caught by {DEFECTS[defect]}; failed: {sorted(failed) or 'none'}")
 
@@ -27,5 +27,5 @@ def test_hardened_build_raises_no_false_alarm(fulldisk_images: list[str]) -> Non
     outcomes = run_config(None)
     alarms = [f"{o.scenario}: {v.invariant}: {v.summary}\n  " + "\n  ".join(v.evidence[:8])
               for o in outcomes for v in o.verdicts if not v.passed]
-    assert not alarms, "false alarms on the hardened build:\n" + "\n".join(alarms)
+    assert not alarms, "false alarms or not judged on the hardened build:\n" + "\n".join(alarms)
     assert all(o.verdicts for o in outcomes)

@@ -6,7 +6,6 @@ Docker-backed: these never skip in CI (the plugin fails the session when no engi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -122,28 +121,52 @@ def test_fill_inodes_leaves_the_asked_number(fl: Stack) -> None:
 
 
 def test_guard_refuses_a_volume_without_our_label(floor: Stack) -> None:
+    """Registered with the guard (so the registry check passes), but labelled for another
+    run: the label check itself must refuse; then a volume of ours that is not tmpfs."""
     from harness import engine
+    from harness.guard import GUARD, Owned
     from harness.volume import TmpfsVolume
 
+    assert floor.agent is not None
+    spec = floor.volume("tiny").spec
     name = f"{engine.run_id()}-foreign"
     engine.client().volumes.create(name, driver="local", driver_opts={
         "type": "tmpfs", "device": "tmpfs", "o": "size=64k"}, labels={"fulldisk.run": "other"})
+    GUARD.register(Owned("docker-tmpfs", name, engine.run_id()))
     try:
-        assert floor.agent is not None
-        foreign = TmpfsVolume("foreign", name, floor.volume("tiny").spec, floor.agent)
-        with pytest.raises(GuardError, match="did not create it"):
+        foreign = TmpfsVolume("foreign", name, spec, floor.agent)
+        with pytest.raises(GuardError, match=r"label fulldisk\.run='other' is not this run"):
             foreign.fill(leave=0)
     finally:
+        GUARD.forget("docker-tmpfs", name)
         engine.client().volumes.get(name).remove(force=True)
+    plain = f"{engine.run_id()}-plain"
+    engine.client().volumes.create(plain, driver="local",
+                                   labels={"fulldisk.run": engine.run_id()})
+    GUARD.register(Owned("docker-tmpfs", plain, engine.run_id()))
+    try:
+        with pytest.raises(GuardError, match="not a tmpfs volume of fulldisk"):
+            TmpfsVolume("plain", plain, spec, floor.agent).fill(leave=0)
+    finally:
+        GUARD.forget("docker-tmpfs", plain)
+        engine.client().volumes.get(plain).remove(force=True)
 
 
-def test_guard_refuses_host_root_and_unregistered_paths(tmp_path: object) -> None:
-    from harness.guard import GUARD
+def test_guard_refuses_a_path_that_is_not_the_tmpfs_mount_in_the_agent(floor: Stack) -> None:
+    """The second check production runs before every write, inside the agent: the path
+    must be a tmpfs mountpoint. A real volume of ours pointed at a plain folder is refused,
+    and nothing was written there."""
+    from harness.volume import TmpfsVolume
 
-    with pytest.raises(GuardError, match="root filesystem"):
-        GUARD.check_host_path("/")
-    with pytest.raises(GuardError):
-        GUARD.check_host_path("/dev/shm")  # a real tmpfs, but not ours
+    assert floor.agent is not None
+    real = floor.volume("tiny")
+    assert isinstance(real, TmpfsVolume)
+    wrong = TmpfsVolume("tiny", real.docker_name, real.spec, floor.agent)
+    wrong.path = "/tmp"  # the agent's own filesystem, not a fulldisk volume
+    with pytest.raises(GuardError, match="not a fulldisk tmpfs mount"):
+        wrong.fill(leave=0)
+    code, out = floor.agent.sh("ls -A /tmp")
+    assert code == 0 and ".fulldisk" not in out
 
 
 def test_containers_run_with_least_privilege_and_loopback_ports(floor: Stack,
@@ -164,24 +187,3 @@ def test_containers_run_with_least_privilege_and_loopback_ports(floor: Stack,
     assert set(floor.agent.handle.container.attrs["HostConfig"]["CapAdd"]) == {
         "CHOWN", "DAC_OVERRIDE", "FOWNER"}
     assert any(h.container.attrs["NetworkSettings"]["Ports"] for h in handles)
-
-
-def test_guard_refuses_a_bind_mount(tmp_path: Path) -> None:
-    import subprocess
-
-    from harness.guard import GUARD
-
-    src, dst = tmp_path / "src", tmp_path / "dst"
-    src.mkdir()
-    dst.mkdir()
-    # a tmpfs of our own making, bind-mounted elsewhere: neither is a fulldisk volume
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(src)], check=True)
-    try:
-        subprocess.run(["mount", "--bind", str(src), str(dst)], check=True)
-        try:
-            with pytest.raises(GuardError, match="not on a filesystem this run created"):
-                GUARD.check_host_path(str(dst))
-        finally:
-            subprocess.run(["umount", str(dst)], check=True)
-    finally:
-        subprocess.run(["umount", str(src)], check=True)

@@ -1,0 +1,69 @@
+"""Backend: what probes, loads and the volume scenario need from a running target.
+
+Two things provide it: the container :class:`~harness.stack.Stack` (services in Docker,
+volumes on tmpfs) and the in-process :class:`~harness.inprocess.InProcessStack` (a WSGI
+app called in this process, volumes on pyfakefs). Scenarios written against this
+Protocol run on both, judged by the same invariants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import requests
+
+    from .target import Target
+    from .volume import Usage, Volume
+
+
+class Runner(Protocol):
+    """A service that can run a command (exec probes)."""
+
+    def exec(self, cmd: Sequence[str]) -> tuple[int, str]:
+        """Run a command; (exit code, output)."""
+        ...
+
+
+class Backend(Protocol):
+    """A running target: its config, HTTP access, volumes, logs and restarts."""
+
+    target: Target
+
+    def url(self, service: str, port: int | None = None) -> str:
+        """Base URL of a service (always http://127.0.0.1:PORT)."""
+        ...
+
+    def session(self) -> requests.Session:
+        """A fresh HTTP session that reaches the target and nothing else."""
+        ...
+
+    def service(self, name: str) -> Runner:
+        """A service that runs exec probes."""
+        ...
+
+    def volume(self, name: str) -> Volume:
+        """A volume by its config name."""
+        ...
+
+    def usage(self, *names: str) -> dict[str, Usage]:
+        """Usage of the named volumes (all measurable ones when none is named)."""
+        ...
+
+    def restarts(self) -> dict[str, int]:
+        """Restarts (and exits) per service since start."""
+        ...
+
+    def reset(self) -> None:
+        """Every volume back to its seed."""
+        ...
+
+    def log_lines(self, service: str) -> list[tuple[float | None, str]]:
+        """Every line a service wrote to stdout/stderr so far, with its unix time if known."""
+        ...
+
+    def read_tails(self, items: list[tuple[str, str, int]]) -> list[tuple[int, bytes]]:
+        """For each (volume, path in it, offset): the file's size (-1 if absent) and its
+        bytes from offset."""
+        ...

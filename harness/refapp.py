@@ -1,0 +1,51 @@
+"""The reference app (``docker/datahub/app``) in this process, for the in-process battery.
+
+The Flask app reads its defect switches and paths from the environment at import, so
+each build is a fresh import with its own environment. Its SQLite database is written
+by a C extension that pyfakefs cannot see: it lives in a real temporary folder
+(:meth:`~harness.fakedisk.FakeDisks.real_dir`), outside the in-process battery.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from .fakedisk import FakeDisks
+from .inprocess import WSGIApp
+
+APP_DIR = Path(__file__).resolve().parent.parent / "docker" / "datahub" / "app"
+SERVICE = "app"
+VOLUMES = ("sessions", "cache", "downloads", "applogs")
+"""Volumes the app writes from Python (db is SQLite, weblogs is nginx's)."""
+DEFECTS = ("silent_sessions", "log_blackhole", "poisoned_cache", "blind_health",
+           "miscounted_downloads")
+"""Switches whose bug lives in the app's Python code, caught in-process."""
+CONTAINER_ONLY = {
+    "unbounded_downloads": "needs every path on one shared disk filled by the download "
+                           "load, with the cleaner process paused",
+    "lazy_cleanup": "the bug is in the cleaner, another process",
+}
+"""Switches only the container battery can catch, and why."""
+
+
+def datahub_app(disks: FakeDisks, defects: Iterable[str] = ()) -> WSGIApp:
+    """A fresh import of the datahub Flask app with these defect switches on."""
+    env = {"DATAHUB_DEFECTS": ",".join(defects), "DATAHUB_DB_DIR": disks.real_dir()}
+    saved = {k: os.environ.get(k) for k in env}
+    for name in [m for m in sys.modules if m == "datahub" or m.startswith("datahub.")]:
+        del sys.modules[name]
+    os.environ.update(env)
+    sys.path.insert(0, str(APP_DIR))
+    try:
+        from datahub.web import app  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(APP_DIR))
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return app  # type: ignore[no-any-return]

@@ -1,0 +1,54 @@
+"""The reference app in-process: the hardened build passes, each Python-level switch is
+caught by the same invariant as in the container battery (``fulldisk selftest``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.battery import Outcome
+from harness.cli import DEFECTS as CAUGHT_BY
+from harness.fakedisk import FakeDisks
+from harness.inprocess import InProcessStack, battery
+from harness.refapp import APP_DIR, CONTAINER_ONLY, DEFECTS, SERVICE, VOLUMES, datahub_app
+from harness.target import reference_target
+
+TARGET = reference_target()  # read before pyfakefs hides the real files
+
+
+def run(disks: FakeDisks, *defects: str) -> list[Outcome]:
+    with InProcessStack(TARGET, lambda: datahub_app(disks, defects), disks=disks,
+                        service=SERVICE, volumes=VOLUMES) as stack:
+        return battery(stack)
+
+
+def failures(outcomes: list[Outcome]) -> list[str]:
+    return [f"{o.scenario}: {v.invariant}: {v.summary}"
+            for o in outcomes for v in o.verdicts if v.status == "fail"]
+
+
+def test_hardened_reference_app_passes_in_process(fulldisk_fs: FakeDisks) -> None:
+    outcomes = run(fulldisk_fs)
+    assert [o.volume for o in outcomes] == [*VOLUMES, "downloads"]  # + the counter case
+    assert failures(outcomes) == []
+    judged = {v.invariant for o in outcomes for v in o.verdicts if v.judged}
+    assert {"no_silent_write_loss", "errors_surface", "graceful_refusal", "recovery",
+            "health_truthful", "log_integrity", "counter_accuracy"} <= judged
+
+
+@pytest.mark.parametrize("defect", DEFECTS)
+def test_each_python_level_switch_is_caught_by_its_invariant(fulldisk_fs: FakeDisks,
+                                                             defect: str) -> None:
+    failed = failures(run(fulldisk_fs, defect))
+    assert any(f.split(": ")[1] == CAUGHT_BY[defect] for f in failed), failed
+
+
+def test_every_switch_of_the_app_is_in_process_or_said_why_not() -> None:
+    """A new switch fails this until it is classified (and, if Python-level, caught)."""
+    import re
+
+    text = (APP_DIR / "datahub" / "config.py").read_text()
+    block = re.search(r"KNOWN_DEFECTS = \((.*?)\)", text, re.S)
+    assert block is not None
+    known = set(re.findall(r'"([a-z_]+)"', block.group(1)))
+    assert known == set(DEFECTS) | set(CONTAINER_ONLY)
+    assert set(CAUGHT_BY) >= known
