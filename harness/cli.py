@@ -243,6 +243,10 @@ def list_(target_path: str | None) -> None:
         at = ", ".join(f"{m.service}:{m.path}" for m in v.mounts)
         console.print(f"  volume {name}: {format_size(v.size)}, {v.inodes} inodes, "
                       f"owner {v.owner}, {v.role}: {at}")
+    total = sum(v.size for v in t.volumes.values())
+    console.print(f"  memory: the volumes are tmpfs, in RAM: up to {format_size(total)} while "
+                  "the shared-disk scenario fills them (refused above a quarter of the "
+                  "available memory)")
     for name, p in t.probes.items():
         console.print(f"  probe {name} ({p.kind}{', core' if p.core else ''}"
                       f"{', write' if p.write else ''}): {p.description}")

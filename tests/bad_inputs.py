@@ -308,7 +308,7 @@ def run_case(case: Case, workdir: Path) -> Result:
         else:
             p.write_text(content)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "FULLDISK_RUN_ID": run_id(case, workdir),
-           **case.env}
+           "COLUMNS": "400", **case.env}  # wide: a summary line is not wrapped
     args = list(case.args)
     if args[0] in ("run", "gate") and "--report-dir" not in args:
         args += ["--report-dir", str(workdir / "reports")]
