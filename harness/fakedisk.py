@@ -19,10 +19,12 @@ used from Python code. What it cannot see: C extensions that open files themselv
 cron job). Their paths need :meth:`FakeDisks.real_dir` (a real temporary folder that the
 Python side sees too) and their full-disk behaviour needs the container battery.
 
-Differences from a real disk that are kept on purpose, and said here: a ``write`` that
-does not fit fails whole with ENOSPC (the kernel would first write what fits and return
-a short count); creating a folder on a disk with no inode left is not refused (pyfakefs
-gives no hook for it), though the folder counts once it exists.
+An ``os.write`` that only partly fits writes what fits and returns the short count, as
+the kernel does; the next one gets ENOSPC. Differences from a real disk, kept and said
+here: a buffered file's flush (``open()``, ``logging.FileHandler``) is all or nothing
+(CPython's writer would first write what fits, then fail and keep the rest), and creating
+a folder on a disk with no inode left is not refused (pyfakefs gives no hook for it),
+though the folder counts once it exists.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from types import FrameType, ModuleType, TracebackType
 from typing import Any, Self
 
-from pyfakefs.fake_file import FakeDirectory, FakeFile
+from pyfakefs.fake_file import FakeDirectory, FakeFile, FakeFileWrapper
 from pyfakefs.fake_filesystem import FakeFilesystem
 from pyfakefs.fake_filesystem_unittest import Patcher
 
@@ -219,17 +221,21 @@ class FakeDisks:
         fake_os.statvfs = self.statvfs
         write = fake_os.write
 
-        def write_std(fd: int, data: bytes) -> int:
-            # pyfakefs 6 fails on os.write to fd 1/2 (AttributeError); a logging fallback
-            # that writes to stderr must reach sys.stderr as it would in a real process.
+        def write_fd(fd: int, data: bytes) -> int:
+            view = bytes(data)
             if fd in (1, 2):
+                # pyfakefs 6 fails on os.write to fd 1/2 (AttributeError); a logging
+                # fallback to stderr must reach sys.stderr as in a real process.
                 stream = sys.stdout if fd == 1 else sys.stderr
-                stream.write(bytes(data).decode("utf-8", "replace"))
+                stream.write(view.decode("utf-8", "replace"))
                 stream.flush()
-                return len(data)
-            return int(write(fd, data))
+                return len(view)
+            fit = self._fits(fd, len(view))
+            if 0 < fit < len(view):
+                return int(write(fd, view[:fit]))  # a short write, as the kernel makes it
+            return int(write(fd, view))
 
-        fake_os.write = write_std
+        fake_os.write = write_fd
         return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
@@ -310,6 +316,23 @@ class FakeDisks:
         return best
 
     # --- the kernel's side -------------------------------------------------------------
+    def _fits(self, fd: int, n: int) -> int:
+        """How many of ``n`` bytes written to ``fd`` land before the disk is full (``n``
+        when the fd is not a file on a declared disk)."""
+        try:
+            w = self.fs.get_open_file(fd)
+        except OSError:
+            return n  # a bad fd: the real write raises the right error
+        if not isinstance(w, FakeFileWrapper):
+            return n
+        d = self._by_dev.get(w.file_object.st_dev)
+        if d is None:
+            return n
+        size = w.file_object.st_size or 0
+        start = size if w.open_modes.append else w.tell()
+        room = _pages(size) + d.size - d.allocated - d.ballast - start
+        return max(0, min(n, room))
+
     def statvfs(self, path: Any) -> os.statvfs_result:
         """``os.statvfs`` for the fake filesystem: a declared disk as it stands, anything
         else as one big disk."""

@@ -9,6 +9,7 @@ by a C extension that pyfakefs cannot see: it lives in a real temporary folder
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,14 +22,24 @@ SERVICE = "app"
 VOLUMES = ("sessions", "cache", "downloads", "applogs")
 """Volumes the app writes from Python (db is SQLite, weblogs is nginx's)."""
 DEFECTS = ("silent_sessions", "log_blackhole", "poisoned_cache", "blind_health",
-           "miscounted_downloads")
-"""Switches whose bug lives in the app's Python code, caught in-process."""
-CONTAINER_ONLY = {
+           "miscounted_downloads", "streamed_exports", "torn_logs")
+"""Switches whose bug lives in the app's Python code: the in-process battery catches each
+with the invariant that catches it in containers (those this build of the app knows)."""
+NOT_IN_PROCESS = {
     "unbounded_downloads": "needs every path on one shared disk filled by the download "
-                           "load, with the cleaner process paused",
-    "lazy_cleanup": "the bug is in the cleaner, another process",
+                           "load, with the cleaner process paused: the container battery",
+    "lazy_cleanup": "the bug is in the cleaner, another process: the container battery",
+    "stale_partial_exports": "an order of events, found by `fulldisk explore`, not by the "
+                             "battery",
 }
-"""Switches only the container battery can catch, and why."""
+"""Switches the in-process battery does not judge, and where they are caught instead."""
+
+
+def known_defects() -> tuple[str, ...]:
+    """The switches this build of the app knows (its ``KNOWN_DEFECTS``, read as text)."""
+    text = (APP_DIR / "datahub" / "config.py").read_text(encoding="utf-8")
+    block = re.search(r"KNOWN_DEFECTS = \((.*?)\)", text, re.S)
+    return tuple(re.findall(r'"([a-z_]+)"', block.group(1))) if block else ()
 
 
 def datahub_app(disks: FakeDisks, defects: Iterable[str] = ()) -> WSGIApp:

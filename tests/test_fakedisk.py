@@ -104,6 +104,29 @@ def test_append_mode_and_os_write_on_a_full_disk(fulldisk_fs: FakeDisks) -> None
     assert data.startswith(b"first\n") and data.endswith(b"\nafter\n") and b"refused" not in data
 
 
+def test_os_write_that_partly_fits_is_a_short_write(fulldisk_fs: FakeDisks) -> None:
+    d = fulldisk_fs.disk("/var/log/app", size="16KiB", logs=True)
+    fd = os.open("/var/log/app/app.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        os.write(fd, b"a" * 100)
+        d.fill(leave=PAGE)  # the rest of the first page and one more page
+        assert os.write(fd, b"b" * 3 * PAGE) == 2 * PAGE - 100  # what fits, no more
+        with pytest.raises(OSError) as e:
+            os.write(fd, b"c")
+        assert e.value.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+    assert os.path.getsize("/var/log/app/app.log") == 2 * PAGE
+    fd = os.open("/var/log/app/other", os.O_WRONLY | os.O_CREAT)
+    try:  # not appending: the write position counts, not the end of the file
+        d.drain()
+        d.fill(leave=PAGE)
+        os.lseek(fd, 1000, os.SEEK_SET)
+        assert os.write(fd, b"d" * 2 * PAGE) == PAGE - 1000
+    finally:
+        os.close(fd)
+
+
 def test_buffered_records_refused_while_full_land_later(fulldisk_fs: FakeDisks) -> None:
     """A buffered writer (logging.FileHandler) keeps what a flush could not write and
     writes it with the next flush, as CPython's BufferedWriter does."""
