@@ -13,7 +13,7 @@ CASES = cases()
 
 @pytest.mark.parametrize("case", [
     pytest.param(c, id=f"{c.kind}-{c.what}",
-                 marks=[pytest.mark.docker, pytest.mark.xdist_group("teardown")]
+                 marks=[pytest.mark.docker, pytest.mark.xdist_group("bad-inputs")]
                  if c.docker else [])
     for c in CASES])
 def test_bad_input(case: Case, tmp_path: Path) -> None:
