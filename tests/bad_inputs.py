@@ -10,6 +10,7 @@ runs them; run this file to write the table of what each one printed::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import signal
@@ -333,8 +334,9 @@ def run_case(case: Case, workdir: Path) -> Result:
 
 
 def run_id(case: Case, workdir: Path) -> str:
-    """The run id a case's process gets, so that its leftovers can be counted."""
-    return f"fd-input-{workdir.name.rsplit('-', 1)[-1][:10]}"
+    """The run id a case's process gets (one per work folder, so cases running at once
+    never share one), so that its leftovers can be counted."""
+    return f"fd-input-{hashlib.sha1(str(workdir.resolve()).encode()).hexdigest()[:10]}"
 
 
 def leftovers(case: Case, workdir: Path) -> int:
