@@ -32,9 +32,12 @@ from .timeline import (
 
 if TYPE_CHECKING:
     from .battery import Outcome, Run
+    from .fakedisk import FakeDisk, FakeDisks
+    from .inprocess import InProcessStack
     from .invariants import Rules, Verdict, evaluate
     from .plugin import check
     from .probes import Prober
+    from .scenario import ScenarioStack
     from .stack import Stack
     from .volume import TmpfsVolume, Usage, Volume
 
@@ -43,9 +46,12 @@ __all__ = [
     "CounterSample",
     "DiskSample",
     "DockerUnavailable",
+    "FakeDisk",
+    "FakeDisks",
     "GuardError",
     "HarnessError",
     "HealthSample",
+    "InProcessStack",
     "InfrastructureError",
     "LoadEvent",
     "LogRecord",
@@ -55,6 +61,7 @@ __all__ = [
     "Prober",
     "Rules",
     "Run",
+    "ScenarioStack",
     "Stack",
     "StepResult",
     "Target",
@@ -75,7 +82,9 @@ __all__ = [
 _LAZY = {
     "Outcome": "battery", "Run": "battery", "Rules": "invariants", "Verdict": "invariants",
     "evaluate": "invariants", "check": "plugin", "Prober": "probes", "Stack": "stack",
+    "ScenarioStack": "scenario",
     "TmpfsVolume": "volume", "Usage": "volume", "Volume": "volume",
+    "FakeDisk": "fakedisk", "FakeDisks": "fakedisk", "InProcessStack": "inprocess",
 }
 
 

@@ -59,6 +59,10 @@ class Backend(Protocol):
         """Every volume back to its seed."""
         ...
 
+    def untested_paths(self) -> dict[str, list[str]]:
+        """Per service, folders it wrote outside the target's volumes (never on a small disk)."""
+        ...
+
     def log_lines(self, service: str) -> list[tuple[float | None, str]]:
         """Every line a service wrote to stdout/stderr so far, with its unix time if known."""
         ...

@@ -24,6 +24,9 @@ from .timeline import PhaseName, ProbeResult, Timeline
 PER_VOLUME = ("no_silent_write_loss", "errors_surface", "graceful_refusal", "recovery",
               "health_truthful", "log_integrity")
 MARKS = 3
+PhaseListener = Callable[[str, str], None]
+"""Called with (scenario, phase) as each phase starts: progress displays, tests."""
+_LISTENERS: list[PhaseListener] = []
 FLOOD = 40  # marked requests while full: more than a page of log lines, so the unused
             # tail of a log file's last page cannot absorb them all (tmpfs allocates pages)
 
@@ -37,6 +40,8 @@ class Outcome:
     timeline: Timeline = field(repr=False)  # thousands of events: too long for a report
     verdicts: list[Verdict] = field(default_factory=list)
     error: str | None = None
+    untested: dict[str, list[str]] = field(default_factory=dict)  # service -> folders written
+                                                                  # outside the volumes
 
     def verdict(self, invariant: str) -> Verdict:
         """The verdict of one invariant."""
@@ -67,6 +72,8 @@ class Run:
         """Mark a phase; an exception inside names the phase it broke in."""
         self.tl.phase(name, self.volume, note)
         _announce(name)
+        for listener in tuple(_LISTENERS):
+            listener(self.tl.scenario, name)
         try:
             yield
         except Exception as e:
@@ -108,11 +115,24 @@ class Run:
         after = self.stack.restarts()
         self.tl.facts["restarts"] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         verdicts = evaluate(self.tl, self.rules, list(invariants))
-        return Outcome(self.tl.scenario, self.volume, self.tl, verdicts)
+        untested = self.stack.untested_paths()
+        self.tl.facts["untested_paths"] = untested
+        return Outcome(self.tl.scenario, self.volume, self.tl, verdicts, untested=untested)
 
     def baseline(self) -> set[str]:
         """Probes that passed in the steady phase."""
         return {p.probe for p in self.tl.in_phase(ProbeResult, "steady") if p.passed}
+
+
+@contextmanager
+def phase_listener(listener: PhaseListener) -> Iterator[None]:
+    """Call ``listener(scenario, phase)`` as each phase of any scenario starts, while the
+    block runs (in this process; xdist workers run their own)."""
+    _LISTENERS.append(listener)
+    try:
+        yield
+    finally:
+        _LISTENERS.remove(listener)
 
 
 def volume_scenario(stack: Backend, volume: str, *, scenario: str | None = None) -> Outcome:
@@ -255,7 +275,7 @@ class Case:
     shared: bool
     run: Callable[[Stack], Outcome]
     invariants: tuple[str, ...]
-    incident: bool = False  # told as a named scenario in scenarios/test_incident.py
+    incident: bool = False  # told as a named story in harness/stock.py
 
 
 def cases(volumes: list[str], bulk: set[str], *, downloads: bool, cleanup: bool,

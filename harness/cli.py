@@ -1,4 +1,4 @@
-"""The ``fulldisk`` command: run, gate, selftest, list, doctor, clean, build.
+"""The ``fulldisk`` command: run, gate, selftest, list, doctor, clean, build, init.
 
 Exit codes (README, "Exit codes"): 0 all passed; 1 an invariant failed; 2 usage, config
 or target problem (a probe that fails on empty disks); 3 the machine cannot run the check
@@ -22,20 +22,14 @@ import click
 from rich.console import Console
 
 from .errors import HarnessError, InfrastructureError, UsageError
+from .selftest import SWITCHES
 from .sizes import parse_size
 from .target import Target, load_target
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
-DEFECTS = {
-    "silent_sessions": "no_silent_write_loss",
-    "log_blackhole": "errors_surface",
-    "unbounded_downloads": "core_isolation",
-    "lazy_cleanup": "cleanup_keeps_up",
-    "miscounted_downloads": "counter_accuracy",
-    "poisoned_cache": "recovery",
-    "blind_health": "health_truthful",
-}
+DEFECTS = {name: s.invariant for name, s in SWITCHES.items()}
+"""Each defect switch of the reference stack and the invariant that must catch it."""
 
 
 def _target(path: str | None) -> Target:
@@ -51,6 +45,10 @@ def cli() -> None:
 target_opt = click.option("--target", "-t", "target_path", default=None, metavar="PATH",
                           help="fulldisk.toml or pyproject.toml (default: ./fulldisk.toml, "
                                "else the bundled reference stack)")
+
+
+html_opt = click.option("--html", "html_path", default=None, metavar="PATH",
+                        help="the HTML report (default: REPORT_DIR/report.html)")
 
 
 def _scenarios_dir() -> str:
@@ -102,10 +100,13 @@ def output_file(path: str, what: str, *, created: Path | None = None) -> Path:
 
 
 def _battery(target_path: str | None, report_dir: str, junit: str | None,
-             json_path: str | None, select: str | None,
-             workers: int) -> tuple[int, dict[str, Any], Path]:
+             json_path: str | None, select: str | None, workers: int,
+             html_path: str | None) -> tuple[int, dict[str, Any], Path, Path]:
+    import contextlib
+
     target = _target(target_path)  # config and output errors come before heavy imports
     out = output_dir(report_dir, "--report-dir")
+    html = output_file(html_path, "--html") if html_path else out / "report.html"
     if junit:
         output_file(junit, "--junit", created=out)
     if json_path:
@@ -113,13 +114,18 @@ def _battery(target_path: str | None, report_dir: str, junit: str | None,
     import pytest
 
     from . import engine
+    from .progress import RunProgress, terminal_console
 
     engine.client()  # Docker down is exit 3 before anything starts
     report_file = out / "report.json"
     report_file.unlink(missing_ok=True)  # never read an earlier run's report as this one's
-    args = [_scenarios_dir(), "-m", "chaos", "-q", "-p", "no:cacheprovider", "--no-header",
+    # The scenarios folder holds no battery file of its own: --fulldisk-battery adds the
+    # fulldisk::... collector, and the folder keeps the run away from the cwd's own tests.
+    args = [_scenarios_dir(), "--fulldisk-battery", "-m", "chaos", "-q", "-p",
+            "no:cacheprovider", "--no-header",
             "-o", "console_output_style=classic", "--fulldisk-require-docker",
-            "--tb=no", "-rN", "--fulldisk-report", str(out), "--rootdir", _scenarios_dir()]
+            "--tb=short", "--fulldisk-report", str(out), "--rootdir", _scenarios_dir(),
+            "--fulldisk-html", str(html.resolve())]
     if target_path:
         args += ["--fulldisk-target", str(Path(target_path).resolve())]
     if junit:
@@ -128,17 +134,26 @@ def _battery(target_path: str | None, report_dir: str, junit: str | None,
         args += ["-k", select]
     if workers > 1:
         args += ["-n", str(workers), "--dist", "loadgroup"]
-    code = int(pytest.main(args))
+    log = out / "pytest.log"
+    # pytest's own output goes to a file: the terminal shows live progress, then the summary
+    with (RunProgress(terminal_console(), target.name) as progress,
+          open(log, "w", encoding="utf-8") as stream, contextlib.redirect_stdout(stream)):
+        code = int(pytest.main(args, plugins=[progress]))
     report: dict[str, Any] = (json.loads(report_file.read_text()) if report_file.exists()
                               else {"target": target.name, "status": "error", "passed": False,
-                                    "verdicts": [], "errors": [
-                                        f"the battery ended (pytest exit {code}) without a "
-                                        "report"]})
+                                    "verdicts": [], "errors": []})
+    if code not in (0, 1) and not report.get("errors") and not report.get("interrupted"):
+        # nothing explained the failure: show pytest's own last words, once
+        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
+        err_console.print("\n".join(tail), markup=False, highlight=False)
+        if code != 5:
+            report["errors"] = [f"the battery ended (pytest exit {code}) without a verdict; "
+                                f"pytest's whole output: {log}"]
     if code == 5 and not report.get("errors"):
         report["errors"] = [f"no battery scenario matches -k {select!r}. Hint: `fulldisk "
                             "list` shows the scenario ids"]
         report["error_exit"] = 2
-    return code, report, report_file
+    return code, report, report_file, html
 
 
 def _exit_code(pytest_code: int, report: dict[str, Any]) -> int:
@@ -159,19 +174,19 @@ def _exit_code(pytest_code: int, report: dict[str, Any]) -> int:
     return 3  # a test failed without a verdict: the harness could not judge
 
 
-def _finish(report: dict[str, Any], json_path: str | None, report_file: Path) -> None:
+def _finish(report: dict[str, Any], json_path: str | None,
+            files: dict[str, str | Path | None]) -> None:
     """Print the outcome once: the summary, or (when nothing was judged) the error."""
     from .report import summary, write_json
 
+    if json_path:
+        write_json(report, json_path)
     if report.get("errors") and not report.get("verdicts") and not report.get("interrupted"):
         for e in report["errors"]:
             err_console.print(f"fulldisk: error: {e}", markup=False, highlight=False,
                               soft_wrap=True)
-    else:
-        summary(report, console)
-    if json_path:
-        write_json(report, json_path)
-    console.print(f"report: {report_file}")
+        return
+    summary(report, console, files=files)
 
 
 @cli.command()
@@ -182,13 +197,14 @@ def _finish(report: dict[str, Any], json_path: str | None, report_file: Path) ->
 @click.option("-k", "select", default=None, help="only scenarios matching this expression")
 @click.option("-n", "workers", default=1, show_default=True, type=click.IntRange(1, 8),
               help="parallel workers (pytest-xdist)")
+@html_opt
 def run(target_path: str | None, json_path: str | None, report_dir: str, select: str | None,
-        workers: int) -> None:
+        workers: int, html_path: str | None) -> None:
     """Run the battery against a target and print the summary."""
-    code, report, report_file = _battery(target_path, report_dir, None, json_path, select,
-                                         workers)
+    code, report, report_file, html = _battery(target_path, report_dir, None, json_path,
+                                               select, workers, html_path)
     rc = _exit_code(code, report)
-    _finish(report, json_path, report_file)
+    _finish(report, json_path, {"html": html, "json": json_path or report_file})
     sys.exit(rc)
 
 
@@ -201,21 +217,23 @@ def run(target_path: str | None, json_path: str | None, report_dir: str, select:
 @click.option("-n", "workers", default=1, show_default=True, type=click.IntRange(1, 8))
 @click.option("--strict", is_flag=True,
               help="also fail (exit 1) on a not judged verdict of an invariant the target feeds")
+@html_opt
 def gate(target_path: str | None, junit: str, json_path: str | None, report_dir: str,
-         select: str | None, workers: int, strict: bool) -> None:
+         select: str | None, workers: int, strict: bool, html_path: str | None) -> None:
     """Pre-deploy gate: exit 0 all passed, 1 an invariant failed, 2 usage or target
     config, 3 infrastructure, 130 interrupted."""
-    code, report, report_file = _battery(target_path, report_dir, junit, json_path, select,
-                                         workers)
+    code, report, report_file, html = _battery(target_path, report_dir, junit, json_path,
+                                               select, workers, html_path)
     rc = _exit_code(code, report)
-    _finish(report, json_path, report_file)
+    _finish(report, json_path, {"html": html, "json": json_path or report_file,
+                                "junit": junit})
     if strict and rc == 0:
         unjudged = strict_failures(_target(target_path), report)
         for line in unjudged:
             console.print(f"[yellow]not judged (--strict):[/] {line}", markup=True)
         if unjudged:
             rc = 1
-    console.print(f"gate: {'PASS' if rc == 0 else 'FAIL'} (exit {rc}); junit: {junit}")
+    console.print(f"gate: {'PASS' if rc == 0 else 'FAIL'} (exit {rc})")
     sys.exit(rc)
 
 
@@ -331,10 +349,18 @@ def build(target_path: str | None, quiet: bool) -> None:
 @cli.command()
 @click.option("--json", "json_path", default=None, metavar="PATH")
 @click.option("--only", default=None, metavar="NAMES",
-              help="comma-separated defect switches to try (default: all seven)")
-def selftest(json_path: str | None, only: str | None) -> None:
+              help="comma-separated defect switches to try (default: all of them)")
+@click.option("--html", "html_path", default="reports/report.html", show_default=True,
+              metavar="PATH", help="the HTML report: the matrix and how each switch was caught")
+def selftest(json_path: str | None, only: str | None, html_path: str) -> None:
     """Run the battery on the reference stack once per defect switch and once hardened."""
+    from .battery import Outcome
+    from .invariants import Rules
+    from .progress import RunProgress, terminal_console
+    from .report import build
+    from .report_html import RunView, render_selftest, write_html
     from .selftest import matrix_text, run_selftest
+    from .target import reference_target
 
     names = list(DEFECTS)
     if only:
@@ -345,13 +371,63 @@ def selftest(json_path: str | None, only: str | None) -> None:
                              f"choose from {', '.join(DEFECTS)}")
     if json_path:
         output_file(json_path, "--json")
-    result = run_selftest(names, DEFECTS, progress=lambda s: err_console.print(s))
+    if html_path == "reports/report.html":  # the default's folder is ours to create
+        output_dir("reports", "--html's folder")
+    output_file(html_path, "--html")
+    target = reference_target()
+    runs: dict[str, RunView] = {}
+
+    def keep(defect: str | None, outcomes: list[Outcome]) -> None:
+        label = defect or "hardened"
+        report = build(target.name, [v.to_dict() for o in outcomes for v in o.verdicts])
+        runs[label] = RunView(report, [o.timeline for o in outcomes],
+                              f"DATAHUB_DEFECTS={defect}" if defect else "hardened build",
+                              chart_all=False)
+
+    with RunProgress(terminal_console(), "selftest") as progress:
+        result = run_selftest(names, progress=progress.note, on_config=keep)
     console.print(matrix_text(result))
     if json_path:
         from .report import write_json
 
         write_json(result, json_path)
+    write_html(render_selftest(result, runs, config=target.redacted_config(),
+                               rules=Rules.from_target(target), redact=target.redact),
+               html_path)
+    console.print(f"reports: html {html_path}" + (f", json {json_path}" if json_path else ""))
     sys.exit(0 if result["passed"] else 1)
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, metavar="[NAME=]IMAGE...")
+@click.option("--command", "commands", multiple=True, metavar="NAME=COMMAND",
+              help="the command a service runs (e.g. --command web='nginx -g ...')")
+@click.option("--warmup", default=None, metavar="SHELL",
+              help="warm-up command run on this machine instead of crawling the ports; it "
+                   "gets FULLDISK_URL_<SERVICE> and FULLDISK_URL_<SERVICE>_<PORT>")
+@click.option("--seconds", default=2.0, show_default=True, type=click.FloatRange(0, 60),
+              help="how long to keep watching after the warm-up (background writers)")
+@click.option("--timeout", default=90.0, show_default=True, type=click.FloatRange(5, 600),
+              help="bound on the whole observation")
+@click.option("--ready-timeout", default=15.0, show_default=True,
+              type=click.FloatRange(1, 300),
+              help="how long a service may take until one of its exposed ports answers")
+@click.option("--output", "-o", default="fulldisk.toml", show_default=True, metavar="PATH")
+@click.option("--name", default=None, help="the target's name (default: the first service)")
+@click.option("--force", is_flag=True, help="overwrite an existing file")
+def init(images: tuple[str, ...], commands: tuple[str, ...], warmup: str | None,
+         seconds: float, timeout: float, ready_timeout: float, output: str, name: str | None,
+         force: bool) -> None:
+    """Write a starter fulldisk.toml from images: the folders they write, ports, logs."""
+    from .starter import parse_services, write_starter
+
+    specs = parse_services(images, commands)
+    t0 = time.monotonic()
+    out = write_starter(specs, Path(output), force=force, name=name, warmup=warmup,
+                        seconds=seconds, timeout=timeout, ready_timeout=ready_timeout,
+                        progress=lambda m: err_console.print(m, markup=False))
+    console.print(f"wrote {out} in {time.monotonic() - t0:.1f} s; read its comments, then "
+                  f"`fulldisk list --target {out}`")
 
 
 @cli.command()

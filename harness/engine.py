@@ -185,6 +185,23 @@ def image_exists(tag: str) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class ImageConfig:
+    """What an image declares: its exposed TCP ports and default user."""
+
+    ports: tuple[int, ...]
+    user: str
+
+
+def image_config(tag: str) -> ImageConfig:
+    """An image's exposed TCP ports and default user (``fulldisk init``)."""
+    require_image(tag, "build or load the image first (there is no registry to pull from)")
+    cfg = client().images.get(tag).attrs.get("Config") or {}
+    ports = sorted(int(p.split("/")[0]) for p in (cfg.get("ExposedPorts") or {})
+                   if p.endswith("/tcp"))
+    return ImageConfig(tuple(ports), str(cfg.get("User") or ""))
+
+
 def require_image(tag: str, hint: str) -> None:
     """Raise InfrastructureError naming the fix when an image is missing."""
     if not image_exists(tag):
@@ -332,6 +349,16 @@ class Handle:
             return None
         return b"".join(stream)
 
+    def changes(self) -> list[tuple[str, int]]:
+        """The engine's diff of the container against its image: (path, kind), kind 0
+        changed, 1 added, 2 deleted. Paths on mounted volumes are not in it."""
+        try:
+            diff = self.container.diff() or []
+        except docker.errors.APIError as e:
+            raise InfrastructureError(f"{self.name}: cannot read its filesystem changes: "
+                                      f"{_short(e)}", "is the container still there?") from e
+        return [(str(d["Path"]), int(d["Kind"])) for d in diff]
+
     def put_archive(self, path: str, data: bytes) -> None:
         """Extract a tar into a folder inside the container."""
         try:
@@ -444,6 +471,8 @@ class ContainerSpec:
     privileged: bool = False
     cap_add: Sequence[str] = ()
     extra_labels: Mapping[str, str] | None = None
+    drop_caps: bool = True  # False: the engine's default set (images that start as root
+                            # and drop to a service user need chown/setuid/setgid)
 
 
 def start(spec: ContainerSpec) -> Handle:
@@ -466,7 +495,7 @@ def start(spec: ContainerSpec) -> Handle:
         "network": spec.network,
         "hostname": spec.aliases[0] if spec.aliases else None,
         "security_opt": [] if spec.privileged else ["no-new-privileges"],
-        "cap_drop": [] if spec.privileged else ["ALL"],
+        "cap_drop": ["ALL"] if spec.drop_caps and not spec.privileged else [],
         "cap_add": list(spec.cap_add),
         "privileged": spec.privileged,
         "init": True,

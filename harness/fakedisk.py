@@ -43,9 +43,9 @@ from pyfakefs.fake_filesystem import FakeFilesystem
 from pyfakefs.fake_filesystem_unittest import Patcher
 
 from .errors import UsageError
-from .sizes import PAGE, ballast_for, format_size, parse_size
+from .sizes import PAGE, format_size, parse_size
 from .target import Mount, VolumeSpec
-from .volume import FillResult, Usage
+from .volume import FillResult, Usage, ballast_needed
 
 AS_USER = "in-process"
 ROOT_INODES = 10_000_000
@@ -125,17 +125,7 @@ class FakeDisk:
     def fill(self, *, leave: int | str | None = None, percent: float | None = None) -> FillResult:
         """Take space (invisible to the code under test) so ``leave`` bytes stay free, or
         ``percent`` of the disk is used; a disk already that full is left as it is."""
-        if (leave is None) == (percent is None):
-            raise UsageError("fill needs exactly one of leave= or percent=",
-                             "e.g. disk.fill(leave=0) or disk.fill(percent=95)")
-        before = self.usage()
-        if percent is not None:
-            if not 0 <= percent <= 100:
-                raise UsageError(f"percent {percent} is outside 0-100", "use 0 to 100")
-            target_free = before.bytes_total - int(before.bytes_total * percent / 100)
-        else:
-            target_free = parse_size(leave if leave is not None else 0, what="leave")
-        n = ballast_for(before.bytes_free, target_free)
+        before, n = ballast_needed(self.usage, leave=leave, percent=percent)
         if n == 0:
             return FillResult(0, 0, before, f"already at or below the target: {before}")
         self.ballast += n

@@ -371,6 +371,10 @@ class InProcessStack:
         """An in-process app never restarts."""
         return {self.service_name: 0}
 
+    def untested_paths(self) -> dict[str, list[str]]:
+        """Nothing to report: an in-process app has no container filesystem to diff."""
+        return {}
+
     def reset(self) -> None:
         """Every in-process volume emptied (log files truncated in place)."""
         for d in self.volumes.values():

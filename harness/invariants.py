@@ -518,8 +518,9 @@ def errors_surface(tl: Timeline, rules: Rules) -> Verdict:
 
     A full-disk span is judged when a request failed in it, a write was lost in it, a
     sink named the cause during it, or it holds declared log files and was probed. A
-    fake success needs its record from a sink of the service that answered (or one
-    behind it); without such a mapping (hand-built rules) any sink counts.
+    fake success needs an error record that names the cause or the request's path, from
+    a sink of the service that answered (or one behind it; without such a mapping, as
+    in hand-built rules, any sink counts).
     """
     name = "errors_surface"
     error_rx = _compile((*rules.error_patterns, *rules.cause_patterns))
@@ -555,10 +556,15 @@ def errors_surface(tl: Timeline, rules: Rules) -> Verdict:
             evidence.append(f"no error record within {bound:g}s: {fmt_step(p, s, t)}")
     unreported = 0
     for w in fakes:
+        # the app said "saved": only a record of its own that names the cause or the
+        # request shows it knew (a 503 of some other request in the window does not)
         services = rules.probe_services.get(w.probe.probe)
+        path = w.step.target.split("?", 1)[0]
         mine = _Stamps(r for r in error_logs
-                       if not services or rules.source_services.get(r.source, frozenset())
-                       & services)
+                       if (not services or rules.source_services.get(r.source, frozenset())
+                           & services)
+                       and ((cause_rx is not None and cause_rx.search(r.text))
+                            or (path and path in r.text)))
         if not mine.any_between(w.t - EARLY_SLACK, w.end + bound):
             unreported += 1
             where = f" from {', '.join(sorted(services))}" if services else ""

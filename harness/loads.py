@@ -127,7 +127,7 @@ class Downloads:
 def log_marks(pr: Prober, count: int, *, service: str | None = None,
               deadline: float = 10.0) -> list[str]:
     """Send ``count`` requests whose path carries a unique marker, for gap detection."""
-    svc = service or _front_service(pr)
+    svc = service or front_service(pr)
     base = pr.stack.url(svc)
     end = time.monotonic() + deadline
     marks: list[str] = []
@@ -170,7 +170,8 @@ def sessions(pr: Prober, probe: str, count: int, *, deadline: float = 20.0,
     return done
 
 
-def _front_service(pr: Prober) -> str:
+def front_service(pr: Prober) -> str:
+    """The service that faces users: the first core HTTP probe's, else the first with ports."""
     for p in pr.target.probes.values():
         if p.kind == "http" and p.core:
             return p.service

@@ -63,7 +63,11 @@ class Prober:
         if name not in self.target.probes:
             raise ConfigError(f"unknown probe {name!r}",
                               f"one of: {', '.join(self.target.probes) or 'none declared'}")
-        probe = self.target.probes[name]
+        return self.run_probe(name, self.target.probes[name], values, tags)
+
+    def run_probe(self, name: str, probe: Probe, values: Mapping[str, str] | None = None,
+                  tags: tuple[str, ...] = ()) -> ProbeResult:
+        """Run a probe given as an object (e.g. an ad hoc request of a scenario script)."""
         t = self.tl.now()
         if probe.kind == "exec":
             steps: tuple[StepResult, ...] = (self._exec(probe),)

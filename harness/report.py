@@ -1,15 +1,23 @@
-"""Reports: the JSON report tools read, and the terminal summary a person reads at a glance."""
+"""Reports: the JSON report tools read, and the compact terminal summary a person reads."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from rich.markup import escape
+
+STATUS_WORD = {"fail": "FAIL", "not_judged": "NOT JUDGED", "pass": "pass"}
+STATUS_STYLE = {"fail": "bold red", "not_judged": "yellow", "pass": "green"}
+EVIDENCE_LINES = 6
+"""Evidence lines the terminal shows per verdict; the HTML and JSON reports keep them all."""
+_BODY = re.compile(r"""; body (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+"""A response-body excerpt inside an evidence line: left out on a terminal, where it would
+wrap over several rows (CI logs and the HTML and JSON reports keep it)."""
 
 
 def status(v: Mapping[str, Any]) -> str:
@@ -59,9 +67,9 @@ def build(target: str, verdicts: Iterable[Mapping[str, Any]], *,
     errs = list(errors)
     c = counts(vs)
     passed = not errs and not interrupted and bool(vs) and not c["fail"]
-    status = ("interrupted" if interrupted else "error" if errs else
-              "passed" if passed else "failed")
-    return {"target": target, "status": status, "passed": passed, "interrupted": interrupted,
+    state = ("interrupted" if interrupted else "error" if errs else
+             "passed" if passed else "failed")
+    return {"target": target, "status": state, "passed": passed, "interrupted": interrupted,
             "counts": c, "verdicts": vs, "errors": errs, **(extra or {})}
 
 
@@ -73,27 +81,71 @@ def write_json(report: Mapping[str, Any], path: str | Path) -> Path:
     return p
 
 
-def summary(report: Mapping[str, Any], console: Console | None = None) -> None:
-    """Print a table: one row per scenario and invariant, failures with their reason."""
+def untested_text(paths: Iterable[Mapping[str, str]]) -> list[str]:
+    """Lines naming the folders services wrote outside fulldisk's volumes."""
+    by: dict[tuple[str, str], list[str]] = {}
+    for p in paths:
+        by.setdefault((p["target"], p["service"]), []).append(p["path"])
+    return [f"{t}/{svc}: {', '.join(ps)} (written outside fulldisk's volumes: declare a "
+            "volume for it, or confirm it may fill)" for (t, svc), ps in sorted(by.items())]
+
+
+def summary(report: Mapping[str, Any], console: Console | None = None, *,
+            files: Mapping[str, str | Path | None] | None = None) -> None:
+    """The compact summary: a headline, one line per scenario with its counts, the failing
+    and not-judged verdicts with their evidence, then where the full reports are.
+
+    In a CI log (not a terminal) every line is printed whole and plain; on a terminal the
+    response-body excerpts are left out of the evidence; ``NO_COLOR`` drops the colours.
+    """
     con = console or Console()
-    table = Table(title=f"fulldisk: {report['target']}", show_lines=False)
-    table.add_column("scenario")
-    table.add_column("invariant")
-    table.add_column("verdict")
-    table.add_column("why")
-    for v in report["verdicts"]:
-        mark = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]"}.get(
-            status(v), "[yellow]not judged[/]")
-        table.add_row(str(v.get("scenario", "")), v["invariant"], mark, v["summary"][:100])
-    con.print(table)
+    tty = con.is_terminal
+    # a terminal wraps long lines at words; a CI log gets each line whole, never wrapped
+    fit: dict[str, Any] = {"highlight": False} if tty else {"highlight": False,
+                                                             "soft_wrap": True}
+    verdicts = list(report.get("verdicts", []))
+    total = counts(verdicts)
+    by_scenario: dict[str, list[Mapping[str, Any]]] = {}
+    for v in verdicts:
+        by_scenario.setdefault(str(v.get("scenario", "")), []).append(v)
+    ok = bool(report.get("passed"))
+    head = "[bold green]PASSED[/]" if ok else "[bold red]NOT SAFE TO DEPLOY[/]"
+    if report.get("interrupted"):  # what ran is shown, but it is no verdict on the target
+        head = (f"[bold yellow]INTERRUPTED[/] ({escape(str(report['interrupted']))}) after "
+                f"{report.get('ran', '?')} of {report.get('tests', '?')} tests, so no verdict")
+    con.print(f"fulldisk {escape(str(report.get('target', '?')))}: {head} — "
+              f"{counts_text(total)} ({len(by_scenario)} scenarios)", **fit)
+    width = max((len(n) for n in by_scenario), default=0)
+    for name, vs in by_scenario.items():
+        c = counts(vs)
+        mark = "[red]✗[/]" if c["fail"] else "[yellow]?[/]" if c["not_judged"] else "[green]✓[/]"
+        vol = next((v.get("volume") for v in vs if v.get("volume")), None)
+        con.print(f"  {mark} {escape(name.ljust(width))}  {counts_text(c)}"
+                  f"{f'  (volume {escape(str(vol))})' if vol else ''}", **fit)
+    for st in ("fail", "not_judged"):
+        for v in (v for v in verdicts if status(v) == st):
+            where = f"{v.get('scenario', '')}{'/' + v['volume'] if v.get('volume') else ''}"
+            con.print(f"[{STATUS_STYLE[st]}]{STATUS_WORD[st]}[/] [bold]{escape(v['invariant'])}"
+                      f"[/] {escape(f'[{where}]')}: {escape(str(v['summary']))}",
+                      **fit)
+            if st == "not_judged" and v.get("reason") and v["reason"] != v.get("summary"):
+                con.print(f"    missing: {escape(str(v['reason']))}", **fit)
+            evidence = [str(e) for e in v.get("evidence", [])]
+            keep = EVIDENCE_LINES if st == "fail" else 2
+            for e in evidence[:keep]:
+                line = _BODY.sub("", e) if tty else e
+                con.print(f"    {escape(line)}", style="dim" if st == "not_judged" else None,
+                          **fit)
+            if len(evidence) > keep:
+                con.print(f"    … {len(evidence) - keep} more evidence lines in the HTML and "
+                          "JSON reports", **fit)
     for e in report.get("errors", []):
-        con.print(Text.assemble(("error: ", "red"), str(e)))
-    c = counts(report["verdicts"])
-    if report.get("interrupted"):
-        con.print(f"[yellow]INTERRUPTED ({report['interrupted']}) after {report.get('ran', '?')} "
-                  f"of {report.get('tests', '?')} tests ({counts_text(c)} so far) — no verdict "
-                  "on the target[/]")
-        return
-    colour = "green" if report["passed"] else "red"
-    con.print(f"[{colour}]{counts_text(c)}"
-              f"{'' if report['passed'] else ' — NOT SAFE TO DEPLOY'}[/]")
+        con.print(f"[red]error:[/] {escape(str(e))}", **fit)
+    if report.get("untested_paths"):
+        con.print("[yellow]not tested on a small disk:[/]", **fit)
+        for line in untested_text(report["untested_paths"]):
+            con.print(f"  {line}", markup=False, **fit)
+    shown = {k: p for k, p in (files or {}).items() if p}
+    if shown:
+        con.print("reports: " + ", ".join(f"{k} {escape(str(p))}" for k, p in shown.items()),
+                  soft_wrap=True, highlight=False)

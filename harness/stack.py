@@ -339,6 +339,23 @@ class Stack:
             out[n] = h.restart_count + (0 if h.status == "running" else 1)
         return out
 
+    def untested_paths(self) -> dict[str, list[str]]:
+        """Per service, the folders it wrote outside fulldisk's volumes (the engine's diff):
+        writable paths this run never put on a small disk."""
+        from .writes import written_folders
+
+        out: dict[str, list[str]] = {}
+        for name, h in self.services.items():
+            mounts = [m.path for v in self.target.volumes.values() for m in v.mounts
+                      if m.service == name]
+            try:
+                folders = written_folders(h.changes(), covered=mounts)
+            except HarnessError:
+                continue  # a service that is gone has nothing more to tell
+            if folders:
+                out[name] = folders
+        return out
+
     def reset(self) -> None:
         """Reset every volume to its seed (per-test isolation)."""
         for v in self.volumes.values():

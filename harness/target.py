@@ -646,6 +646,19 @@ class Target(_Model):
                         text = text.replace(v, "***")
         return text
 
+    def redacted_config(self) -> dict[str, Any]:
+        """The config as JSON-ready data, every value under a secret-looking key as ``***``."""
+        def scrub(value: Any, key: str = "") -> Any:
+            if isinstance(value, dict):
+                return {k: scrub(v, str(k)) for k, v in value.items()}
+            if isinstance(value, list):
+                return [scrub(v, key) for v in value]
+            if isinstance(value, str) and value and SECRET_KEYS.search(key):
+                return "***"
+            return self.redact(value) if isinstance(value, str) else value
+
+        return dict(scrub(self.model_dump(mode="json")))
+
 
 def available_memory() -> int | None:
     """Bytes of memory available on this machine (MemAvailable), None when unknown."""
@@ -718,7 +731,7 @@ def load_target(path: str | os.PathLike[str] | None = None) -> Target:
         cwd = Path.cwd()
         if (cwd / "fulldisk.toml").is_file():
             path = cwd / "fulldisk.toml"
-        elif (cwd / "pyproject.toml").is_file() and _has_tool_table(cwd / "pyproject.toml"):
+        elif has_tool_table(cwd / "pyproject.toml"):
             path = cwd / "pyproject.toml"
         else:
             return reference_target()
@@ -746,7 +759,10 @@ def load_target(path: str | os.PathLike[str] | None = None) -> Target:
     return target_from_dict(data, file=str(p), root=str(p.parent.resolve()))
 
 
-def _has_tool_table(p: Path) -> bool:
+def has_tool_table(p: Path) -> bool:
+    """Whether a pyproject.toml exists and has a ``[tool.fulldisk]`` table."""
+    if not p.is_file():
+        return False
     try:
         tool = tomllib.loads(p.read_text(encoding="utf-8-sig")).get("tool", {})
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):

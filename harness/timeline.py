@@ -276,3 +276,20 @@ class Timeline:
     def to_json(self) -> str:
         """The timeline as JSON text."""
         return json.dumps(self.to_dict(), default=str)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Timeline:
+        """Rebuild a timeline from :meth:`to_dict` output (reports read recorded runs)."""
+        kinds: dict[str, type[Any]] = {k.__name__: k for k in (
+            PhaseMark, ProbeResult, DiskSample, LogRecord, LoadEvent, CounterSample,
+            HealthSample)}
+        tl = cls(scenario=data.get("scenario", ""), volume=data.get("volume"),
+                 t0=0.0, wall0=float(data.get("wall0", 0.0)), facts=dict(data.get("facts", {})))
+        for raw in data.get("events", []):
+            fields = {k: v for k, v in raw.items() if k != "type"}
+            kind = kinds[raw["type"]]
+            if kind is ProbeResult:
+                fields["steps"] = tuple(StepResult(**s) for s in fields["steps"])
+                fields["tags"] = tuple(fields.get("tags", ()))
+            tl.events.append(kind(**fields))
+        return tl

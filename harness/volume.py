@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import shlex
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -88,6 +89,23 @@ class Volume(Protocol):
     def read(self, path: str) -> bytes | None:
         """A file of the app's data on this volume, None when absent."""
         ...
+
+
+def ballast_needed(measure: Callable[[], Usage], *, leave: int | str | None,
+                   percent: float | None) -> tuple[Usage, int]:
+    """Check a fill's arguments, then measure: the usage before and the bytes of ballast
+    (whole pages) that leave ``leave`` bytes free or ``percent`` of the bytes used."""
+    if (leave is None) == (percent is None):
+        raise UsageError("fill needs exactly one of leave= or percent=",
+                         "e.g. vol.fill(leave='64KiB') or vol.fill(percent=95)")
+    if percent is not None and not 0 <= percent <= 100:
+        raise UsageError(f"percent {percent} is outside 0-100", "use 0 to 100")
+    before = measure()
+    if percent is not None:
+        target_free = before.bytes_total - int(before.bytes_total * percent / 100)
+    else:
+        target_free = parse_size(leave if leave is not None else 0, what="leave")
+    return before, ballast_for(before.bytes_free, target_free)
 
 
 class Agent:
@@ -266,18 +284,7 @@ class TmpfsVolume:
         """Add ballast (fallocate as the owner) so ``leave`` bytes stay free, or ``percent``
         of bytes are used. On a volume already that full it is a no-op and says so."""
         self._guard()
-        if (leave is None) == (percent is None):
-            raise UsageError("fill needs exactly one of leave= or percent=",
-                             "e.g. vol.fill(leave='64KiB') or vol.fill(percent=95)")
-        before = self.usage()
-        if percent is not None:
-            if not 0 <= percent <= 100:
-                raise UsageError(f"percent {percent} is outside 0-100", "use 0 to 100")
-            want_used = int(before.bytes_total * percent / 100)
-            target_free = before.bytes_total - want_used
-        else:
-            target_free = parse_size(leave if leave is not None else 0, what="leave")
-        n = ballast_for(before.bytes_free, target_free)
+        before, n = ballast_needed(self.usage, leave=leave, percent=percent)
         if n == 0:
             return FillResult(0, 0, before, f"already at or below the target: {before}")
         # fallocate reserves without writing; fall back to writing zeros where unsupported.

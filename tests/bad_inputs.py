@@ -262,16 +262,16 @@ def cases() -> list[Case]:
              "body lacks", {"fulldisk.toml": _http_target(
                  'steps = [{ path = "/health", expect_text = "no such words" }]')},
              docker=True),
-        Case("fault", "unknown defect switch in the app", ["run", "-k", "sessions-recovery"], 3,
+        Case("fault", "unknown defect switch in the app", ["run", "-k", "sessions and recovery"], 3,
              "unknown defect 'no_such_defect'", env={"DATAHUB_DEFECTS": "no_such_defect"},
              docker=True),
-        Case("interrupt", "Ctrl-C during stack start", ["run", "-k", "sessions-recovery"], 130,
+        Case("interrupt", "Ctrl-C during stack start", ["run", "-k", "sessions and recovery"], 130,
              "INTERRUPTED", docker=True, signal_at="start"),
-        Case("interrupt", "SIGTERM during stack start", ["run", "-k", "sessions-recovery"], 130,
+        Case("interrupt", "SIGTERM during stack start", ["run", "-k", "sessions and recovery"], 130,
              "INTERRUPTED", docker=True, signal_at="start", signal=signal.SIGTERM),
-        Case("interrupt", "Ctrl-C during fill", ["run", "-k", "sessions-recovery"], 130,
+        Case("interrupt", "Ctrl-C during fill", ["run", "-k", "sessions and recovery"], 130,
              "INTERRUPTED", docker=True, signal_at="fill"),
-        Case("interrupt", "SIGTERM during act", ["run", "-k", "sessions-recovery"], 130,
+        Case("interrupt", "SIGTERM during act", ["run", "-k", "sessions and recovery"], 130,
              "INTERRUPTED", docker=True, signal_at="act", signal=signal.SIGTERM),
     ]
     return out

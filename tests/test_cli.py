@@ -93,7 +93,7 @@ def test_demo_shows_a_real_enospc() -> None:
 @pytest.mark.docker
 @pytest.mark.parametrize(("defect", "code"), [("", 0), ("blind_health", 1)])
 def test_gate_exit_code_and_reports(tmp_path: Path, defect: str, code: int) -> None:
-    p = run("gate", "-k", "sessions-health_truthful or sessions-recovery",
+    p = run("gate", "-k", "sessions and (health_truthful or recovery)",
             "--report-dir", str(tmp_path), "--junit", str(tmp_path / "junit.xml"),
             env={"DATAHUB_DEFECTS": defect})
     assert p.returncode == code, p.stdout[-3000:] + p.stderr[-2000:]
@@ -129,7 +129,7 @@ def test_service_that_exits_at_start_shows_its_last_log_lines(tmp_path: Path) ->
 
 @pytest.mark.docker
 def test_unknown_defect_switch_stops_the_app_with_its_message(tmp_path: Path) -> None:
-    p = run("gate", "-k", "sessions-recovery", "--report-dir", str(tmp_path),
+    p = run("gate", "-k", "sessions and recovery", "--report-dir", str(tmp_path),
             env={"DATAHUB_DEFECTS": "no_such_defect"})
     assert p.returncode == 3, p.stdout[-2000:]
     assert "unknown defect 'no_such_defect'" in p.stdout + p.stderr
@@ -156,8 +156,9 @@ def test_pytest_chaos_names_the_invariant_with_evidence_for_silent_sessions(
         tmp_path: Path) -> None:
     """The documented way: DATAHUB_DEFECTS=silent_sessions pytest -m chaos."""
     root = Path(__file__).resolve().parent.parent
-    p = subprocess.run([sys.executable, "-m", "pytest", str(root / "scenarios"), "-m", "chaos",
-                        "-k", "sessions-no_silent_write_loss", "-p", "no:xdist", "-p",
+    p = subprocess.run([sys.executable, "-m", "pytest", str(root / "scenarios"),
+                        "--fulldisk-battery", "-m", "chaos",
+                        "-k", "sessions and no_silent_write_loss", "-p", "no:xdist", "-p",
                         "no:cacheprovider"], capture_output=True, text=True, timeout=300,
                        cwd=tmp_path, env={**os.environ, "DATAHUB_DEFECTS": "silent_sessions"})
     assert p.returncode == 1, p.stdout[-3000:]

@@ -1,12 +1,12 @@
 """The reference app in-process: the hardened build passes, each Python-level switch is
-caught by the same invariant as in the container battery (``fulldisk selftest``)."""
+caught by the same invariant, for the same reason, as in the container battery
+(``fulldisk selftest``'s own judge and symptoms)."""
 
 from __future__ import annotations
 
 import pytest
 
 from harness.battery import Outcome
-from harness.cli import DEFECTS as CAUGHT_BY
 from harness.fakedisk import FakeDisks
 from harness.inprocess import InProcessStack, battery
 from harness.refapp import (
@@ -17,6 +17,7 @@ from harness.refapp import (
     datahub_app,
     known_defects,
 )
+from harness.selftest import SWITCHES, judge_switch
 from harness.target import reference_target
 
 TARGET = reference_target()  # read before pyfakefs hides the real files
@@ -45,8 +46,8 @@ def test_hardened_reference_app_passes_in_process(fulldisk_fs: FakeDisks) -> Non
 @pytest.mark.parametrize("defect", [d for d in DEFECTS if d in known_defects()])
 def test_each_python_level_switch_is_caught_by_its_invariant(fulldisk_fs: FakeDisks,
                                                              defect: str) -> None:
-    failed = failures(run(fulldisk_fs, defect))
-    assert any(f.split(": ")[1] == CAUGHT_BY[defect] for f in failed), failed
+    judged = judge_switch(defect, SWITCHES[defect], run(fulldisk_fs, defect))
+    assert judged["caught"], judged
 
 
 def test_every_switch_of_the_app_is_in_process_or_said_why_not() -> None:

@@ -373,6 +373,15 @@ def test_fake_success_needs_an_error_record_from_the_service_that_answered() -> 
     other = log(21.2, ENOSPC, source="cleaner:stdout+stderr")
     v = errors_surface(timeline(login(1.0), *full_between(20, 30), lost, other), rules)
     assert failed(v) and "from app, web" in "\n".join(v.evidence)
+    # an error record of some other request in the window says nothing about this one
+    busy = log(21.5, 'ERROR datahub.error: GET /health 503: sessions full')
+    v = errors_surface(timeline(login(1.0), *full_between(20, 30), lost, busy), rules)
+    assert failed(v) and "fake success" in v.summary
+    # one that names the request does
+    named = log(21.5, "ERROR datahub: POST /login: session not saved")
+    v = errors_surface(timeline(login(1.0), *full_between(20, 30), lost, named), rules)
+    assert "fake success" not in v.summary  # (the span still lacks a cause: that fails)
+    assert "1 of 1 full-disk span had no log line naming the disk" in v.summary
 
 
 def test_errors_surface_not_applicable_when_nothing_failed() -> None:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytest_plugins = ["pytester"]
 
@@ -28,15 +34,131 @@ def test_collect_only_starts_nothing_and_names_the_battery(
 
     run_id = f"fd-collect-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("FULLDISK_RUN_ID", run_id)  # anything it made would carry this
-    pytester.makepyfile(test_b="""
-        def test_battery(battery_case, battery_outcome):
+    r = pytester.runpytest_subprocess("--fulldisk-battery", "--collect-only", "-q",
+                                      "-p", "no:xdist")
+    r.stdout.fnmatch_lines(["fulldisk::sessions::no_silent_write_loss",
+                            "fulldisk::downloads::core_isolation",
+                            "fulldisk::session-flood::no_silent_write_loss",
+                            "fulldisk::incident::login_on_a_full_session_disk_is_refused_not_lost"])
+    assert engine.count_labelled(run_id).total == 0
+
+
+FILESHARE = (ROOT / "examples" / "fileshare" / "fulldisk.toml").read_text()
+RECORDER = """
+import json, os, signal, sys
+import harness.target as t
+
+calls = []
+for name in ("load_target", "reference_target"):
+    def wrap(orig, name=name):
+        def rec(*a, **k):
+            calls.append(name)
+            return orig(*a, **k)
+        return rec
+    setattr(t, name, wrap(getattr(t, name)))
+
+def pytest_unconfigure(config):
+    with open(os.environ["FD_RECORD"], "w") as f:
+        json.dump({"target_loads": calls,
+                   "engine": "harness.engine" in sys.modules, "docker": "docker" in sys.modules,
+                   "sigterm_default": signal.getsignal(signal.SIGTERM) == signal.SIG_DFL}, f)
+"""
+
+
+def _record(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
+            *args: str) -> tuple[pytest.RunResult, dict[str, Any]]:
+    """Run pytest in a subprocess with a recording plugin that lives outside the project."""
+    side = pytester.path.parent / f"{pytester.path.name}-recorder"
+    side.mkdir(exist_ok=True)
+    (side / "fd_recorder.py").write_text(RECORDER)
+    out = side / "record.json"
+    monkeypatch.setenv("PYTHONPATH", str(side))
+    monkeypatch.setenv("FD_RECORD", str(out))
+    r = pytester.runpytest_subprocess("-p", "fd_recorder", "-p", "no:xdist", *args)
+    return r, json.loads(out.read_text())
+
+
+def test_installed_is_not_in_use(pytester: pytest.Pytester,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """No target and no chaos test selected: no target read, no engine, no SIGTERM handler,
+    no header line; the project's own docker-free tests just run."""
+    pytester.makepyfile(test_unit="def test_unit():\n    assert 1 + 1 == 2\n")
+    pytester.makepyprojecttoml("[tool.other]\nx = 1\n")
+    for args in ((), ("-m", "not chaos"), ("-k", "unit")):
+        r, rec = _record(pytester, monkeypatch, *args)
+        r.assert_outcomes(passed=1)
+        assert rec == {"target_loads": [], "engine": False, "docker": False,
+                       "sigterm_default": True}, args
+        assert "fulldisk:" not in r.stdout.str(), args  # no header line
+
+
+def test_a_target_or_chaos_puts_the_plugin_in_use(pytester: pytest.Pytester,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The counter-proof: the same recorder sees the plugin at work once it is used."""
+    pytester.makepyfile(test_unit="def test_unit():\n    assert 1 + 1 == 2\n")
+    r, rec = _record(pytester, monkeypatch, "-m", "chaos", "--collect-only")
+    assert rec["sigterm_default"] is True  # collect-only starts nothing
+    r, rec = _record(pytester, monkeypatch, "-m", "chaos")
+    assert rec["sigterm_default"] is False and rec["target_loads"]
+    r.stdout.fnmatch_lines(["fulldisk: target 'datahub'*"])
+
+
+def test_chaos_with_a_configured_target_collects_the_battery_beside_own_tests(
+        pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_own="""
+        import pytest
+        def test_unit():
+            pass
+        @pytest.mark.chaos
+        def test_own_chaos():
             pass
     """)
-    r = pytester.runpytest_subprocess("--collect-only", "-q", "-p", "no:xdist")
-    r.stdout.fnmatch_lines(["*test_battery[[]sessions-no_silent_write_loss[]]*",
-                            "*test_battery[[]downloads-core_isolation[]]*",
-                            "*test_battery[[]session-flood-no_silent_write_loss[]]*"])
-    assert engine.count_labelled(run_id).total == 0
+    pytester.makefile(".toml", fulldisk=FILESHARE)
+    r = pytester.runpytest("-m", "chaos", "--collect-only", "-q", "-p", "no:xdist")
+    r.stdout.fnmatch_lines(["test_own.py::test_own_chaos", "fulldisk::uploads::graceful_refusal",
+                            "fulldisk::shared::recovery", "*(1 deselected)*"])
+    assert "incident" not in r.stdout.str()  # the fileshare target feeds no incident story
+    r = pytester.runpytest("--collect-only", "-q", "-p", "no:xdist")  # no -m chaos: no battery
+    assert "fulldisk::" not in r.stdout.str()
+    r.stdout.fnmatch_lines(["test_own.py::test_unit", "test_own.py::test_own_chaos"])
+    # the same target from [tool.fulldisk] in pyproject.toml, and from --fulldisk-target
+    (pytester.path / "fulldisk.toml").rename(pytester.path / "elsewhere.toml")
+    r = pytester.runpytest("-m", "chaos", "--collect-only", "-q", "-p", "no:xdist",
+                           "--fulldisk-target", "elsewhere.toml")
+    r.stdout.fnmatch_lines(["fulldisk::uploads::errors_surface"])
+    table = FILESHARE.replace("[services.", "[tool.fulldisk.services.").replace(
+        "[volumes.", "[tool.fulldisk.volumes.").replace("[probes.", "[tool.fulldisk.probes.")
+    table = table.replace("[[logs]]", "[[tool.fulldisk.logs]]").replace(
+        'name = "fileshare"', '[tool.fulldisk]\nname = "fileshare"')
+    pytester.makepyprojecttoml(table)
+    r = pytester.runpytest("-m", "chaos", "--collect-only", "-q", "-p", "no:xdist")
+    r.stdout.fnmatch_lines(["fulldisk::uploads::errors_surface"])
+
+
+def test_a_bad_target_is_one_collection_error(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".toml", fulldisk='name = "x"\n[services.web]\nimage = 3\n')
+    r = pytester.runpytest("-m", "chaos", "-p", "no:xdist")
+    assert r.ret != 0
+    r.stdout.fnmatch_lines(["*fulldisk.toml*services.web.image*Hint*"])
+    assert "Traceback" not in r.stdout.str()
+
+
+@pytest.mark.docker
+def test_fresh_folder_chaos_runs_the_battery_and_plain_pytest_never_touches_docker(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The done-when of issue 13: a folder with only fulldisk.toml and one unit test."""
+    pytester.makefile(".toml", fulldisk=FILESHARE)
+    pytester.makepyfile(test_unit="def test_unit():\n    assert 1 + 1 == 2\n")
+    r, rec = _record(pytester, monkeypatch)
+    r.assert_outcomes(passed=1)
+    assert not rec["engine"] and not rec["docker"] and rec["target_loads"] == []
+    r, rec = _record(pytester, monkeypatch, "-m", "chaos")
+    outcomes = r.parseoutcomes()
+    assert outcomes.get("passed", 0) + outcomes.get("failed", 0) == 6, r.stdout.str()[-2000:]
+    assert outcomes.get("deselected") == 1  # the unit test
+    r.stdout.fnmatch_lines(["*fulldisk verdicts*",
+                            "[0-9]* passed, [0-9]* failed, [0-9]* not judged"])
+    assert rec["engine"]
 
 
 def test_docker_required_fails_at_start_when_engine_is_down(

@@ -30,7 +30,7 @@ OTHER_PID_NS = ["unshare", "--pid", "--fork", "--mount-proc"]
 
 
 def start_run(tmp_path: Path, hold: str | None, *, defects: str = "",
-              select: str = "sessions-recovery",
+              select: str = "sessions and recovery",
               cli: bool = False) -> tuple[subprocess.Popen[bytes], str, Path]:
     run_id = f"fd-kill-{uuid.uuid4().hex[:8]}"
     phases = tmp_path / "phases"
@@ -41,8 +41,8 @@ def start_run(tmp_path: Path, hold: str | None, *, defects: str = "",
     if hold:
         env["FULLDISK_HOLD_PHASE"] = hold
     cmd = ([*FULLDISK, "run", "-k", select, "--report-dir", str(tmp_path / "reports")] if cli
-           else [sys.executable, "-m", "pytest", str(ROOT / "scenarios"), "-m", "chaos",
-                 "-k", select, "-p", "no:xdist", "-q", "-p", "no:cacheprovider"])
+           else [sys.executable, "-m", "pytest", str(ROOT / "scenarios"), "--fulldisk-battery",
+                 "-m", "chaos", "-k", select, "-p", "no:xdist", "-q", "-p", "no:cacheprovider"])
     p = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT)
     return p, run_id, phases
@@ -194,7 +194,7 @@ def test_cli_interrupt_at_any_phase_is_exit_130_and_reported(tmp_path: Path,
                          ids=["passing", "failing"])
 def test_normal_end_and_test_failure_leave_nothing(tmp_path: Path, defects: str,
                                                    code: int) -> None:
-    p, run_id, _ = start_run(tmp_path, None, defects=defects, select="sessions-health_truthful")
+    p, run_id, _ = start_run(tmp_path, None, defects=defects, select="sessions and health_truthful")
     out, _ = p.communicate(timeout=300)
     assert p.returncode == code, out.decode()[-3000:]
     assert labelled(run_id).total == 0

@@ -119,7 +119,8 @@ def sweep(path: str, max_age: float, pressure: bool) -> None:
 
 def main() -> None:
     lazy = config.defect("lazy_cleanup")
-    logsetup.setup(os.path.join(config.LOG_DIR, "cleaner.log"), blackhole=config.defect("log_blackhole"), stdout=True)
+    logsetup.setup(os.path.join(config.LOG_DIR, "cleaner.log"), blackhole=config.defect("log_blackhole"), stdout=True,
+                   torn=config.defect("torn_logs"))
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))

@@ -12,6 +12,8 @@ KNOWN_DEFECTS = (
     "miscounted_downloads",
     "poisoned_cache",
     "blind_health",
+    "streamed_exports",
+    "torn_logs",
 )
 
 

@@ -10,7 +10,10 @@ handed to the server (cache hits included; refusals and failures excluded).
 
 Defects: ``unbounded_downloads`` (no reserve, written in place until ENOSPC, the
 partial file stays, 500); ``miscounted_downloads`` (counted when generated, before
-serving: hits never counted, failed serving still counted).
+serving: hits never counted, failed serving still counted); ``streamed_exports``
+(generated while streaming: each piece goes to the client, then into the file, with no
+reserve check; once the 200 and the first bytes are out a failed write can only end the
+response short, so the client gets a 200 with a cut body).
 """
 from __future__ import annotations
 
@@ -115,6 +118,46 @@ def _open_complete(path: str, size: int) -> BinaryIO | None:
         pass
     f.close()
     return None
+
+
+def open_complete(name: str, fmt: str, size: int) -> BinaryIO | None:
+    """The complete export if it exists already (a cache hit), else None."""
+    return _open_complete(path_for(name, fmt, size), size)
+
+
+STREAM_PIECE = 16 * 1024
+
+
+def stream_while_writing(name: str, fmt: str, size: int) -> Iterator[bytes]:
+    """Defect ``streamed_exports``: client first, then the file, piece by piece.
+
+    A write error raises after the status line and some of the body were sent: the
+    server can only drop the connection. The temp file is removed; the download is
+    counted only when the whole export was sent and saved."""
+    final = path_for(name, fmt, size)
+    tmp = os.path.join(config.DOWNLOADS_DIR, f".tmp-{os.path.basename(final)}-{secrets.token_hex(4)}")
+    f = open(tmp, "wb")
+    try:
+        for chunk in content(name, fmt, size):
+            for i in range(0, len(chunk), STREAM_PIECE):
+                piece = chunk[i:i + STREAM_PIECE]
+                yield piece
+                f.write(piece)
+                f.flush()  # the bug: the error surfaces only after the piece was sent
+        f.close()
+        os.replace(tmp, final)
+    except BaseException:
+        try:
+            f.close()
+        except OSError:
+            pass
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    db.count_download(name, fmt)
+    log.info("served %s-%d.%s (%d bytes, streamed while generated)", name, size, fmt, size)
 
 
 def _reserve_check(size: int) -> int:

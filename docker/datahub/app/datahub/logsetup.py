@@ -11,6 +11,13 @@ written is preceded by a line announcing how many records were dropped.
 Defect ``log_blackhole`` (:class:`BlackholeFileHandler`): a buffered
 ``logging.FileHandler`` whose errors are swallowed: no stderr, no count, no
 marker; a short write leaves a torn line, and buffered leftovers may land later.
+
+Defect ``torn_logs`` (:class:`TornFileHandler`): a buffered writer flushed once per
+record, C stdio style: a flush that only partly fits (the unused tail of the file's
+last page on a full disk) leaves a partial record in the file, and whatever the disk
+refused is discarded, not retried. Python's default ``handleError`` reports the error
+on stderr; the log file itself never says that records are missing, and the next
+record written once space is back is glued to the partial one.
 """
 from __future__ import annotations
 
@@ -43,6 +50,15 @@ class OneLineFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
         return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _close_fd(handler: "SafeFileHandler | TornFileHandler") -> None:
+    if handler.fd is not None:
+        try:
+            os.close(handler.fd)
+        except OSError:
+            pass
+        handler.fd = None
 
 
 def _stderr(text: str) -> None:
@@ -128,12 +144,7 @@ class SafeFileHandler(logging.Handler):
     def close(self) -> None:
         self.acquire()
         try:
-            if self.fd is not None:
-                try:
-                    os.close(self.fd)
-                except OSError:
-                    pass
-                self.fd = None
+            _close_fd(self)
         finally:
             self.release()
         super().close()
@@ -155,12 +166,42 @@ class BlackholeFileHandler(logging.FileHandler):
         pass  # the bug: nothing on stderr, no count, no marker
 
 
-def setup(logfile: str, blackhole: bool, stdout: bool = False, level: int = logging.INFO) -> logging.Handler:
+class TornFileHandler(logging.Handler):
+    """Defect ``torn_logs``: flush per record, keep what fit, discard the rest, say nothing
+    in the file."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.fd: int | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            data = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
+            if self.fd is None:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            os.write(self.fd, data)  # the bug: a short write is not retried, the rest is gone
+        except Exception:
+            self.handleError(record)  # stock logging: a traceback on stderr, nothing in the file
+
+    def close(self) -> None:
+        _close_fd(self)
+        super().close()
+
+
+def setup(logfile: str, blackhole: bool, stdout: bool = False, level: int = logging.INFO,
+          torn: bool = False) -> logging.Handler:
     """Configure the root logger: one file handler (and, for the cleaner, stdout)."""
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
-    handler: logging.Handler = BlackholeFileHandler(logfile) if blackhole else SafeFileHandler(logfile)
+    handler: logging.Handler
+    if blackhole:
+        handler = BlackholeFileHandler(logfile)
+    elif torn:
+        handler = TornFileHandler(logfile)
+    else:
+        handler = SafeFileHandler(logfile)
     handler.setFormatter(OneLineFormatter(FORMAT))
     root.addHandler(handler)
     if stdout:

@@ -1,0 +1,122 @@
+"""The stock scenarios: the battery over every volume of any target, and the Exversion
+outage told as scenarios (see the incident write-up).
+
+The plugin collects them (``harness/collect.py``) as ``fulldisk::<case>::<invariant>``
+and ``fulldisk::incident::<story>``, only the incident stories whose battery cases the
+target can feed. Arrange (fill the disk), act (log in, download, browse), assert
+(invariants): each story names the symptom it would have caught.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from .battery import Case, Outcome
+from .plugin import check
+
+F = TypeVar("F", bound=Callable[..., None])
+OutcomeOf = Callable[[str], Outcome]
+Record = Callable[..., None]
+
+
+def needs(case: str, *invariants: str) -> Callable[[F], F]:
+    """Declare the battery case (and its invariants) a story reads; without them, the
+    story is not collected for a target."""
+    def mark(fn: F) -> F:
+        fn.fulldisk_needs = (*getattr(fn, "fulldisk_needs", ()),  # type: ignore[attr-defined]
+                             (case, invariants))
+        return fn
+    return mark
+
+
+def battery(battery_case: tuple[Case, str], battery_outcome: Outcome,
+            record_outcome: Record) -> None:
+    """One invariant of one battery case: steady, fill to the last byte, act, free, recover."""
+    _, invariant = battery_case
+    record_outcome(battery_outcome, invariant)
+    check(battery_outcome, invariant)
+
+
+@needs("downloads-fill-shared-disk", "core_isolation", "recovery")
+def logins_stop_sticking_when_downloads_fill_the_shared_disk(
+        outcome_of: OutcomeOf, record_outcome: Record) -> None:
+    """Downloads pile up on the one disk the whole site lives on; then logins must still
+    work (the app keeps a reserve), not silently stop sticking."""
+    outcome = outcome_of("downloads-fill-shared-disk")
+    record_outcome(outcome)
+    check(outcome, "core_isolation")
+    check(outcome, "recovery")
+
+
+@needs("sessions", "no_silent_write_loss", "errors_surface")
+def login_on_a_full_session_disk_is_refused_not_lost(
+        outcome_of: OutcomeOf, record_outcome: Record) -> None:
+    """"I logged in, only it didn't take. No errors": the session file could not be
+    written. The login must fail loudly, or the next page must show the user logged in."""
+    outcome = outcome_of("sessions")
+    record_outcome(outcome, "no_silent_write_loss")
+    check(outcome, "no_silent_write_loss")
+    check(outcome, "errors_surface")
+
+
+@needs("applogs", "errors_surface", "log_integrity")
+def errors_surface_while_the_log_disk_is_full(
+        outcome_of: OutcomeOf, record_outcome: Record) -> None:
+    """"The logs were not updating ... cut off midline ... I was flying blind": with the
+    log disk full, some sink an operator can read must still name the cause."""
+    outcome = outcome_of("applogs")
+    record_outcome(outcome, "errors_surface")
+    check(outcome, "errors_surface")
+    check(outcome, "log_integrity")
+
+
+@needs("cleanup-under-load", "cleanup_keeps_up")
+def cleanup_keeps_up_with_sustained_downloads(
+        outcome_of: OutcomeOf, record_outcome: Record) -> None:
+    """"We weren't clearing out downloads often enough": the cleaner must keep usage
+    under the ceiling while downloads keep arriving."""
+    outcome = outcome_of("cleanup-under-load")
+    record_outcome(outcome)
+    check(outcome, "cleanup_keeps_up")
+
+
+@needs("cache", "recovery")
+def cache_is_not_poisoned_after_space_returns(
+        outcome_of: OutcomeOf, record_outcome: Record) -> None:
+    """Clearing the cache "fixed" it for a while: a cache entry cut short by the full
+    disk must not be served once space is back."""
+    outcome = outcome_of("cache")
+    record_outcome(outcome, "recovery")
+    check(outcome, "recovery")
+
+
+@needs("counter", "counter_accuracy")
+def download_counter_counts_downloads_served(
+        outcome_of: OutcomeOf, record_outcome: Record) -> None:
+    """"There was a bug in it, which was why we didn't notice": the counter must move by
+    exactly the downloads actually served."""
+    outcome = outcome_of("counter")
+    record_outcome(outcome)
+    check(outcome, "counter_accuracy")
+
+
+@needs("sessions", "health_truthful")
+def health_tells_the_truth_while_a_disk_is_full(
+        outcome_of: OutcomeOf, record_outcome: Record) -> None:
+    """The site was dying and nothing said so: /health must say degraded while full."""
+    outcome = outcome_of("sessions")
+    record_outcome(outcome, "health_truthful")
+    check(outcome, "health_truthful")
+
+
+INCIDENT: tuple[Callable[..., None], ...] = (
+    logins_stop_sticking_when_downloads_fill_the_shared_disk,
+    login_on_a_full_session_disk_is_refused_not_lost,
+    errors_surface_while_the_log_disk_is_full,
+    cleanup_keeps_up_with_sustained_downloads,
+    cache_is_not_poisoned_after_space_returns,
+    download_counter_counts_downloads_served,
+    health_tells_the_truth_while_a_disk_is_full,
+)
+"""The stories, in the order the outage told them."""

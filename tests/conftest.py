@@ -1,0 +1,97 @@
+"""Shared fixtures of the harness's own tests: a headless Chromium to look at reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+REPORTS = Path(__file__).resolve().parent.parent / "reports"
+LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:", "chrome:", "devtools:")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the browser marker."""
+    config.addinivalue_line("markers", "browser: opens a page in headless Chromium")
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Debian's headless Chromium driven by selenium, with a fresh profile and no network
+    chatter of its own; skipped when it is not installed, failed when CI is set."""
+    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+        msg = (f"{CHROMIUM} or {CHROMEDRIVER} is missing. Hint: run `ci/setup --browser` "
+               "(apt-get install chromium chromium-driver)")
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+                "--window-size=1366,768", "--hide-scrollbars"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def open_report(driver: Any, path: Path, charts: int) -> None:
+    """Open a report file at a laptop's screen size and wait (bounded) until every chart
+    has drawn its series."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.set_window_size(1366, 768)
+    driver.get_log("browser")  # forget what earlier pages logged
+    driver.get_log("performance")
+    driver.get(path.resolve().as_uri())
+    WebDriverWait(driver, 60, poll_frequency=0.1).until(lambda d: d.execute_script(
+        "const g = document.querySelectorAll('.js-plotly-plot');"
+        "return g.length === arguments[0] && Array.from(g).every("
+        "  e => e.querySelectorAll('.scatterlayer .trace').length > 0);", charts))
+
+
+def console_errors(driver: Any) -> list[str]:
+    """Errors the page wrote to the browser console."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def remote_requests(driver: Any) -> list[str]:
+    """URLs the page asked for that are not inside the file itself."""
+    urls = []
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        if msg.get("method") == "Network.requestWillBeSent":
+            url = msg["params"]["request"]["url"]
+            if not url.startswith(LOCAL_SCHEMES):
+                urls.append(url)
+    return urls
+
+
+def full_page_screenshot(driver: Any, path: Path) -> Path:
+    """A PNG of the whole page, as tall as its content (capped at 12000 px)."""
+    import base64
+
+    height = min(int(driver.execute_script("return document.body.scrollHeight")), 12000)
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "captureBeyondViewport": True, "format": "png",
+        "clip": {"x": 0, "y": 0, "width": 1366, "height": height, "scale": 1}})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(base64.b64decode(shot["data"]))
+    return path

@@ -1,0 +1,158 @@
+"""`fulldisk init`: a starter target from images. Unit tests of the parts, and the real
+thing on the reference images: its volumes must cover every path the reference target
+declares, within its time bound, leaving nothing behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import tomllib
+import uuid
+from pathlib import Path
+
+import pytest
+
+from harness import UsageError, load_target, reference_target
+from harness.starter import FolderUse, Seen, ServiceSpec, parse_services, render
+from harness.target import target_from_dict
+from harness.writes import under
+
+ROOT = Path(__file__).resolve().parent.parent
+FD = [sys.executable, "-c", "from harness.cli import main; main()"]
+
+
+def test_service_arguments() -> None:
+    specs = parse_services(["shop:latest", "worker=shop:latest"], ["worker=python -m jobs"])
+    assert specs == [ServiceSpec("shop", "shop:latest"),
+                     ServiceSpec("worker", "shop:latest", ("python", "-m", "jobs"))]
+    for images, commands, fix in ((["a=x", "a=y"], [], "name them apart"),
+                                  (["Bad=x"], [], "NAME=IMAGE"),
+                                  (["x"], ["nosuch=ls"], "NAME=COMMAND"),
+                                  ([], [], "fulldisk init IMAGE")):
+        with pytest.raises(UsageError, match=fix):
+            parse_services(images, commands)
+
+
+def test_render_is_a_valid_commented_target() -> None:
+    app = Seen(ServiceSpec("app", "shop:1", ("serve",)), "1000:1000", (8000, 9000),
+               ports={8000: 200},
+               folders=[FolderUse("/var/log/shop", 8192, 3, "1000:1000", "0755"),
+                        FolderUse("/var/cache/shop", 3 * 1024 * 1024, 40, "1000:1000", "0750")],
+               logs=["/var/log/shop/app.log"], unmountable=["/etc"])
+    worker = Seen(ServiceSpec("worker", "shop:1"), "", (),
+                  folders=[FolderUse("/var/log/shop", 4096, 2, "1000:1000", "0755")])
+    text = render([app, worker], name="shop", warmup=None, seconds=2)
+    t = target_from_dict(tomllib.loads(text))
+    assert set(t.volumes) == {"log-shop", "cache-shop"}  # same last name: two components
+    logs = t.volumes["log-shop"]
+    assert logs.role == "logs" and {m.service for m in logs.mounts} == {"app", "worker"}
+    assert all(m.logs for m in logs.mounts)
+    assert t.volumes["cache-shop"].size >= 2 * 3 * 1024 * 1024  # what it used, with margin
+    assert t.volumes["cache-shop"].owner == "1000:1000" and t.volumes["cache-shop"].mode == "0750"
+    assert t.services["app"].ports == [8000] and t.services["worker"].ports == []
+    assert [(p.service, p.port) for p in t.probes.values()] == [("app", 8000)]
+    assert [(lg.kind, lg.volume, lg.path) for lg in t.logs] == [
+        ("container", None, None), ("container", None, None), ("file", "log-shop", "app.log")]
+    for hint in ("CHECK BY HAND", "exposes [9000] but nothing answered", "a stub",
+                 'role = "bulk"', "wrote into /etc, a system folder"):
+        assert hint in text
+
+
+def test_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    (tmp_path / "fulldisk.toml").write_text("keep me")
+    p = subprocess.run([*FD, "init", "shop:latest"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 2 and "exists" in p.stderr and "Hint: pass --force" in p.stderr
+    assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "fulldisk.toml").read_text() == "keep me"
+    p = subprocess.run([*FD, "init"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "Missing argument" in p.stderr
+
+
+WARMUP = '''
+import os, urllib.error, urllib.parse, urllib.request
+base = os.environ["FULLDISK_URL_WEB"]
+class Keep(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *a, **k):
+        return None
+op = urllib.request.build_opener(Keep)
+try:  # a login leaves a session file; its 302 is not followed
+    op.open(base + "/login", data=urllib.parse.urlencode(
+        {"user": "alice", "password": "wonderland"}).encode(), timeout=5)
+except urllib.error.HTTPError:
+    pass
+for path in ("/datasets/earthquakes", "/datasets/earthquakes/download?format=csv&size=2048"):
+    op.open(base + path, timeout=5).read()
+'''
+
+
+@pytest.mark.docker
+def test_init_on_the_reference_images_covers_every_declared_path(tmp_path: Path) -> None:
+    from harness import engine
+
+    ref = reference_target()
+    image = ref.services["app"].image
+    (tmp_path / "warm.py").write_text(WARMUP)
+    run_id = f"fd-init-{uuid.uuid4().hex[:8]}"
+    args = [f"{n}={image}" for n in ref.services]
+    args += [f"--command={n}={s.command[0]}" for n, s in ref.services.items()
+             if isinstance(s.command, list)]
+    t0 = time.monotonic()
+    p = subprocess.run([*FD, "init", *args, "--warmup", f"{sys.executable} warm.py",
+                        "--timeout", "120", "--name", "datahub"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=200,
+                       env={**os.environ, "FULLDISK_RUN_ID": run_id})
+    took = time.monotonic() - t0
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert took < 120 + 30
+    assert engine.count_labelled(run_id).total == 0  # its containers and network are gone
+    made = load_target(tmp_path / "fulldisk.toml")
+    paths = {m.path for v in made.volumes.values() for m in v.mounts}
+    declared = {m.path for v in ref.volumes.values() for m in v.mounts}
+    uncovered = [d for d in declared if not any(under(d, p) for p in paths)]
+    assert not uncovered, (uncovered, paths)
+    # owners from the files the app wrote, logs found as open files
+    assert {v.owner for v in made.volumes.values()} == {"1000:1000"}
+    files = {(lg.volume, lg.path) for lg in made.logs if lg.kind == "file"}
+    assert {"app.log", "access.log", "error.log"} <= {f for _, f in files}
+    assert {p.port for p in made.probes.values()} == {8000, 8080}
+    # the second time it refuses, and --force overwrites
+    again = subprocess.run([*FD, "init", *args, "--name", "datahub"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "--force" in again.stderr
+
+
+WEBDAV = "fulldisk/corpus-webdav:bookworm"  # built by the corpus (examples/webdav, i9c)
+PUT = '''
+import os, urllib.request
+base = os.environ["FULLDISK_URL_DAV"]
+req = urllib.request.Request(base + "/hello.txt", data=b"x" * 20000, method="PUT")
+urllib.request.urlopen(req, timeout=5).read()
+'''
+
+
+@pytest.mark.docker
+def test_init_on_a_root_started_corpus_image(tmp_path: Path) -> None:
+    """lighttpd starts as root and drops to www-data: init runs it as it is meant to run,
+    finds the share it PUT into (owned by www-data) and its log files by name (a server
+    that changed user hides its open files even from root)."""
+    from harness import engine
+
+    if not engine.image_exists(WEBDAV):
+        pytest.skip(f"corpus image {WEBDAV} is not built on this machine")
+    (tmp_path / "put.py").write_text(PUT)
+    p = subprocess.run([*FD, "init", f"dav={WEBDAV}", "--warmup", f"{sys.executable} put.py",
+                        "--timeout", "60"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    made = load_target(tmp_path / "fulldisk.toml")
+    by_path = {m.path: v for v in made.volumes.values() for m in v.mounts}
+    assert "/srv/dav" in by_path and by_path["/srv/dav"].owner == "33:33"
+    declared = ROOT / "examples" / "webdav" / "fulldisk.toml"
+    if declared.exists():  # the corpus target, once it is on main
+        for v in load_target(declared).volumes.values():
+            for m in v.mounts:
+                assert any(under(m.path, p) for p in by_path), m.path
+    assert {lg.path for lg in made.logs if lg.kind == "file"} >= {"access.log", "error.log"}

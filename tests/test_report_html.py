@@ -1,0 +1,167 @@
+"""The HTML report as data: what the chart holds, what the page shows first, what it hides.
+(The browser test, tests/test_browser.py, checks the same page as a person sees it.)"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sample_runs import OUTCOME_COUNTS, SECRET, SOURCES, VOLUMES, sample_report, sample_timeline
+
+from harness.invariants import Rules
+from harness.report_html import OUTCOMES, figure, render_report, request_outcome
+from harness.target import reference_target
+from harness.timeline import ProbeResult, StepResult, Timeline
+
+
+def _step(**kw: object) -> StepResult:
+    base: dict[str, object] = {"name": "s", "method": "GET", "target": "/", "status": 200,
+                               "passed": True, "elapsed": 0.01}
+    return StepResult(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def _flow(*steps: StepResult) -> ProbeResult:
+    return ProbeResult(t=0.0, probe="p", kind="http", steps=steps)
+
+
+def test_request_outcomes_name_how_each_request_ended() -> None:
+    rules = Rules(request_seconds=5.0)
+    write = _step(method="POST", status=302, write=True)
+    lost = _step(passed=False, readback=True)
+    assert request_outcome(_flow(write, lost), 0, rules) == "fake success"
+    assert request_outcome(_flow(write, _step(readback=True)), 0, rules) == "ok"
+    # a readback that failed loudly cannot show the write was lost: the write is not a fake
+    loud = _step(status=500, passed=False, readback=True)
+    assert request_outcome(_flow(write, loud), 0, rules) == "ok"
+    assert request_outcome(_flow(write, loud), 1, rules) == "refused cleanly"
+    assert request_outcome(_flow(_step(status=200, passed=False)), 0, rules) == "fake success"
+    assert request_outcome(_flow(_step(body_complete=False, passed=False)), 0, rules) == \
+        "cut body"
+    assert request_outcome(_flow(_step(status=None, passed=False, timed_out=True)), 0,
+                           rules) == "hang"
+    assert request_outcome(_flow(_step(passed=True, elapsed=6.0)), 0, rules) == "hang"
+    assert request_outcome(_flow(_step(status=None, passed=False)), 0, rules) == "other error"
+    assert request_outcome(_flow(_step(status=404, passed=False)), 0, rules) == "other error"
+    assert request_outcome(_flow(_step(method="EXEC", status=1, passed=False)), 0, rules) == \
+        "refused cleanly"
+
+
+def test_chart_has_a_series_per_volume_outcome_and_source_with_every_point() -> None:
+    tl = sample_timeline()
+    fig = figure(tl, Rules())
+    traces = list(fig.data)
+    names = [t.name for t in traces]
+    assert names.count("sessions (filled)") == 1 and "applogs" in names
+    assert {f"{v} inodes" for v in VOLUMES} <= set(names)
+    assert [n for n in names if n in OUTCOMES] == list(OUTCOME_COUNTS)  # legend order
+    assert [n for n in names if n in SOURCES] == list(dict.fromkeys(
+        r.source for r in tl.logs()))
+    assert len(traces) == 2 * len(VOLUMES) + len(OUTCOME_COUNTS) + len(SOURCES)
+    by_name = {t.name: t for t in traces}
+    for outcome, n in OUTCOME_COUNTS.items():
+        assert len(by_name[outcome].x) == n, outcome
+    for src in SOURCES:
+        assert len(by_name[src].x) == len(tl.logs(src))
+    assert len(by_name["sessions (filled)"].x) == len(tl.disk("sessions"))
+    assert max(by_name["sessions (filled)"].y) == 100.0
+    # the phases are shaded (one band per phase, across the four rows) and named
+    bands = [s for s in fig.layout.shapes if s.type == "rect"]
+    assert len(bands) == 5 * 4
+    labels = [a.text for a in fig.layout.annotations]
+    assert [lb for lb in labels if lb.startswith("<b>")] == [
+        f"<b>{p}</b>" for p in ("steady", "fill", "act", "free", "recover")]
+    hover = " ".join(" ".join(t.hovertext) for t in traces)
+    assert "fake success: t=2.10s login/login: POST /login -&gt; 302" in hover
+    assert "No space left on device" in hover and "&lt;cache full&gt; &amp;" in hover
+
+
+def _page() -> str:
+    report, tl = sample_report()
+    t = reference_target()
+    return render_report(report, [tl], config=t.redacted_config(), rules=Rules(),
+                         redact=t.redact)
+
+
+def test_page_puts_the_failing_verdicts_and_their_evidence_first() -> None:
+    page = _page()
+    body = page[page.index("<body>"):]
+    first_fail = body.index('class="verdict fail"')
+    assert first_fail < body.index('class="chart"') and first_fail < body.index("<table")
+    assert body.index("no_silent_write_loss") < body.index('class="scenario"')
+    head = body[:body.index('class="scenario"')]
+    assert "acknowledged, then" in head  # the evidence itself, not only the summary
+    assert "NOT SAFE TO DEPLOY" in head
+    assert re.search(r"2 failed</span>.*1 not judged</span>.*2 passed</span>", head)
+    # not judged verdicts are shown, after the failures, with what was missing
+    nj = body.index('class="verdict not_judged"')
+    assert nj > first_fail and "no health sample was taken" in body
+    assert Counter(re.findall(r'<tr class="(fail|not_judged|pass)"><td><span class="badge',
+                              body)) == {"fail": 2, "not_judged": 1, "pass": 2}
+
+
+def test_page_is_self_contained_and_redacts_secrets() -> None:
+    page = _page()
+    assert SECRET not in page
+    assert "password=***" in page  # the log line that carried it, redacted in place
+    assert "&quot;password&quot;: &quot;***&quot;" in page  # the target config
+    assert page.count("<script") >= 2 and not re.search(r"<script[^>]+src=", page)
+    assert not re.search(r"<link[^>]+href=", page)
+    assert "Plotly.newPlot" in page and len(page) > 1_000_000  # plotly.js embedded once
+    assert page.count("plotly.js v") == 1 or page.count("* plotly.js") == 1
+
+
+def test_timeline_survives_its_json_form() -> None:
+    tl = sample_timeline()
+    again = Timeline.from_dict(__import__("json").loads(tl.to_json()))
+    assert again.events == tl.events and again.scenario == tl.scenario
+
+
+pytest_plugins = ["pytester"]
+
+
+def test_plugin_writes_the_page_with_timelines_from_xdist_workers(
+        pytester: pytest.Pytester) -> None:
+    """`--fulldisk-html`: verdicts and timelines recorded in two workers reach one page,
+    and the JUnit file carries the verdicts but not the (large) timelines."""
+    tests_dir = Path(__file__).resolve().parent
+    pytester.makepyfile(test_two=f"""
+        import sys
+        from dataclasses import replace
+        sys.path.insert(0, {str(tests_dir)!r})
+        import pytest
+        from sample_runs import sample_timeline
+        from harness.battery import Outcome
+        from harness.invariants import Rules, evaluate
+
+        @pytest.mark.parametrize("name", ["alpha", "beta"])
+        def test_run(name, record_outcome):
+            tl = sample_timeline()
+            tl.scenario = "scenario-" + name
+            verdicts = evaluate(tl, Rules(), ["no_silent_write_loss", "recovery"])
+            record_outcome(Outcome(tl.scenario, tl.volume, tl, verdicts))
+    """)
+    r = pytester.runpytest_subprocess("-n", "2", "--fulldisk-html", "out/report.html",
+                                      "--junitxml", "out/junit.xml", "-p", "no:cacheprovider")
+    r.assert_outcomes(passed=2)
+    page = (pytester.path / "out" / "report.html").read_text()
+    for name in ("alpha", "beta"):
+        assert f'data-scenario="scenario-{name}"' in page
+        assert f'id="chart-sc-scenario-{name}"' in page
+    assert page.count('class="verdict fail"') == 2  # no_silent_write_loss of each scenario
+    junit = (pytester.path / "out" / "junit.xml").read_text()
+    assert "fulldisk.verdict" in junit and "DiskSample" not in junit
+
+
+def test_a_card_at_the_top_folds_long_evidence_the_table_keeps_it_all() -> None:
+    report, tl = sample_report()
+    v = report["verdicts"][0]  # type: ignore[index]
+    v["evidence"] = [f"t={i}.00s line {i}" for i in range(15)]
+    page = render_report(report, [tl])
+    body = page[page.index("<body>"):]
+    card = body[body.index('class="verdict fail"'):body.index("</article>")]
+    assert card.count("<li>") == 15 and "9 more evidence lines" in card
+    assert card.index("line 5</li>") < card.index("<details") < card.index("line 6</li>")
+    table = body[body.index('class="verdicts"'):]
+    assert "line 14</li>" in table

@@ -1,0 +1,73 @@
+"""Which folders a container wrote (harness.writes), from the engine's diff; and, against
+the reference stack, a writable path the target leaves undeclared listed as untested."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.writes import written_folders
+
+ROOT = Path(__file__).resolve().parent.parent
+C, A, D = 0, 1, 2
+
+
+def test_files_added_in_an_image_folder_name_that_folder() -> None:
+    changes = [("/var", C), ("/var/lib", C), ("/var/lib/app", C), ("/var/lib/app/sess_1", A),
+               ("/var/lib/app/db.sqlite", C)]
+    assert written_folders(changes) == ["/var/lib/app"]
+
+
+def test_folders_the_app_created_fold_into_the_image_folder_above() -> None:
+    changes = [("/tmp", C), ("/tmp/nginx-proxy", A), ("/tmp/nginx-proxy/1", A),
+               ("/tmp/nginx-proxy/1/00", A), ("/tmp/nginx.pid", A)]
+    assert written_folders(changes) == ["/tmp"]
+
+
+def test_deletions_count_and_nested_folders_fold_into_the_outermost() -> None:
+    changes = [("/srv", C), ("/srv/old.txt", D), ("/srv/data", C), ("/srv/data/x", A)]
+    assert written_folders(changes) == ["/srv"]
+
+
+def test_covered_paths_and_engine_files_are_left_out() -> None:
+    changes = [("/usr", C), ("/usr/sbin", C), ("/usr/sbin/docker-init", A),
+               ("/srv", C), ("/srv/share", A),  # a mount point the engine created
+               ("/var/log/app", C), ("/var/log/app/app.log", A), ("/etc/hosts", C)]
+    assert written_folders(changes, covered=["/srv/share"]) == ["/var/log/app"]
+    assert written_folders(changes, covered=["/srv/share", "/var/log/app"]) == []
+
+
+def test_nothing_written_is_nothing_listed() -> None:
+    assert written_folders([]) == []
+
+
+@pytest.mark.docker
+def test_an_undeclared_writable_path_is_listed_as_not_tested(tmp_path: Path) -> None:
+    """The reference target without its sessions volume: the login probe still writes
+    session files, now on the container's own disk; the run says so, in the terminal
+    summary and in report.json."""
+    text = (ROOT / "harness" / "targets" / "datahub.toml").read_text()
+    text = re.sub(r'(?m)^build = "datahub"\n', "", text)
+    text = re.sub(r"(?s)\[volumes\.sessions\].*?(?=\n\[volumes\.)", "", text)
+    assert "volumes.sessions" not in text and "/var/lib/datahub/sessions" not in text
+    (tmp_path / "fulldisk.toml").write_text(text)
+    p = subprocess.run([sys.executable, "-m", "pytest", "-m", "chaos", "-k", "cache and recovery",
+                        "-p", "no:xdist", "-p", "no:cacheprovider", "--fulldisk-report",
+                        str(tmp_path / "reports")], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path, env=dict(os.environ))
+    assert p.returncode == 0, p.stdout[-3000:]
+    assert "not tested on a small disk" in p.stdout
+    line = next(ln for ln in p.stdout.splitlines() if ln.startswith("datahub/app:"))
+    assert "/var/lib/datahub/sessions" in line
+    report = json.loads((tmp_path / "reports" / "report.json").read_text())
+    paths = {(u["service"], u["path"]) for u in report["untested_paths"]}
+    assert ("app", "/var/lib/datahub/sessions") in paths
+    # the declared writable paths are covered by volumes, so never listed
+    assert not any(path.startswith(("/var/cache/datahub", "/var/log/datahub"))
+                   for _, path in paths)
