@@ -151,14 +151,15 @@ def test_live_run_survives_clean_stale_from_another_pid_namespace(tmp_path: Path
 
 
 def test_run_without_a_lease_is_never_judged_stale(tmp_path: Path) -> None:
-    """An older fulldisk's run (no lease) with a dead pid: kept by --stale, named; removed
-    only by an explicit --run."""
+    """A run without a lease (an older fulldisk's) whose pid is dead: kept by --stale and
+    named; removed only by an explicit --run. (Its host label is another name only so that
+    an older fulldisk's reaper on this shared engine, which trusts pids, leaves it alone.)"""
     run_id = f"fd-legacy-{uuid.uuid4().hex[:8]}"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
     engine.client().volumes.create(f"{run_id}-v", labels={
         engine.RUN_LABEL: run_id, engine.PID_LABEL: dead,
-        engine.HOST_LABEL: __import__("socket").gethostname(), engine.ROLE_LABEL: "volume"})
+        engine.HOST_LABEL: "elsewhere", engine.ROLE_LABEL: "volume"})
     try:
         out = clean_stale(run_id)
         assert "removed 0 containers, 0 volumes" in out.stdout and run_id in out.stdout
