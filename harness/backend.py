@@ -9,6 +9,7 @@ Protocol run on both, judged by the same invariants.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -18,11 +19,25 @@ if TYPE_CHECKING:
     from .volume import Usage, Volume
 
 
+@dataclass(frozen=True)
+class ExecResult:
+    """What a bounded exec did: exit code (None if it did not end), combined output."""
+
+    code: int | None
+    output: bytes
+    timed_out: bool = False
+    killed: bool = False  # the harness killed it at the deadline (False: it may still run)
+
+
 class Runner(Protocol):
     """A service that can run a command (exec probes)."""
 
     def exec(self, cmd: Sequence[str]) -> tuple[int, str]:
         """Run a command; (exit code, output)."""
+        ...
+
+    def exec_bounded(self, cmd: Sequence[str], *, timeout: float, user: str = "") -> ExecResult:
+        """Run a command for at most ``timeout`` seconds; killed and marked after that."""
         ...
 
 
@@ -70,4 +85,8 @@ class Backend(Protocol):
     def read_tails(self, items: list[tuple[str, str, int]]) -> list[tuple[int, bytes]]:
         """For each (volume, path in it, offset): the file's size (-1 if absent) and its
         bytes from offset."""
+        ...
+
+    def read_file(self, service: str, path: str) -> bytes | None:
+        """A file on a service's own filesystem (absolute path), None when absent."""
         ...

@@ -9,17 +9,19 @@ fails or the run is interrupted. The same functions serve pytest (``scenarios/``
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .backend import Backend
 from .invariants import Rules, Verdict, evaluate
-from .loads import Downloads, ballast, drain, log_marks, sessions
+from .loads import Downloads, ballast, drain, inodes, log_marks, sessions
 from .probes import Prober
 from .stack import Stack
 from .stack import announce as _announce
-from .timeline import PhaseName, ProbeResult, Timeline
+from .target import BUILTIN_VARS, Probe, Target
+from .timeline import DiskSample, PhaseName, ProbeResult, Timeline
+from .volume import Volume
 
 PER_VOLUME = ("no_silent_write_loss", "errors_surface", "graceful_refusal", "recovery",
               "health_truthful", "log_integrity")
@@ -29,6 +31,8 @@ PhaseListener = Callable[[str, str], None]
 _LISTENERS: list[PhaseListener] = []
 FLOOD = 40  # marked requests while full: more than a page of log lines, so the unused
             # tail of a log file's last page cannot absorb them all (tmpfs allocates pages)
+REREADS = 20  # per probe: the latest runs made while full that are repeated after recovery
+ROOM = 4  # pre-filling ballast leaves 1/ROOM of the free bytes and inodes for the app's load
 
 
 @dataclass
@@ -66,6 +70,7 @@ class Run:
         self.rules = Rules.from_target(stack.target)
         self.volume = volume
         self.tl.facts["restarts_before"] = stack.restarts()
+        self.pr.skip_existing_logs()  # log files are never emptied: judge only new records
 
     @contextmanager
     def phase(self, name: PhaseName, note: str = "") -> Iterator[None]:
@@ -107,7 +112,33 @@ class Run:
             if all(last.get(n, False) for n in baseline) or time.monotonic() > deadline:
                 break
             time.sleep(0.1)  # poll interval inside a deadline-bounded loop
+        self.reread()
         self.pr.final_logs()
+
+    def reread(self) -> int:
+        """Repeat, once space is back, what was asked while a volume was full: the readback
+        of every acknowledged write (same nonce, values, cookies) and every probe whose
+        requests carry a nonce. Damage that persists (a lost write, a poisoned entry) shows
+        here, under no_silent_write_loss and recovery. Returns how many runs it repeated."""
+        end = self.tl.of(ProbeResult)
+        recover_at = max((m.t for m, _ in self.tl.windows() if m.phase == "recover"),
+                         default=self.tl.now())
+        by_probe: dict[str, list[ProbeResult]] = {}
+        for p in end:
+            if p.t >= recover_at or "reread" in p.tags or not self.tl.full_at(p.t):
+                continue
+            probe = self.stack.target.probes.get(p.probe)
+            if probe is None or not _repeatable(probe, p):
+                continue
+            by_probe.setdefault(p.probe, []).append(p)
+        done = 0
+        for runs in by_probe.values():
+            if len(runs) > REREADS:
+                self.tl.facts.setdefault("rereads_skipped", {})[runs[0].probe] = \
+                    len(runs) - REREADS
+            for p in runs[-REREADS:]:
+                done += self.pr.reread(p) is not None
+        return done
 
     def finish(self, invariants: tuple[str, ...]) -> Outcome:
         """Record restarts and judge the timeline."""
@@ -135,21 +166,22 @@ def phase_listener(listener: PhaseListener) -> Iterator[None]:
         _LISTENERS.remove(listener)
 
 
-def volume_scenario(stack: Backend, volume: str, *, scenario: str | None = None) -> Outcome:
-    """Steady, fill one volume to the last byte, act with every probe, free, recover."""
+def volume_scenario(stack: Backend, volume: str, *, scenario: str | None = None,
+                    settle: float = 0.3) -> Outcome:
+    """Steady, fill one volume to the last byte, act with every probe, free, recover.
+    ``settle``: how long the disk must stay full before acting (see hold_full)."""
     run = Run(stack, scenario or f"battery-{volume}", volume)
     vol = stack.volume(volume)
     invariants = PER_VOLUME + (("core_isolation",) if volume in run.rules.bulk_volumes else ())
     try:
         with run.phase("steady"):
+            # Nothing the app made is removed before the fill: probes meet fresh writes
+            # while full through their {nonce} (new pages, new ids), not through a wipe.
             run.observe()
-            # Back to the seed before filling, so the fill meets fresh writes (cache misses,
-            # new sessions) as a real disk would; log files are truncated in place.
-            vol.reset()
             log_marks(run.pr, MARKS)
             run.pr.collect_logs()
         with run.phase("fill"):
-            ballast(run.pr, vol, leave=0)
+            hold_full(run, vol, settle=settle)
             run.pr.disk()
         with run.phase("act"):
             run.observe(marks=FLOOD)
@@ -163,18 +195,49 @@ def volume_scenario(stack: Backend, volume: str, *, scenario: str | None = None)
     return run.finish(invariants)
 
 
+def hold_full(run: Run, vol: Volume, *, settle: float = 0.3, deadline: float = 3.0) -> None:
+    """Fill a volume to the last byte and top the ballast up until it has stayed full for
+    ``settle`` seconds (or the deadline passes): the app's own cleanup may delete its own
+    files under pressure (a cleaner deleting old downloads), the harness never does, so
+    the disk is full once the app has nothing left it is willing to free."""
+    ballast(run.pr, vol, leave=0)
+    if settle <= 0:
+        return  # nothing but the app's requests can free space (an in-process app)
+    end = time.monotonic() + deadline
+    full_since: float | None = None
+    while time.monotonic() < end:
+        [sample] = run.pr.disk(vol.name)
+        now = time.monotonic()
+        if not sample.full:
+            ballast(run.pr, vol, leave=0)
+            full_since = None
+        elif full_since is None:
+            full_since = now
+        elif now - full_since >= settle:
+            return
+        time.sleep(0.05)  # poll interval of a deadline-bounded wait
+
+
 def downloads_fill_shared_disk(stack: Stack) -> Outcome:
-    """Exversion: downloads pile up on the one disk until logins stop sticking."""
+    """Exversion: downloads pile up on the one disk until logins stop sticking.
+
+    Ballast stands for what else fills the disk and leaves 1/ROOM of it free; downloads
+    then take the rest until the app refuses. Freeing removes only the ballast: the
+    downloads are the app's files (runs on a stack of its own, see ``Case.fresh``).
+    """
     target = stack.target
     assert target.downloads is not None
     run = Run(stack, "incident-downloads-fill-shared-disk", target.downloads.volume)
+    vol = stack.volume(target.downloads.volume)
     cleaner = target.cleanup.service if target.cleanup else None
     try:
         with run.phase("steady"):
             run.observe()
         if cleaner:
             stack.service(cleaner).container.pause()  # the cron that ran too rarely
-        with run.phase("fill", "downloads until the app refuses or the disk is full"):
+        with run.phase("fill", "ballast, then downloads until the app refuses or the disk "
+                       "is full"):
+            ballast(run.pr, vol, leave=max(vol.usage().bytes_free // ROOM, 64 * 1024))
             Downloads(run.pr, seed=1).until_refused(max_count=300, deadline=40)
             run.pr.disk()
         with run.phase("act"):
@@ -184,7 +247,7 @@ def downloads_fill_shared_disk(stack: Stack) -> Outcome:
         if cleaner:
             stack.service(cleaner).container.unpause()
         with run.phase("free"):
-            stack.volume(target.downloads.volume).reset()
+            drain(run.pr, vol)
             run.pr.disk()
     with run.phase("recover"):
         run.recover(baseline=run.baseline())
@@ -203,8 +266,8 @@ def cleanup_under_load(stack: Stack) -> Outcome:
     with run.phase("act", f"{target.cleanup.rate:g}/s for {target.cleanup.duration:g} s"):
         Downloads(run.pr, seed=2).at_rate(target.cleanup.rate, target.cleanup.duration,
                                           sample=target.cleanup.volume)
-    with run.phase("free"):
-        stack.volume(target.cleanup.volume).reset()
+    with run.phase("free", "the app's own cleaner frees space; nothing the app made is removed"):
+        run.pr.disk(target.cleanup.volume)
     with run.phase("recover"):
         run.recover(baseline=run.baseline())
     return run.finish(("cleanup_keeps_up",))
@@ -245,25 +308,67 @@ def counter_against_served(stack: Backend) -> Outcome:
 
 def session_flood(stack: Stack) -> Outcome:
     """"Locked out": logins pile up until a session can no longer be written. Each login
-    must then fail loudly (or stick), never redirect as if fine and forget the user."""
+    must then fail loudly (or stick), never redirect as if fine and forget the user.
+
+    The volumes the writer's runs grow get ballast (bytes and inodes) leaving 1/ROOM free,
+    the logins take the rest; freeing removes only that ballast (the sessions are the
+    app's files), on a stack of its own (``Case.fresh``).
+    """
     writers = [n for n, p in stack.target.probes.items() if p.write]
     writers.sort(key=lambda n: not stack.target.probes[n].core)
     run = Run(stack, "session-flood")
+    grown: list[str] = []
     try:
         with run.phase("steady"):
             run.observe()
-        with run.phase("fill", f"{writers[0]} until it fails"):
+            before = {d.volume: d for d in run.pr.disk()}
+            for _ in range(2):
+                run.pr.run(writers[0])
+            grown = _grown(stack.target, before, run.pr.disk())
+        with run.phase("fill", f"ballast on {', '.join(grown) or 'no volume'}, then "
+                       f"{writers[0]} until it fails"):
+            for name in grown:
+                vol = stack.volume(name)
+                u = vol.usage()
+                ballast(run.pr, vol, leave=max(u.bytes_free // ROOM, 16 * 4096))
+                inodes(run.pr, vol, leave=max(vol.usage().inodes_free // ROOM, 4))
             sessions(run.pr, writers[0], 400, deadline=30, stop_after_failures=3)
         with run.phase("act"):
             run.observe(marks=FLOOD)
     finally:
         with run.phase("free"):
-            stack.reset()
+            for name in grown:
+                drain(run.pr, stack.volume(name))
             run.pr.disk()
     with run.phase("recover"):
         run.recover(baseline=run.baseline())
     return run.finish(("no_silent_write_loss", "errors_surface", "graceful_refusal",
                        "recovery"))
+
+
+def _grown(target: Target, before: Mapping[str, DiskSample],
+           after: Sequence[DiskSample]) -> list[str]:
+    """Volumes whose bytes or inodes a writer's runs took (log volumes only if nothing
+    else grew: they grow with every request)."""
+    grew = []
+    for d in after:
+        b = before.get(d.volume)
+        if b is not None and (d.bytes_free < b.bytes_free or d.inodes_free < b.inodes_free):
+            grew.append(d.volume)
+    data = [v for v in grew if target.volumes[v].role != "logs"]
+    return data or grew
+
+
+def _repeatable(probe: Probe, run: ProbeResult) -> bool:
+    """A run worth repeating after recovery: an acknowledged write with a readback, or a
+    probe whose requests carry a nonce (so the repeat asks for what was made while full)."""
+    if probe.write:
+        acked = any(s.write and s.acknowledged for s in run.steps)
+        return acked and (bool(probe.readback) or any(s.readback for s in probe.steps))
+    texts = [*probe.command]
+    for s in probe.steps:
+        texts += [s.path, *s.form.values(), *s.headers.values(), str(s.json_body or "")]
+    return any(f"{{{v}}}" in t for t in texts for v in BUILTIN_VARS)
 
 
 @dataclass(frozen=True)
@@ -276,6 +381,20 @@ class Case:
     run: Callable[[Stack], Outcome]
     invariants: tuple[str, ...]
     incident: bool = False  # told as a named story in harness/stock.py
+    # Leaves the app's own data behind (sessions, downloads) that only the app may remove:
+    # runs on a stack of its own, started for it and torn down after, so no other case
+    # meets its leftovers and nothing the app made is ever deleted by the harness.
+    fresh: bool = False
+
+
+def run_case(case: Case, target: Target, stack_for: Callable[[bool], Stack], *,
+             env: Mapping[str, Mapping[str, str]] | None = None) -> Outcome:
+    """Run one case: on a fresh stack of its own when ``case.fresh``, else on the long-
+    lived plain or shared stack ``stack_for(case.shared)`` (never reset between cases)."""
+    if case.fresh:
+        with Stack(target.shared() if case.shared else target, env=env) as s:
+            return case.run(s)
+    return case.run(stack_for(case.shared))
 
 
 def cases(volumes: list[str], bulk: set[str], *, downloads: bool, cleanup: bool,
@@ -289,13 +408,13 @@ def cases(volumes: list[str], bulk: set[str], *, downloads: bool, cleanup: bool,
     if writes:
         out.append(Case("session-flood", None, False, session_flood,
                         ("no_silent_write_loss", "errors_surface", "graceful_refusal",
-                         "recovery")))
+                         "recovery"), fresh=True))
     if downloads:
         out.append(Case("downloads-fill-shared-disk", None, True, downloads_fill_shared_disk,
-                        ("core_isolation", "recovery"), True))
+                        ("core_isolation", "recovery"), True, fresh=True))
     if cleanup:
         out.append(Case("cleanup-under-load", None, False, cleanup_under_load,
-                        ("cleanup_keeps_up",), True))
+                        ("cleanup_keeps_up",), True, fresh=True))
     if downloads and counters:
         out.append(Case("counter", None, False, counter_against_served, ("counter_accuracy",),
                         True))

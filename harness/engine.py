@@ -37,6 +37,7 @@ from testcontainers.core.container import DockerContainer
 
 import docker
 
+from .backend import ExecResult
 from .errors import DockerUnavailable, InfrastructureError, UsageError
 
 RUN_LABEL = "fulldisk.run"
@@ -321,6 +322,54 @@ class Handle:
                 sh.close()
             return self.exec_raw(["sh", "-c", script], user=user)
 
+    def exec_bounded(self, cmd: Sequence[str], *, timeout: float, user: str = "") -> ExecResult:
+        """Run a command inside for at most ``timeout`` seconds; one still running then is
+        killed (with its children) and reported as timed out. Never blocks longer."""
+        api = client().api
+        try:
+            exec_id = api.exec_create(self.container.id, list(cmd), stdout=True, stderr=True,
+                                      user=user)["Id"]
+            sock = api.exec_start(exec_id, socket=True)
+        except docker.errors.APIError as e:
+            raise InfrastructureError(f"{self.name}: exec {cmd[0] if cmd else ''} failed: "
+                                      f"{_short(e)}", "is the container still running? see "
+                                      "its logs") from e
+        raw: Any = getattr(sock, "_sock", sock)  # the socket under docker-py's SocketIO
+        deadline = time.monotonic() + timeout
+        buf = bytearray()
+        timed_out = False
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    timed_out = True
+                    break
+                raw.settimeout(left)
+                try:
+                    chunk = raw.recv(65536)
+                except TimeoutError:
+                    timed_out = True
+                    break
+                if not chunk:
+                    break
+                buf += chunk
+        finally:
+            try:
+                sock.close()
+            except OSError:
+                pass
+        out = demux(bytes(buf))
+        if timed_out:
+            return ExecResult(None, out, timed_out=True, killed=_kill_exec(exec_id))
+        # The stream ended with the process; its exit code can take a moment to be recorded.
+        end = time.monotonic() + 5.0
+        info = api.exec_inspect(exec_id)
+        while info.get("Running") and time.monotonic() < end:
+            time.sleep(0.01)  # poll of a deadline-bounded wait for the engine's record
+            info = api.exec_inspect(exec_id)
+        code = info.get("ExitCode")
+        return ExecResult(None if code is None else int(code), out)
+
     def exec_raw(self, cmd: Sequence[str], *, user: str = "") -> tuple[int, bytes]:
         """Run a command inside; returns (exit code, combined output as bytes)."""
         try:
@@ -348,6 +397,27 @@ class Handle:
         except docker.errors.NotFound:
             return None
         return b"".join(stream)
+
+    def read_file(self, path: str, *, follow: bool = True) -> bytes | None:
+        """A regular file of the container's own filesystem, through the engine's archive
+        API (no tools needed in the image); one symlink is followed. None when absent or
+        not a regular file (or the container is gone)."""
+        try:
+            data = self.get_archive(path)
+        except docker.errors.APIError:
+            return None
+        if data is None:
+            return None
+        with tarfile.open(fileobj=io.BytesIO(data)) as t:
+            for m in t.getmembers():
+                if m.isfile():
+                    f = t.extractfile(m)
+                    return f.read() if f else b""
+                if m.issym() and follow:
+                    target = m.linkname if m.linkname.startswith("/") else \
+                        f"{path.rsplit('/', 1)[0]}/{m.linkname}"
+                    return self.read_file(target, follow=False)
+        return None
 
     def changes(self) -> list[tuple[str, int]]:
         """The engine's diff of the container against its image: (path, kind), kind 0
@@ -378,6 +448,66 @@ class Handle:
         self._shells.clear()
         _gone(lambda: self.container.remove(force=True, v=False), time.monotonic() + 30,
               self.name)
+
+
+def demux(data: bytes) -> bytes:
+    """The payload of a multiplexed exec stream (8-byte frame headers), in order; data that
+    is not framed comes back as it is."""
+    out = bytearray()
+    i = 0
+    while i + 8 <= len(data):
+        kind, size = data[i], int.from_bytes(data[i + 4:i + 8], "big")
+        if kind not in (0, 1, 2) or data[i + 1:i + 4] != b"\0\0\0":
+            return data
+        out += data[i + 8:i + 8 + size]
+        i += 8 + size
+    return bytes(out) if i >= len(data) else bytes(out) + data[i:]
+
+
+def _kill_exec(exec_id: str) -> bool:
+    """Kill an exec's process and its descendants (host pids, from the engine's record);
+    True when it is gone afterwards."""
+    api = client().api
+    try:
+        pid = int(api.exec_inspect(exec_id).get("Pid") or 0)
+    except docker.errors.APIError:
+        return False
+    if pid > 0:
+        children: dict[int, list[int]] = {}
+        for stat in _proc_stats():
+            children.setdefault(stat[1], []).append(stat[0])
+        todo, family = [pid], []
+        while todo:
+            p = todo.pop()
+            family.append(p)
+            todo += children.get(p, [])
+        for p in family:
+            try:
+                os.kill(p, 9)
+            except (ProcessLookupError, PermissionError):
+                pass
+    end = time.monotonic() + 2.0
+    while time.monotonic() < end:
+        try:
+            if not api.exec_inspect(exec_id).get("Running"):
+                return True
+        except docker.errors.APIError:
+            return False
+        time.sleep(0.02)  # poll of a deadline-bounded wait for the kill to land
+    return False
+
+
+def _proc_stats() -> Iterator[tuple[int, int]]:
+    """(pid, parent pid) of every process this host shows in /proc."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                rest = f.read().rsplit(")", 1)[1].split()
+            yield int(entry), int(rest[1])
+        except (OSError, IndexError, ValueError):
+            continue
 
 
 class _Shell:
@@ -469,14 +599,16 @@ class ContainerSpec:
     volumes: Mapping[str, str]  # volume name -> container path
     role: str = "service"
     privileged: bool = False
+    # fulldisk's own containers: minimal; () keeps the engine's default set (images that
+    # start as root and drop to a service user need chown/setuid/setgid)
+    cap_drop: Sequence[str] = ("ALL",)
     cap_add: Sequence[str] = ()
     extra_labels: Mapping[str, str] | None = None
-    drop_caps: bool = True  # False: the engine's default set (images that start as root
-                            # and drop to a service user need chown/setuid/setgid)
 
 
 def start(spec: ContainerSpec) -> Handle:
-    """Start a container with least privilege and ports on 127.0.0.1 only."""
+    """Start a container with no-new-privileges, the spec's capabilities and ports on
+    127.0.0.1 only."""
     image_hint = ("build it (`fulldisk build` for the reference stack, or give the service "
                   "a 'build' context) or fix the image name")
     require_image(spec.image, image_hint)
@@ -495,7 +627,7 @@ def start(spec: ContainerSpec) -> Handle:
         "network": spec.network,
         "hostname": spec.aliases[0] if spec.aliases else None,
         "security_opt": [] if spec.privileged else ["no-new-privileges"],
-        "cap_drop": ["ALL"] if spec.drop_caps and not spec.privileged else [],
+        "cap_drop": [] if spec.privileged else list(spec.cap_drop),
         "cap_add": list(spec.cap_add),
         "privileged": spec.privileged,
         "init": True,

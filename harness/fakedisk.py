@@ -34,7 +34,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import FrameType, ModuleType, TracebackType
 from typing import Any, Self
 
@@ -77,33 +77,35 @@ def _enospc(path: str) -> OSError:
 class FakeDisk:
     """One small in-process disk at a path: a Volume for the in-process battery."""
 
-    def __init__(self, disks: FakeDisks, path: str, size: int, inodes: int, name: str,
-                 logs: bool) -> None:
+    def __init__(self, disks: FakeDisks, roots: Mapping[str, str], size: int, inodes: int,
+                 name: str, logs: Iterable[str]) -> None:
         self.disks = disks
-        self.path = path
+        self.roots = dict(roots)  # folder name -> path: one filesystem seen at these paths
+        self.path = next(iter(self.roots.values()))
         self.name = name
         self.size = size
         self.inodes = inodes
-        self.logs = logs
+        self.log_roots = set(logs)  # folders holding log files: reset truncates in place
         # descriptive only (the Volume protocol's spec); not validated, so that unit tests
         # may declare disks smaller than a target config allows
         self.spec = VolumeSpec.model_construct(
             size=size, inodes=inodes, owner="0:0", mode="0755", seed=False, description="",
-            mounts=[Mount(service="inprocess", path=path, logs=logs)],
-            role="logs" if logs else "core")
+            mounts=[Mount(service="inprocess", path=p, subdir=f if len(self.roots) > 1 else None,
+                          logs=f in self.log_roots) for f, p in self.roots.items()],
+            role="logs" if self.log_roots == set(self.roots) else "core")
         self.allocated = 0  # page-rounded bytes of the files on the disk
         self.ballast = 0  # bytes taken by fill(), invisible to the code under test
         self.ballast_inodes = 0
-        self.dev = 0
+        self.devs: list[int] = []
 
     def __repr__(self) -> str:
         return f"FakeDisk({self.path!r}, {format_size(self.size)}: {self.usage()})"
 
     # --- measuring ---------------------------------------------------------------------
     def inodes_used(self) -> int:
-        """Inodes of the files and folders on the disk (its root folder included)."""
-        root = self.disks.fs.get_object(self.path)
-        return len({id(o) for o in _tree(root)})
+        """Inodes of the files and folders on the disk (its root folders included)."""
+        fs = self.disks.fs
+        return len({id(o) for p in self.roots.values() for o in _tree(fs.get_object(p))})
 
     def usage(self) -> Usage:
         """Bytes and inodes, as statvfs on a real disk would report them."""
@@ -153,15 +155,16 @@ class FakeDisk:
         open log file stays the file its handler writes)."""
         self.drain()
         fs = self.disks.fs
-        root = fs.get_object(self.path)
-        assert isinstance(root, FakeDirectory)
-        if self.logs:
-            for obj in _tree(root):
-                if not isinstance(obj, FakeDirectory):
-                    obj.size = 0
-            return
-        for name in list(root.entries):
-            fs.remove_object(f"{self.path}/{name}")
+        for folder, path in self.roots.items():
+            root = fs.get_object(path)
+            assert isinstance(root, FakeDirectory)
+            if folder in self.log_roots:
+                for obj in _tree(root):
+                    if not isinstance(obj, FakeDirectory):
+                        obj.size = 0
+                continue
+            for name in list(root.entries):
+                fs.remove_object(f"{path}/{name}")
 
     def read(self, path: str) -> bytes | None:
         """A file on the disk (path relative to the disk), None when absent."""
@@ -173,9 +176,13 @@ class FakeDisk:
         return obj.byte_contents or b""
 
     def resolve(self, path: str) -> str:
-        """The absolute path of a path relative to the disk."""
+        """The absolute path of a path relative to the disk (on a disk seen at several
+        paths, the first folder names which: ``applogs/app.log``)."""
         if path.startswith("/") or ".." in path.split("/"):
             raise UsageError(f"path {path!r} must be relative to the disk", "e.g. 'app.log'")
+        first, _, rest = path.partition("/")
+        if len(self.roots) > 1 and first in self.roots and rest:
+            return f"{self.roots[first]}/{rest}"
         return f"{self.path}/{path}"
 
 
@@ -250,12 +257,33 @@ class FakeDisks:
         return self._patcher.fs
 
     # --- declaring ---------------------------------------------------------------------
-    def disk(self, path: str, size: int | str, *, inodes: int = 4096, name: str | None = None,
-             logs: bool = False) -> FakeDisk:
-        """A new disk of ``size`` bytes (whole pages) and ``inodes`` inodes at ``path``."""
+    def disk(self, path: str | Mapping[str, str], size: int | str, *, inodes: int = 4096,
+             name: str | None = None, logs: bool | Iterable[str] = False) -> FakeDisk:
+        """A new disk of ``size`` bytes (whole pages) and ``inodes`` inodes at ``path``, or
+        one disk seen at several paths (``{folder name: path}``, a shared disk); ``logs``:
+        the disk (or those folders) holds log files, truncated in place by reset()."""
         fs = self.fs
-        path = fs.absnormpath(path)
+        roots = {"": path} if isinstance(path, str) else dict(path)
+        if not roots:
+            raise UsageError("a disk needs a path", "e.g. disks.disk('/var/lib/app', '64KiB')")
+        roots = {f: fs.absnormpath(p) for f, p in roots.items()}
+        folders = set(roots) if logs is True else set() if logs is False else set(logs)
         total = parse_size(size, what="size") // PAGE * PAGE
+        first = next(iter(roots.values()))
+        for p in roots.values():
+            self._check_free(p, size, total, inodes)
+        d = FakeDisk(self, roots, total, inodes,
+                     name or os.path.basename(first) or "root", folders)
+        for p in roots.values():
+            mount = fs.add_mount_point(p, total_size=total, can_exist=False)
+            d.devs.append(int(mount["idev"]))
+            self.disks[p] = d
+            self._by_dev[d.devs[-1]] = d
+        return d
+
+    def _check_free(self, path: str, size: int | str, total: int, inodes: int) -> None:
+        """Refuse a disk that is too small, or at a path already declared or in use."""
+        fs = self.fs
         if total < PAGE:
             raise UsageError(f"disk {path}: size {size!r} is smaller than one page",
                              f"give at least {PAGE} bytes, e.g. size='64KiB'")
@@ -267,14 +295,8 @@ class FakeDisks:
         if fs.exists(path) and (not fs.isdir(path) or fs.listdir(path)):
             raise UsageError(f"{path} already holds files",
                              "declare disks before the code under test writes there")
-        d = FakeDisk(self, path, total, inodes, name or os.path.basename(path) or "root", logs)
-        mount = fs.add_mount_point(path, total_size=total, can_exist=False)
-        d.dev = int(mount["idev"])
-        self.disks[path] = d
-        self._by_dev[d.dev] = d
-        return d
 
-    def real_dir(self, path: str | None = None) -> str:
+    def real_dir(self) -> str:
         """A real folder (removed at exit) that the fake filesystem shows too: for files a C
         extension writes (SQLite) while Python code still checks the folder."""
         assert self._patcher is not None
@@ -291,8 +313,9 @@ class FakeDisks:
 
     def sync(self, d: FakeDisk) -> None:
         """Keep pyfakefs's own count (shutil.disk_usage) equal to the disk's."""
-        mount = next(m for m in self.fs.mount_points.values() if m["idev"] == d.dev)
-        mount["used_size"] = d.allocated + d.ballast
+        for mount in self.fs.mount_points.values():
+            if mount["idev"] in d.devs:
+                mount["used_size"] = d.allocated + d.ballast
 
     def disk_at(self, path: str) -> FakeDisk | None:
         """The declared disk a path lies on."""

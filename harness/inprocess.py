@@ -34,7 +34,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ProtocolError
 
-from .backend import Runner
+from .backend import ExecResult, Runner
 from .battery import Outcome, counter_against_served, volume_scenario
 from .errors import UsageError
 from .fakedisk import FakeDisk, FakeDisks
@@ -217,6 +217,11 @@ class _NoExec:
         raise UsageError(f"exec probe on service {self.name!r} cannot run in-process",
                          "leave exec probes to the container battery (fulldisk run)")
 
+    def exec_bounded(self, cmd: Sequence[str], *, timeout: float, user: str = "") -> ExecResult:
+        """Refuse with the fix, as ``exec`` does."""
+        self.exec(cmd)
+        raise AssertionError("unreachable: exec refuses")
+
 
 class InProcessStack:
     """A target's WSGI app in this process, its Python-written volumes on fake disks.
@@ -236,8 +241,11 @@ class InProcessStack:
         if svc not in target.services:
             raise UsageError(f"unknown service {svc!r}",
                              f"one of: {', '.join(target.services)}")
-        mounted = {v: m.path for v, spec in target.volumes.items() for m in spec.mounts
-                   if m.service == svc}
+        mounted: dict[str, dict[str, str]] = {}  # volume -> {folder: path in the service}
+        for v, spec in target.volumes.items():
+            for m in spec.mounts:
+                if m.service == svc:
+                    mounted.setdefault(v, {})[m.subdir or v] = m.path
         chosen = list(volumes) if volumes is not None else list(mounted)
         unknown = [v for v in chosen if v not in mounted]
         if unknown:
@@ -272,16 +280,19 @@ class InProcessStack:
         """Disks at the volumes' paths, output captured, then the app made."""
         fs = self.disks.fs
         for name in self._chosen:
-            path = fs.absnormpath(self._paths[name])
+            roots = {f: fs.absnormpath(p) for f, p in self._paths[name].items()}
             spec = self.target.volumes[name]
-            disk = self.disks.disks.get(path)
-            if disk is None:
-                disk = self.disks.disk(path, spec.size, inodes=spec.inodes, name=name,
-                                       logs=spec.role == "logs" or any(
-                                           m.logs for m in spec.mounts))
-            self.volumes[name] = disk
-        for path in self._paths.values():
-            fs.makedirs(path, exist_ok=True)
+            declared = self.disks.disks.get(next(iter(roots.values())))
+            if declared is None:
+                logs = {m.subdir or name for m in spec.mounts
+                        if m.logs or spec.role == "logs"}
+                declared = self.disks.disk(roots, spec.size, inodes=spec.inodes, name=name,
+                                           logs=logs & set(roots))
+            declared.name = name  # a disk the test declared there itself takes the name
+            self.volumes[name] = declared
+        for paths in self._paths.values():
+            for path in paths.values():
+                fs.makedirs(path, exist_ok=True)
         root = logging.getLogger()
         self._saved = (sys.stdout, sys.stderr, list(root.handlers), root.level,
                        self._redirect_stream_handlers())
@@ -384,6 +395,10 @@ class InProcessStack:
         """The app's stdout/stderr when ``service`` is the one it stands for."""
         return list(self.out.lines) if service == self.service_name else []
 
+    def read_file(self, service: str, path: str) -> bytes | None:
+        """An in-process app has no container filesystem: such log files are not here."""
+        return None
+
     def read_tails(self, items: list[tuple[str, str, int]]) -> list[tuple[int, bytes]]:
         """Log files on the in-process volumes, from byte offsets (-1: not here)."""
         out: list[tuple[int, bytes]] = []
@@ -404,11 +419,13 @@ def battery(stack: InProcessStack) -> list[Outcome]:
     """The battery's volume scenario (steady, fill, act, free, recover) on every
     in-process volume, and its counter scenario when the target counts downloads on an
     in-process volume; judged by the same invariants as in the container battery. Every
-    volume is reset before each scenario, as the container battery resets its stack."""
+    volume is reset before each scenario (the container battery never resets: cases that
+    leave the app's data behind get a stack of their own there)."""
     out = []
     for name in stack.volumes:
         stack.reset()
-        out.append(volume_scenario(stack, name, scenario=f"inprocess-{name}"))
+        # settle 0: no cleaner or other process frees space behind the app's back here
+        out.append(volume_scenario(stack, name, scenario=f"inprocess-{name}", settle=0))
     dl = stack.target.downloads
     if dl is not None and stack.target.counters and dl.volume in stack.volumes:
         stack.reset()

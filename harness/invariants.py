@@ -134,7 +134,8 @@ class Rules:
     @classmethod
     def from_target(cls, target: Target) -> Rules:
         """The rules a target config declares."""
-        files = [log for log in target.logs if log.kind == "file" and log.volume]
+        files = [log for log in target.logs if log.kind == "file"]
+        on_volume = {log.label: target.log_volume(log) for log in files}
         cleanup = target.cleanup
         return cls(
             cause_patterns=tuple(target.cause_patterns),
@@ -143,8 +144,8 @@ class Rules:
             recovery_seconds=target.bounds.recovery_seconds,
             request_seconds=target.bounds.request_timeout,
             bulk_volumes=frozenset(n for n, v in target.volumes.items() if v.role == "bulk"),
-            log_volumes=frozenset(log.volume for log in files if log.volume),
-            file_sources={log.label: FileSourceRule(volume=log.volume or "",
+            log_volumes=frozenset(v for v in on_volume.values() if v),
+            file_sources={log.label: FileSourceRule(volume=on_volume[log.label] or "",
                                                     line_pattern=log.line_pattern,
                                                     drop_pattern=log.drop_pattern)
                           for log in files},
@@ -492,21 +493,52 @@ def no_silent_write_loss(tl: Timeline, rules: Rules) -> Verdict:
     counts = (f"{_plural(w.runs, 'write probe run')}: {w.refused} refused with an error, "
               f"{w.unchecked} acknowledged with no readback step after them, "
               f"{len(w.unverified)} whose readback failed loudly")
-    if not w.verified:
+    lost = w.lost
+    # the same write lost before recovery counts once; a write whose readback was loud
+    # then but answered without it after recovery is lost, and now read back
+    seen = {(x.probe.probe, x.probe.t) for x in lost}
+    verified = {(x.probe.probe, x.probe.t) for x in w.verified}
+    later = [(key, line) for key, line in _lost_after_recovery(tl, disks) if key not in seen]
+    if not w.verified and not later:
         return _not_judged(tl, name, f"no acknowledged write was read back ({counts})",
                            unverified)
-    lost = w.lost
-    if lost:
-        flows = ", ".join(sorted({x.probe.probe for x in lost}))
+    if lost or later:
+        n = len(lost) + len({key for key, _ in later})
+        checked = len(w.verified) + len({key for key, _ in later if key not in verified})
+        flows = ", ".join(sorted({x.probe.probe for x in lost} | {k[0] for k, _ in later}))
         return _verdict(tl, name, False,
-                        f"{len(lost)} of {_plural(len(w.verified), 'acknowledged write')} "
-                        f"read back ({flows}) {'was' if len(lost) == 1 else 'were'} lost "
+                        f"{n} of {_plural(checked, 'acknowledged write')} "
+                        f"read back ({flows}) {'was' if n == 1 else 'were'} lost "
                         "silently: the app answered success and the next request did not "
                         "see the write",
-                        [f"lost: {x.line(disks)}" for x in lost] + unverified)
+                        [f"lost: {x.line(disks)}" for x in lost]
+                        + [f"lost after recovery: {line}" for _, line in later] + unverified)
     return _verdict(tl, name, True,
                     f"judged {_plural(len(w.verified), 'acknowledged write')} read back, all "
                     f"visible ({counts})", unverified)
+
+
+def _lost_after_recovery(tl: Timeline,
+                         disks: _Disks) -> list[tuple[tuple[str, float], str]]:
+    """Writes acknowledged while full whose readback, repeated once space was back (a
+    ``reread_of`` run with the same nonce and cookies), answered without them: damage that
+    persists. ((probe, time of the first run), evidence) pairs."""
+    runs = {(p.probe, p.t): p for p in tl.of(ProbeResult) if p.reread_of is None}
+    out: list[tuple[tuple[str, float], str]] = []
+    for again in tl.of(ProbeResult):
+        if again.reread_of is None:
+            continue
+        first = runs.get((again.probe, again.reread_of))
+        if first is None:
+            continue
+        writes = [(t, s) for t, _, s in _timed_steps(first) if s.write and s.acknowledged]
+        bad = [(t, s) for t, _, s in _timed_steps(again) if s.readback and _is_loss(s)]
+        if writes and bad:
+            (wt, w), (rt, r) = writes[0], bad[0]
+            out.append(((first.probe, first.t),
+                        f"{fmt_step(first, w, wt)} acknowledged while full [{disks.note(wt)}]"
+                        f", and after recovery {fmt_step(again, r, rt)} still does not show it"))
+    return out
 
 
 # --- 2. errors_surface -------------------------------------------------------------------

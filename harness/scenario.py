@@ -240,7 +240,11 @@ class ScenarioStack:
 
     # --- helpers --------------------------------------------------------------------------
     def _front(self) -> str:
-        return front_service(self.run.pr)
+        svc = front_service(self.run.pr)
+        if svc is None:
+            raise UsageError("no service of the target publishes an HTTP port",
+                             "give the front service 'ports', or name the service")
+        return svc
 
     def _writer(self) -> str:
         writers = [n for n, p in self.target.probes.items() if p.write]

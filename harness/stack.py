@@ -11,8 +11,6 @@ import os
 import re
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,8 +22,9 @@ import requests
 from . import engine
 from .errors import ConfigError, HarnessError, InfrastructureError, TargetProblem
 from .guard import GUARD
+from .http import loopback, session
 from .sizes import PAGE, format_size
-from .target import Service, Target
+from .target import Ready, Service, Target
 from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, measure, read_tails
 
 
@@ -87,6 +86,30 @@ def ensure_images(target: Target, *, rebuild: bool = False) -> list[str]:
                                buildargs={"BASE": engine.BASE_IMAGE})
             built.append(svc.image)
     return built
+
+
+_PRIV = re.compile(r"Operation not permitted|setgid|setuid|setgroups|initgroups|chown|"
+                   r"unable to (set|switch|change) (user|group)|capabilit|"
+                   r"bind\b.*Permission denied", re.I)
+_CAPS_FOR = (("chown", "CHOWN"), ("setgid", "SETGID"), ("setgroups", "SETGID"),
+             ("initgroups", "SETGID"), ("group id", "SETGID"), ("set group", "SETGID"),
+             ("setuid", "SETUID"), ("user id", "SETUID"), ("set user", "SETUID"),
+             ("switch user", "SETUID"), ("bind", "NET_BIND_SERVICE"))
+
+
+def cap_hint(name: str, svc: Service, log_tail: str) -> str | None:
+    """A hint naming the capability keys when a service's log says a privileged start-up
+    step (chown, setuid, setgid, binding a low port) was refused; None otherwise."""
+    if not _PRIV.search(log_tail):
+        return None
+    text = log_tail.lower()
+    caps = sorted({cap for word, cap in _CAPS_FOR if word in text} or {"CHOWN", "SETUID",
+                                                                        "SETGID"})
+    dropped = f" (it declares cap_drop = {svc.cap_drop})" if svc.cap_drop else ""
+    return (f"services.{name} was refused a privileged start-up step{dropped}: images that "
+            "start as root and drop to a service user need the engine's default capabilities "
+            f"(CHOWN, SETUID, SETGID, ...). Remove 'cap_drop' or add cap_add = {caps} to "
+            f"services.{name}; README 'Bringing your own app' explains the capability keys")
 
 
 class Stack:
@@ -240,11 +263,20 @@ class Stack:
             name=f"{self.id}-{name}", image=svc.image, command=svc.command, env=env,
             user=svc.user, ports=svc.ports, network=self.network, aliases=(name,),
             binds=binds, volumes={}, role="service", privileged=svc.privileged,
-            cap_add=svc.cap_add, extra_labels={"fulldisk.service": name})
+            cap_drop=svc.cap_drop, cap_add=svc.cap_add,
+            extra_labels={"fulldisk.service": name})
 
     def _wait_ready(self, t0: float) -> None:
         pending = {n: s.ready for n, s in self.target.services.items() if s.ready}
         attempts: dict[str, str] = {}
+        with self.session() as http:
+            self._poll_ready(pending, attempts, http, t0)
+        for name, h in self.services.items():  # those without a readiness check, too
+            if h.status not in ("running", "created"):
+                raise self._died(name)
+
+    def _poll_ready(self, pending: dict[str, Ready], attempts: dict[str, str],
+                    http: requests.Session, t0: float) -> None:
         while pending:
             for name, ready in list(pending.items()):
                 h = self.services[name]
@@ -252,14 +284,12 @@ class Stack:
                     raise self._died(name)
                 if ready.http is not None:
                     port = self.target.port_of(name, ready.port)
-                    url = f"http://{engine.LOOPBACK}:{h.host_port(port)}{ready.http}"
+                    url = loopback(f"http://{engine.LOOPBACK}:{h.host_port(port)}{ready.http}")
                     attempts[name] = url
                     try:
-                        with urllib.request.urlopen(url, timeout=1.0) as r:
-                            ok = r.status < 500
-                    except urllib.error.HTTPError as e:
-                        ok = e.code < 500
-                    except (OSError, ValueError):
+                        with http.get(url, timeout=1.0, allow_redirects=False) as r:
+                            ok = r.status_code < 500
+                    except requests.RequestException:
                         ok = False
                 else:
                     attempts[name] = f"log line /{ready.log}/"
@@ -271,13 +301,11 @@ class Stack:
                     raise InfrastructureError(
                         f"Service {name!r} not ready within {ready.timeout:g} s "
                         f"(tried {attempts[name]}). Last log lines:\n{tail}",
-                        f"check services.{name}.ready and the service's last log lines "
+                        cap_hint(name, self.target.services[name], tail)
+                        or f"check services.{name}.ready and the service's last log lines "
                         "in this message")
             if pending:
                 time.sleep(0.05)  # poll interval of a deadline-bounded readiness loop
-        for name, h in self.services.items():  # those without a readiness check, too
-            if h.status not in ("running", "created"):
-                raise self._died(name)
 
     def _died(self, name: str) -> HarnessError:
         h = self.services[name]
@@ -286,8 +314,9 @@ class Stack:
         tail = "\n".join(h.logs(timestamps=False).splitlines()[-15:])
         return InfrastructureError(f"Service {name!r} exited at start (exit code {code}). "
                                    f"Last log lines:\n{tail}",
-                                   f"fix services.{name} (command, env, image); its last log lines "
-                                   "are in this message")
+                                   cap_hint(name, self.target.services[name], tail)
+                                   or f"fix services.{name} (command, env, image); its last "
+                                   "log lines are in this message")
 
     # --- access ------------------------------------------------------------------------
     def url(self, service: str, port: int | None = None) -> str:
@@ -297,9 +326,12 @@ class Stack:
 
     def session(self) -> requests.Session:
         """A fresh HTTP session that never uses a proxy (services are on 127.0.0.1)."""
-        http = requests.Session()
-        http.trust_env = False
-        return http
+        return session()
+
+    def read_file(self, service: str, path: str) -> bytes | None:
+        """A file on a service's own filesystem (archive API), None when absent."""
+        h = self.services.get(service)
+        return None if h is None else h.read_file(path)
 
     def log_lines(self, service: str) -> list[tuple[float | None, str]]:
         """A service's stdout+stderr so far, each line with the engine's timestamp."""

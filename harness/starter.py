@@ -279,7 +279,7 @@ def observe(specs: Sequence[ServiceSpec], *, warmup: str | None = None,
                 name=f"{net}-{s.name}", image=s.image, command=list(s.command) or None, env={},
                 user=None, ports=cfg.ports, network=net, aliases=(s.name,), binds={},
                 volumes={}, role="init", extra_labels={"fulldisk.service": s.name},
-                drop_caps=False))  # as the image is meant to run: many start as root
+                cap_drop=()))  # as the image is meant to run: many start as root
             progress(f"started {s.name} ({s.image}), exposes {list(cfg.ports) or 'no ports'}")
         _wait_ports(seen, handles, min(deadline, time.monotonic() + ready_timeout))
         for n, sv in seen.items():  # one more look at ports slower than the first

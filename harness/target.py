@@ -43,6 +43,10 @@ DEFAULT_ERROR_PATTERNS = (
 )
 SECRET_KEYS = re.compile(r"pass(word|wd)?|secret|token|api[_-]?key|credential", re.I)
 _NAME = r"^[a-z][a-z0-9_-]{0,39}$"
+# Values the harness sets in every probe run, usable as {name} in paths, forms, JSON,
+# headers, commands and expected text; a capture may not shadow them.
+BUILTIN_VARS = ("nonce", "body", "body_sha256", "body_bytes")
+_CAP = re.compile(r"^(ALL|[A-Z][A-Z0-9_]{1,30})$")
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # a {placeholder} in a probe step
 MAX_ID = 2**32 - 2  # the largest uid/gid Linux accepts (2^32 - 1 is "no id")
@@ -53,6 +57,16 @@ RESERVED_VOLUMES = ("shared", "session-flood", "downloads-fill-shared-disk",
 RESERVED_SERVICES = ("agent",)  # the container that holds a stack's volumes
 TMPFS_SHARE = 0.25  # at most this share of the available memory may back the volumes
 DOCS = "README.md, 'Using it on your own app'"
+
+
+def _uses_body(node: Any) -> bool:
+    if isinstance(node, str):
+        return "{body}" in node
+    if isinstance(node, dict):
+        return any(_uses_body(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_uses_body(v) for v in node)
+    return False
 
 
 class _Model(BaseModel):
@@ -127,8 +141,23 @@ class Service(_Model):
     ports: list[int] = []
     ready: Ready | None = None
     depends_on: list[str] = []
-    privileged: bool = False  # only if the target says so; least privilege otherwise
+    privileged: bool = False  # only if the target says so
+    # The engine's default capability set plus no-new-privileges; these narrow or extend it
+    # (images that start as root and drop to a service user need CHOWN, SETUID, SETGID).
+    cap_drop: list[str] = []
     cap_add: list[str] = []
+
+    @field_validator("cap_drop", "cap_add")
+    @classmethod
+    def _caps(cls, v: list[str]) -> list[str]:
+        out = []
+        for c in v:
+            name = c.strip().upper().removeprefix("CAP_")
+            if not _CAP.match(name):
+                raise ValueError(f"{c!r} is not a capability name; use e.g. \"CHOWN\", "
+                                 "\"SETUID\", \"NET_BIND_SERVICE\" or \"ALL\"")
+            out.append(name)
+        return out
 
     @field_validator("ports")
     @classmethod
@@ -246,7 +275,50 @@ class Step(_Model):
     capture: dict[str, str] = {}  # name -> regex with one group, used as {name} later
     write: bool = False
     readback: bool = False
-    timeout: float = Field(5.0, gt=0, le=120)
+    timeout: float = Field(5.0, gt=0, le=120)  # total time: answer and whole body
+    # Fresh content of this many bytes per run, derived from {nonce}: sent as the raw
+    # body, or where a form/JSON/header value says {body}. Later steps may expect
+    # {body_sha256} and {body_bytes}.
+    body_size: Size | None = None
+    expect_bytes: Size | None = None  # the body must be exactly this long (decoded)
+    expect_sha256: str | None = None  # hex digest of the (decoded) body, or "{body_sha256}"
+
+    @field_validator("body_size", "expect_bytes", mode="before")
+    @classmethod
+    def _sizes(cls, v: Any) -> int | None:
+        return None if v is None else _size(v)
+
+    @field_validator("expect_sha256")
+    @classmethod
+    def _sha(cls, v: str | None) -> str | None:
+        if v is not None and not (re.fullmatch(r"[0-9a-fA-F]{64}", v) or _VAR.search(v)):
+            raise ValueError(f"expect_sha256 {v!r} must be 64 hex digits or a {{variable}} "
+                             "such as \"{body_sha256}\"")
+        return v.lower() if v is not None and not _VAR.search(v) else v
+
+    @model_validator(mode="after")
+    def _body(self) -> Step:
+        if self.body_size is not None:
+            if (self.form or self.json_body is not None) and not self._body_used():
+                raise ValueError("body_size with 'form' or 'json': put \"{body}\" in one of "
+                                 "their values, or drop them to send the content as the raw body")
+            if self.method in ("GET", "HEAD", "DELETE") and not self._body_used():
+                raise ValueError(f"body_size on a {self.method}: use {{body}} in form, json "
+                                 "or headers, or use PUT/POST/PATCH for a raw body")
+        if self.method == "HEAD" and (self.expect_bytes is not None or self.expect_sha256
+                                      or self.expect_text):
+            raise ValueError("a HEAD answer has no body: drop expect_bytes/expect_sha256/"
+                             "expect_text")
+        return self
+
+    def _body_used(self) -> bool:
+        return (any("{body}" in v for v in (*self.form.values(), *self.headers.values()))
+                or (self.json_body is not None and _uses_body(self.json_body)))
+
+    @property
+    def raw_body(self) -> bool:
+        """The generated content is the request body itself (no form/JSON carries it)."""
+        return self.body_size is not None and not self.form and self.json_body is None
 
     @field_validator("path")
     @classmethod
@@ -276,6 +348,9 @@ class Step(_Model):
     @classmethod
     def _capture(cls, v: dict[str, str]) -> dict[str, str]:
         for k, rx in v.items():
+            if k in BUILTIN_VARS:
+                raise ValueError(f"capture {k!r}: the name is taken by a built-in variable "
+                                 f"({', '.join(BUILTIN_VARS)}); pick another")
             try:
                 if re.compile(rx).groups != 1:
                     raise ValueError(f"capture {k!r}: regex must have exactly one group")
@@ -294,8 +369,37 @@ class Probe(_Model):
     command: list[str] = []
     expect_exit: int = Field(0, ge=0, le=255)
     expect_output: str | None = None
+    # exec probes: a write (``command``) read back by ``readback`` (a command whose stdout
+    # must contain ``readback_expect``); both bounded by ``timeout`` seconds (a hang).
+    # For http probes ``write`` is set from the steps (true when a step is a write).
+    write: bool = False
+    readback: list[str] = []
+    readback_expect: str | None = None
+    timeout: float = Field(10.0, gt=0, le=600)
+    body_size: Size | None = None  # exec: {body} in the commands is this much fresh content
     core: bool = False
     description: str = ""
+
+    @field_validator("body_size", mode="before")
+    @classmethod
+    def _bsize(cls, v: Any) -> int | None:
+        return None if v is None else _size(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _write_from_steps(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind", "http") == "http" and data.get("steps"):
+            steps = data["steps"]
+            if isinstance(steps, list) and any(
+                    (s.get("write") if isinstance(s, dict) else getattr(s, "write", False))
+                    for s in steps):
+                if data.get("write") is False:
+                    raise ValueError("write = false on the probe, but a step is a write")
+                data = {**data, "write": True}
+            elif data.get("write"):
+                raise ValueError("write = true on an http probe: mark the step that writes "
+                                 "with write = true instead")
+        return data
 
     @model_validator(mode="after")
     def _shape(self) -> Probe:
@@ -303,6 +407,19 @@ class Probe(_Model):
             raise ValueError("an http probe needs at least one entry in 'steps'")
         if self.kind == "exec" and not self.command:
             raise ValueError("an exec probe needs 'command' (a list of strings)")
+        if self.kind == "http":
+            wrong = [k for k in ("readback", "readback_expect", "body_size")
+                     if getattr(self, k) not in ([], None)]
+            if wrong or self.command:
+                raise ValueError(f"{', '.join(wrong) or 'command'}: only for exec probes; an "
+                                 "http probe reads back with a later step (readback = true)")
+        if self.kind == "exec":
+            if self.steps:
+                raise ValueError("an exec probe has 'command', not 'steps'")
+            if self.readback and not self.write:
+                raise ValueError("'readback' needs write = true (it reads back the write)")
+            if self.readback_expect is not None and not self.readback:
+                raise ValueError("'readback_expect' needs a 'readback' command")
         seen_write = False
         for s in self.steps:
             if s.write:
@@ -310,11 +427,6 @@ class Probe(_Model):
             if s.readback and not seen_write:
                 raise ValueError(f"step {s.path!r} is a readback but no earlier step is a write")
         return self
-
-    @property
-    def write(self) -> bool:
-        """The flow contains an acknowledged write."""
-        return any(s.write for s in self.steps)
 
 
 class Health(_Model):
@@ -364,12 +476,13 @@ class Counter(_Model):
 
 
 class LogSource(_Model):
-    """An operator-visible sink: a container stream or a file inside a volume."""
+    """An operator-visible sink: a container stream, a file inside a volume, or a file on a
+    service's own filesystem (read through the engine's archive API)."""
 
     kind: Literal["container", "file"]
     service: str | None = None
     volume: str | None = None
-    path: str | None = None  # for files: path inside the volume
+    path: str | None = None  # files: inside the volume, or absolute in the service
     line_pattern: str | None = None  # a whole record; lines not matching are torn
     drop_pattern: str | None = None  # a line announcing lost records
 
@@ -377,15 +490,20 @@ class LogSource(_Model):
     def _shape(self) -> LogSource:
         if self.kind == "container" and not self.service:
             raise ValueError("a container log source needs 'service'")
-        if self.kind == "file" and not (self.volume and self.path):
-            raise ValueError("a file log source needs 'volume' and 'path' (inside the volume)")
-        if self.path is not None:
-            if ".." in PurePosixPath(self.path).parts:
-                raise ValueError(f"log path {self.path!r} must not contain '..': fulldisk "
-                                 "reads logs only inside the target's own volumes")
+        if self.kind == "file":
+            if not self.path or bool(self.volume) == bool(self.service):
+                raise ValueError("a file log source needs 'path' and one of 'volume' (path "
+                                 "inside the volume) or 'service' (absolute path in it)")
+            parts = PurePosixPath(self.path).parts
+            if ".." in parts:
+                raise ValueError(f"log path {self.path!r} must not contain '..'")
+            if self.service and not self.path.startswith("/"):
+                raise ValueError(f"log path {self.path!r} must be absolute with 'service' "
+                                 "(e.g. /var/log/apache2/error.log)")
             if self.volume and self.path.startswith("/"):
                 raise ValueError(f"log path {self.path!r} is absolute; with 'volume' give "
-                                 "the path inside the volume, such as \"app.log\"")
+                                 "the path inside the volume, such as \"app.log\" (or give "
+                                 "'service' for a file on a service's own filesystem)")
         for key in ("line_pattern", "drop_pattern"):
             rx = getattr(self, key)
             if rx is not None:
@@ -400,6 +518,8 @@ class LogSource(_Model):
         """Stable name used in log records and evidence."""
         if self.kind == "container":
             return f"{self.service}:stdout+stderr"
+        if self.service:
+            return f"file:{self.service}:{self.path}"
         return f"file:{self.volume}/{self.path}"
 
 
@@ -534,7 +654,10 @@ class Target(_Model):
             if p.kind == "http":
                 self._port(p.service, p.port, f"probes.{pname}")
             known = set(given) if self.downloads and self.downloads.probe == pname else set()
+            known.add("nonce")
             for i, step in enumerate(p.steps):
+                if step.body_size is not None:
+                    known |= set(BUILTIN_VARS)
                 missing = sorted(step.placeholders() - known)
                 if missing:
                     raise ValueError(
@@ -612,6 +735,12 @@ class Target(_Model):
                     if best is None or len(m.path) > best[0]:
                         best = (len(m.path), vname)
         return best[1] if best else None
+
+    def log_volume(self, log: LogSource) -> str | None:
+        """The volume a file log source lives on (declared, or under a service's mount)."""
+        if log.volume or log.kind != "file" or not log.service or not log.path:
+            return log.volume
+        return self.volume_of(log.service, log.path)
 
     def shared(self, name: str = "shared", size: int | None = None) -> Target:
         """The same target with every writable path on one volume, as on the real server.

@@ -45,7 +45,10 @@ class StepResult:
     bytes_received: int = 0
     write: bool = False  # the step asks the app to persist something (an acknowledged write)
     readback: bool = False  # the step observes an earlier write of the same flow
-    timed_out: bool = False
+    timed_out: bool = False  # no answer (or no whole body, or no exit) within the bound: a hang
+    # The probe itself could not run: exit 126/127 (not executable, not found) or death by
+    # a signal. A config error of the target, neither a refusal by the app nor an answer.
+    could_not_run: bool = False
 
     @property
     def acknowledged(self) -> bool:
@@ -73,7 +76,11 @@ class ProbeResult:
     steps: tuple[StepResult, ...]
     core: bool = False
     write: bool = False
-    tags: tuple[str, ...] = ()  # e.g. "download", "health", "counter"
+    tags: tuple[str, ...] = ()  # e.g. "download", "health", "counter", "reread"
+    # A run after recovery that repeats the request(s) of the run at this time, which was
+    # made while a volume was full (same nonce, values and cookies): the readback steps of
+    # a write probe, or the whole of a probe without writes. Damage that persists shows here.
+    reread_of: float | None = None
 
     @property
     def passed(self) -> bool:

@@ -192,6 +192,23 @@ def test_reset_empties_a_disk_and_truncates_a_log_disk_in_place(fulldisk_fs: Fak
     assert logs.read("app.log") == b"" and logs.read("missing.log") is None
 
 
+def test_one_disk_seen_at_several_paths_shares_its_space(fulldisk_fs: FakeDisks) -> None:
+    d = fulldisk_fs.disk({"sessions": "/srv/sessions", "logs": "/srv/logs"}, size="64KiB",
+                         inodes=16, logs=["logs"])
+    write("/srv/logs/app.log", "y" * 5000)  # two pages
+    d.fill(leave=PAGE)
+    assert os.statvfs("/srv/sessions").f_bavail == 1  # the log took space the sessions lack
+    assert shutil.disk_usage("/srv/sessions").free == PAGE
+    with pytest.raises(OSError):
+        write("/srv/sessions/s", "x" * (PAGE + 1))
+    assert d.usage().inodes_free == 16 - 2 - 2  # two roots, the log, the refused session
+    assert d.read("logs/app.log") == b"y" * 5000 and d.resolve("sessions/s") == "/srv/sessions/s"
+    d.reset()
+    assert os.listdir("/srv/sessions") == [] and os.path.getsize("/srv/logs/app.log") == 0
+    with pytest.raises(UsageError, match="needs a path"):
+        fulldisk_fs.disk({}, size="64KiB")
+
+
 def test_paths_outside_every_disk_are_one_big_disk(fulldisk_fs: FakeDisks) -> None:
     os.makedirs("/elsewhere")
     st = os.statvfs("/elsewhere")

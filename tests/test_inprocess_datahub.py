@@ -21,6 +21,7 @@ from harness.selftest import SWITCHES, judge_switch
 from harness.target import reference_target
 
 TARGET = reference_target()  # read before pyfakefs hides the real files
+SHARED = TARGET.shared()  # every path on one disk, as on the real server
 
 
 def run(disks: FakeDisks, *defects: str) -> list[Outcome]:
@@ -41,6 +42,15 @@ def test_hardened_reference_app_passes_in_process(fulldisk_fs: FakeDisks) -> Non
     judged = {v.invariant for o in outcomes for v in o.verdicts if v.judged}
     assert {"no_silent_write_loss", "errors_surface", "graceful_refusal", "recovery",
             "health_truthful", "log_integrity", "counter_accuracy"} <= judged
+
+
+def test_hardened_reference_app_passes_on_one_shared_disk(fulldisk_fs: FakeDisks) -> None:
+    with InProcessStack(SHARED, lambda: datahub_app(fulldisk_fs), disks=fulldisk_fs,
+                        service=SERVICE, volumes=["shared"]) as stack:
+        outcomes = battery(stack)
+    assert [o.volume for o in outcomes] == ["shared", "shared"]  # volume and counter cases
+    assert failures(outcomes) == []
+    assert stack.volume("shared").roots.keys() >= {"sessions", "cache", "applogs"}
 
 
 @pytest.mark.parametrize("defect", [d for d in DEFECTS if d in known_defects()])

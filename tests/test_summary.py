@@ -71,8 +71,11 @@ def test_no_color_on_a_terminal_drops_colours(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_progress_in_a_log_is_one_plain_line_per_phase() -> None:
-    # A Run needs only its stack's target and restart counts to mark phases.
-    stack = SimpleNamespace(target=reference_target(), restarts=lambda: {})
+    # A Run needs only its stack's target, restart counts and log files (read once at the
+    # start, so the run judges only the records it causes) to mark phases.
+    stack = SimpleNamespace(target=reference_target(), restarts=lambda: {},
+                            read_tails=lambda items: [(-1, b"")] * len(items),
+                            read_file=lambda service, path: None)
     run = Run(stack, "battery-sessions", "sessions")  # type: ignore[arg-type]
     buf = io.StringIO()
     seen: list[tuple[str, str]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,131 @@ def test_path_is_a_directory(tmp_path: Path) -> None:
     assert load_target(tmp_path).name == "shop"
 
 
+# --- keys for real images: capabilities, exec writes, log files in services, nonce bodies --
+
+def _with(extra: str) -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads(GOOD + textwrap.dedent(extra))
+
+
+def test_capability_keys_normalise_and_refuse_junk() -> None:
+    t = target_from_dict(_with("""
+        [services.db]
+        image = "db:1"
+        cap_drop = ["ALL"]
+        cap_add = ["cap_chown", "SETUID"]
+    """))
+    assert t.services["db"].cap_drop == ["ALL"]
+    assert t.services["db"].cap_add == ["CHOWN", "SETUID"]
+    with pytest.raises(ConfigError, match=r"services\.db\.cap_add.*not a capability"):
+        target_from_dict(_with('[services.db]\nimage = "db:1"\ncap_add = ["chown everything"]\n'))
+
+
+EXEC = """
+    [services.db]
+    image = "db:1"
+    [probes.insert]
+    kind = "exec"
+    service = "db"
+    write = true
+    command = ["sh", "-c", "echo {nonce} >> /data/t"]
+    readback = ["grep", "{nonce}", "/data/t"]
+    readback_expect = "{nonce}"
+    timeout = 20
+    body_size = "16KiB"
+"""
+
+
+def test_exec_write_with_readback() -> None:
+    p = target_from_dict(_with(EXEC)).probes["insert"]
+    assert p.write and p.readback == ["grep", "{nonce}", "/data/t"]
+    assert p.timeout == 20 and p.body_size == 16384
+
+
+@pytest.mark.parametrize(("edit", "words"), [
+    (("write = true\n", ""), "readback' needs write = true"),
+    (('readback = ["grep", "{nonce}", "/data/t"]\n', ""), "'readback_expect' needs"),
+    (("timeout = 20", "timeout = 0"), "greater than 0"),
+    (("timeout = 20", "timeout = 9999"), "less than or equal"),
+])
+def test_exec_write_keys_refuse_nonsense(edit: tuple[str, str], words: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        target_from_dict(_with(EXEC.replace(*edit)))
+
+
+def test_http_probe_write_comes_from_its_steps() -> None:
+    t = target_from_dict(_with("""
+        [probes.put]
+        service = "web"
+        [[probes.put.steps]]
+        method = "PUT"
+        path = "/f/{nonce}"
+        body_size = "16KiB"
+        write = true
+        [[probes.put.steps]]
+        path = "/f/{nonce}"
+        expect_bytes = "16KiB"
+        expect_sha256 = "{body_sha256}"
+        readback = true
+    """))
+    assert t.probes["put"].write and not t.probes["home"].write
+    assert t.probes["put"].steps[0].raw_body and t.probes["put"].steps[1].expect_bytes == 16384
+    with pytest.raises(ConfigError, match="mark the step that writes"):
+        target_from_dict(_with('[probes.x]\nservice = "web"\nwrite = true\n'
+                               'steps = [{ path = "/" }]\n'))
+    with pytest.raises(ConfigError, match="only for exec probes"):
+        target_from_dict(_with('[probes.x]\nservice = "web"\nreadback = ["true"]\n'
+                               'steps = [{ path = "/" }]\n'))
+
+
+@pytest.mark.parametrize(("step", "words"), [
+    ('{ path = "/", expect_sha256 = "abc" }', "64 hex digits"),
+    ('{ path = "/", body_size = "4KiB" }', "body_size on a GET"),
+    ('{ method = "POST", path = "/", form = { a = "b" }, body_size = "4KiB" }', "{body}"),
+    ('{ method = "HEAD", path = "/", expect_bytes = 10 }', "HEAD answer has no body"),
+    ('{ path = "/", capture = { nonce = "(x)" } }', "built-in variable"),
+    ('{ path = "/", expect_bytes = "lots" }', "not a size"),
+])
+def test_body_keys_refuse_nonsense(step: str, words: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        target_from_dict(_with(f'[probes.x]\nservice = "web"\nsteps = [{step}]\n'))
+
+
+def test_form_may_carry_the_generated_body() -> None:
+    t = target_from_dict(_with("""
+        [probes.edit]
+        service = "web"
+        [[probes.edit.steps]]
+        method = "POST"
+        path = "/edit"
+        form = { text = "{body}" }
+        body_size = "16KiB"
+        write = true
+    """))
+    assert not t.probes["edit"].steps[0].raw_body
+
+
+def test_file_logs_in_a_volume_or_in_a_service() -> None:
+    t = target_from_dict(_with("""
+        [[logs]]
+        kind = "file"
+        service = "web"
+        path = "/var/log/apache2/error.log"
+        [[logs]]
+        kind = "file"
+        volume = "uploads"
+        path = "app.log"
+    """))
+    assert [log.label for log in t.logs] == ["file:web:/var/log/apache2/error.log",
+                                              "file:uploads/app.log"]
+    for bad, words in [('service = "web"\npath = "var/log/x.log"', "must be absolute"),
+                       ('volume = "uploads"\npath = "/x.log"', "give the path inside"),
+                       ('service = "web"\nvolume = "uploads"\npath = "x.log"', "one of"),
+                       ('service = "nope"\npath = "/x.log"', "unknown service 'nope'"),
+                       ('service = "web"\npath = "/var/../x.log"', "'..'")]:
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            target_from_dict(_with(f'[[logs]]\nkind = "file"\n{bad}\n'))
 # Issue 17: every check that can be made from the config is made when it is loaded.
 LOAD_TIME = CONFIG_CASES
 
@@ -222,3 +348,14 @@ def test_download_placeholders_are_known_only_to_the_download_probe() -> None:
     data["probes"]["home"]["steps"] = [
         {"path": "/", "capture": {"tok": "t=(\\w+)"}}, {"path": "/x/{tok}/{seq}"}]
     assert target_from_dict(data, file="t.toml").probes["home"].steps[1].path == "/x/{tok}/{seq}"
+
+
+def test_nonce_is_always_known_body_only_after_body_size() -> None:
+    t = target_from_dict(_with('[probes.x]\nservice = "web"\n'
+                               'steps = [{ path = "/p/{nonce}", '
+                               'headers = { X-Id = "{nonce}" } }]\n'))
+    assert t.probes["x"].steps[0].path == "/p/{nonce}"
+    with pytest.raises(ConfigError, match=r"\{body\} is never captured"):
+        target_from_dict(_with('[probes.x]\nservice = "web"\n'
+                               'steps = [{ method = "POST", path = "/", '
+                               'form = { a = "{body}" } }]\n'))

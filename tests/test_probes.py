@@ -1,0 +1,242 @@
+"""Probes against tiny local HTTP servers (no Docker): body completeness done right
+(encoded length, HEAD, a total-time bound, close-delimited bodies), {nonce} and
+generated bodies with a digest readback, and one client that never takes a proxy."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar, cast
+
+import pytest
+import requests
+
+from harness import http
+from harness.probes import Prober, make_body, new_nonce
+from harness.stack import Stack
+from harness.target import Target, target_from_dict
+from harness.timeline import ProbeResult, Timeline
+
+GZ = gzip.compress(b"compressed hello " * 500)
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Routes that misbehave in the ways real servers do."""
+
+    store: ClassVar[dict[str, bytes]] = {}
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes, **headers: str) -> None:
+        self.send_response(status)
+        headers.setdefault("Content-Length", str(len(body)))
+        for k, v in headers.items():
+            self.send_header(k.replace("_", "-"), v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_PUT(self) -> None:
+        n = int(self.headers.get("Content-Length", "0"))
+        self.store[self.path] = self.rfile.read(n)
+        self._send(201, b"stored")
+
+    def do_GET(self) -> None:
+        p = self.path
+        if p == "/ok":
+            self._send(200, b"all fine here")
+        elif p == "/health":
+            self._send(200, b'{"status": "ok"}')
+        elif p == "/gzip":
+            self._send(200, GZ, Content_Encoding="gzip")
+        elif p == "/short":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"x" * 10)
+            self.close_connection = True
+        elif p == "/chunked-cut":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"5\r\nhello\r\n")
+            self.wfile.flush()
+            self.close_connection = True
+        elif p == "/trickle":
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            try:
+                for _ in range(100):
+                    self.wfile.write(b"t")
+                    self.wfile.flush()
+                    time.sleep(0.05)  # the misbehaviour under test: a body that trickles
+            except OSError:
+                pass
+            self.close_connection = True
+        elif p.startswith("/close/"):
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"c" * int(p.rsplit("/", 1)[1]))
+            self.close_connection = True
+        elif p.startswith("/half/"):  # what was stored, cut in half, no length: a cut
+            data = self.store.get("/r/" + p.rsplit("/", 1)[1], b"")
+            self.send_response(200)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data[:len(data) // 2])
+            self.close_connection = True
+        elif p in self.store:
+            self._send(200, self.store[p])
+        else:
+            self._send(404, b"no such thing")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[int]:
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    srv.daemon_threads = True
+    th = threading.Thread(target=srv.serve_forever, daemon=True)
+    th.start()
+    yield srv.server_address[1]
+    srv.shutdown()
+    srv.server_close()
+
+
+class FakeStack:
+    """Just enough of a Stack for HTTP probes: the target and a base URL."""
+
+    def __init__(self, target: Target, port: int) -> None:
+        self.target = target
+        self.port = port
+
+    def url(self, service: str, port: int | None = None) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def session(self) -> requests.Session:
+        return http.session()  # what Stack.session() hands out
+
+
+def prober(port: int, probes: dict[str, Any], **extra: Any) -> Prober:
+    t = target_from_dict({
+        "name": "local", "services": {"web": {"image": "x", "ports": [8080]}},
+        "volumes": {"v": {"size": "1MiB", "mounts": [{"service": "web", "path": "/v"}]}},
+        "probes": probes, **extra}, file="<local>")
+    return Prober(cast(Stack, FakeStack(t, port)), Timeline(scenario="unit"))
+
+
+def one(server: int, **step: Any) -> ProbeResult:
+    return prober(server, {"p": {"service": "web", "steps": [step]}}).run("p")
+
+
+def test_gzip_with_content_length_is_whole(server: int) -> None:
+    s = one(server, path="/gzip", expect_text="compressed hello").steps[0]
+    assert s.passed and s.body_complete, s.error
+    assert s.bytes_received == len(b"compressed hello " * 500) > len(GZ)  # decoded size
+
+
+def test_head_is_never_cut(server: int) -> None:
+    s = one(server, method="HEAD", path="/ok").steps[0]
+    assert s.passed and s.body_complete and s.bytes_received == 0, s.error
+
+
+@pytest.mark.parametrize("path", ["/short", "/chunked-cut"])
+def test_cut_bodies_are_not_complete(server: int, path: str) -> None:
+    s = one(server, path=path).steps[0]
+    assert not s.passed and not s.body_complete, s
+    assert s.failed_request
+
+
+def test_a_trickling_body_is_bounded_in_total_time(server: int) -> None:
+    t0 = time.monotonic()
+    s = one(server, path="/trickle", timeout=0.5).steps[0]
+    took = time.monotonic() - t0
+    assert took < 2.0, took  # 100 bytes at 20/s would take 5 s
+    assert not s.passed and not s.body_complete and s.timed_out, s
+    assert "within 0.5 s" in (s.error or "")
+
+
+def test_close_delimited_body_checked_by_expected_size(server: int) -> None:
+    ok = one(server, path="/close/5000", expect_bytes=5000).steps[0]
+    assert ok.passed and ok.body_complete, ok.error
+    cut = one(server, path="/close/3000", expect_bytes=5000).steps[0]
+    assert not cut.passed and not cut.body_complete  # no framing: a short body may be cut
+    assert "close-delimited" in (cut.error or "")
+
+
+def test_close_delimited_prefix_of_the_write_is_cut_other_text_is_an_answer(
+        server: int) -> None:
+    pr = prober(server, {"put": {"service": "web", "steps": [
+        {"method": "PUT", "path": "/r/{nonce}", "body_size": "16KiB", "expect_status": [201],
+         "write": True},
+        {"path": "/half/{nonce}", "expect_sha256": "{body_sha256}", "readback": True}]}})
+    s = pr.run("put").steps[1]
+    assert not s.passed and not s.body_complete and "cut short" in (s.error or ""), s
+    other = one(server, path="/close/100", expect_text="not there").steps[0]
+    assert not other.passed and other.body_complete  # an answer without it, not a cut
+
+
+def test_put_of_generated_body_reads_back_by_digest_and_size(server: int) -> None:
+    pr = prober(server, {"put": {"service": "web", "steps": [
+        {"method": "PUT", "path": "/files/{nonce}.txt", "body_size": "16KiB",
+         "expect_status": [201], "write": True},
+        {"path": "/files/{nonce}.txt", "expect_bytes": "16KiB",
+         "expect_sha256": "{body_sha256}", "expect_text": "{nonce}", "readback": True}]}})
+    a, b = pr.run("put"), pr.run("put")
+    assert a.passed and b.passed, (a.steps, b.steps)
+    assert a.steps[0].target != b.steps[0].target  # a fresh nonce per run
+    stored = [v for k, v in Handler.store.items() if k.startswith("/files/")]
+    assert len(stored) >= 2 and all(len(v) == 16384 for v in stored)
+    assert len({hashlib.sha256(v).hexdigest() for v in stored}) == len(stored)  # fresh content
+
+
+def test_framed_body_with_other_content_is_whole_but_fails(server: int) -> None:
+    """A framed answer with the wrong content is a real answer (a loss), not a cut body."""
+    Handler.store["/files/known"] = b"old content"
+    s = one(server, path="/files/known", expect_bytes=16384).steps[0]
+    assert s.body_complete and not s.passed and "expected 16384" in (s.error or "")
+
+
+def test_reread_repeats_with_the_same_nonce(server: int) -> None:
+    pr = prober(server, {"put": {"service": "web", "steps": [
+        {"method": "PUT", "path": "/r/{nonce}", "body_size": "8KiB", "expect_status": [201],
+         "write": True},
+        {"path": "/r/{nonce}", "expect_sha256": "{body_sha256}", "readback": True}]}})
+    first = pr.run("put")
+    again = pr.reread(first)
+    assert again is not None and again.reread_of == first.t and "reread" in again.tags
+    assert [s.readback for s in again.steps] == [True]  # the readback only, not the write
+    assert again.steps[0].target == first.steps[1].target and again.passed
+    Handler.store[first.steps[0].target] = b"damaged"  # damage that persists
+    assert not pr.reread(first).passed  # type: ignore[union-attr]
+
+
+def test_no_proxy_from_the_environment(server: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens there
+    for var in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    pr = prober(server, {"p": {"service": "web", "steps": [{"path": "/ok"}]}},
+                health={"service": "web", "path": "/health"})
+    assert pr.run("p").passed
+    h = pr.health()
+    assert h is not None and h.status == "healthy"
+
+
+def test_generated_bodies() -> None:
+    n1, n2 = new_nonce(), new_nonce()
+    assert n1 != n2 and n1.isalnum() and n1.islower()
+    b = make_body(n1, 16384)
+    assert len(b) == 16384 and b == make_body(n1, 16384) and b != make_body(n2, 16384)
+    assert n1.encode() in b[:100] and not b.endswith((b"\n", b" "))
+    assert len(make_body(n1, 1)) == 1 and make_body(n1, 0) == b""
