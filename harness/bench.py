@@ -1,18 +1,26 @@
-"""``ci/bench``: how fast the harness is, as ratios to the floors it cannot beat."""
+"""``ci/bench``: how fast the harness is, against Chaos Toolkit doing the same job, and
+as ratios to the floors it cannot beat.
+
+Wall time on a shared machine measures its neighbours too, so every figure comes with
+the load average when it was taken, and whole jobs with their CPU time (``wait4``).
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from . import engine
-from .battery import run_case
-from .plugin import battery_cases
 from .stack import Stack, ensure_images
 from .target import reference_target, target_from_dict
 
@@ -57,92 +65,268 @@ def inprocess_battery(reps: int = 5) -> dict[str, float]:
             "inprocess_scenarios": float(scenarios)}
 
 
+BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
+CTK_VENV = BENCH_DIR / ".ctk-venv"
+TARGETS = {  # issue 12: on 2 cores, warm, medians
+    "same_scope_ratio": 1.0, "battery_s": 12.0, "volume_scenario_median_s": 0.25,
+    "stack_start_s": 1.5, "run_peak_rss_mib": 100.0}
+SECTIONS = ("inprocess", "same-scope", "run", "floors", "stack", "fill", "battery")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One whole job as a child process: wall and CPU seconds, peak memory, exit code."""
+
+    wall_s: float
+    cpu_s: float
+    maxrss_mib: float
+    code: int
+
+
+def run_job(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 600
+            ) -> Job:
+    """Run a command to its end, measured by ``wait4`` (its rusage: CPU, ru_maxrss)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = t0 + timeout
+    while True:
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            p.kill()
+            raise RuntimeError(f"{cmd[0]} ran longer than {timeout:g} s")
+        time.sleep(0.005)  # polling a child's end: wait4 with WNOHANG has no timeout
+    wall = time.monotonic() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    err = p.stderr.read().decode(errors="replace") if p.stderr else ""
+    if p.returncode:
+        raise RuntimeError(f"{' '.join(cmd[:4])} exited {p.returncode}: {err[-800:]}")
+    return Job(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, p.returncode)
+
+
+def ctk_chaos() -> tuple[str, str]:
+    """Chaos Toolkit in its own throwaway venv (``bench/.ctk-venv``, never a dependency of
+    fulldisk): the ``chaos`` binary and its version."""
+    chaos = CTK_VENV / "bin" / "chaos"
+    if not chaos.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(CTK_VENV)], check=True)
+        subprocess.run([str(CTK_VENV / "bin" / "pip"), "install", "-q", "chaostoolkit"],
+                       check=True)
+    out = subprocess.run([str(chaos), "--version"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    return str(chaos), out.rsplit(" ", 1)[-1]
+
+
+def _fulldisk_bin() -> str:
+    return str(Path(sys.executable).parent / "fulldisk")
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def same_scope(reps: int) -> dict[str, Any]:
+    """Chaos Toolkit and fulldisk doing the same job (bench/), alternated ``reps`` times:
+    medians of wall and CPU time, the ratio, fulldisk's peak memory."""
+    from .target import load_target
+
+    chaos, version = ctk_chaos()
+    target = load_target(str(BENCH_DIR / "fulldisk.toml"))
+    image = target.services["web"].image
+    ctk_cmd = ["bash", str(BENCH_DIR / "ctk-job.sh"), chaos, image]
+    ctk: list[Job] = []
+    fd: list[Job] = []
+    loads = [_load()]
+    with tempfile.TemporaryDirectory(prefix="fulldisk-bench-") as tmp:
+        fd_cmd = [_fulldisk_bin(), "run", "--target", str(BENCH_DIR / "fulldisk.toml"),
+                  "--report-dir", tmp]
+        run_job(ctk_cmd)  # warm-up of both: page cache, images, pyc files
+        run_job(fd_cmd)
+        for _ in range(reps):
+            ctk.append(run_job(ctk_cmd))
+            fd.append(run_job(fd_cmd))
+            loads.append(_load())
+        report = json.loads((Path(tmp) / "report.json").read_text())
+    if not report.get("passed") or report["counts"]["fail"]:
+        raise RuntimeError(f"fulldisk's same-scope job did not pass: {report['counts']}")
+    med = statistics.median
+    out = {"ctk_version": version, "reps": reps,
+           "ctk_s": med(j.wall_s for j in ctk), "ctk_cpu_s": med(j.cpu_s for j in ctk),
+           "fulldisk_s": med(j.wall_s for j in fd), "fulldisk_cpu_s": med(j.cpu_s for j in fd),
+           "fulldisk_peak_rss_mib": max(j.maxrss_mib for j in fd),
+           "fulldisk_verdicts": report["counts"], "load": loads}
+    out["ratio"] = out["fulldisk_s"] / out["ctk_s"]
+    out["cpu_ratio"] = out["fulldisk_cpu_s"] / out["ctk_cpu_s"]
+    return out
+
+
+def reference_run(reps: int) -> dict[str, Any]:
+    """``fulldisk run`` on the reference target as a user runs it: wall, CPU, peak memory."""
+    jobs: list[Job] = []
+    loads = [_load()]
+    with tempfile.TemporaryDirectory(prefix="fulldisk-bench-") as tmp:
+        cmd = [_fulldisk_bin(), "run", "--report-dir", tmp]
+        for _ in range(reps):
+            jobs.append(run_job(cmd))
+            loads.append(_load())
+    return {"run_s": statistics.median(j.wall_s for j in jobs),
+            "run_cpu_s": statistics.median(j.cpu_s for j in jobs),
+            "run_peak_rss_mib": max(j.maxrss_mib for j in jobs), "reps": reps, "load": loads}
+
+
+def _row(name: str, value: float, unit: str, key: str | None = None) -> str:
+    goal = TARGETS.get(key or "")
+    verdict = "" if goal is None else (f"  target <= {goal:g}: "
+                                       f"{'met' if value <= goal else 'NOT met'}")
+    return f"{name:40} {value:8.2f} {unit}{verdict}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Measure and print; returns 0. ``--inprocess``: only the in-process battery."""
-    out: dict[str, Any] = inprocess_battery()
-    print(f"{'in-process battery (median of 5)':34} {out['inprocess_battery_s']:8.2f} s")
-    print(f"{'in-process battery spread':34} {out['inprocess_battery_spread_s']:8.2f} s")
-    print(f"{'in-process battery CPU (median)':34} {out['inprocess_battery_cpu_s']:8.2f} s")
-    if argv and "--inprocess" in argv:
+    """Measure, print a table, write reports/bench.json; returns 0."""
+    ap = argparse.ArgumentParser(prog="ci/bench", description=__doc__)
+    ap.add_argument("--inprocess", action="store_true",
+                    help="only the in-process battery (no Docker)")
+    ap.add_argument("--only", default=",".join(SECTIONS),
+                    help=f"comma-separated sections (default all): {', '.join(SECTIONS)}")
+    ap.add_argument("--reps", type=int, default=5, help="repetitions of the short figures")
+    ap.add_argument("--battery-reps", type=int, default=3,
+                    help="repetitions of the reference battery")
+    args = ap.parse_args(argv)
+    only = {"inprocess"} if args.inprocess else set(args.only.split(","))
+    unknown = only - set(SECTIONS)
+    if unknown:
+        ap.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from "
+                 f"{', '.join(SECTIONS)}")
+    out: dict[str, Any] = {"load_at_start": _load(), "cores": os.cpu_count()}
+    rows: list[str] = []
+    if "inprocess" in only:
+        out.update(inprocess_battery())
+        rows += [_row("in-process battery (median of 5)", out["inprocess_battery_s"], "s"),
+                 _row("in-process battery spread", out["inprocess_battery_spread_s"], "s"),
+                 _row("in-process battery CPU (median)", out["inprocess_battery_cpu_s"], "s")]
+    if args.inprocess:
+        print("\n".join(rows))
         Path("reports").mkdir(exist_ok=True)
         Path("reports/bench-inprocess.json").write_text(json.dumps(out, indent=2) + "\n")
         return 0
-    reps = 5
-    battery_reps = 3
+    if "same-scope" in only:
+        ss = out["same_scope"] = same_scope(args.reps)
+        rows += [_row(f"Chaos Toolkit {ss['ctk_version']} job (median of {ss['reps']})",
+                      ss["ctk_s"], "s"),
+                 _row("  its CPU time", ss["ctk_cpu_s"], "s"),
+                 _row("fulldisk run, same scope", ss["fulldisk_s"], "s"),
+                 _row("  its CPU time", ss["fulldisk_cpu_s"], "s"),
+                 _row("  its peak memory (ru_maxrss)", ss["fulldisk_peak_rss_mib"], "MiB"),
+                 _row("ratio fulldisk / Chaos Toolkit (wall)", ss["ratio"], "x",
+                      "same_scope_ratio"),
+                 _row("ratio fulldisk / Chaos Toolkit (CPU)", ss["cpu_ratio"], "x")]
+    if "run" in only:
+        rr = out["reference_run"] = reference_run(args.battery_reps)
+        rows += [_row(f"fulldisk run, reference (median of {rr['reps']})", rr["run_s"], "s",
+                      "battery_s"),
+                 _row("  its CPU time", rr["run_cpu_s"], "s"),
+                 _row("  its peak memory (ru_maxrss)", rr["run_peak_rss_mib"], "MiB",
+                      "run_peak_rss_mib")]
+    out.update(_docker_figures(only, args.reps, args.battery_reps, rows))
+    out["load_at_end"] = _load()
+    rows.append(f"load average (1 min) {out['load_at_start']} at start, "
+                f"{out['load_at_end']} at end, {out['cores']} cores")
+    print("\n".join(rows))
+    Path("reports").mkdir(exist_ok=True)
+    Path("reports/bench.json").write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+def _docker_figures(only: set[str], reps: int, battery_reps: int, rows: list[str]
+                    ) -> dict[str, Any]:
+    """Floors, stack start, fills and the in-process loop over the reference battery."""
+    out: dict[str, Any] = {}
+    if not only & {"floors", "stack", "fill", "battery"}:
+        return out
     target = reference_target()
     ensure_images(target)
-    # floor: a bare container start (create + start + remove) from the base image
-    floors = []
-    for _ in range(reps):
-        t0 = time.monotonic()
-        c = engine.client().containers.run(engine.BASE_IMAGE, ["true"], detach=True,
-                                           labels=engine.labels("bench"))
-        c.wait()
-        c.remove(force=True)
-        floors.append(time.monotonic() - t0)
-    out["bare_container_s"] = statistics.median(floors)
-    starts = []
-    for _ in range(reps):
-        s = Stack(target)
-        starts.append(_timed(s.start))
-        s.stop()
-    out["stack_start_s"] = statistics.median(starts)
-    big = target_from_dict({"name": "bench", "services": {"x": {
-        "image": engine.BASE_IMAGE, "command": ["sleep", "infinity"]}},
-        "volumes": {"big": {"size": "256MiB", "inodes": 1024,
-                            "mounts": [{"service": "x", "path": "/d"}]}}}, file="<bench>")
-    with Stack(big) as s:
-        v = s.volume("big")
-        fills, resets, bare = [], [], []
+    if "floors" in only:
+        # floor: a bare container start (create + start + remove) from the base image
+        floors = []
         for _ in range(reps):
-            fills.append(_timed(lambda: v.fill(leave=0)))
-            resets.append(_timed(v.reset))
-            bare.append(_timed(lambda: s.service("x").exec(
-                ["sh", "-c", "fallocate -l 200M /d/f && rm /d/f"])))
-    out["fill_256mib_s"] = statistics.median(fills)
-    out["reset_s"] = statistics.median(resets)
-    out["bare_fallocate_s"] = statistics.median(bare)
+            t0 = time.monotonic()
+            c = engine.client().containers.run(engine.BASE_IMAGE, ["true"], detach=True,
+                                               labels=engine.labels("bench"))
+            c.wait()
+            c.remove(force=True)
+            floors.append(time.monotonic() - t0)
+        out["bare_container_s"] = statistics.median(floors)
+        rows.append(_row("floor: bare container", out["bare_container_s"], "s"))
+    if "stack" in only:
+        starts, cpus = [], []
+        for _ in range(reps):
+            s = Stack(target)
+            c0 = time.process_time()
+            starts.append(_timed(s.start))
+            cpus.append(time.process_time() - c0)
+            s.stop()
+        out["stack_start_s"] = statistics.median(starts)
+        out["stack_start_cpu_s"] = statistics.median(cpus)
+        out["stack_start_load"] = _load()
+        rows += [_row(f"stack start, reference (median of {reps})", out["stack_start_s"], "s",
+                      "stack_start_s"),
+                 _row("  its CPU time in this process", out["stack_start_cpu_s"], "s")]
+    if "fill" in only:
+        big = target_from_dict({"name": "bench", "services": {"x": {
+            "image": engine.BASE_IMAGE, "command": ["sleep", "infinity"]}},
+            "volumes": {"big": {"size": "256MiB", "inodes": 1024,
+                                "mounts": [{"service": "x", "path": "/d"}]}}}, file="<bench>")
+        with Stack(big) as s:
+            v = s.volume("big")
+            fills, resets, bare = [], [], []
+            for _ in range(reps):
+                fills.append(_timed(lambda: v.fill(leave=0)))
+                resets.append(_timed(v.reset))
+                bare.append(_timed(lambda: s.service("x").exec(
+                    ["sh", "-c", "fallocate -l 200M /d/f && rm /d/f"])))
+        out["fill_256mib_s"] = statistics.median(fills)
+        out["reset_s"] = statistics.median(resets)
+        out["bare_fallocate_s"] = statistics.median(bare)
+        rows += [_row("fill 256 MiB (median)", out["fill_256mib_s"], "s"),
+                 _row("volume reset (median)", out["reset_s"], "s"),
+                 _row("floor: bare fallocate", out["bare_fallocate_s"], "s")]
+    if "battery" in only:
+        out.update(_battery_loop(target, battery_reps, rows))
+    return out
+
+
+def _battery_loop(target: Any, battery_reps: int, rows: list[str]) -> dict[str, Any]:
+    """The reference battery in this process, case by case (per-scenario figures)."""
+    from .runner import run_battery
+
+    out: dict[str, Any] = {}
     per: dict[str, list[float]] = {}
     battery_runs = []
     for _ in range(battery_reps):
         t0 = time.monotonic()
-        with Stack(target) as plain, Stack(target.shared()) as shared:
-            for case in battery_cases(target):
-                per.setdefault(case.id, []).append(_timed(
-                    lambda c=case, p=plain, sh=shared: run_case(
-                        c, target, lambda shr: sh if shr else p)))
+        result = run_battery(target)
         battery_runs.append(time.monotonic() - t0)
+        if result.errors:
+            raise RuntimeError(f"the reference battery broke: {result.errors[:3]}")
+        for case_id, secs in result.seconds.items():
+            per.setdefault(case_id, []).append(secs)
     out["battery_s"] = statistics.median(battery_runs)
+    out["battery_load"] = _load()
     out["scenarios"] = {k: {"median_s": statistics.median(v), "spread_s": max(v) - min(v)}
                         for k, v in per.items()}
     vol_times = [statistics.median(v) for k, v in per.items()
                  if k in target.volumes or k == "shared"]
     out["volume_scenario_median_s"] = statistics.median(vol_times)
     out["volume_scenario_spread_s"] = max(vol_times) - min(vol_times)
-    out["ratios"] = {
-        "battery/bare_container": out["battery_s"] / out["bare_container_s"],
-        "stack_start/bare_container": out["stack_start_s"] / out["bare_container_s"],
-        "fill_256mib/bare_fallocate": out["fill_256mib_s"] / out["bare_fallocate_s"],
-        "reset/bare_container": out["reset_s"] / out["bare_container_s"],
-    }
-    rows = [(f"battery, median of {battery_reps} (2 stacks)", out["battery_s"]),
-            ("volume scenario median", out["volume_scenario_median_s"]),
-            ("volume scenario spread", out["volume_scenario_spread_s"]),
-            ("stack start (median of 5)", out["stack_start_s"]),
-            ("fill 256 MiB (median)", out["fill_256mib_s"]),
-            ("volume reset (median)", out["reset_s"]),
-            ("floor: bare container", out["bare_container_s"]),
-            ("floor: bare fallocate", out["bare_fallocate_s"])]
-    for name, secs in rows:
-        print(f"{name:34} {secs:8.2f} s")
-    for name, r in out["ratios"].items():
-        print(f"{name:34} {r:8.2f} x")
-    for name, st in out["scenarios"].items():
-        print(f"  scenario {name:28} median {st['median_s']:5.2f} s, "
-              f"spread {st['spread_s']:5.2f} s")
-    Path("reports").mkdir(exist_ok=True)
-    Path("reports/bench.json").write_text(json.dumps(out, indent=2) + "\n")
-    return 0
+    rows += [_row(f"battery in-process loop (median of {battery_reps})", out["battery_s"], "s",
+                  "battery_s"),
+             _row("volume scenario median", out["volume_scenario_median_s"], "s",
+                  "volume_scenario_median_s"),
+             _row("volume scenario spread", out["volume_scenario_spread_s"], "s")]
+    rows += [f"  scenario {name:28} median {st['median_s']:5.2f} s, spread {st['spread_s']:5.2f} s"
+             for name, st in out["scenarios"].items()]
+    return out
 
 
 if __name__ == "__main__":

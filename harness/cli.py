@@ -104,13 +104,7 @@ def _battery(target_path: str | None, report_dir: str, junit: str | None,
              html_path: str | None) -> tuple[int, dict[str, Any], Path, Path]:
     import contextlib
 
-    target = _target(target_path)  # config and output errors come before heavy imports
-    out = output_dir(report_dir, "--report-dir")
-    html = output_file(html_path, "--html") if html_path else out / "report.html"
-    if junit:
-        output_file(junit, "--junit", created=out)
-    if json_path:
-        output_file(json_path, "--json", created=out)
+    target, out, html = _outputs(target_path, report_dir, junit, json_path, html_path)
     import pytest
 
     from . import engine
@@ -121,8 +115,10 @@ def _battery(target_path: str | None, report_dir: str, junit: str | None,
     report_file.unlink(missing_ok=True)  # never read an earlier run's report as this one's
     # The scenarios folder holds no battery file of its own: --fulldisk-battery adds the
     # fulldisk::... collector, and the folder keeps the run away from the cwd's own tests.
+    # Plugins the battery never uses stay off: hypothesis's alone costs seconds of CPU per
+    # run (pytest rewrites its asserts, and PYTHONDONTWRITEBYTECODE keeps no cache of that).
     args = [_scenarios_dir(), "--fulldisk-battery", "-m", "chaos", "-q", "-p",
-            "no:cacheprovider", "--no-header",
+            "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:fakefs", "--no-header",
             "-o", "console_output_style=classic", "--fulldisk-require-docker",
             "--tb=short", "--fulldisk-report", str(out), "--rootdir", _scenarios_dir(),
             "--fulldisk-html", str(html.resolve())]
@@ -154,6 +150,54 @@ def _battery(target_path: str | None, report_dir: str, junit: str | None,
                             "list` shows the scenario ids"]
         report["error_exit"] = 2
     return code, report, report_file, html
+
+
+def _outputs(target_path: str | None, report_dir: str, junit: str | None,
+             json_path: str | None, html_path: str | None) -> tuple[Target, Path, Path]:
+    """Load the target and check every output path before anything starts."""
+    target = _target(target_path)  # config and output errors come before heavy imports
+    out = output_dir(report_dir, "--report-dir")
+    html = output_file(html_path, "--html") if html_path else out / "report.html"
+    if junit:
+        output_file(junit, "--junit", created=out)
+    if json_path:
+        output_file(json_path, "--json", created=out)
+    return target, out, html
+
+
+def _straight(target_path: str | None, report_dir: str, json_path: str | None,
+              html_path: str | None) -> tuple[int, dict[str, Any], Path, Path]:
+    """The battery without pytest (``fulldisk run`` without -k/-n): the same cases and
+    verdicts, the same report.json and report.html, no collection pass."""
+    from . import engine
+    from .progress import RunProgress, terminal_console
+    from .report import build, write_json
+    from .runner import run_battery
+
+    target, out, html = _outputs(target_path, report_dir, None, json_path, html_path)
+    engine.client()  # Docker down is exit 3 before anything starts
+    with RunProgress(terminal_console(), target.name) as progress:
+        progress.total = len(_cases(target))
+        result = run_battery(target, done=lambda c, o: progress.finished(
+            "passed" if o is not None and o.passed else "failed", c.id))
+    code = 1 if result.failed else 0  # as pytest's exit status would be
+    untested = [{"target": t, "service": s, "path": p} for t, s, p in sorted(result.untested)]
+    report = build(target.name, result.verdicts, errors=result.errors,
+                   interrupted=result.interrupted,
+                   extra={"exitstatus": code, "error_exit": result.error_exit or None,
+                          "tests": progress.total, "ran": result.ran,
+                          "untested_paths": untested})
+    report_file = write_json(report, out / "report.json")
+    from .report_html import render_run, write_html
+
+    write_html(render_run(report, [o.timeline for o in result.outcomes], target), html)
+    return code, report, report_file, html
+
+
+def _cases(target: Target) -> list[Any]:
+    from .plugin import battery_cases
+
+    return list(battery_cases(target))
 
 
 def _exit_code(pytest_code: int, report: dict[str, Any]) -> int:
@@ -200,9 +244,13 @@ def _finish(report: dict[str, Any], json_path: str | None,
 @html_opt
 def run(target_path: str | None, json_path: str | None, report_dir: str, select: str | None,
         workers: int, html_path: str | None) -> None:
-    """Run the battery against a target and print the summary."""
-    code, report, report_file, html = _battery(target_path, report_dir, None, json_path,
-                                               select, workers, html_path)
+    """Run the battery against a target and print the summary (-k or -n: through pytest)."""
+    if select or workers > 1:
+        code, report, report_file, html = _battery(target_path, report_dir, None, json_path,
+                                                   select, workers, html_path)
+    else:
+        code, report, report_file, html = _straight(target_path, report_dir, json_path,
+                                                    html_path)
     rc = _exit_code(code, report)
     _finish(report, json_path, {"html": html, "json": json_path or report_file})
     sys.exit(rc)

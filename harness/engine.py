@@ -203,6 +203,15 @@ def image_config(tag: str) -> ImageConfig:
     return ImageConfig(tuple(ports), str(cfg.get("User") or ""))
 
 
+def image_id(tag: str) -> str:
+    """An image's id (the digest of its content), InfrastructureError when missing."""
+    try:
+        return str(client().images.get(tag).id)
+    except docker.errors.ImageNotFound:
+        raise InfrastructureError(f"Image {tag!r} is not on this machine (no registry to "
+                                  "pull from).", "build or load the image first") from None
+
+
 def require_image(tag: str, hint: str) -> None:
     """Raise InfrastructureError naming the fix when an image is missing."""
     if not image_exists(tag):
@@ -266,6 +275,10 @@ class Handle:
     name: str
     wrapper: DockerContainer
     _shells: dict[str, _Shell] = field(default_factory=dict)
+    # published ports of the current start (a restart may publish others): every probe
+    # request asks for its URL, and an inspect per request was most of a run's engine calls
+    _ports: dict[int, int] = field(default_factory=dict)
+    _started_at: str = ""
 
     @property
     def container(self) -> Container:
@@ -275,6 +288,10 @@ class Handle:
     def reload(self) -> None:
         """Refresh state from the engine."""
         self.container.reload()
+        started = str((self.container.attrs.get("State") or {}).get("StartedAt", ""))
+        if started != self._started_at:
+            self._ports.clear()
+            self._started_at = started
 
     @property
     def status(self) -> str:
@@ -288,13 +305,21 @@ class Handle:
         self.reload()
         return int(self.container.attrs.get("RestartCount", 0))
 
+    def restarts_and_status(self) -> tuple[int, str]:
+        """Restart count and status from one inspect."""
+        self.reload()
+        return int(self.container.attrs.get("RestartCount", 0)), str(self.container.status)
+
     def host_port(self, port: int) -> int:
         """The 127.0.0.1 port published for a container port."""
+        if port in self._ports:
+            return self._ports[port]
         self.reload()
         bindings = (self.container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp")
         for b in bindings or []:
             if b.get("HostIp") in (LOOPBACK, "") and b.get("HostPort"):
-                return int(b["HostPort"])
+                self._ports[port] = int(b["HostPort"])
+                return self._ports[port]
         raise InfrastructureError(f"{self.name}: port {port} is not published on {LOOPBACK}.",
                                   "declare it in the service's 'ports'")
 
@@ -725,6 +750,17 @@ def _run_of(lbls: Mapping[str, str] | None) -> str:
     return (lbls or {}).get(RUN_LABEL, "")
 
 
+def _labels(x: Container) -> dict[str, str]:
+    """A container's labels, from a sparse listing or a full inspect."""
+    attrs = x.attrs or {}
+    return dict(attrs.get("Labels") or (attrs.get("Config") or {}).get("Labels") or {})
+
+
+def _name(x: Container) -> str:
+    names = (x.attrs or {}).get("Names") or [(x.attrs or {}).get("Name") or x.id]
+    return str(names[0]).lstrip("/")
+
+
 def stale_runs(containers: Sequence[Container] | None = None) -> set[str]:
     """The labelled runs proven gone.
 
@@ -734,11 +770,11 @@ def stale_runs(containers: Sequence[Container] | None = None) -> set[str]:
     """
     if containers is None:
         containers = client().containers.list(all=True, filters={"label": RUN_LABEL},
-                                              ignore_removed=True)
+                                              sparse=True)
     leases: dict[str, list[Container]] = {}
     for x in containers:
-        if (x.labels or {}).get(ROLE_LABEL) == "lease":
-            leases.setdefault(_run_of(x.labels), []).append(x)
+        if _labels(x).get(ROLE_LABEL) == "lease":
+            leases.setdefault(_run_of(_labels(x)), []).append(x)
     now = engine_time()
     gone: set[str] = set()
     for r, ls in leases.items():
@@ -746,7 +782,7 @@ def stale_runs(containers: Sequence[Container] | None = None) -> set[str]:
             continue  # this process is alive by definition
         expired = True
         for x in ls:
-            lb = x.labels or {}
+            lb = _labels(x)
             age = lease_age(x, now)
             grace = float(lb.get(GRACE_LABEL, "60") or 60)
             if age is None or age <= grace or _alive(lb.get(PID_LABEL, ""),
@@ -764,32 +800,33 @@ def clean(run: str | None = None, *, stale_only: bool = False, dry_run: bool = F
     c = client()
     flt: dict[str, str | list[str] | bool] = {
         "label": f"{RUN_LABEL}={run}" if run else RUN_LABEL}
-    # ignore_removed: another run may remove its own containers while we list them
-    ctrs = list(c.containers.list(all=True, filters=flt, ignore_removed=True))
+    # sparse: the list itself carries the labels; a full listing inspects every container
+    # on the engine one by one (seconds on a busy shared engine)
+    ctrs = list(c.containers.list(all=True, filters=flt, sparse=True))
     vols = list(c.volumes.list(filters=flt))
     nets = list(c.networks.list(filters=flt))
-    runs = {_run_of(x.labels) for x in ctrs} | {_run_of(v.attrs.get("Labels")) for v in vols} \
+    runs = {_run_of(_labels(x)) for x in ctrs} | {_run_of(v.attrs.get("Labels")) for v in vols} \
         | {_run_of(n.attrs.get("Labels")) for n in nets}
     unproven: set[str] = set()
     if stale_only:
         gone = stale_runs(ctrs)
         unproven = runs - gone - {run_id()}
-        ctrs = [x for x in ctrs if _run_of(x.labels) in gone]
+        ctrs = [x for x in ctrs if _run_of(_labels(x)) in gone]
         vols = [v for v in vols if _run_of(v.attrs.get("Labels")) in gone]
         nets = [n for n in nets if _run_of(n.attrs.get("Labels")) in gone]
     # The lease goes last: a clean cut short still leaves the proof that the run is gone.
-    leases = [x for x in ctrs if (x.labels or {}).get(ROLE_LABEL) == "lease"]
+    leases = [x for x in ctrs if _labels(x).get(ROLE_LABEL) == "lease"]
     others = [x for x in ctrs if x not in leases]
     end = time.monotonic() + deadline
     if not dry_run:
         for x in others:
-            _gone(partial(x.remove, force=True, v=False), end, str(x.name))
+            _gone(partial(x.remove, force=True, v=False), end, _name(x))
         for v in vols:
             _gone(partial(v.remove, force=True), end, str(v.name))
         for n in nets:
             _gone(n.remove, end, str(n.name))
         for x in leases:
-            _gone(partial(x.remove, force=True, v=False), end, str(x.name))
+            _gone(partial(x.remove, force=True, v=False), end, _name(x))
         if run is None or run == run_id():
             if not stale_only:
                 _lease.release()
@@ -855,6 +892,19 @@ def tar_sizes(data: bytes) -> Iterator[tuple[int, str]]:
     """(size, name) of every member of a tar (folders and links count 0 bytes)."""
     for m in tarfile.open(fileobj=io.BytesIO(data)).getmembers():
         yield (m.size if m.isfile() else 0), m.name
+
+
+def join_tars(parts: Sequence[bytes]) -> bytes:
+    """One tar holding the members of several (one archive call instead of several)."""
+    if len(parts) == 1:
+        return parts[0]
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as dst:
+        for data in parts:
+            src = tarfile.open(fileobj=io.BytesIO(data))
+            for m in src.getmembers():
+                dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+    return out.getvalue()
 
 
 def files_in_tar(data: bytes) -> Iterator[tuple[str, bytes]]:

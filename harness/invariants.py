@@ -357,6 +357,8 @@ def _not_judged(tl: Timeline, name: str, reason: str, evidence: Sequence[str] = 
 def _could_not_run(s: StepResult) -> bool:
     """An exec that never ran the command: 126 (not executable), 127 (not found) or a
     signal (a negative code, or 128+N from a shell). A config problem, not a refusal."""
+    if s.could_not_run:  # the prober says so (it saw the exit code and the signal)
+        return True
     if s.method != "EXEC" or s.status is None or s.timed_out:
         return False
     return s.status in (126, 127) or s.status < 0 or s.status > 128
@@ -407,6 +409,7 @@ class _Write:
     index: int
     readback: tuple[float, StepResult] | None  # the loss, else the first loud failure
     lost: bool
+    again: ProbeResult | None = None  # the reread after recovery that showed the loss
 
     @property
     def end(self) -> float:
@@ -418,6 +421,10 @@ class _Write:
     def line(self, disks: _Disks) -> str:
         """The write and its readback, for evidence."""
         out = fmt_step(self.probe, self.step, self.t)
+        if self.again is not None and self.readback is not None:
+            rt, r = self.readback
+            return (f"{out} acknowledged while full [{disks.note(self.t)}], and after "
+                    f"recovery {fmt_step(self.again, r, rt)} still does not show it")
         if self.readback is not None:
             rt, r = self.readback
             out += f" acknowledged, then {fmt_step(self.probe, r, rt)}"
@@ -465,7 +472,35 @@ def _writes(tl: Timeline) -> _Writes:
                 out.unverified.append(_Write(p, t, s, i, loud, False))
             else:
                 out.verified.append(_Write(p, t, s, i, None, False))
+    _lost_after_recovery(tl, out)
     return out
+
+
+def _lost_after_recovery(tl: Timeline, out: _Writes) -> None:
+    """Writes whose readback, repeated once space was back (a ``reread_of`` run with the
+    same nonce and cookies), answered without them: damage that persists. Such a write
+    becomes a lost one (once: a write already lost before recovery stays as it was)."""
+    firsts = {(p.probe, p.t): p for p in tl.of(ProbeResult) if p.reread_of is None}
+    for again in tl.of(ProbeResult):
+        first = firsts.get((again.probe, again.reread_of)) if again.reread_of is not None \
+            else None
+        bad = next(((rt, r) for rt, _, r in _timed_steps(again) if r.readback and _is_loss(r)),
+                   None) if first is not None else None
+        if first is None or bad is None:
+            continue
+        known = [w for w in (*out.verified, *out.unverified) if w.probe is first]
+        if any(w.lost for w in known):
+            continue
+        write = next(((t, i, s) for t, i, s in _timed_steps(first)
+                      if s.write and s.acknowledged), None)
+        if write is None:
+            continue
+        if not known:
+            out.unchecked -= 1  # it had no readback step of its own; now it has one
+        out.verified = [w for w in out.verified if w.probe is not first]
+        out.unverified = [w for w in out.unverified if w.probe is not first]
+        t, i, s = write
+        out.verified.append(_Write(first, t, s, i, bad, True, again))
 
 
 def _sources_read(tl: Timeline) -> str:
@@ -493,52 +528,22 @@ def no_silent_write_loss(tl: Timeline, rules: Rules) -> Verdict:
     counts = (f"{_plural(w.runs, 'write probe run')}: {w.refused} refused with an error, "
               f"{w.unchecked} acknowledged with no readback step after them, "
               f"{len(w.unverified)} whose readback failed loudly")
-    lost = w.lost
-    # the same write lost before recovery counts once; a write whose readback was loud
-    # then but answered without it after recovery is lost, and now read back
-    seen = {(x.probe.probe, x.probe.t) for x in lost}
-    verified = {(x.probe.probe, x.probe.t) for x in w.verified}
-    later = [(key, line) for key, line in _lost_after_recovery(tl, disks) if key not in seen]
-    if not w.verified and not later:
+    if not w.verified:
         return _not_judged(tl, name, f"no acknowledged write was read back ({counts})",
                            unverified)
-    if lost or later:
-        n = len(lost) + len({key for key, _ in later})
-        checked = len(w.verified) + len({key for key, _ in later if key not in verified})
-        flows = ", ".join(sorted({x.probe.probe for x in lost} | {k[0] for k, _ in later}))
+    lost = w.lost
+    if lost:
+        flows = ", ".join(sorted({x.probe.probe for x in lost}))
         return _verdict(tl, name, False,
-                        f"{n} of {_plural(checked, 'acknowledged write')} "
-                        f"read back ({flows}) {'was' if n == 1 else 'were'} lost "
+                        f"{len(lost)} of {_plural(len(w.verified), 'acknowledged write')} "
+                        f"read back ({flows}) {'was' if len(lost) == 1 else 'were'} lost "
                         "silently: the app answered success and the next request did not "
                         "see the write",
-                        [f"lost: {x.line(disks)}" for x in lost]
-                        + [f"lost after recovery: {line}" for _, line in later] + unverified)
+                        [f"lost{' after recovery' if x.again else ''}: {x.line(disks)}"
+                         for x in lost] + unverified)
     return _verdict(tl, name, True,
                     f"judged {_plural(len(w.verified), 'acknowledged write')} read back, all "
                     f"visible ({counts})", unverified)
-
-
-def _lost_after_recovery(tl: Timeline,
-                         disks: _Disks) -> list[tuple[tuple[str, float], str]]:
-    """Writes acknowledged while full whose readback, repeated once space was back (a
-    ``reread_of`` run with the same nonce and cookies), answered without them: damage that
-    persists. ((probe, time of the first run), evidence) pairs."""
-    runs = {(p.probe, p.t): p for p in tl.of(ProbeResult) if p.reread_of is None}
-    out: list[tuple[tuple[str, float], str]] = []
-    for again in tl.of(ProbeResult):
-        if again.reread_of is None:
-            continue
-        first = runs.get((again.probe, again.reread_of))
-        if first is None:
-            continue
-        writes = [(t, s) for t, _, s in _timed_steps(first) if s.write and s.acknowledged]
-        bad = [(t, s) for t, _, s in _timed_steps(again) if s.readback and _is_loss(s)]
-        if writes and bad:
-            (wt, w), (rt, r) = writes[0], bad[0]
-            out.append(((first.probe, first.t),
-                        f"{fmt_step(first, w, wt)} acknowledged while full [{disks.note(wt)}]"
-                        f", and after recovery {fmt_step(again, r, rt)} still does not show it"))
-    return out
 
 
 # --- 2. errors_surface -------------------------------------------------------------------

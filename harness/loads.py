@@ -148,7 +148,11 @@ def log_marks(pr: Prober, count: int, *, service: str | None = None,
         mark = "".join(c if c.isalnum() or c in "-_" else "-" for c in mark)
         t = pr.tl.now()
         try:
-            pr.http.get(_loopback(f"{base}/{mark}"), timeout=pr.target.bounds.request_timeout)
+            # A connection per mark, as from many clients: one keep-alive connection would
+            # pin every mark to one server process (nginx: one worker, whose first
+            # failed write may be partial and whose alerts are rate-limited per minute).
+            pr.http.get(_loopback(f"{base}/{mark}"), timeout=pr.target.bounds.request_timeout,
+                        headers={"Connection": "close"})
         except requests.RequestException:
             pass  # the mark's fate is judged from the logs, not from the answer
         pr.tl.add(LoadEvent(t, "log_mark", None, 0, mark))

@@ -95,6 +95,13 @@ class RunProgress:
         """A line above the live display (or a plain line)."""
         self.console.print(f"[{self.elapsed():6.1f}s] {text}", markup=False, highlight=False)
 
+    def finished(self, outcome: str, name: str = "") -> None:
+        """A test (or a straight run's case) ended: ``passed``, ``failed``, ``skipped``."""
+        self.done += 1
+        self.failed += int(outcome == "failed")
+        if not self.live and not self.phases_seen:
+            self.note(f"{self.done}/{self.total or '?'} {name} {outcome}")
+
     # --- pytest plugin hooks (the object is passed to pytest.main(plugins=[...])) --------
     def pytest_collection_finish(self, session: Any) -> None:
         """Know how many tests will run."""
@@ -103,8 +110,4 @@ class RunProgress:
     def pytest_runtest_logreport(self, report: Any) -> None:
         """Count finished tests; without phase events (xdist workers) print each one."""
         if report.when == "call" or (report.when == "setup" and not report.passed):
-            self.done += 1
-            self.failed += int(report.failed)
-            if not self.live and not self.phases_seen:
-                self.note(f"{self.done}/{self.total or '?'} {report.nodeid.split('::')[-1]} "
-                          f"{report.outcome}")
+            self.finished(report.outcome, report.nodeid.split("::")[-1])

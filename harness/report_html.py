@@ -150,16 +150,23 @@ def figure(tl: Timeline, rules: Rules, redact: Redact = lambda s: s) -> go.Figur
     span = (windows[-1][1] - windows[0][0].t) if windows else 1.0
     last_label = float("-inf")
     lift = 0
+    # Shapes and labels go in as one list each: plotly re-validates the whole list on every
+    # add_vrect/add_annotation (seconds of CPU for a battery's charts). One band per phase
+    # spans the whole height (the x axes are shared).
+    shapes: list[dict[str, Any]] = []
+    labels: list[dict[str, Any]] = []
     for mark, end in windows:
-        fig.add_vrect(x0=mark.t, x1=end, fillcolor=PHASE_FILL.get(mark.phase, "#f5f5f5"),
-                      opacity=1.0, layer="below", line_width=0, row="all", col=1)
+        shapes.append({"type": "rect", "x0": mark.t, "x1": end, "xref": "x", "y0": 0, "y1": 1,
+                       "yref": "paper", "fillcolor": PHASE_FILL.get(mark.phase, "#f5f5f5"),
+                       "opacity": 1.0, "layer": "below", "line": {"width": 0}})
         mid = (mark.t + end) / 2
         # a narrow phase's label goes a line higher than its neighbour's, so both read
         lift = 0 if mid - last_label > 0.07 * span else 1 - lift
         last_label = mid
-        fig.add_annotation(x=mid, y=1.0, xref="x", yref="paper", yanchor="bottom",
-                           yshift=14 * lift, text=f"<b>{mark.phase}</b>", showarrow=False,
-                           font={"size": 11, "color": "#37474f"})
+        labels.append({"x": mid, "y": 1.0, "xref": "x", "yref": "paper", "yanchor": "bottom",
+                       "yshift": 14 * lift, "text": f"<b>{mark.phase}</b>", "showarrow": False,
+                       "font": {"size": 11, "color": "#37474f"}})
+    fig.update_layout(shapes=shapes, annotations=labels)
     if windows:
         # start-up log lines come before the first phase; they stay a pan away
         pad = 0.02 * span
@@ -299,9 +306,9 @@ def _log_excerpts(tl: Timeline, rules: Rules, redact: Redact) -> str:
 
 
 def _scenario(tl: Timeline | None, name: str, verdicts: Sequence[Mapping[str, Any]],
-              rules: Rules, redact: Redact, anchor: str, chart: bool,
-              include_js: bool) -> tuple[str, bool]:
-    """A scenario's section; returns the HTML and whether it embedded plotly.js."""
+              rules: Rules, redact: Redact, anchor: str, chart: bool) -> tuple[str, bool]:
+    """A scenario's section; returns the HTML and whether it drew a chart (the page then
+    embeds plotly.js, once, in its head)."""
     c = counts(verdicts)
     vol = f' <span class="where">volume {_e(tl.volume)}</span>' if tl and tl.volume else ""
     out = [f'<section class="scenario" id="{anchor}" data-scenario="{_e(name)}">'
@@ -310,9 +317,9 @@ def _scenario(tl: Timeline | None, name: str, verdicts: Sequence[Mapping[str, An
     if tl is not None and chart:
         fig = figure(tl, rules, redact)
         out.append('<div class="chart">' + fig.to_html(
-            full_html=False, include_plotlyjs=include_js, div_id=f"chart-{anchor}",
+            full_html=False, include_plotlyjs=False, div_id=f"chart-{anchor}",
             config={"displaylogo": False, "responsive": True}) + "</div>")
-        used_js = include_js
+        used_js = True
     elif tl is None:
         out.append('<p class="note">no timeline was recorded for this scenario</p>')
     out.append(_verdict_table(verdicts, redact))
@@ -324,7 +331,8 @@ def _scenario(tl: Timeline | None, name: str, verdicts: Sequence[Mapping[str, An
 
 def _run_sections(run: RunView, rules: Rules, redact: Redact, prefix: str,
                   js_done: bool) -> tuple[str, str, str, bool]:
-    """(top: failing and not-judged cards, index table, scenario sections, js embedded)."""
+    """(top: failing and not-judged cards, index table, scenario sections, whether this or
+    an earlier run drew a chart: the page then needs plotly.js)."""
     verdicts = list(run.report.get("verdicts", []))
     by_scenario: dict[str, list[Mapping[str, Any]]] = {}
     for v in verdicts:
@@ -359,8 +367,7 @@ def _run_sections(run: RunView, rules: Rules, redact: Redact, prefix: str,
     for n in names:
         vs = by_scenario.get(n, [])
         chart = run.chart_all or any(status(v) != "pass" for v in vs)
-        sec, used = _scenario(timelines.get(n), n, vs, rules, redact, anchor[n], chart,
-                              not js_done)
+        sec, used = _scenario(timelines.get(n), n, vs, rules, redact, anchor[n], chart)
         js_done = js_done or used
         sections.append(sec)
     return "".join(top), index, "".join(sections), js_done
@@ -375,10 +382,18 @@ def _config(config: Mapping[str, Any] | None) -> str:
             f'{_e(config.get("path", ""))}</summary><pre>{_e(text)}</pre></details></section>')
 
 
-def _page(title: str, header: str, body: str) -> str:
+def _page(title: str, header: str, body: str, charts: bool = True) -> str:
+    # plotly.js (4.6 MB) goes into the page once, here: embedded by each chart's to_html it
+    # was copied with every string the sections were joined into (tens of MiB at peak)
+    js = ""
+    if charts:
+        from plotly.offline import get_plotlyjs
+
+        js = ("<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>"
+              f'<script charset="utf-8">{get_plotlyjs()}</script>')
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{CSS}</style></head><body>"
+            f"<title>{_e(title)}</title><style>{CSS}</style>{js}</head><body>"
             f'<header class="top">{header}</header><main>{body}</main>'
             f'<footer>fulldisk · generated {_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M UTC}'
             "</footer></body></html>\n")
@@ -398,14 +413,14 @@ def render_report(report: Mapping[str, Any], timelines: Sequence[Timeline], *,
     rules = rules or Rules()
     verdicts = list(report.get("verdicts", []))
     c = counts(verdicts)
-    top, index, sections, _ = _run_sections(RunView(report, timelines), rules, redact, "",
-                                            False)
+    top, index, sections, charts = _run_sections(RunView(report, timelines), rules, redact,
+                                                 "", False)
     n = len({str(v.get("scenario", "")) for v in verdicts} | {t.scenario for t in timelines})
     header = _headline(str(report.get("target", "?")), c, bool(report.get("passed")),
                        f'<span class="meta">{n} scenarios · {len(verdicts)} verdicts</span>')
     word = "passed" if report.get("passed") else f"{c['fail']} failed"
     return _page(f"fulldisk: {report.get('target', '?')} — {word}", header,
-                 top + index + sections + _config(config))
+                 top + index + sections + _config(config), charts)
 
 
 def render_selftest(result: Mapping[str, Any], runs: Mapping[str, RunView], *,
@@ -452,7 +467,7 @@ def render_selftest(result: Mapping[str, Any], runs: Mapping[str, RunView], *,
               f'{"no false alarm" if not alarms else f"{alarms} false alarms"} on the '
               f'hardened build · {result.get("seconds", "?")} s</span></p>')
     return _page(f"fulldisk selftest — {'passed' if passed else 'FAILED'}", header,
-                 "".join(body) + _config(config))
+                 "".join(body) + _config(config), js_done)
 
 
 def write_html(text: str, path: str | Path) -> Path:

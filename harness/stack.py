@@ -1,7 +1,8 @@
 """Stack: a target's services on a private network, with every writable path on a Volume.
 
-Start order: network, volumes, the agent that holds them, seeds copied from the images,
-then the services (ports on 127.0.0.1 only), then readiness with deadlines. Teardown
+Start order: network, volumes (together), the agent that holds them, seeds copied from
+the images (cached per image id), then the services (ports on 127.0.0.1 only; those that
+do not depend on each other together), then readiness with deadlines. Teardown
 always runs, also when start fails half way; everything is labelled for ``clean``.
 """
 
@@ -12,20 +13,23 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Generic, Self, TypeVar
 
 import requests
 
-from . import engine
+from . import engine, seedcache
 from .errors import ConfigError, HarnessError, InfrastructureError, TargetProblem
 from .guard import GUARD
 from .http import loopback, session
 from .sizes import PAGE, format_size
 from .target import Ready, Service, Target
-from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, measure, read_tails
+from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, check_mounts, measure, read_tails
 
 
 def announce(phase: str) -> None:
@@ -62,6 +66,52 @@ def _order(services: Mapping[str, Service]) -> list[str]:
     for n in services:
         visit(n)
     return done
+
+
+def _levels(services: Mapping[str, Service]) -> list[list[str]]:
+    """Services grouped by ``depends_on`` depth: each level only after the one before."""
+    depth: dict[str, int] = {}
+    for n in _order(services):  # dependencies come first
+        depth[n] = 1 + max((depth[d] for d in services[n].depends_on), default=-1)
+    deepest = max(depth.values(), default=-1)
+    return [[n for n in depth if depth[n] == lvl] for lvl in range(deepest + 1)]
+
+
+_WORKERS = 8  # engine calls in flight at once: the engine does the work, threads only wait
+T = TypeVar("T")
+
+
+@dataclass
+class _Each(Generic[T]):
+    """Results of calls made at once: those that returned, and those that raised."""
+
+    done: dict[str, T] = field(default_factory=dict)
+    failed: dict[str, BaseException] = field(default_factory=dict)
+
+    def raise_first(self) -> None:
+        """Raise the first failure (by name order), if any."""
+        for name in sorted(self.failed):
+            raise self.failed[name]
+
+
+def _each(pool: ThreadPoolExecutor, calls: Mapping[str, Callable[[], T]]) -> _Each[T]:
+    """Make the calls at once and wait for all of them (none is left running)."""
+    futures = {name: pool.submit(fn) for name, fn in calls.items()}
+    out: _Each[T] = _Each()
+    for name, fut in futures.items():
+        try:
+            out.done[name] = fut.result()
+        except BaseException as e:  # collected; the caller raises the first
+            out.failed[name] = e
+    return out
+
+
+def _remove_volume(name: str) -> None:
+    try:
+        engine.client().volumes.get(name).remove(force=True)
+    except Exception as e:
+        if "No such volume" not in str(e) and "not found" not in str(e).lower():
+            raise
 
 
 def ensure_images(target: Target, *, rebuild: bool = False) -> list[str]:
@@ -142,7 +192,12 @@ class Stack:
         self.stop()
 
     def start(self) -> Self:
-        """Start everything and wait until each service is ready."""
+        """Start everything and wait until each service is ready.
+
+        Independent steps run at once: the volumes are created together, the seeds are
+        read (or found in the cache) while the agent starts, and services start level by
+        level of ``depends_on`` (compose's order: after what they depend on has started).
+        """
         t0 = time.monotonic()
         engine.require_image(engine.BASE_IMAGE, "run ci/setup to build the base image the "
                              "agent container runs from")
@@ -151,18 +206,22 @@ class Stack:
                                  "the target's images; `fulldisk doctor` checks")
         engine.network_create(self.network)
         self._network_made = True
-        for key, spec in self.target.volumes.items():
-            self._docker_volumes.append(
-                TmpfsVolume.create(key, f"{self.id}-{key}", spec))
-        self.agent = Agent(f"{self.id}-agent", self.network,
-                           {k: f"{self.id}-{k}" for k in self.target.volumes})
-        for key, spec in self.target.volumes.items():
-            vol = TmpfsVolume(key, f"{self.id}-{key}", spec, self.agent)
-            self.volumes[key] = vol
-        self._seed()
-        announce("start")  # volumes and agent are up, services about to start
-        for name in _order(self.target.services):
-            self.services[name] = engine.start(self._spec(name))
+        with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+            seeds = pool.submit(self._read_seeds)
+            made = _each(pool, {key: partial(TmpfsVolume.create, key, f"{self.id}-{key}", spec)
+                                for key, spec in self.target.volumes.items()})
+            self._docker_volumes += made.done.values()
+            made.raise_first()
+            self.agent = Agent(f"{self.id}-agent", self.network,
+                               {k: f"{self.id}-{k}" for k in self.target.volumes})
+            for key, spec in self.target.volumes.items():
+                self.volumes[key] = TmpfsVolume(key, f"{self.id}-{key}", spec, self.agent)
+            self._seed(pool, seeds.result())
+            announce("start")  # volumes and agent are up, services about to start
+            for level in _levels(self.target.services):
+                started = _each(pool, {n: partial(engine.start, self._spec(n)) for n in level})
+                self.services.update(started.done)
+                started.raise_first()
         announce("ready-wait")
         self._wait_ready(time.monotonic())
         self.started_at = time.time()
@@ -170,65 +229,75 @@ class Stack:
         return self
 
     def stop(self) -> None:
-        """Remove services, agent, volumes and network; safe to call twice."""
+        """Remove services and agent (together), then volumes, then the network; safe to
+        call twice."""
         errors: list[str] = []
-        for h in list(self.services.values())[::-1]:
-            try:
-                h.remove()
-            except Exception as e:  # keep tearing down the rest
-                errors.append(f"{h.name}: {e}")
-        self.services.clear()
+        holders: dict[str, Callable[[], object]] = {
+            h.name: h.remove for h in self.services.values()}
         if self.agent is not None:
-            try:
-                self.agent.remove()
-            except Exception as e:
-                errors.append(f"agent: {e}")
+            holders["agent"] = self.agent.remove
+        with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+            gone = _each(pool, holders)  # keeps tearing down the rest when one fails
+            errors += [f"{name}: {e}" for name, e in gone.failed.items()]
+            self.services.clear()
             self.agent = None
-        if self._docker_volumes or self._network_made:
-            for dv in self._docker_volumes:
-                try:
-                    engine.client().volumes.get(dv).remove(force=True)
-                except Exception as e:
-                    if "No such volume" not in str(e) and "not found" not in str(e).lower():
-                        errors.append(f"volume {dv}: {e}")
-                GUARD.forget("docker-tmpfs", dv)
-            self._docker_volumes.clear()
-            if self._network_made:
-                try:
-                    engine.network_remove(self.network)
-                except Exception as e:
-                    errors.append(f"network: {e}")
-                self._network_made = False
+            vols = _each(pool, {dv: partial(_remove_volume, dv) for dv in self._docker_volumes})
+            errors += [f"volume {dv}: {e}" for dv, e in vols.failed.items()]
+        for dv in self._docker_volumes:
+            GUARD.forget("docker-tmpfs", dv)
+        self._docker_volumes.clear()
+        if self._network_made:
+            try:
+                engine.network_remove(self.network)
+            except Exception as e:
+                errors.append(f"network: {e}")
+            self._network_made = False
         if errors:
             raise InfrastructureError("teardown left something behind: " + "; ".join(errors),
                                       "run `fulldisk clean`")
 
     # --- parts -------------------------------------------------------------------------
-    def _seed(self) -> None:
-        """Copy the image's files at each mount path into its folder (tmpfs starts empty)."""
-        assert self.agent is not None
+    def _read_seeds(self) -> dict[tuple[str, str], bytes | None]:
+        """The image's files at each seeded mount path (tmpfs starts empty), by (image,
+        path): from the seed cache, else read out of a created (never started) container."""
+        wanted = {(self.target.services[m.service].image, m.path)
+                  for vol in self.target.volumes.values() if vol.seed for m in vol.mounts}
+        out: dict[tuple[str, str], bytes | None] = {}
         readers: dict[str, engine.Handle] = {}
         try:
-            for vol in self.volumes.values():
-                seeds: dict[str, bytes] = {}
-                where: list[str] = []
-                if vol.spec.seed:
-                    for m in vol.spec.mounts:
-                        sub = m.subdir or DEFAULT_SUBDIR
-                        if sub in seeds:
-                            continue
-                        image = self.target.services[m.service].image
-                        if image not in readers:
-                            readers[image] = engine.inspect_created(image)
-                        data = readers[image].get_archive(m.path)
-                        if data is not None:
-                            seeds[sub] = engine.retar(data, sub)
-                            where.append(f"{m.service}:{m.path}")
-                self._seed_fits(vol, seeds, where)
-                vol.prepare(seeds)
+            for image, path in sorted(wanted):
+                digest = engine.image_id(image)
+                hit, data = seedcache.get(digest, path)
+                if not hit:
+                    if image not in readers:
+                        readers[image] = engine.inspect_created(image)
+                    data = readers[image].get_archive(path)
+                    seedcache.put(digest, path, data)
+                out[(image, path)] = data
         finally:
             for r in readers.values():
                 r.remove()
+        return out
+
+    def _seed(self, pool: ThreadPoolExecutor, found: dict[tuple[str, str], bytes | None]
+              ) -> None:
+        """Put each volume's seed (re-rooted at its service folder) in place: one guard
+        check for all volumes, then one archive per volume, all at once."""
+        check_mounts(list(self.volumes.values()))
+        calls = {}
+        for vol in self.volumes.values():
+            seeds: dict[str, bytes] = {}
+            where: list[str] = []
+            if vol.spec.seed:
+                for m in vol.spec.mounts:
+                    sub = m.subdir or DEFAULT_SUBDIR
+                    data = found.get((self.target.services[m.service].image, m.path))
+                    if sub not in seeds and data is not None:
+                        seeds[sub] = engine.retar(data, sub)
+                        where.append(f"{m.service}:{m.path}")
+            self._seed_fits(vol, seeds, where)
+            calls[vol.name] = partial(vol.prepare, seeds, checked=True)
+        _each(pool, calls).raise_first()
 
     def _seed_fits(self, vol: TmpfsVolume, seeds: dict[str, bytes], where: list[str]) -> None:
         """The image's files must fit the volume with room to spare, or the app would
@@ -271,20 +340,32 @@ class Stack:
         attempts: dict[str, str] = {}
         with self.session() as http:
             self._poll_ready(pending, attempts, http, t0)
-        for name, h in self.services.items():  # those without a readiness check, too
-            if h.status not in ("running", "created"):
+        for name, h in self.services.items():  # those without a readiness check
+            if self.target.services[name].ready is None and h.status not in ("running",
+                                                                              "created"):
                 raise self._died(name)
 
     def _poll_ready(self, pending: dict[str, Ready], attempts: dict[str, str],
                     http: requests.Session, t0: float) -> None:
+        checked: dict[str, float] = {}  # when each service's state was last inspected
         while pending:
             for name, ready in list(pending.items()):
                 h = self.services[name]
-                if h.status not in ("running", "created"):
-                    raise self._died(name)
+                # a service that answers is running: its state is inspected only while it
+                # does not, at most every 0.25 s (an inspect per poll was most of the wait)
+                if time.monotonic() - checked.get(name, t0) > 0.25:
+                    checked[name] = time.monotonic()
+                    if h.status not in ("running", "created"):
+                        raise self._died(name)
                 if ready.http is not None:
                     port = self.target.port_of(name, ready.port)
-                    url = loopback(f"http://{engine.LOOPBACK}:{h.host_port(port)}{ready.http}")
+                    try:
+                        host_port = h.host_port(port)
+                    except InfrastructureError:  # an exited container publishes no port
+                        if h.status not in ("running", "created"):
+                            raise self._died(name) from None
+                        raise
+                    url = loopback(f"http://{engine.LOOPBACK}:{host_port}{ready.http}")
                     attempts[name] = url
                     try:
                         with http.get(url, timeout=1.0, allow_redirects=False) as r:
@@ -368,7 +449,8 @@ class Stack:
         """Restart count and exits per service (a crash counts as one)."""
         out: dict[str, int] = {}
         for n, h in self.services.items():
-            out[n] = h.restart_count + (0 if h.status == "running" else 1)
+            count, status = h.restarts_and_status()
+            out[n] = count + (0 if status == "running" else 1)
         return out
 
     def untested_paths(self) -> dict[str, list[str]]:

@@ -149,6 +149,13 @@ def measure(volumes: list[TmpfsVolume]) -> list[Usage]:
                               "is the agent container still running? see `docker ps`")
 
 
+def check_mounts(volumes: list[TmpfsVolume]) -> None:
+    """The guard's check (a tmpfs mountpoint in the agent) of several volumes that share
+    an agent, in one exec; GuardError when one is not."""
+    if volumes:
+        volumes[0]._run("".join(v._check() for v in volumes[1:]) + "true", user="0:0")
+
+
 def read_tails(items: list[tuple[TmpfsVolume, str, int]]) -> list[tuple[int, bytes]]:
     """For each (volume, path in it, offset): the file's size and its bytes from offset,
     all in one agent exec (size -1 when the file does not exist)."""
@@ -266,18 +273,24 @@ class TmpfsVolume:
                                   "is the agent container still running? see `docker ps`")
 
     # --- setup -------------------------------------------------------------------------
-    def prepare(self, seeds: dict[str, bytes]) -> None:
-        """Create the service folders and the ballast folder, restoring seeds."""
+    def prepare(self, seeds: dict[str, bytes], *, checked: bool = False) -> None:
+        """Create the service folders and the ballast folder, restoring seeds, with one
+        archive (``checked``: the caller already ran the guard's mount check, see
+        :func:`check_mounts`)."""
         self.seeds = seeds
-        self._run(f"mkdir -p {self.path}/{BALLAST} && chown {self.user} {self.path}/{BALLAST}",
-                  user="0:0")
-        self._restore()
+        if not checked:
+            check_mounts([self])
+        ballast = engine.mkdir_tar(BALLAST, self.spec.uid, self.spec.gid, 0o755)
+        self.agent.handle.put_archive(self.path, engine.join_tars(
+            [ballast, *(self._tree(sub) for sub in self.subdirs())]))
+
+    def _tree(self, sub: str) -> bytes:
+        return self.seeds.get(sub) or engine.mkdir_tar(sub, self.spec.uid, self.spec.gid,
+                                                       int(self.spec.mode, 8))
 
     def _restore(self) -> None:
-        for sub in self.subdirs():
-            data = self.seeds.get(sub) or engine.mkdir_tar(sub, self.spec.uid, self.spec.gid,
-                                                           int(self.spec.mode, 8))
-            self.agent.handle.put_archive(self.path, data)
+        self.agent.handle.put_archive(self.path, engine.join_tars(
+            [self._tree(sub) for sub in self.subdirs()]))
 
     # --- fills -------------------------------------------------------------------------
     def fill(self, *, leave: int | str | None = None, percent: float | None = None) -> FillResult:

@@ -1142,3 +1142,38 @@ def test_exec_failing_fast_with_its_own_code_is_a_clean_refusal() -> None:
     hang = timeline(exec_probe(1.0, ex(0)), *full_between(20, 30),
                     exec_probe(21.0, ex(None, timed_out=True)))
     assert failed(graceful_refusal(hang, RULES))
+
+
+def test_a_write_lost_after_recovery_is_a_fake_success_for_all_three_rules() -> None:
+    """The harness rereads writes made while full once space is back (``reread_of``):
+    a loss found then is a fake success like one found at once."""
+    lost_later = probe(21.0, "login", step(302, name="login", method="POST", target="/login",
+                                          write=True),
+                       step(503, name="next page", readback=True, passed=False))
+    again = ProbeResult(t=42.0, probe="login", kind="http", tags=("reread",), reread_of=21.0,
+                        steps=(step(200, name="next page", readback=True, passed=False,
+                                    body="Log in"),))
+    tl = timeline(login(1.0), *full_between(20, 30), lost_later, login(41.0), again)
+    v = no_silent_write_loss(tl, RULES)
+    assert failed(v) and v.summary.startswith("1 of 3 acknowledged writes")
+    assert v.evidence[0].startswith("lost after recovery: t=21.00s login/login: POST /login")
+    assert "and after recovery t=42.00s login/next page: GET / -> 200" in v.evidence[0]
+    g = graceful_refusal(tl, RULES)
+    assert failed(g) and "fake success" in g.summary
+    e = errors_surface(tl, RULES)
+    assert failed(e) and "1 of 1 fake success" in e.summary
+    # a healthy reread changes nothing: the loud first readback stays unverified
+    fine = replace(again, steps=(step(200, name="next page", readback=True,
+                                      body="Logged in as alice"),))
+    tl = timeline(login(1.0), *full_between(20, 30), lost_later, login(41.0), fine)
+    v = no_silent_write_loss(tl, RULES)
+    assert ok(v) and v.evidence[0].startswith("unverified (readback failed loudly)")
+    assert "fake success" not in graceful_refusal(tl, RULES).summary
+
+
+def test_the_probers_could_not_run_flag_is_read() -> None:
+    flagged = replace(step(2, method="EXEC", target="psql"), passed=False, could_not_run=True)
+    tl = timeline(probe(1.0, "sql", step(0, method="EXEC")), *full_between(20, 30),
+                  probe(21.0, "sql", flagged))
+    v = graceful_refusal(tl, RULES)
+    assert failed(v) and "could not run (exit 2)" in v.summary

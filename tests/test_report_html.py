@@ -68,7 +68,9 @@ def test_chart_has_a_series_per_volume_outcome_and_source_with_every_point() -> 
     assert max(by_name["sessions (filled)"].y) == 100.0
     # the phases are shaded (one band per phase, across the four rows) and named
     bands = [s for s in fig.layout.shapes if s.type == "rect"]
-    assert len(bands) == 5 * 4
+    assert len(bands) == 5
+    assert all((b.yref, b.y0, b.y1, b.xref) == ("paper", 0, 1, "x") for b in bands)
+    assert [b.x0 for b in bands] == [m.t for m, _ in tl.windows()]
     labels = [a.text for a in fig.layout.annotations]
     assert [lb for lb in labels if lb.startswith("<b>")] == [
         f"<b>{p}</b>" for p in ("steady", "fill", "act", "free", "recover")]

@@ -45,3 +45,16 @@ def test_a_named_invariant_without_evidence_fails_as_not_judged(
     fulldisk_stack.observe()  # nothing was full: graceful_refusal has nothing to judge
     with pytest.raises(pytest.fail.Exception, match="graceful_refusal NOT JUDGED"):
         fulldisk_stack.judge("graceful_refusal")
+
+
+def test_session_flood_until_logins_fail_then_clear(fulldisk_stack: ScenarioStack) -> None:
+    """The "locked out" load: logins until a session cannot be written. The hardened app
+    refuses them loudly; clearing the folder (as the operator did) brings logins back."""
+    ran = fulldisk_stack.session_flood(400)
+    assert 0 < ran < 400  # stopped early: three logins in a row failed, the disk was full
+    assert fulldisk_stack.usage("sessions").full
+    fulldisk_stack.log_flood()
+    fulldisk_stack.clear("sessions")
+    outcome = fulldisk_stack.judge("no_silent_write_loss", "recovery")
+    assert {v.invariant: v.status for v in outcome.verdicts} == {
+        "no_silent_write_loss": "pass", "recovery": "pass"}

@@ -1,0 +1,87 @@
+"""``fulldisk run`` without pytest (harness/runner.py), and the parts that make a job fast:
+stack start by ``depends_on`` levels, seeds cached per image id, one stack per variant."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_cli import run
+
+from harness import seedcache
+from harness.plugin import battery_cases
+from harness.stack import _levels
+from harness.target import load_target, reference_target
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "fulldisk.toml"
+
+
+def test_services_start_level_by_level_of_depends_on() -> None:
+    ref = reference_target()
+    assert [sorted(level) for level in _levels(ref.services)] == [["app", "cleaner"], ["web"]]
+
+
+def test_one_volume_has_no_shared_scenario_and_two_volumes_do() -> None:
+    one = load_target(str(BENCH))
+    assert [c.id for c in battery_cases(one)] == ["www"]
+    ids = [c.id for c in battery_cases(reference_target())]
+    assert "shared" in ids and ids.index("shared") == len(reference_target().volumes)
+
+
+def test_seed_cache_keys_by_image_id_and_path_and_keeps_absent_paths(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FULLDISK_SEED_CACHE", str(tmp_path))
+    monkeypatch.setattr(seedcache, "_memory", {})
+    assert seedcache.get("sha256:a", "/d") == (False, None)
+    seedcache.put("sha256:a", "/d", b"tar bytes")
+    seedcache.put("sha256:a", "/nothing", None)
+    monkeypatch.setattr(seedcache, "_memory", {})  # a new process: only the disk is left
+    assert seedcache.get("sha256:a", "/d") == (True, b"tar bytes")
+    assert seedcache.get("sha256:a", "/nothing") == (True, None)
+    assert seedcache.get("sha256:b", "/d") == (False, None)  # a rebuilt image: a new id
+    assert len(list(tmp_path.iterdir())) == 2
+    monkeypatch.setenv("FULLDISK_SEED_CACHE", "off")
+    monkeypatch.setattr(seedcache, "_memory", {})
+    seedcache.put("sha256:c", "/d", b"x")
+    assert seedcache.get("sha256:c", "/d") == (True, b"x")
+    assert len(list(tmp_path.iterdir())) == 2
+
+
+def _verdicts(report_dir: Path) -> set[tuple[str, str, str]]:
+    report = json.loads((report_dir / "report.json").read_text())
+    return {(v["scenario"], v["invariant"], v["status"]) for v in report["verdicts"]}
+
+
+@pytest.mark.docker
+def test_run_straight_judges_what_run_through_pytest_judges(tmp_path: Path) -> None:
+    """The same target, once straight and once through pytest (-k selects every case):
+    the same verdicts, the same exit code, the same files."""
+    straight = run("run", "--target", str(BENCH), "--report-dir", str(tmp_path / "a"))
+    assert straight.returncode == 0, straight.stdout[-2000:] + straight.stderr[-2000:]
+    assert not (tmp_path / "a" / "pytest.log").exists()  # no pytest session ran
+    viapytest = run("run", "--target", str(BENCH), "--report-dir", str(tmp_path / "b"),
+                    "-k", "www")
+    assert viapytest.returncode == 0, viapytest.stdout[-2000:]
+    assert (tmp_path / "b" / "pytest.log").exists()
+    assert _verdicts(tmp_path / "a") == _verdicts(tmp_path / "b") == {
+        ("battery-www", "graceful_refusal", "pass"), ("battery-www", "recovery", "pass"),
+        ("battery-www", "core_isolation", "pass"), ("battery-www", "errors_surface",
+                                                   "not_judged")}
+    assert (tmp_path / "a" / "report.html").stat().st_size > 100_000
+    assert "PASSED" in straight.stdout and "battery-www" in straight.stdout
+
+
+@pytest.mark.docker
+def test_run_straight_reports_a_service_that_exits_at_start_as_exit_3(tmp_path: Path) -> None:
+    cfg = tmp_path / "fulldisk.toml"
+    cfg.write_text('name = "x"\n[services.a]\nimage = "fulldisk/base:bookworm"\nports = [80]\n'
+                   'ready = { http = "/" }\n'
+                   'command = ["sh", "-c", "echo boom: cannot open config; exit 7"]\n'
+                   '[volumes.v]\nsize = "1MiB"\nmounts = [{ service = "a", path = "/d" }]\n'
+                   '[probes.p]\nservice = "a"\nsteps = [{ path = "/" }]\n')
+    p = run("run", "--target", str(cfg), "--report-dir", str(tmp_path / "r"))
+    assert p.returncode == 3, p.stdout[-2000:] + p.stderr[-2000:]
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["passed"] is False and "exited at start (exit code 7)" in report["errors"][0]
+    assert "Traceback" not in p.stdout + p.stderr
