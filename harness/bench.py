@@ -70,7 +70,8 @@ CTK_VENV = BENCH_DIR / ".ctk-venv"
 TARGETS = {  # issue 12: on 2 cores, warm, medians
     "same_scope_ratio": 1.0, "battery_s": 12.0, "volume_scenario_median_s": 0.25,
     "stack_start_s": 1.5, "run_peak_rss_mib": 100.0}
-SECTIONS = ("inprocess", "same-scope", "run", "floors", "stack", "fill", "battery")
+SECTIONS = ("inprocess", "same-scope", "run", "explore", "floors", "stack", "fill", "battery")
+EXPLORE_STEPS_PER_S = 20.0  # issue 15: explore's speed on the reference stack, at least
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,18 @@ def reference_run(reps: int) -> dict[str, Any]:
             "run_peak_rss_mib": max(j.maxrss_mib for j in jobs), "reps": reps, "load": loads}
 
 
+def explore_speed(seconds: float = 30.0, seed: int = 1) -> dict[str, float]:
+    """``fulldisk explore`` on the hardened reference stack for ``seconds`` from a fixed
+    seed: steps per second, rewinds between examples included (stack start excluded)."""
+    from .explore import explore
+
+    ensure_images(reference_target())
+    result = explore(reference_target(), seconds=seconds, seed=seed, report_dir=None)
+    return {"explore_steps_per_s": result.steps_per_second,
+            "explore_steps": float(result.steps), "explore_examples": float(result.examples),
+            "explore_s": result.seconds}
+
+
 def _row(name: str, value: float, unit: str, key: str | None = None) -> str:
     goal = TARGETS.get(key or "")
     verdict = "" if goal is None else (f"  target <= {goal:g}: "
@@ -228,6 +241,14 @@ def main(argv: list[str] | None = None) -> int:
                  _row("  its CPU time", rr["run_cpu_s"], "s"),
                  _row("  its peak memory (ru_maxrss)", rr["run_peak_rss_mib"], "MiB",
                       "run_peak_rss_mib")]
+    if "explore" in only:
+        ex = explore_speed()
+        out.update(ex)
+        ok = "met" if ex["explore_steps_per_s"] >= EXPLORE_STEPS_PER_S else "NOT met"
+        rows.append(f"{'explore steps per second (hardened)':40} "
+                    f"{ex['explore_steps_per_s']:8.2f} /s  target >= "
+                    f"{EXPLORE_STEPS_PER_S:g}: {ok} ({ex['explore_steps']:.0f} steps, "
+                    f"{ex['explore_examples']:.0f} examples in {ex['explore_s']:.1f} s)")
     out.update(_docker_figures(only, args.reps, args.battery_reps, rows))
     out["load_at_end"] = _load()
     rows.append(f"load average (1 min) {out['load_at_start']} at start, "

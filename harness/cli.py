@@ -1,4 +1,4 @@
-"""The ``fulldisk`` command: run, gate, selftest, list, doctor, clean, build, init.
+"""The ``fulldisk`` command: run, gate, explore, selftest, list, doctor, clean, build, init.
 
 Exit codes (README, "Exit codes"): 0 all passed; 1 an invariant failed; 2 usage, config
 or target problem (a probe that fails on empty disks); 3 the machine cannot run the check
@@ -294,6 +294,33 @@ def strict_failures(target: Target, report: dict[str, Any]) -> list[str]:
     return [f"{v.get('scenario', '')}: {v['invariant']}: {v.get('reason') or v['summary']}"
             for v in report.get("verdicts", [])
             if status(v) == "not_judged" and v["invariant"] in fed]
+
+
+@cli.command("explore")
+@target_opt
+@click.option("--max-examples", default=1000, show_default=True, type=click.IntRange(1, 10**6))
+@click.option("--max-steps", default=20, show_default=True, type=click.IntRange(1, 1000),
+              help="steps per example")
+@click.option("--time", "seconds", default=60.0, show_default=True,
+              type=click.FloatRange(1, 86400), help="budget in seconds, shrinking included")
+@click.option("--seed", default=None, type=int, help="replay a run exactly (no example database)")
+@click.option("--report-dir", default="reports/explore", show_default=True, metavar="DIR",
+              help="where the replay file of a failure goes")
+def explore_cmd(target_path: str | None, max_examples: int, max_steps: int, seconds: float,
+                seed: int | None, report_dir: str) -> None:
+    """Let Hypothesis search orders of fills, frees and requests; shrink a failure to a story."""
+    from .explore import explore, progress_display
+
+    target = _target(target_path)
+    with progress_display(err_console) as tick:
+        result = explore(target, max_examples=max_examples, max_steps=max_steps,
+                         seconds=seconds, seed=seed, report_dir=report_dir, tick=tick)
+    console.print(result.summary(), soft_wrap=True)
+    for note in result.notes:
+        console.print(f"note: {note}", soft_wrap=True)
+    if result.finding:
+        console.print(result.finding.text(), markup=False, soft_wrap=True)
+    sys.exit(1 if result.finding else 0)
 
 
 @cli.command("list")

@@ -600,12 +600,14 @@ def network_create(name: str) -> str:
     return name
 
 
-def network_remove(name: str) -> None:
-    """Remove a network, ignoring one already gone."""
+def network_remove(name: str, *, deadline: float = 30.0) -> None:
+    """Remove a network, ignoring one already gone; retried while the engine still holds
+    endpoints of containers just removed (it releases them a moment later, under load)."""
     try:
-        client().networks.get(name).remove()
+        net = client().networks.get(name)
     except docker.errors.NotFound:
-        pass
+        return
+    _gone(net.remove, time.monotonic() + deadline, name)
 
 
 @dataclass(frozen=True)

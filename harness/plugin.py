@@ -49,6 +49,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "default: ./fulldisk.toml, else the bundled reference stack")
     g.addoption("--fulldisk-report", default=None, metavar="DIR",
                 help="write report.json (verdicts with evidence) into DIR")
+    g.addoption("--fulldisk-explore-time", type=float, default=30.0, metavar="SECONDS",
+                help="budget of `pytest -m explore` (shrinking included); default 30")
+    g.addoption("--fulldisk-explore-seed", type=int, default=None, metavar="N",
+                help="seed of `pytest -m explore` (replays a run exactly)")
     g.addoption("--fulldisk-html", default=None, metavar="PATH",
                 help="write the HTML report (disk over time, requests, logs, verdicts) here")
     g.addoption("--fulldisk-require-docker", action="store_true", default=False,
@@ -62,6 +66,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register markers (cheap: nothing is read or contacted here)."""
     config.addinivalue_line("markers", "chaos: a full-disk chaos scenario (fills real volumes)")
     config.addinivalue_line("markers", "docker: needs a Docker engine")
+    config.addinivalue_line("markers", "explore: Hypothesis explores orders of disk-pressure "
+                            "events on a live stack (`fulldisk explore`)")
     # Battery cases are grouped for xdist's loadgroup; registered here too, so runs
     # without pytest-xdist installed still pass --strict-markers.
     config.addinivalue_line("markers", "xdist_group(name): run tests of one group together")

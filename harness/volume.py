@@ -182,6 +182,61 @@ def read_tails(items: list[tuple[TmpfsVolume, str, int]]) -> list[tuple[int, byt
     return result
 
 
+MARKS = "/tmp/fulldisk-marks"  # in the agent's own filesystem, never on a volume
+
+
+def _folders(volumes: list[TmpfsVolume], logs: bool = False) -> str:
+    return " ".join(shlex.quote(f"{v.path}/{sub}") for v in volumes
+                    for sub in (v.log_folders() if logs else v.subdirs()))
+
+
+def mark(volumes: list[TmpfsVolume]) -> None:
+    """Remember every path in the volumes' service folders now (what the app made at
+    start), in one agent exec, so ``rewind`` can later remove only what came after."""
+    if not volumes:
+        return
+    agent = volumes[0].agent
+    assert all(v.agent is agent for v in volumes)
+    code, out = agent.sh(f"find {_folders(volumes)} -mindepth 1 > {MARKS}")
+    if code != 0:
+        raise InfrastructureError(f"could not list the volumes' files (exit {code}): "
+                                  f"{out.strip()[-200:]}", "is the agent container running?")
+
+
+def rewind(volumes: list[TmpfsVolume]) -> list[Usage]:
+    """Back to the state ``mark`` saw, without touching what the app made at start: remove
+    the ballast and every path made since, truncate log files in place (the servers keep
+    them open). One agent exec for all volumes; returns their usage afterwards.
+
+    Files that existed at the mark keep their current content (a database keeps its rows),
+    and what a service holds in memory is not rewound."""
+    if not volumes:
+        return []
+    agent = volumes[0].agent
+    assert all(v.agent is agent for v in volumes)
+    for v in volumes:
+        v._guard()
+    paths = " ".join(shlex.quote(v.path) for v in volumes)
+    ballast = " ".join(shlex.quote(f"{v.path}/{BALLAST}") for v in volumes)
+    logs = _folders(volumes, logs=True)
+    script = (
+        "".join(v._check() for v in volumes)
+        + f"find {ballast} -mindepth 1 -delete; "
+        # Without a marks file nothing is removed: what the app made at start must stay.
+        + f"[ -f {MARKS} ] && find {_folders(volumes)} -mindepth 1 | grep -vxF -f {MARKS} "
+        "| xargs -r -d '\\n' rm -rf --; "
+        + (f"find {logs} -type f -exec truncate -s 0 {{}} +; " if logs else "")
+        + f"stat -f -c '%S %b %a %c %d' {paths}")
+    code, out = agent.sh(script)
+    if code == _GUARD_EXIT:
+        raise GuardError(f"Refusing to rewind: {out.strip()[-200:]}",
+                         "fulldisk only writes to tmpfs volumes it created")
+    lines = [ln for ln in out.strip().splitlines() if ln.replace(" ", "").isdigit()]
+    if len(lines) != len(volumes):
+        return measure(volumes)
+    return [v._parse(ln) for v, ln in zip(volumes, lines, strict=True)]
+
+
 class TmpfsVolume:
     """A docker local volume of type tmpfs, worked on through the Agent."""
 
@@ -339,6 +394,30 @@ class TmpfsVolume:
             return self._parse(lines[1]).bytes_free - self._parse(lines[0]).bytes_free
         return -1  # the stream came back cut; the ballast is gone all the same
 
+    def release(self, fraction: float) -> int:
+        """Shrink every ballast file by ``fraction`` of its size (0 < fraction <= 1), so
+        part of the space comes back and the rest stays taken; returns bytes freed."""
+        if not 0 < fraction <= 1:
+            raise UsageError(f"fraction {fraction} is outside (0, 1]", "e.g. 0.5 for half")
+        self._guard()
+        before = self.usage()
+        out = self._run(f"find {self.path}/{BALLAST} -mindepth 1 -maxdepth 1 -type f "
+                        "-printf '%s %f\\n'")
+        sizes = [(int(n), name) for n, _, name in (ln.partition(" ") for ln in out.splitlines())
+                 if n.isdigit() and name]
+        if not sizes:
+            return 0
+        # Absolute sizes, so the agent shell's re-run fallback cannot shrink twice.
+        cuts = "; ".join(f"truncate -s {int(n * (1 - fraction))} {self.path}/{BALLAST}/"
+                         f"{shlex.quote(name)}" for n, name in sizes)
+        after = self._usage_in(self._run(f"{cuts}; {self._STAT.format(p=self.path)}"))
+        return (after or self.usage()).bytes_free - before.bytes_free
+
+    def log_folders(self) -> list[str]:
+        """Service folders that hold open log files (emptied by truncating in place)."""
+        return sorted({m.subdir or DEFAULT_SUBDIR for m in self.spec.mounts
+                       if m.logs or self.spec.role == "logs"})
+
     def reset(self) -> None:
         """Empty the volume (app files and ballast) and restore the seeds.
 
@@ -347,8 +426,7 @@ class TmpfsVolume:
         it would send every later record into an unlinked inode no one can read.
         """
         self._guard()
-        logs = {m.subdir or DEFAULT_SUBDIR for m in self.spec.mounts
-                if m.logs or self.spec.role == "logs"}
+        logs = set(self.log_folders())
         script = [f"find {self.path}/{BALLAST} -mindepth 1 -delete"]
         for sub in self.subdirs():
             d = shlex.quote(f"{self.path}/{sub}")

@@ -45,6 +45,10 @@ DOWN = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
     (["gate"], DOWN, 3, "No Docker engine"),
     (["clean"], DOWN, 3, "No Docker engine"),
     (["demo"], DOWN, 3, "No Docker engine"),
+    (["explore", "--time", "0"], {}, 2, "--time"),
+    (["explore", "--max-steps", "x"], {}, 2, "--max-steps"),
+    (["explore", "--target", "nope.toml"], {}, 2, "no such file"),
+    (["explore"], DOWN, 3, "No Docker engine"),
 ])
 def test_bad_input_is_one_line_with_the_fix(args: list[str], env: dict[str, str], code: int,
                                             words: str) -> None:

@@ -14,6 +14,7 @@ KNOWN_DEFECTS = (
     "blind_health",
     "streamed_exports",
     "torn_logs",
+    "stale_partial_exports",
 )
 
 
@@ -81,6 +82,9 @@ HEALTH_MIN_FREE_BYTES = 2 * 4096
 DOWNLOAD_RESERVE_PCT = _env_float("DATAHUB_DOWNLOAD_RESERVE_PCT", 15.0)
 DOWNLOAD_RESERVE_INODES = 4
 DOWNLOAD_DEFAULT_SIZES = {"csv": 64 * 1024, "geojson": 2 * 1024 * 1024}
+# stale_partial_exports: exports are generated in this work folder on the cache disk, then
+# moved into the downloads folder.
+EXPORT_WORK_DIR = os.environ.get("DATAHUB_EXPORT_WORK_DIR", os.path.join(CACHE_DIR, "exports"))
 DOWNLOAD_MAX_SIZE = int(_env_float("DATAHUB_DOWNLOAD_MAX_SIZE", 256 * 1024 * 1024))
 
 # Sessions older than this (mtime) are garbage-collected at login, like PHP's gc_maxlifetime.

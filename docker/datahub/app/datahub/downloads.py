@@ -13,7 +13,13 @@ partial file stays, 500); ``miscounted_downloads`` (counted when generated, befo
 serving: hits never counted, failed serving still counted); ``streamed_exports``
 (generated while streaming: each piece goes to the client, then into the file, with no
 reserve check; once the 200 and the first bytes are out a failed write can only end the
-response short, so the client gets a 200 with a cut body).
+response short, so the client gets a 200 with a cut body); ``stale_partial_exports``
+(generated in a work folder on the cache disk and moved into the downloads folder when
+done; a generation cut short by ENOSPC answers 507 but leaves its work file, and the next
+request for that export takes the leftover for a finished generation and publishes it:
+200 with the export's Content-Length and a short body. The bug of every job runner that
+takes "the output file exists" for "the job finished", like make without
+.DELETE_ON_ERROR).
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import math
 import os
 import re
 import secrets
+import shutil
 import threading
 from typing import BinaryIO, Iterator
 
@@ -229,6 +236,23 @@ def _generate_in_place(name: str, fmt: str, size: int, final: str) -> BinaryIO:
     return f
 
 
+def _generate_in_work_dir(name: str, fmt: str, size: int, final: str) -> BinaryIO:
+    # stale_partial_exports: a leftover work file is taken for a finished generation.
+    work = os.path.join(config.EXPORT_WORK_DIR, os.path.basename(final))
+    try:
+        if not os.path.exists(work):
+            os.makedirs(config.EXPORT_WORK_DIR, exist_ok=True)
+            with open(work, "wb") as out:
+                for chunk in content(name, fmt, size):
+                    out.write(chunk)
+        shutil.move(work, final)  # another filesystem: copied, then the work file removed
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise GenerationFailed(f"could not generate {os.path.basename(final)}: {exc}") from exc
+        raise
+    return open(final, "rb")
+
+
 def prepare(name: str, fmt: str, size: int) -> tuple[BinaryIO, bool]:
     """Open (hit) or generate (miss) the export. Returns (file, hit)."""
     final = path_for(name, fmt, size)
@@ -240,7 +264,10 @@ def prepare(name: str, fmt: str, size: int) -> tuple[BinaryIO, bool]:
     else:
         need = _reserve_check(size)
         try:
-            f = _generate_atomic(name, fmt, size, final)
+            if config.defect("stale_partial_exports"):
+                f = _generate_in_work_dir(name, fmt, size, final)
+            else:
+                f = _generate_atomic(name, fmt, size, final)
         finally:
             _release(need)
     log.info("generated %s (%d bytes)", os.path.basename(final), size)
@@ -265,5 +292,8 @@ def stream(f: BinaryIO, name: str, fmt: str, size: int, hit: bool) -> Iterator[b
             log.info("served %s-%d.%s (%d bytes, %s)", name, size, fmt, size, "cache hit" if hit else "generated")
         else:
             log.error("download %s-%d.%s cut short: %d of %d bytes", name, size, fmt, sent, size)
+            # Raising makes the server drop the connection now; ending quietly would
+            # leave the client (and nginx) waiting for the rest until a keep-alive timeout.
+            raise OSError(f"export {name}-{size}.{fmt} ended after {sent} of {size} bytes")
     finally:
         f.close()
