@@ -8,8 +8,6 @@ fails or the run is interrupted. The same functions serve pytest (``scenarios/``
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -20,6 +18,7 @@ from .invariants import Rules, Verdict, evaluate
 from .loads import Downloads, ballast, drain, inodes, log_marks, sessions
 from .probes import Prober
 from .stack import Stack
+from .stack import announce as _announce
 from .target import BUILTIN_VARS, Probe, Target
 from .timeline import DiskSample, PhaseName, ProbeResult, Timeline
 from .volume import Volume
@@ -165,17 +164,6 @@ def phase_listener(listener: PhaseListener) -> Iterator[None]:
         yield
     finally:
         _LISTENERS.remove(listener)
-
-
-def _announce(phase: str) -> None:
-    """Test hook: report the phase to ``$FULLDISK_PHASE_FILE`` and, when it is
-    ``$FULLDISK_HOLD_PHASE``, hold there (at most 60 s) so a test can kill the run in it."""
-    path = os.environ.get("FULLDISK_PHASE_FILE")
-    if path:
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(phase + "\n")
-    if os.environ.get("FULLDISK_HOLD_PHASE") == phase:
-        threading.Event().wait(60)  # interrupted by the signal the test sends
 
 
 def volume_scenario(stack: Backend, volume: str, *, scenario: str | None = None,

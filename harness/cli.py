@@ -1,8 +1,9 @@
 """The ``fulldisk`` command: run, gate, explore, selftest, list, doctor, clean, build, init.
 
-Exit codes: 0 all passed; 1 an invariant failed; 2 usage or config error; 3 the machine
-cannot run the check (Docker down, image missing, port in use, a service died).
-A user error is one line with its fix, never a traceback.
+Exit codes (README, "Exit codes"): 0 all passed; 1 an invariant failed; 2 usage, config
+or target problem (a probe that fails on empty disks); 3 the machine cannot run the check
+(Docker down, image missing, a service died); 130 interrupted. A user error is one line
+with its fix, never a traceback.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, NoReturn
@@ -56,17 +59,60 @@ def _scenarios_dir() -> str:
     return next(iter(spec.submodule_search_locations))
 
 
-def _battery(target_path: str | None, report_dir: Path, junit: str | None,
-             select: str | None, workers: int, html: Path) -> tuple[int, dict[str, Any]]:
+def output_dir(path: str, what: str) -> Path:
+    """A folder the user asked for: created when missing, refused when it is a file or
+    cannot be written (checked before the run starts, not after it)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{what} {path!r} is a file, not a folder",
+                         f"give a folder (it is created when missing), or remove {path}")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=p):
+            pass
+    except OSError as e:
+        raise UsageError(f"{what} {path!r} cannot be written ({e.strerror or e})",
+                         "give a folder you can write to") from None
+    return p
+
+
+def output_file(path: str, what: str, *, created: Path | None = None) -> Path:
+    """A file the run will write: not a folder, in an existing (or the report) folder,
+    writable. Checked before the run starts; nothing is left behind by the check."""
+    p = Path(path)
+    if p.is_dir() or path.endswith(("/", os.sep)):
+        raise UsageError(f"{what} {path!r} is a folder, not a file",
+                         f"give a file path such as {path.rstrip('/') or '.'}/report.json")
+    parent = p.parent
+    if not parent.is_dir() and (created is None or parent.resolve() != created.resolve()):
+        raise UsageError(f"{what} {path!r}: the folder {str(parent)!r} does not exist",
+                         "create it first, or give a path in an existing folder")
+    existed = p.exists()
+    try:
+        with open(p, "a", encoding="utf-8"):
+            pass
+    except OSError as e:
+        raise UsageError(f"{what} {path!r} cannot be written ({e.strerror or e})",
+                         "give a file path you can write to") from None
+    if not existed:
+        p.unlink()
+    return p
+
+
+def _battery(target_path: str | None, report_dir: str, junit: str | None,
+             json_path: str | None, select: str | None, workers: int,
+             html_path: str | None) -> tuple[int, dict[str, Any], Path, Path]:
     import contextlib
 
+    target, out, html = _outputs(target_path, report_dir, junit, json_path, html_path)
     import pytest
 
     from . import engine
     from .progress import RunProgress, terminal_console
 
-    target = _target(target_path)
     engine.client()  # Docker down is exit 3 before anything starts
+    report_file = out / "report.json"
+    report_file.unlink(missing_ok=True)  # never read an earlier run's report as this one's
     # The scenarios folder holds no battery file of its own: --fulldisk-battery adds the
     # fulldisk::... collector, and the folder keeps the run away from the cwd's own tests.
     # Plugins the battery never uses stay off: hypothesis's alone costs seconds of CPU per
@@ -74,7 +120,7 @@ def _battery(target_path: str | None, report_dir: Path, junit: str | None,
     args = [_scenarios_dir(), "--fulldisk-battery", "-m", "chaos", "-q", "-p",
             "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:fakefs", "--no-header",
             "-o", "console_output_style=classic", "--fulldisk-require-docker",
-            "--fulldisk-report", str(report_dir), "--rootdir", _scenarios_dir(),
+            "--tb=short", "--fulldisk-report", str(out), "--rootdir", _scenarios_dir(),
             "--fulldisk-html", str(html.resolve())]
     if target_path:
         args += ["--fulldisk-target", str(Path(target_path).resolve())]
@@ -84,25 +130,43 @@ def _battery(target_path: str | None, report_dir: Path, junit: str | None,
         args += ["-k", select]
     if workers > 1:
         args += ["-n", str(workers), "--dist", "loadgroup"]
-    report_dir.mkdir(parents=True, exist_ok=True)
-    log = report_dir / "pytest.log"
+    log = out / "pytest.log"
     # pytest's own output goes to a file: the terminal shows live progress, then the summary
     with (RunProgress(terminal_console(), target.name) as progress,
-          open(log, "w", encoding="utf-8") as out, contextlib.redirect_stdout(out)):
+          open(log, "w", encoding="utf-8") as stream, contextlib.redirect_stdout(stream)):
         code = int(pytest.main(args, plugins=[progress]))
-    if code not in (0, 1):
+    report: dict[str, Any] = (json.loads(report_file.read_text()) if report_file.exists()
+                              else {"target": target.name, "status": "error", "passed": False,
+                                    "verdicts": [], "errors": []})
+    if code not in (0, 1) and not report.get("errors") and not report.get("interrupted"):
+        # nothing explained the failure: show pytest's own last words, once
         tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
         err_console.print("\n".join(tail), markup=False, highlight=False)
-        err_console.print(f"pytest exited {code}; its whole output: {log}", markup=False)
-    report_file = report_dir / "report.json"
-    report: dict[str, Any] = (json.loads(report_file.read_text()) if report_file.exists()
-                              else {"target": target.name, "passed": False, "verdicts": [],
-                                    "errors": [f"pytest exited {code} without a report"]})
-    return code, report
+        if code != 5:
+            report["errors"] = [f"the battery ended (pytest exit {code}) without a verdict; "
+                                f"pytest's whole output: {log}"]
+    if code == 5 and not report.get("errors"):
+        report["errors"] = [f"no battery scenario matches -k {select!r}. Hint: `fulldisk "
+                            "list` shows the scenario ids"]
+        report["error_exit"] = 2
+    return code, report, report_file, html
 
 
-def _straight(target_path: str | None, report_dir: Path, html: Path
-              ) -> tuple[int, dict[str, Any]]:
+def _outputs(target_path: str | None, report_dir: str, junit: str | None,
+             json_path: str | None, html_path: str | None) -> tuple[Target, Path, Path]:
+    """Load the target and check every output path before anything starts."""
+    target = _target(target_path)  # config and output errors come before heavy imports
+    out = output_dir(report_dir, "--report-dir")
+    html = output_file(html_path, "--html") if html_path else out / "report.html"
+    if junit:
+        output_file(junit, "--junit", created=out)
+    if json_path:
+        output_file(json_path, "--json", created=out)
+    return target, out, html
+
+
+def _straight(target_path: str | None, report_dir: str, json_path: str | None,
+              html_path: str | None) -> tuple[int, dict[str, Any], Path, Path]:
     """The battery without pytest (``fulldisk run`` without -k/-n): the same cases and
     verdicts, the same report.json and report.html, no collection pass."""
     from . import engine
@@ -110,7 +174,7 @@ def _straight(target_path: str | None, report_dir: Path, html: Path
     from .report import build, write_json
     from .runner import run_battery
 
-    target = _target(target_path)
+    target, out, html = _outputs(target_path, report_dir, None, json_path, html_path)
     engine.client()  # Docker down is exit 3 before anything starts
     with RunProgress(terminal_console(), target.name) as progress:
         progress.total = len(_cases(target))
@@ -119,14 +183,17 @@ def _straight(target_path: str | None, report_dir: Path, html: Path
     code = 1 if result.failed else 0  # as pytest's exit status would be
     untested = [{"target": t, "service": s, "path": p} for t, s, p in sorted(result.untested)]
     report = build(target.name, result.verdicts, errors=result.errors,
-                   extra={"exitstatus": code, "untested_paths": untested,
+                   interrupted=result.interrupted,
+                   extra={"exitstatus": code, "error_exit": result.error_exit or None,
+                          "tests": progress.total, "ran": result.ran,
+                          "untested_paths": untested,
                           "seconds": {k: round(v, 3) for k, v in result.seconds.items()}})
-    write_json(report, report_dir / "report.json")
+    report_file = write_json(report, out / "report.json")
     from .report_html import render_run, write_html
 
     write_html(render_run(report, [o.timeline for o in result.outcomes], target,
                           inline_js=False), html)
-    return code, report
+    return code, report, report_file, html
 
 
 def _cases(target: Target) -> list[Any]:
@@ -136,17 +203,36 @@ def _cases(target: Target) -> list[Any]:
 
 
 def _exit_code(pytest_code: int, report: dict[str, Any]) -> int:
-    if pytest_code == 0 and report.get("passed"):
-        return 0
+    if report.get("interrupted"):
+        return 130
+    if report.get("errors"):
+        return int(report.get("error_exit") or 3)
     if pytest_code in (4, 5):
         return 2
-    if report.get("errors") or pytest_code not in (0, 1):
+    if pytest_code == 0 and report.get("passed"):
+        return 0
+    if pytest_code not in (0, 1):
         return 3
     from .report import status
 
     if any(status(v) == "fail" for v in report.get("verdicts", [])):
         return 1
     return 3  # a test failed without a verdict: the harness could not judge
+
+
+def _finish(report: dict[str, Any], json_path: str | None,
+            files: dict[str, str | Path | None]) -> None:
+    """Print the outcome once: the summary, or (when nothing was judged) the error."""
+    from .report import summary, write_json
+
+    if json_path:
+        write_json(report, json_path)
+    if report.get("errors") and not report.get("verdicts") and not report.get("interrupted"):
+        for e in report["errors"]:
+            err_console.print(f"fulldisk: error: {e}", markup=False, highlight=False,
+                              soft_wrap=True)
+        return
+    summary(report, console, files=files)
 
 
 @cli.command()
@@ -161,18 +247,15 @@ def _exit_code(pytest_code: int, report: dict[str, Any]) -> int:
 def run(target_path: str | None, json_path: str | None, report_dir: str, select: str | None,
         workers: int, html_path: str | None) -> None:
     """Run the battery against a target and print the summary (-k or -n: through pytest)."""
-    from .report import summary, write_json
-
-    html = Path(html_path) if html_path else Path(report_dir) / "report.html"
     if select or workers > 1:
-        code, report = _battery(target_path, Path(report_dir), None, select, workers, html)
+        code, report, report_file, html = _battery(target_path, report_dir, None, json_path,
+                                                   select, workers, html_path)
     else:
-        code, report = _straight(target_path, Path(report_dir), html)
-    if json_path:
-        write_json(report, json_path)
-    summary(report, console, files={"html": html, "json": json_path or
-                                    Path(report_dir) / "report.json"})
-    sys.exit(_exit_code(code, report))
+        code, report, report_file, html = _straight(target_path, report_dir, json_path,
+                                                    html_path)
+    rc = _exit_code(code, report)
+    _finish(report, json_path, {"html": html, "json": json_path or report_file})
+    sys.exit(rc)
 
 
 @cli.command()
@@ -187,16 +270,13 @@ def run(target_path: str | None, json_path: str | None, report_dir: str, select:
 @html_opt
 def gate(target_path: str | None, junit: str, json_path: str | None, report_dir: str,
          select: str | None, workers: int, strict: bool, html_path: str | None) -> None:
-    """Pre-deploy gate: exit 0 all passed, 1 an invariant failed, 2 usage, 3 infrastructure."""
-    from .report import summary, write_json
-
-    html = Path(html_path) if html_path else Path(report_dir) / "report.html"
-    code, report = _battery(target_path, Path(report_dir), junit, select, workers, html)
-    if json_path:
-        write_json(report, json_path)
+    """Pre-deploy gate: exit 0 all passed, 1 an invariant failed, 2 usage or target
+    config, 3 infrastructure, 130 interrupted."""
+    code, report, report_file, html = _battery(target_path, report_dir, junit, json_path,
+                                               select, workers, html_path)
     rc = _exit_code(code, report)
-    summary(report, console, files={"html": html, "json": json_path or
-                                    Path(report_dir) / "report.json", "junit": junit})
+    _finish(report, json_path, {"html": html, "json": json_path or report_file,
+                                "junit": junit})
     if strict and rc == 0:
         unjudged = strict_failures(_target(target_path), report)
         for line in unjudged:
@@ -258,6 +338,10 @@ def list_(target_path: str | None) -> None:
         at = ", ".join(f"{m.service}:{m.path}" for m in v.mounts)
         console.print(f"  volume {name}: {format_size(v.size)}, {v.inodes} inodes, "
                       f"owner {v.owner}, {v.role}: {at}")
+    total = sum(v.size for v in t.volumes.values())
+    console.print(f"  memory: the volumes are tmpfs, in RAM: up to {format_size(total)} while "
+                  "the shared-disk scenario fills them (refused above a quarter of the "
+                  "available memory)")
     for name, p in t.probes.items():
         console.print(f"  probe {name} ({p.kind}{', core' if p.core else ''}"
                       f"{', write' if p.write else ''}): {p.description}")
@@ -266,43 +350,64 @@ def list_(target_path: str | None) -> None:
 
 
 @cli.command()
-def doctor() -> None:
-    """Check Docker, the base image and the reference images; exit 0 only when ready."""
+@target_opt
+def doctor(target_path: str | None) -> None:
+    """Check Docker, the base image and the target's images; exit 0 only when ready."""
     from . import engine
 
-    ok = True
+    missing: list[str] = []
+    t = load_target(target_path)  # a bad config is exit 2 before Docker is asked
     info = engine.info()  # Docker down: one line with the fix, exit 3 (see main)
     console.print(f"[green]✓[/] Docker engine {info.version} (API {info.api_version})")
     if info.base_image_present:
         console.print(f"[green]✓[/] base image {info.base_image}")
     else:
-        ok = False
+        missing.append(info.base_image)
         console.print(f"[red]✗[/] base image {info.base_image} missing. Hint: run ci/setup "
                       "(debootstrap + docker import when no registry answers)")
-    t = load_target(None)
+    console.print(f"  target {t.name} ({t.path})", markup=False)
     for img in sorted({s.image for s in t.services.values()}):
+        built = any(s.build for s in t.services.values() if s.image == img)
         if engine.image_exists(img):
             console.print(f"[green]✓[/] image {img}")
         else:
-            ok = False
-            console.print(f"[red]✗[/] image {img} missing. Hint: run `fulldisk build`")
+            missing.append(img)
+            fix = (f"run `fulldisk build{' --target ' + target_path if target_path else ''}`"
+                   if built else "build or load it (the service has no 'build' context)")
+            console.print(f"[red]✗[/] image {img} missing. Hint: {fix}")
     left = engine.count_labelled()
     console.print(f"{'[yellow]!' if left.total else '[green]✓'}[/] labelled leftovers: "
                   f"{left.containers} containers, {left.volumes} volumes, {left.networks} "
-                  f"networks{' (run `fulldisk clean`)' if left.total else ''}")
-    sys.exit(0 if ok else 3)
+                  f"networks in {len(left.runs)} run(s)")
+    if left.runs:
+        gone = engine.stale_runs()
+        for r in left.runs:
+            state = ("owner gone: `fulldisk clean --stale` removes it" if r in gone else
+                     "owner alive or not proven gone (`fulldisk clean --run ID` if you know)")
+            console.print(f"    {r}: {state}", markup=False)
+    if missing:
+        raise InfrastructureError(f"not ready: image(s) {', '.join(missing)} missing",
+                                  "see the lines above for how to make each one")
 
 
 @cli.command()
 @click.option("--run", "run_id", default=None, help="only this run id (default: all runs)")
-@click.option("--stale", is_flag=True, help="only runs whose process is gone")
+@click.option("--stale", is_flag=True,
+              help="only runs proven gone (their lease went unrenewed past its grace period)")
 def clean(run_id: str | None, stale: bool) -> None:
     """Remove every container, volume and network labelled fulldisk.run."""
     from . import engine
 
+    if run_id is not None and run_id not in engine.count_labelled(run_id).runs:
+        raise UsageError(f"no resources of run {run_id!r} on this engine (already removed, "
+                         "or a typo)", "`fulldisk doctor` lists the runs that have leftovers")
     left = engine.clean(run_id, stale_only=stale)
     console.print(f"removed {left.containers} containers, {left.volumes} volumes, "
                   f"{left.networks} networks")
+    if left.unproven:
+        console.print(f"kept {len(left.unproven)} run(s) not proven gone (alive, or without "
+                      f"a lease): {', '.join(left.unproven)}; `fulldisk clean --run ID` "
+                      "removes one whose owner you know has ended")
 
 
 @cli.command()
@@ -341,6 +446,11 @@ def selftest(json_path: str | None, only: str | None, html_path: str) -> None:
         if unknown:
             raise UsageError(f"unknown defect switch(es): {', '.join(unknown)}",
                              f"choose from {', '.join(DEFECTS)}")
+    if json_path:
+        output_file(json_path, "--json")
+    if html_path == "reports/report.html":  # the default's folder is ours to create
+        output_dir("reports", "--html's folder")
+    output_file(html_path, "--html")
     target = reference_target()
     runs: dict[str, RunView] = {}
 
@@ -427,6 +537,23 @@ def _fail(message: str, code: int) -> NoReturn:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one line for every user error, the exit codes above."""
     os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+        from .plugin import stop_on_sigterm
+
+        signal.signal(signal.SIGTERM, stop_on_sigterm)  # stop at once, then clean up
+    try:
+        _main(argv)
+    finally:
+        if "harness.engine" in sys.modules:  # this process's lease, if it made one
+            from . import engine
+
+            try:
+                engine.release_lease()
+            except HarnessError:
+                pass
+
+
+def _main(argv: list[str] | None) -> None:
     try:
         cli.main(args=argv, prog_name="fulldisk", standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as e:

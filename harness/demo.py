@@ -34,10 +34,14 @@ def enospc_demo(size: int, inodes: int) -> Iterator[str]:
                    f"(errno 28) once the volume was full; now {after}")
         else:
             yield f"no ENOSPC seen (unexpected): {out.strip()}"
+        free = vol.usage().inodes_free
+        # The count is printed before the failing create, so the two never interleave.
         _, out = stack.service("writer").exec(
-            ["sh", "-c", "i=0; while true 2>/dev/null > /data/f$i; do i=$((i+1)); done; "
-             "echo $i; true > /data/one-more"], user="1000:1000")
-        lines = out.strip().splitlines() or ["?"]
-        yield (f"inode limit: {lines[0]} empty files fitted in the free inodes, then "
-               f"{lines[-1] if len(lines) > 1 else 'no error (unexpected)'}")
+            ["sh", "-c", "i=0; while (: > /data/f$i) 2>/dev/null; do i=$((i+1)); done; "
+             "echo \"$i\"; (: > /data/one-more) 2>&1 | sed 's/^sh: [0-9]*: //'"],
+            user="1000:1000")
+        lines = [ln for ln in out.strip().splitlines() if ln.strip()] or ["?"]
+        error = lines[1] if len(lines) > 1 else "no error (unexpected)"
+        yield (f"inode limit: {lines[0]} empty files fitted in the {free} free inodes "
+               f"(empty files need no space, only inodes); the next one failed: {error}")
     yield "everything the demo created was removed"

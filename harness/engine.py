@@ -3,6 +3,11 @@
 This is the only module that imports ``docker`` and ``testcontainers``. Everything it
 creates carries ``fulldisk.run=<run id>`` and ``fulldisk.pid=<owner pid>`` so that
 ``fulldisk clean`` and the next session remove leftovers even after a SIGKILL.
+
+Stale means proven gone: before its first resource, a process starts a small lease
+container and touches a file in it every few seconds. ``clean --stale`` reaps a run only
+when every lease of it has gone unrenewed past its grace period (judged on the engine's
+clock) and its pid is not alive here; a pid alone proves nothing across PID namespaces.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ RUN_LABEL = "fulldisk.run"
 PID_LABEL = "fulldisk.pid"
 HOST_LABEL = "fulldisk.host"
 ROLE_LABEL = "fulldisk.role"
+GRACE_LABEL = "fulldisk.lease.grace"  # seconds a lease may go unrenewed before it proves death
+LEASE_FILE = "/tmp/fulldisk-lease"
+GRACE_FACTOR = 12  # missed renewals before a lease counts as expired (a loaded engine is slow)
 BASE_IMAGE = os.environ.get("FULLDISK_BASE_IMAGE", "fulldisk/base:bookworm")
 LOOPBACK = "127.0.0.1"
 
@@ -56,9 +64,75 @@ def run_id() -> str:
 
 
 def labels(role: str, **extra: str) -> dict[str, str]:
-    """Labels for a resource of this run."""
+    """Labels for a resource of this run; the first one starts the run's lease."""
+    if role != "lease":
+        _lease.ensure()
     return {RUN_LABEL: run_id(), PID_LABEL: str(os.getpid()), HOST_LABEL: socket.gethostname(),
             ROLE_LABEL: role, **extra}
+
+
+class _Lease:
+    """This process's lease: a container whose file it touches every ``interval`` seconds."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.container: Container | None = None
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    @property
+    def interval(self) -> float:
+        return max(0.1, float(os.environ.get("FULLDISK_LEASE_INTERVAL", "5")))
+
+    def ensure(self) -> None:
+        with self.lock:
+            if self.container is not None and self.thread is not None \
+                    and self.thread.is_alive():
+                return
+            require_image(BASE_IMAGE, "run ci/setup to build the base image")
+            grace = max(2.0, GRACE_FACTOR * self.interval)
+            try:
+                self.container = client().containers.run(
+                    BASE_IMAGE, ["sh", "-c", f"touch {LEASE_FILE} && exec sleep infinity"],
+                    detach=True, name=f"{run_id()}-lease-{os.getpid()}", init=True,
+                    network_disabled=True, cap_drop=["ALL"], user="65534:65534",
+                    security_opt=["no-new-privileges"], mem_limit="16m",
+                    labels=labels("lease", **{GRACE_LABEL: f"{grace:g}"}))
+            except docker.errors.APIError as e:
+                if e.status_code == 409:  # this pid's lease of this run already exists
+                    self.container = client().containers.get(f"{run_id()}-lease-{os.getpid()}")
+                else:
+                    raise InfrastructureError(f"Cannot start this run's lease container: "
+                                              f"{_short(e)}", "see `fulldisk doctor`") from e
+            assert self.container is not None
+            self.stop = threading.Event()
+            self.thread = threading.Thread(target=self._renew, args=(self.container, self.stop),
+                                           name="fulldisk-lease", daemon=True)
+            self.thread.start()
+
+    def _renew(self, c: Container, stop: threading.Event) -> None:
+        while not stop.wait(self.interval):
+            try:
+                c.exec_run(["touch", LEASE_FILE], user="65534:65534")
+            except docker.errors.NotFound:
+                return  # removed by this run's clean: nothing left to keep alive
+            except Exception:  # a slow or busy engine: the grace period covers a miss
+                continue
+
+    def release(self) -> None:
+        with self.lock:
+            self.stop.set()
+            c, self.container, self.thread = self.container, None, None
+        if c is not None:
+            _gone(partial(c.remove, force=True), time.monotonic() + 30, str(c.name))
+
+
+_lease = _Lease()
+
+
+def release_lease() -> None:
+    """Stop renewing and remove this process's lease (its run's other resources are gone)."""
+    _lease.release()
 
 
 DOCKER_HINT = ("run ci/setup (it installs and starts a Docker engine), or start dockerd "
@@ -382,7 +456,13 @@ class Handle:
 
     def put_archive(self, path: str, data: bytes) -> None:
         """Extract a tar into a folder inside the container."""
-        if not self.container.put_archive(path, data):
+        try:
+            ok = self.container.put_archive(path, data)
+        except docker.errors.APIError as e:
+            raise InfrastructureError(f"{self.name}: could not copy files into {path}: "
+                                      f"{_short(e)}", "is there room in the volume? (`fulldisk "
+                                      "list` shows sizes)") from e
+        if not ok:
             raise InfrastructureError(f"{self.name}: could not copy files into {path}",
                                       "is the path a folder in the container?")
 
@@ -622,6 +702,8 @@ class Leftovers:
     containers: int
     volumes: int
     networks: int
+    unproven: tuple[str, ...] = ()  # with --stale: runs kept because no lease proves them gone
+    runs: tuple[str, ...] = ()  # the run ids found
 
     @property
     def total(self) -> int:
@@ -629,9 +711,11 @@ class Leftovers:
         return self.containers + self.volumes + self.networks
 
 
-def _alive(pid: str, host: str) -> bool:
+def _alive(pid: str, host: str, *, local_only: bool = False) -> bool:
+    """Whether a pid is alive here; another host's pid is unknown (True unless
+    ``local_only``, where only a live local process counts)."""
     if host != socket.gethostname():
-        return True  # another machine's run: never ours to judge
+        return not local_only
     try:
         os.kill(int(pid), 0)
     except (ValueError, ProcessLookupError):
@@ -641,36 +725,115 @@ def _alive(pid: str, host: str) -> bool:
     return True
 
 
+def engine_time() -> float:
+    """The engine's clock (unix seconds): lease ages are judged on it, never on ours."""
+    stamp = str(client().info().get("SystemTime", ""))
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$", stamp)
+    if not m:
+        return time.time()
+    from datetime import datetime
+
+    tz = "+00:00" if m.group(3) in (None, "Z") else m.group(3)
+    return datetime.fromisoformat(m.group(1) + tz).timestamp() + float("0" + (m.group(2) or ""))
+
+
+def lease_age(c: Container, now: float) -> float | None:
+    """Seconds since a lease was last renewed (None when its file cannot be read)."""
+    try:
+        stream, _ = c.get_archive(LEASE_FILE)
+        data = b"".join(stream)
+        member = tarfile.open(fileobj=io.BytesIO(data)).getmembers()[0]
+    except (docker.errors.APIError, tarfile.TarError, IndexError):
+        return None
+    return now - member.mtime
+
+
+def _run_of(lbls: Mapping[str, str] | None) -> str:
+    return (lbls or {}).get(RUN_LABEL, "")
+
+
+def _labels(x: Container) -> dict[str, str]:
+    """A container's labels, from a sparse listing or a full inspect."""
+    attrs = x.attrs or {}
+    return dict(attrs.get("Labels") or (attrs.get("Config") or {}).get("Labels") or {})
+
+
+def _name(x: Container) -> str:
+    names = (x.attrs or {}).get("Names") or [(x.attrs or {}).get("Name") or x.id]
+    return str(names[0]).lstrip("/")
+
+
+def stale_runs(containers: Sequence[Container] | None = None) -> set[str]:
+    """The labelled runs proven gone.
+
+    Proven gone: every lease of the run has gone unrenewed past its grace period on the
+    engine's clock, and no lease's pid is alive on this host. A run without any lease
+    (an older fulldisk, or one half created) is never judged stale: ``clean --run`` it.
+    """
+    if containers is None:
+        containers = client().containers.list(all=True, filters={"label": RUN_LABEL},
+                                              sparse=True)
+    leases: dict[str, list[Container]] = {}
+    for x in containers:
+        if _labels(x).get(ROLE_LABEL) == "lease":
+            leases.setdefault(_run_of(_labels(x)), []).append(x)
+    now = engine_time()
+    gone: set[str] = set()
+    for r, ls in leases.items():
+        if r == run_id():
+            continue  # this process is alive by definition
+        expired = True
+        for x in ls:
+            lb = _labels(x)
+            age = lease_age(x, now)
+            grace = float(lb.get(GRACE_LABEL, "60") or 60)
+            if age is None or age <= grace or _alive(lb.get(PID_LABEL, ""),
+                                                     lb.get(HOST_LABEL, ""), local_only=True):
+                expired = False
+        if expired:
+            gone.add(r)
+    return gone
+
+
 def clean(run: str | None = None, *, stale_only: bool = False, dry_run: bool = False,
           deadline: float = 60.0) -> Leftovers:
-    """Remove labelled containers, then volumes, then networks (all runs, one, or stale)."""
+    """Remove labelled containers, then volumes, then networks, then the runs' leases
+    (all runs, one, or only runs proven gone: see ``stale_runs``)."""
     c = client()
     flt: dict[str, str | list[str] | bool] = {
         "label": f"{RUN_LABEL}={run}" if run else RUN_LABEL}
-
-    def wanted(lbls: Mapping[str, str] | None) -> bool:
-        lbls = lbls or {}
-        if not stale_only:
-            return True
-        return not _alive(lbls.get(PID_LABEL, ""), lbls.get(HOST_LABEL, ""))
-
     # sparse: the list itself carries the labels; a full listing inspects every container
     # on the engine one by one (seconds on a busy shared engine)
-    ctrs = [x for x in c.containers.list(all=True, filters=flt, sparse=True)
-            if wanted(x.attrs.get("Labels"))]
+    ctrs = list(c.containers.list(all=True, filters=flt, sparse=True))
+    vols = list(c.volumes.list(filters=flt))
+    nets = list(c.networks.list(filters=flt))
+    runs = {_run_of(_labels(x)) for x in ctrs} | {_run_of(v.attrs.get("Labels")) for v in vols} \
+        | {_run_of(n.attrs.get("Labels")) for n in nets}
+    unproven: set[str] = set()
+    if stale_only:
+        gone = stale_runs(ctrs)
+        unproven = runs - gone - {run_id()}
+        ctrs = [x for x in ctrs if _run_of(_labels(x)) in gone]
+        vols = [v for v in vols if _run_of(v.attrs.get("Labels")) in gone]
+        nets = [n for n in nets if _run_of(n.attrs.get("Labels")) in gone]
+    # The lease goes last: a clean cut short still leaves the proof that the run is gone.
+    leases = [x for x in ctrs if _labels(x).get(ROLE_LABEL) == "lease"]
+    others = [x for x in ctrs if x not in leases]
     end = time.monotonic() + deadline
     if not dry_run:
-        for x in ctrs:
-            names = x.attrs.get("Names") or [x.id]
-            _gone(partial(x.remove, force=True, v=False), end, str(names[0]).lstrip("/"))
-    vols = [v for v in c.volumes.list(filters=flt) if wanted(v.attrs.get("Labels"))]
-    nets = [n for n in c.networks.list(filters=flt) if wanted(n.attrs.get("Labels"))]
-    if not dry_run:
+        for x in others:
+            _gone(partial(x.remove, force=True, v=False), end, _name(x))
         for v in vols:
             _gone(partial(v.remove, force=True), end, str(v.name))
         for n in nets:
             _gone(n.remove, end, str(n.name))
-    return Leftovers(len(ctrs), len(vols), len(nets))
+        for x in leases:
+            _gone(partial(x.remove, force=True, v=False), end, _name(x))
+        if run is None or run == run_id():
+            if not stale_only:
+                _lease.release()
+    return Leftovers(len(ctrs), len(vols), len(nets), tuple(sorted(unproven)),
+                     tuple(sorted(runs)))
 
 
 def _gone(remove: Callable[[], Any], end: float, name: str) -> None:
@@ -725,6 +888,12 @@ def mkdir_tar(path: str, uid: int, gid: int, mode: int) -> bytes:
         info.uid, info.gid, info.mode, info.mtime = uid, gid, mode, int(time.time())
         t.addfile(info)
     return out.getvalue()
+
+
+def tar_sizes(data: bytes) -> Iterator[tuple[int, str]]:
+    """(size, name) of every member of a tar (folders and links count 0 bytes)."""
+    for m in tarfile.open(fileobj=io.BytesIO(data)).getmembers():
+        yield (m.size if m.isfile() else 0), m.name
 
 
 def join_tars(parts: Sequence[bytes]) -> bytes:

@@ -35,6 +35,11 @@ class ConfigError(UsageError):
         super().__init__(f"{where}: {message}" if where else message, hint)
 
 
+class TargetProblem(UsageError):
+    """The target cannot be tested as configured: a probe fails on healthy, empty disks,
+    or the image's files do not fit the volume declared for them. Exit 2, no verdicts."""
+
+
 class InfrastructureError(HarnessError):
     """The machine cannot run the check: Docker down, image missing, port taken, service died."""
 

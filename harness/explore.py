@@ -609,7 +609,11 @@ def explore(target: Target, *, max_examples: int = 1000, max_steps: int = 20,
         except _Abort as e:
             raise e.error from None
         except Flaky as e:
-            session.progress.notes.append(f"a failure did not reproduce: {e}")
+            # A failure that did happen on the stack, but not again on a replay of the
+            # same steps: still reported (the shortest seen), and said so.
+            finding = session.best
+            session.progress.notes.append("a failure did not reproduce every time on the "
+                                          f"same steps (Hypothesis: {type(e).__name__})")
         p = session.progress
     env_used = {n: {**s.env, **dict((env or {}).get(n, {}))} for n, s in target.services.items()}
     if finding is not None and report_dir is not None:

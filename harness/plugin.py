@@ -31,12 +31,14 @@ if TYPE_CHECKING:
     from .target import Target
 
 VERDICT_KEY = "fulldisk.verdict"
+ERROR_KEY = "fulldisk.error"  # a fulldisk error of a test, with the exit code it means
 UNTESTED_KEY = "fulldisk.untested"  # folders a service wrote outside fulldisk's volumes
 _report_key: pytest.StashKey[list[dict[str, Any]]] = pytest.StashKey()
 _errors_key: pytest.StashKey[list[str]] = pytest.StashKey()
 _timelines_key: pytest.StashKey[dict[str, str]] = pytest.StashKey()  # scenario -> JSON
 TIMELINES_ATTR = "fulldisk_timelines"  # on call reports: survives xdist, stays out of JUnit
 _untested_key: pytest.StashKey[set[tuple[str, str, str]]] = pytest.StashKey()
+_state_key: pytest.StashKey[dict[str, Any]] = pytest.StashKey()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -73,6 +75,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_errors_key] = []
     config.stash[_timelines_key] = {}
     config.stash[_untested_key] = set()
+    config.stash[_state_key] = {"interrupted": None, "error_exit": 0, "tests": 0, "ran": 0}
 
 
 # --- is the plugin in use? ---------------------------------------------------------------
@@ -135,11 +138,14 @@ def _install_sigterm(config: pytest.Config) -> None:
     if hasattr(config, "workerinput") or signal.getsignal(signal.SIGTERM) not in (
             signal.SIG_DFL, None):
         return
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
 
-    def _term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt("SIGTERM")
 
-    signal.signal(signal.SIGTERM, _term)
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM stops the run at once (as Ctrl-C does); a second one during the cleanup
+    that follows is ignored, so the cleanup is not cut short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt("SIGTERM")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -225,15 +231,42 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 pytest.PytestWarning(f"fulldisk: stale cleanup incomplete: {e.one_line()}"), 2)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Count the tests, so an interrupted report can say how many ran."""
+    session.config.stash[_state_key]["tests"] = len(session.items)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    """Carry the timelines a test recorded on its call report (for the HTML report)."""
+    """Carry the timelines a test recorded on its call report (for the HTML report). A
+    fulldisk error in a chaos test is one line (never a traceback), recorded with the
+    exit code it means, and stops the session: it would repeat for every test."""
     report: pytest.TestReport = yield
     recorded = item.stash.get(_timelines_key, None)
     if report.when == "call" and recorded:
         setattr(report, TIMELINES_ATTR, list(recorded.values()))
+    if call.excinfo is not None and item.get_closest_marker("chaos"):
+        _error_line(item, report, call.excinfo.value)
     return report
+
+
+def _error_line(item: pytest.Item, report: pytest.TestReport, e: BaseException) -> None:
+    from .errors import HarnessError
+
+    if isinstance(e, HarnessError):
+        line, code = e.one_line().replace("\n", " | "), e.exit_code
+        report.longrepr = line
+    elif isinstance(e, (pytest.fail.Exception, pytest.skip.Exception)):
+        return  # a verdict's failure (with its evidence) or a skip: not an error
+    else:  # a fault fulldisk did not foresee: still one line in the report, exit 3
+        first = (str(e).splitlines() or [""])[0][:300]
+        line = (f"unexpected {type(e).__name__} in {item.name}: {first} Hint: a fulldisk "
+                "bug or an engine fault; `pytest -m chaos` on the same target shows the "
+                "traceback")
+        code = 3
+    report.user_properties.append((ERROR_KEY, json.dumps({"error": line, "exit": code})))
+    item.session.shouldfail = f"fulldisk: stopped after an error: {type(e).__name__}"
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -247,15 +280,30 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         cfg.stash[_report_key].extend(verdicts)
         for text in getattr(report, TIMELINES_ATTR, None) or []:
             cfg.stash[_timelines_key][json.loads(text).get("scenario", "")] = text
+    state = cfg.stash[_state_key]
+    if report.when == "teardown":
+        state["ran"] += 1
+    errors = [json.loads(str(v)) for k, v in report.user_properties if k == ERROR_KEY]
     for k, v in report.user_properties:
         if k == UNTESTED_KEY:
             cfg.stash[_untested_key].update(tuple(x) for x in json.loads(str(v)))
-    if report.failed and not verdicts and report.longrepr is not None:
+    for err in errors:
+        if err["error"] not in cfg.stash[_errors_key]:
+            cfg.stash[_errors_key].append(err["error"])
+            state["error_exit"] = max(state["error_exit"], int(err["exit"]))
+    if report.failed and not verdicts and not errors and report.longrepr is not None:
         crash = getattr(report.longrepr, "reprcrash", None)
         why = str(crash.message) if crash is not None else str(report.longrepr)[-2000:]
         line = f"{report.nodeid} ({report.when}): {why}"
         if line not in cfg.stash[_errors_key]:
             cfg.stash[_errors_key].append(line)
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """Remember a Ctrl-C or SIGTERM (not pytest's own stop): the report says interrupted."""
+    cfg = _CONFIG[0] if _CONFIG else None
+    if cfg is not None and type(excinfo.value) is KeyboardInterrupt:
+        cfg.stash[_state_key]["interrupted"] = str(excinfo.value) or "SIGINT"
 
 
 _CONFIG: list[pytest.Config] = []
@@ -267,8 +315,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Write the JSON report and remove anything this run left."""
     config = session.config
     if hasattr(config, "workerinput"):
+        if "harness.engine" in sys.modules:  # a worker's stacks are gone: end its lease
+            from . import engine
+
+            engine.release_lease()
         return
     verdicts = config.stash[_report_key]
+    state = config.stash[_state_key]
+    errors: list[str] = config.stash.get(_errors_key, [])
+    if errors and state["error_exit"] and not state["interrupted"]:
+        session.exitstatus = state["error_exit"]  # 2 target problem, 3 infrastructure
     out = config.getoption("--fulldisk-report")
     html_out = config.getoption("--fulldisk-html")
     if (out or html_out) and not config.option.collectonly:
@@ -278,9 +334,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             target: Target | None = _target(config)
         except Exception:
             target = None
-        errors: list[str] = config.stash.get(_errors_key, [])
         report = build(target.name if target else "?", verdicts, errors=errors,
-                       extra={"exitstatus": int(exitstatus),
+                       interrupted=state["interrupted"],
+                       extra={"exitstatus": int(session.exitstatus),
+                              "error_exit": state["error_exit"] or None,
+                              "tests": state["tests"], "ran": state["ran"],
                               "untested_paths": untested_paths(config)})
         if out:
             write_json(report, Path(out) / "report.json")
@@ -369,33 +427,21 @@ def make_stack() -> Iterator[Callable[..., Stack]]:
     def make(target: Target, **kwargs: Any) -> Stack:
         # Images per target, not per session: a module may override fulldisk_target.
         ensure_images(target)
+        from .preflight import preflight
+
         s = Stack(target, **kwargs)
         made.append(s)
         try:
-            return s.start()
-        except BaseException as e:
+            s.start()
+            preflight(s)  # every probe passes on the empty disks, or nothing is filled
+            return s
+        except BaseException:
             s.stop()
-            _infrastructure_exit(e)
             raise
 
     yield make
     for s in made:
         s.stop()
-
-
-def _infrastructure_exit(e: BaseException) -> None:
-    """A stack that cannot start stops the whole session with one block (the service, the
-    cause, its last log lines, the fix) instead of one traceback per test that needs it.
-    Only for sessions that run chaos scenarios; a test about start-up failures itself
-    (``pytest.raises``) sees the error as it is."""
-    from .errors import InfrastructureError
-
-    cfg = _CONFIG[0] if _CONFIG else None
-    if not isinstance(e, InfrastructureError) or cfg is None or cfg.getoption("-m") != "chaos":
-        return
-    cfg.stash[_errors_key].append(e.one_line())
-    pytest.exit(f"fulldisk: the target's stack could not start, nothing was judged.\n{e}",
-                returncode=3)
 
 
 @pytest.fixture(scope="module")
@@ -541,7 +587,6 @@ def outcome_of(_outcomes: dict[str, Outcome], fulldisk_target: Target,
     def run(case_id: str) -> Outcome:
         if case_id not in _outcomes:
             from .battery import run_case
-            from .errors import HarnessError
 
             by_id = {c.id: c for c in battery_cases(fulldisk_target)}
             if case_id not in by_id:
@@ -554,11 +599,8 @@ def outcome_of(_outcomes: dict[str, Outcome], fulldisk_target: Target,
                 s: Stack = request.getfixturevalue("shared_stack" if shared else "stack")
                 return s
 
-            try:
-                _outcomes[case_id] = run_case(case, fulldisk_target, stack_for)
-            except HarnessError as e:
-                _infrastructure_exit(e)
-                raise
+            # a HarnessError here becomes one line and stops the session (makereport)
+            _outcomes[case_id] = run_case(case, fulldisk_target, stack_for)
         return _outcomes[case_id]
     return run
 

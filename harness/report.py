@@ -57,14 +57,19 @@ def verdict_text(v: Mapping[str, Any]) -> str:
 
 
 def build(target: str, verdicts: Iterable[Mapping[str, Any]], *,
-          errors: Iterable[str] = (), extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The JSON report: ``target``, ``passed`` (no verdict failed; a not judged verdict is
-    counted, not failed: ``fulldisk gate --strict`` fails on those), ``counts``,
-    ``verdicts`` (+ ``errors`` of the infrastructure)."""
+          errors: Iterable[str] = (), interrupted: str | None = None,
+          extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The JSON report: ``target``, ``status`` (passed, failed, error or interrupted),
+    ``passed`` (no verdict failed; a not judged verdict is counted, not failed: ``fulldisk
+    gate --strict`` fails on those; an interrupted run never passes), ``counts``,
+    ``verdicts``, ``errors`` (of the infrastructure or the target)."""
     vs = [dict(v) for v in verdicts]
     errs = list(errors)
     c = counts(vs)
-    return {"target": target, "passed": not errs and bool(vs) and not c["fail"],
+    passed = not errs and not interrupted and bool(vs) and not c["fail"]
+    state = ("interrupted" if interrupted else "error" if errs else
+             "passed" if passed else "failed")
+    return {"target": target, "status": state, "passed": passed, "interrupted": interrupted,
             "counts": c, "verdicts": vs, "errors": errs, **(extra or {})}
 
 
@@ -105,6 +110,9 @@ def summary(report: Mapping[str, Any], console: Console | None = None, *,
         by_scenario.setdefault(str(v.get("scenario", "")), []).append(v)
     ok = bool(report.get("passed"))
     head = "[bold green]PASSED[/]" if ok else "[bold red]NOT SAFE TO DEPLOY[/]"
+    if report.get("interrupted"):  # what ran is shown, but it is no verdict on the target
+        head = (f"[bold yellow]INTERRUPTED[/] ({escape(str(report['interrupted']))}) after "
+                f"{report.get('ran', '?')} of {report.get('tests', '?')} tests, so no verdict")
     con.print(f"fulldisk {escape(str(report.get('target', '?')))}: {head} — "
               f"{counts_text(total)} ({len(by_scenario)} scenarios)", **fit)
     width = max((len(n) for n in by_scenario), default=0)

@@ -39,6 +39,9 @@ class BatteryRun:
     untested: set[tuple[str, str, str]] = field(default_factory=set)
     seconds: dict[str, float] = field(default_factory=dict)  # case id -> its run (with the
                                                              # start of a fresh case's stack)
+    error_exit: int = 0  # 2: the target cannot be tested as configured; 3: infrastructure
+    interrupted: str | None = None  # "SIGINT" or "SIGTERM" when a signal stopped the run
+    ran: int = 0  # cases that finished
 
     @property
     def failed(self) -> bool:
@@ -83,8 +86,12 @@ def run_battery(target: Target, *, done: CaseDone = lambda c, o: None) -> Batter
         stacks = _Stacks(target)
         try:
             for i, case in enumerate(cases):
-                _run_case(case, stacks, target.name, result, done)
+                if not _run_case(case, stacks, target.name, result, done):
+                    break  # a fulldisk error repeats for every later case: report it once
+                result.ran += 1
                 stacks.release_unneeded(cases[i + 1:])
+        except KeyboardInterrupt as e:
+            result.interrupted = str(e) or "SIGINT"
         finally:
             stacks.stop_all()
             try:  # whatever an interrupt left half made (as the plugin's session end does)
@@ -112,8 +119,11 @@ class _Stacks:
             raise self.failed[shared]
         if shared not in self.running:
             try:
-                self.running[shared] = Stack(
-                    self.target.shared() if shared else self.target).__enter__()
+                from .preflight import preflight
+
+                s = Stack(self.target.shared() if shared else self.target).__enter__()
+                self.running[shared] = s
+                preflight(s)  # every probe passes on the empty disks, or nothing is filled
             except HarnessError as e:
                 self.failed[shared] = e
                 raise
@@ -132,23 +142,26 @@ class _Stacks:
 
 
 def _run_case(case: Case, stacks: _Stacks, target: str, result: BatteryRun,
-              done: CaseDone) -> None:
+              done: CaseDone) -> bool:
     from .battery import run_case
 
     t0 = time.monotonic()
     try:
         outcome = run_case(case, stacks.target, stacks.get)
     except HarnessError as e:
-        result.errors.append(f"fulldisk::{case.id} (call): {e.one_line()}")
+        result.errors.append(e.one_line().replace("\n", " | "))
+        result.error_exit = max(result.error_exit, e.exit_code)
         done(case, None)
-        return
+        return False
     except Exception as e:  # a harness bug: reported like pytest reports a broken test
         result.errors.append(f"fulldisk::{case.id} (call): {type(e).__name__}: {e}")
+        result.error_exit = 3
         done(case, None)
-        return
+        return False
     result.seconds[case.id] = time.monotonic() - t0
     result.outcomes.append(outcome)
     # only the invariants the target feeds, as the pytest items judge them
     result.verdicts += [v.to_dict() for v in outcome.verdicts if v.invariant in case.invariants]
     result.untested |= {(target, svc, p) for svc, ps in outcome.untested.items() for p in ps}
     done(case, outcome)
+    return True

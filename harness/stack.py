@@ -8,7 +8,9 @@ always runs, also when start fails half way; everything is labelled for ``clean`
 
 from __future__ import annotations
 
+import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -22,11 +24,27 @@ from typing import Generic, Self, TypeVar
 import requests
 
 from . import engine, seedcache
-from .errors import ConfigError, HarnessError, InfrastructureError
+from .errors import ConfigError, HarnessError, InfrastructureError, TargetProblem
 from .guard import GUARD
 from .http import loopback, session
+from .sizes import PAGE, format_size
 from .target import Ready, Service, Target
 from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, lay_out, measure, read_tails
+
+
+def announce(phase: str) -> None:
+    """Test hook: report the phase to ``$FULLDISK_PHASE_FILE`` and, when it is
+    ``$FULLDISK_HOLD_PHASE``, hold there (at most 60 s) so a test can kill the run in it,
+    or let it go on by creating ``$FULLDISK_PHASE_FILE.release``."""
+    path = os.environ.get("FULLDISK_PHASE_FILE")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(phase + "\n")
+    if os.environ.get("FULLDISK_HOLD_PHASE") == phase:
+        release = f"{path}.release" if path else None
+        end = time.monotonic() + 60
+        while time.monotonic() < end and not (release and os.path.exists(release)):
+            threading.Event().wait(0.05)  # polled; the signal the test sends ends it early
 
 
 def _order(services: Mapping[str, Service]) -> list[str]:
@@ -199,10 +217,12 @@ class Stack:
             for key, spec in self.target.volumes.items():
                 self.volumes[key] = TmpfsVolume(key, f"{self.id}-{key}", spec, self.agent)
             self._seed(pool, seeds.result())
+            announce("start")  # volumes and agent are up, services about to start
             for level in _levels(self.target.services):
                 started = _each(pool, {n: partial(engine.start, self._spec(n)) for n in level})
                 self.services.update(started.done)
                 started.raise_first()
+        announce("ready-wait")
         self._wait_ready(time.monotonic())
         self.started_at = time.time()
         self.start_seconds = time.monotonic() - t0
@@ -266,16 +286,40 @@ class Stack:
         volume, all at once."""
         for vol in self.volumes.values():
             seeds: dict[str, bytes] = {}
+            where: list[str] = []
             if vol.spec.seed:
                 for m in vol.spec.mounts:
                     sub = m.subdir or DEFAULT_SUBDIR
                     data = found.get((self.target.services[m.service].image, m.path))
                     if sub not in seeds and data is not None:
                         seeds[sub] = engine.retar(data, sub)
+                        where.append(f"{m.service}:{m.path}")
+            self._seed_fits(vol, seeds, where)
             vol.seeds = seeds
         lay_out(list(self.volumes.values()))
         _each(pool, {v.name: partial(v.prepare, v.seeds, laid_out=True)
                      for v in self.volumes.values() if v.seeds}).raise_first()
+
+    def _seed_fits(self, vol: TmpfsVolume, seeds: dict[str, bytes], where: list[str]) -> None:
+        """The image's files must fit the volume with room to spare, or the app would
+        start on a full disk: say which path and how much it needs."""
+        nbytes = ninodes = 0
+        for data in seeds.values():
+            for size, _ in engine.tar_sizes(data):
+                nbytes += -(-size // PAGE) * PAGE  # tmpfs allocates whole pages
+                ninodes += 1
+        spec = vol.spec
+        if nbytes + PAGE > spec.size or ninodes + 2 > spec.inodes:
+            mib = 1024 * 1024
+            need = format_size(max(spec.size, -(-2 * (nbytes + PAGE) // mib) * mib))
+            raise TargetProblem(
+                f"volume {vol.name!r}: the image's files at {', '.join(where)} need "
+                f"{format_size(nbytes)} and {ninodes} inodes, but the volume has "
+                f"{format_size(spec.size)} and {spec.inodes} inodes, so the app would start "
+                "on a full disk",
+                f"in {self.target.path} set volumes.{vol.name}.size to at least {need} and "
+                f"inodes to at least {max(spec.inodes, 2 * ninodes + 16)}, or seed = false if "
+                "the app creates its files itself")
 
     def _spec(self, name: str) -> engine.ContainerSpec:
         svc = self.target.services[name]
@@ -340,7 +384,8 @@ class Stack:
                         f"Service {name!r} not ready within {ready.timeout:g} s "
                         f"(tried {attempts[name]}). Last log lines:\n{tail}",
                         cap_hint(name, self.target.services[name], tail)
-                        or f"check services.{name}.ready and the service's log above")
+                        or f"check services.{name}.ready and the service's last log lines "
+                        "in this message")
             if pending:
                 time.sleep(0.05)  # poll interval of a deadline-bounded readiness loop
 
@@ -352,8 +397,8 @@ class Stack:
         return InfrastructureError(f"Service {name!r} exited at start (exit code {code}). "
                                    f"Last log lines:\n{tail}",
                                    cap_hint(name, self.target.services[name], tail)
-                                   or f"fix services.{name} (command, env, image); its log is "
-                                   "above")
+                                   or f"fix services.{name} (command, env, image); its last "
+                                   "log lines are in this message")
 
     # --- access ------------------------------------------------------------------------
     def url(self, service: str, port: int | None = None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +89,9 @@ def test_demo_shows_a_real_enospc() -> None:
     p = run("demo", "--size", "1MiB")
     assert p.returncode == 0, p.stderr
     assert "ENOSPC observed" in p.stdout and "No space left on device" in p.stdout
+    inode = " ".join(p.stdout.split())  # rich wraps long lines
+    assert re.search(r"inode limit: (\d+) empty files fitted in the \1 free inodes .*the next "
+                     r"one failed: cannot create /data/one-more: No space left on device", inode)
 
 
 @pytest.mark.docker
@@ -210,3 +214,38 @@ def test_strict_gate_fails_on_not_judged_verdicts_of_fed_invariants() -> None:
         "probes": {"p": {"service": "a", "steps": [{"path": "/"}]}}}, file="<bare>")
     assert "health_truthful" not in fed_invariants(bare)
     assert strict_failures(bare, report) == []
+
+
+@pytest.mark.docker
+def test_pytest_chaos_preflight_failure_is_exit_2_in_one_line(tmp_path: Path) -> None:
+    """The plugin alike: a probe that fails on empty disks stops `pytest -m chaos` with
+    exit 2 before any fill, and report.json says why (no verdicts)."""
+    cfg = tmp_path / "fulldisk.toml"
+    cfg.write_text('name = "x"\n[services.a]\nimage = "fulldisk/base:bookworm"\n'
+                   'command = ["sleep", "infinity"]\n[volumes.v]\nsize = "64KiB"\n'
+                   'mounts = [{ service = "a", path = "/data" }]\n[probes.p]\nkind = "exec"\n'
+                   'service = "a"\ncommand = ["sh", "-c", "echo no db; exit 4"]\n')
+    root = Path(__file__).resolve().parent.parent
+    p = subprocess.run([sys.executable, "-m", "pytest", str(root / "scenarios"), "-m", "chaos",
+                        "-p", "no:xdist", "-p", "no:cacheprovider", "--fulldisk-target", str(cfg),
+                        "--fulldisk-report", str(tmp_path)], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path)
+    assert p.returncode == 2, p.stdout[-3000:]
+    assert "Traceback" not in p.stdout + p.stderr
+    assert p.stdout.count("pre-flight on healthy, empty disks failed") == 1, p.stdout[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["status"] == "error" and report["verdicts"] == [] and report["error_exit"] == 2
+    assert "probe 'p'" in report["errors"][0] and "exit 4" in report["errors"][0]
+
+
+@pytest.mark.parametrize("args", [["run", "--json", "{d}"], ["gate", "--report-dir", "{f}"],
+                                  ["run", "--json", "{d}/missing/r.json"]])
+def test_output_paths_are_checked_before_the_run(tmp_path: Path, args: list[str]) -> None:
+    """Docker is down here: an output error must come first (exit 2), not after a run."""
+    (tmp_path / "f").write_text("x")
+    args = [a.format(d=tmp_path, f=tmp_path / "f") for a in args]
+    p = run(*args, env=DOWN)
+    assert p.returncode == 2, p.stderr
+    line = one_clean_line(p)
+    assert str(tmp_path) in line
+    assert not (tmp_path / "missing").exists()

@@ -80,7 +80,7 @@ def test_seeded_explore_finds_stale_partial_exports_and_the_replay_fails_the_sam
 
     result = explore(reference_target(), seed=SEED, seconds=BUDGET, env=_env(DEFECT),
                      report_dir=tmp_path)
-    assert result.finding is not None, f"explore found nothing: {result.summary()}"
+    assert result.finding is not None, f"explore found nothing: {result.summary()} {result.notes}"
     f = result.finding
     print(result.summary() + "\n" + f.text())  # shown with -rP: the story of this run
     assert result.found_at is not None and result.found_at <= BUDGET, result.summary()

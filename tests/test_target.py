@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bad_inputs import CONFIG_CASES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyfakefs.fake_filesystem import FakeFilesystem
@@ -292,60 +293,7 @@ def test_file_logs_in_a_volume_or_in_a_service() -> None:
         with pytest.raises(ConfigError, match=re.escape(words)):
             target_from_dict(_with(f'[[logs]]\nkind = "file"\n{bad}\n'))
 # Issue 17: every check that can be made from the config is made when it is loaded.
-LOAD_TIME: list[tuple[str, str, str, str, str]] = [
-    # (what, old, new, key or place expected, words expected)
-    ("ready path without slash", "ports = [8080]", 'ports = [8080]\nready = { http = "health" }',
-     "services.web.ready.http", "must start with '/'"),
-    ("ready bad regex", "ports = [8080]", 'ports = [8080]\nready = { log = "Serving[" }',
-     "services.web.ready.log", "bad regex"),
-    ("ready with neither", "ports = [8080]", "ports = [8080]\nready = { timeout = 5 }",
-     "services.web.ready", "exactly one of 'http'"),
-    ("ready http without port", "ports = [8080]",
-     'ports = [8080]\nready = { http = "/", port = 81 }', "services.web.ready", "port 81"),
-    ("depends on itself", "ports = [8080]", 'ports = [8080]\ndepends_on = ["web"]',
-     "services.web.depends_on", "itself"),
-    ("no ports with probes", "ports = [8080]", "ports = []", "probes.home",
-     "publishes no ports; add the port"),
-    ("duplicate ports", "ports = [8080]", "ports = [8080, 8080]", "services.web.ports",
-     "listed twice"),
-    ("mount on /", 'path = "/srv/uploads"', 'path = "/"', "mounts[0].path", "system folder"),
-    ("mount on /proc", 'path = "/srv/uploads"', 'path = "/proc/x"', "mounts[0].path",
-     "system folder"),
-    ("mount on /etc", 'path = "/srv/uploads"', 'path = "/etc/"', "mounts[0].path",
-     "system folder"),
-    ("same path twice", 'path = "/srv/uploads" }',
-     'path = "/srv/uploads" }, { service = "web", path = "/srv/uploads/" }',
-     "volumes.uploads.mounts", "already mounted"),
-    ("uid above 2^32", 'owner = "1000:1000"', 'owner = "4294967296:1000"',
-     "volumes.uploads.owner", "4294967294"),
-    ("user uid above 2^32", "ports = [8080]", 'ports = [8080]\nuser = "99999999999"',
-     "services.web.user", "largest uid"),
-    ("size zero", 'size = "1MiB"', 'size = "0"', "volumes.uploads.size", "unlimited"),
-    ("size one byte", 'size = "1MiB"', "size = 1", "volumes.uploads.size", "one 4096-byte page"),
-    ("size 16 bytes", 'size = "1MiB"', 'size = "16"', "volumes.uploads.size", "page"),
-    ("size 99999TiB", 'size = "1MiB"', 'size = "99999TiB"', "volumes", "live in RAM"),
-    ("volume named shared", "[volumes.uploads]", "[volumes.shared]", "volumes.shared",
-     "rename the volume"),
-    ("service named agent", "[services.web]", "[services.agent]", "services.agent",
-     "rename the service"),
-    ("status never possible", 'path = "/" }', 'path = "/", expect_status = [999] }',
-     "probes.home.steps[0].expect_status", "could never pass"),
-    ("placeholder never captured", 'path = "/" }', 'path = "/x/{token}" }',
-     "probes.home.steps[0]", "{token} is never captured"),
-    ("health path without slash", "[probes.home]",
-     '[health]\nservice = "web"\npath = "health"\n[probes.home]', "health.path", "'/'"),
-    ("expect_exit above 255", "[probes.home]",
-     '[probes.ex]\nkind = "exec"\nservice = "web"\ncommand = ["true"]\nexpect_exit = 300\n'
-     "[probes.home]", "probes.ex.expect_exit", "255"),
-    ("log path with ..", "[probes.home]",
-     '[[logs]]\nkind = "file"\nvolume = "uploads"\npath = "../../../etc/shadow"\n'
-     "[probes.home]", "logs[0]", "'..'"),
-    ("log path absolute in a volume", "[probes.home]",
-     '[[logs]]\nkind = "file"\nvolume = "uploads"\npath = "/app.log"\n[probes.home]',
-     "logs[0]", "absolute"),
-    ("missing build context", "ports = [8080]", 'ports = [8080]\nbuild = "no-such-dir"',
-     "services.web.build", "not a folder"),
-]
+LOAD_TIME = CONFIG_CASES
 
 
 @pytest.mark.parametrize(("what", "old", "new", "key", "words"), LOAD_TIME,

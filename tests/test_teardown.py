@@ -3,6 +3,7 @@ normal end, a failing test, SIGINT, SIGTERM or SIGKILL; then count what is label
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -22,20 +23,38 @@ pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("teardown")]
 ROOT = Path(__file__).resolve().parent.parent
 
 
+LEASE = 0.2  # seconds between lease renewals in these runs: a grace period of 2.4 s
+GRACE = 12 * LEASE
+FULLDISK = [sys.executable, "-c", "from harness.cli import main; main()"]
+OTHER_PID_NS = ["unshare", "--pid", "--fork", "--mount-proc"]
+
+
 def start_run(tmp_path: Path, hold: str | None, *, defects: str = "",
-              select: str = "sessions and recovery") -> tuple[subprocess.Popen[bytes], str, Path]:
+              select: str = "sessions and recovery",
+              cli: bool = False) -> tuple[subprocess.Popen[bytes], str, Path]:
     run_id = f"fd-kill-{uuid.uuid4().hex[:8]}"
     phases = tmp_path / "phases"
     env = {**os.environ, "FULLDISK_RUN_ID": run_id, "FULLDISK_PHASE_FILE": str(phases),
-           "DATAHUB_DEFECTS": defects, "PYTHONUNBUFFERED": "1"}
+           "DATAHUB_DEFECTS": defects, "PYTHONUNBUFFERED": "1",
+           "FULLDISK_LEASE_INTERVAL": str(LEASE)}
     env.pop("PYTEST_XDIST_WORKER", None)
     if hold:
         env["FULLDISK_HOLD_PHASE"] = hold
-    p = subprocess.Popen([sys.executable, "-m", "pytest", str(ROOT / "scenarios"),
-                          "--fulldisk-battery", "-m", "chaos",
-                          "-k", select, "-p", "no:xdist", "-q", "-p", "no:cacheprovider"],
-                         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    cmd = ([*FULLDISK, "run", "-k", select, "--report-dir", str(tmp_path / "reports")] if cli
+           else [sys.executable, "-m", "pytest", str(ROOT / "scenarios"), "--fulldisk-battery",
+                 "-m", "chaos", "-k", select, "-p", "no:xdist", "-q", "-p", "no:cacheprovider"])
+    p = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT)
     return p, run_id, phases
+
+
+def clean_stale(run_id: str, *, other_ns: bool = False) -> subprocess.CompletedProcess[str]:
+    """``fulldisk clean --stale`` scoped to one run id of this test (others' runs are live)."""
+    cmd = [*FULLDISK, "clean", "--stale", "--run", run_id]
+    out = subprocess.run([*OTHER_PID_NS, *cmd] if other_ns else cmd, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode in (0, 2), out.stderr  # 2: the run is already gone
+    return out
 
 
 def wait_for_phase(p: subprocess.Popen[bytes], phases: Path, phase: str,
@@ -68,15 +87,29 @@ def test_interrupt_mid_phase_leaves_nothing(tmp_path: Path, sig: signal.Signals,
     assert labelled(run_id).total == 0, labelled(run_id)
 
 
-def test_sigkill_mid_fill_is_cleaned_by_fulldisk_clean(tmp_path: Path) -> None:
+def wait_stale(run_id: str, deadline: float = 60) -> None:
+    """Until the run counts as proven gone (its lease went unrenewed), or is gone: a
+    session of an older fulldisk on this engine reaps a dead pid's run at once."""
+    t0 = time.monotonic()
+    while run_id not in engine.stale_runs() and labelled(run_id).total:
+        assert time.monotonic() - t0 < deadline, f"{run_id} never became stale"
+        time.sleep(0.2)  # polling the engine with a deadline
+
+
+@pytest.mark.parametrize("other_ns", [False, True], ids=["same-ns", "other-pid-ns"])
+def test_sigkill_mid_fill_is_cleaned_by_fulldisk_clean(tmp_path: Path, other_ns: bool) -> None:
     p, run_id, phases = start_run(tmp_path, "fill")
     wait_for_phase(p, phases, "fill")
     assert labelled(run_id).total > 0  # the stack is up (its owner is alive: not stale)
+    assert run_id not in engine.stale_runs()
     p.kill()  # SIGKILL runs no teardown: this is what clean is for
+    t0 = time.monotonic()
     p.wait(timeout=60)
-    out = subprocess.run([sys.executable, "-c", "from harness.cli import main; main()",
-                          "clean", "--stale"], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
+    early = engine.stale_runs()
+    if time.monotonic() - t0 < GRACE - 1:  # never judged before the grace period
+        assert run_id not in early
+    wait_stale(run_id)
+    clean_stale(run_id, other_ns=other_ns)
     assert labelled(run_id).total == 0
 
 
@@ -86,9 +119,76 @@ def test_next_session_removes_what_a_killed_run_left(tmp_path: Path) -> None:
     assert labelled(run_id).total > 0
     p.kill()
     p.wait(timeout=60)
+    wait_stale(run_id)
     q, _, _ = start_run(tmp_path, None, select="no_such_test_id")  # collects nothing to run
     q.wait(timeout=120)
     assert labelled(run_id).total == 0
+
+
+def test_live_run_survives_clean_stale_from_another_pid_namespace(tmp_path: Path) -> None:
+    """The old rule (host name + pid) reaped this run: its pid does not exist in the other
+    namespace. Its lease is renewed, so it is not stale, and it finishes green."""
+    p, run_id, phases = start_run(tmp_path, "fill")
+    wait_for_phase(p, phases, "fill")
+    before = labelled(run_id)
+    assert before.total > 0
+    blind = subprocess.run([*OTHER_PID_NS, sys.executable, "-c",
+                            f"import os; os.kill({p.pid}, 0)"], capture_output=True, text=True)
+    assert "ProcessLookupError" in blind.stderr  # the owner's pid is invisible there
+    end = time.monotonic() + 2.5 * GRACE  # longer than a grace period, several cleans
+    cleans = 0
+    while time.monotonic() < end or cleans < 3:
+        out = clean_stale(run_id, other_ns=True)
+        assert "removed 0 containers, 0 volumes, 0 networks" in out.stdout, out.stdout
+        assert run_id in out.stdout  # named as kept: not proven gone
+        cleans += 1
+    assert labelled(run_id) == before
+    (tmp_path / "phases.release").touch()  # let the run go on from its fill phase
+    out, _ = p.communicate(timeout=300)
+    assert p.returncode == 0, out.decode()[-3000:]
+    assert "exited" not in out.decode()
+    assert labelled(run_id).total == 0
+
+
+def test_run_without_a_lease_is_never_judged_stale(tmp_path: Path) -> None:
+    """A run without a lease (an older fulldisk's) whose pid is dead: kept by --stale and
+    named; removed only by an explicit --run. (Its host label is another name only so that
+    an older fulldisk's reaper on this shared engine, which trusts pids, leaves it alone.)"""
+    run_id = f"fd-legacy-{uuid.uuid4().hex[:8]}"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    engine.client().volumes.create(f"{run_id}-v", labels={
+        engine.RUN_LABEL: run_id, engine.PID_LABEL: dead,
+        engine.HOST_LABEL: "elsewhere", engine.ROLE_LABEL: "volume"})
+    try:
+        out = clean_stale(run_id)
+        assert "removed 0 containers, 0 volumes" in out.stdout and run_id in out.stdout
+        assert labelled(run_id).volumes == 1
+    finally:
+        engine.clean(run_id)
+    assert labelled(run_id).total == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("phase", ["start", "ready-wait", "fill", "act"])
+def test_cli_interrupt_at_any_phase_is_exit_130_and_reported(tmp_path: Path,
+                                                           sig: signal.Signals,
+                                                           phase: str) -> None:
+    p, run_id, phases = start_run(tmp_path, phase, cli=True)
+    wait_for_phase(p, phases, phase)
+    assert labelled(run_id).total > 0
+    t0 = time.monotonic()
+    p.send_signal(sig)
+    out, _ = p.communicate(timeout=120)
+    text = out.decode()
+    assert p.returncode == 130, text[-3000:]
+    assert time.monotonic() - t0 < 30  # at once: no further scenario ran
+    report = json.loads((tmp_path / "reports" / "report.json").read_text())
+    assert report["status"] == "interrupted" and report["passed"] is False, report
+    assert report["interrupted"] in ("SIGTERM", "SIGINT")
+    assert "INTERRUPTED" in text and "verdicts passed —" not in text
+    assert "Traceback" not in text
+    assert labelled(run_id).total == 0, labelled(run_id)
 
 
 @pytest.mark.parametrize(("defects", "code"), [("", 0), ("blind_health", 1)],
