@@ -285,6 +285,7 @@ class Prober:
             if m:
                 values[var] = m.group(1)
         passed = complete and resp.status_code in step.expect_status
+        missing = step.expect_text is not None and render(step.expect_text, values) not in text
         if complete and resp.status_code not in step.expect_status:
             error = f"status {resp.status_code}, expected {step.expect_status}"
         if passed:
@@ -298,7 +299,7 @@ class Prober:
                           elapsed=time.monotonic() - t0, error=error,
                           body_excerpt=self.target.redact(text[:EXCERPT]),
                           body_complete=complete, bytes_received=len(body),
-                          timed_out=expired, **common)
+                          timed_out=expired, text_missing=missing, **common)
 
     @staticmethod
     def _content_problem(step: Step, body: bytes, text: str,
@@ -356,10 +357,12 @@ class Prober:
             return StepResult(status=code, passed=False, could_not_run=True,
                               error=f"exit {code}: the command could not run ({why}); "
                                     f"fix probes.{self._name_of(probe)}", **common)
-        passed = code == expect_exit and (want is None or want in out)
+        missing = want is not None and want not in out
+        passed = code == expect_exit and not missing
         error = None if passed else f"exit {code}, expected {expect_exit}" + (
             f" with {want[:80]!r}" if want else "")
-        return StepResult(status=code, passed=passed, error=error, **common)
+        return StepResult(status=code, passed=passed, error=error, text_missing=missing,
+                          **common)
 
     def _name_of(self, probe: Probe) -> str:
         return next((n for n, p in self.target.probes.items() if p is probe), "?")

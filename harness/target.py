@@ -36,6 +36,9 @@ DEFAULT_CAUSE_PATTERNS = (
     r"[Ee]rrno:? ?28\b",
     r"[Dd]isk (is )?full",
     r"Insufficient Storage",
+    r'" 507 ',  # an access-log line with status 507 (Insufficient Storage): lighttpd, Apache
+    r"\berror:? 28\b",  # InnoDB: "preallocating ... failed with error 28"
+    r"[Oo]ut of (disk )?space",  # InnoDB: "Error (Out of disk space)"
 )
 DEFAULT_ERROR_PATTERNS = (
     r"\bERROR\b", r"\bCRITICAL\b", r"\bFATAL\b", r"Traceback", r"\[(error|crit|alert|emerg)\]",

@@ -49,13 +49,19 @@ class StepResult:
     # The probe itself could not run: exit 126/127 (not executable, not found) or death by
     # a signal. A config error of the target, neither a refusal by the app nor an answer.
     could_not_run: bool = False
+    # The step's expected text (expect_text / expect_output) was not in the answer: an app
+    # that refuses in words with a success code (redis-cli exits 0 on MISCONF, api.php
+    # answers 200 with {"error": ...}) did not acknowledge the write.
+    text_missing: bool = False
 
     @property
     def acknowledged(self) -> bool:
-        """The app answered as if the write succeeded (2xx/3xx whole body, exec exit 0)."""
+        """The app answered as if the write succeeded: 2xx/3xx whole body (exec: the
+        expected exit) with the expected text, if any, in the answer."""
         if self.method == "EXEC":
-            return self.status == 0
-        return self.status is not None and 200 <= self.status < 400 and self.body_complete
+            return self.passed
+        return (self.status is not None and 200 <= self.status < 400 and self.body_complete
+                and not self.text_missing)
 
     @property
     def failed_request(self) -> bool:

@@ -26,9 +26,6 @@ RUN_SECONDS = 240
 _CRASHED_SERVICE = ("harness: an exec probe into a service that died (MariaDB aborts on a full "
                     "datadir) is an infrastructure error (engine 409) that aborts the run, not a "
                     "failed request; no verdict at all")
-_EXEC_ACK = ("harness: an exec write counts as acknowledged on exit 0 although its expect_output "
-             "is missing (redis-cli exits 0 on a MISCONF refusal), so a refused SET is reported "
-             "lost after recovery")
 KNOWN_WRONG: dict[tuple[str, str, str], str] = {
     ("webdav", "dav", "errors_surface"):
         "harness: no default cause pattern for lighttpd's access-log status 507 (Insufficient "
@@ -40,9 +37,6 @@ KNOWN_WRONG: dict[tuple[str, str, str], str] = {
     ("mariadb", "data", "graceful_refusal"): _CRASHED_SERVICE + "; exec probes never feed "
                                             "graceful_refusal",
     ("mariadb", "data", "recovery"): _CRASHED_SERVICE,
-    ("redis", "data", "no_silent_write_loss"): _EXEC_ACK,
-    ("redis", "data", "recovery"): _EXEC_ACK + " (the reread fails, so the probe never turns "
-                                   "green again)",
     ("redis", "data", "graceful_refusal"): "harness: graceful_refusal is judged only for targets "
                                            "with an HTTP probe; exec refusals are never judged",
 }

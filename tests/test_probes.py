@@ -16,6 +16,7 @@ import pytest
 import requests
 
 from harness import http
+from harness.backend import ExecResult
 from harness.probes import Prober, make_body, new_nonce
 from harness.stack import Stack
 from harness.target import Target, target_from_dict
@@ -240,3 +241,49 @@ def test_generated_bodies() -> None:
     assert len(b) == 16384 and b == make_body(n1, 16384) and b != make_body(n2, 16384)
     assert n1.encode() in b[:100] and not b.endswith((b"\n", b" "))
     assert len(make_body(n1, 1)) == 1 and make_body(n1, 0) == b""
+
+
+class FakeService:
+    """A service whose every command exits ``code`` printing ``out``."""
+
+    def __init__(self, code: int, out: bytes) -> None:
+        self.code, self.out = code, out
+
+    def exec_bounded(self, cmd: Any, *, timeout: float, user: str = "") -> ExecResult:
+        return ExecResult(self.code, self.out)
+
+
+def exec_prober(svc: FakeService) -> Prober:
+    t = target_from_dict({
+        "name": "local", "services": {"db": {"image": "x"}},
+        "volumes": {"v": {"size": "1MiB", "mounts": [{"service": "db", "path": "/v"}]}},
+        "probes": {"set": {"kind": "exec", "service": "db", "write": True,
+                           "command": ["redis-cli", "SET", "k{nonce}", "v"],
+                           "expect_output": "OK", "readback": ["redis-cli", "GET", "k{nonce}"],
+                           "readback_expect": "v"}}}, file="<local>")
+    stack = FakeStack(t, 9)
+    stack.service = lambda name: svc  # type: ignore[attr-defined]
+    return Prober(cast(Stack, stack), Timeline(scenario="unit"))
+
+
+def test_exec_write_refused_in_words_with_exit_0_is_not_acknowledged() -> None:
+    """redis-cli exits 0 on an error reply: without its expected output it is a refusal."""
+    refused = exec_prober(FakeService(
+        0, b"MISCONF Errors writing to the AOF file: No space left on device\n")).run("set")
+    s = refused.steps[0]
+    assert s.write and s.status == 0 and s.text_missing
+    assert not s.acknowledged and s.failed_request and len(refused.steps) == 1
+    ok = exec_prober(FakeService(0, b"OK\nv\n")).run("set")
+    assert ok.steps[0].acknowledged and ok.passed and len(ok.steps) == 2
+    assert not exec_prober(FakeService(1, b"OK\n")).run("set").steps[0].acknowledged
+
+
+def test_http_write_without_its_expected_text_is_not_acknowledged(server: int) -> None:
+    """A 2xx answer that lacks the step's expect_text (api.php's 200 with an error) is no
+    acknowledgement; with the text it is one."""
+    def put(text: str) -> Any:
+        return one(server, method="PUT", path="/w/{nonce}", body_size=8,
+                   expect_status=[201], expect_text=text, write=True).steps[0]
+    assert put("stored").acknowledged
+    refused = put("saved")
+    assert refused.status == 201 and refused.text_missing and not refused.acknowledged

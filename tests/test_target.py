@@ -14,7 +14,12 @@ from hypothesis import strategies as st
 from pyfakefs.fake_filesystem import FakeFilesystem
 
 from harness.errors import ConfigError, HarnessError
-from harness.target import load_target, reference_target, target_from_dict
+from harness.target import (
+    DEFAULT_CAUSE_PATTERNS,
+    load_target,
+    reference_target,
+    target_from_dict,
+)
 
 GOOD = textwrap.dedent("""
     name = "shop"
@@ -359,3 +364,19 @@ def test_nonce_is_always_known_body_only_after_body_size() -> None:
         target_from_dict(_with('[probes.x]\nservice = "web"\n'
                                'steps = [{ method = "POST", path = "/", '
                                'form = { a = "{body}" } }]\n'))
+
+
+@pytest.mark.parametrize("line", [
+    '172.17.0.1 127.0.0.1:8080 - [28/Nov/2026:07:00:00 +0000] "PUT /dav/a.bin HTTP/1.1" 507 0',
+    "[ERROR] InnoDB: preallocating 180224 bytes for file ./probe/t.ibd failed with error 28",
+    "[FATAL] InnoDB: Error (Out of disk space) in rollback",
+    "write failed: Out of space",
+])
+def test_default_cause_patterns_name_what_real_servers_write(line: str) -> None:
+    """lighttpd/Apache's 507 line and InnoDB's error 28 name the full disk as the cause."""
+    assert any(re.search(p, line) for p in DEFAULT_CAUSE_PATTERNS), line
+
+
+def test_default_cause_patterns_leave_other_statuses_and_numbers_alone() -> None:
+    for line in ('"GET / HTTP/1.1" 500 12', "error 280 in module", "served 507 requests"):
+        assert not any(re.search(p, line) for p in DEFAULT_CAUSE_PATTERNS), line
