@@ -530,7 +530,9 @@ def check(outcome: Outcome, invariant: str) -> None:
 def _feeds(target: Target) -> dict[str, bool]:
     return {
         "no_silent_write_loss": any(p.write for p in target.probes.values()),
-        "graceful_refusal": any(p.kind == "http" for p in target.probes.values()),
+        # an exec write is a request too: a timeout is a hang, a fast non-zero exit a
+        # refusal, an acknowledged write that does not read back a fake success
+        "graceful_refusal": any(p.kind == "http" or p.write for p in target.probes.values()),
         "health_truthful": target.health is not None,
         "log_integrity": any(log.kind == "file" for log in target.logs),
         "core_isolation": bool(target.core_probes),

@@ -37,8 +37,6 @@ KNOWN_WRONG: dict[tuple[str, str, str], str] = {
     ("mariadb", "data", "graceful_refusal"): _CRASHED_SERVICE + "; exec probes never feed "
                                             "graceful_refusal",
     ("mariadb", "data", "recovery"): _CRASHED_SERVICE,
-    ("redis", "data", "graceful_refusal"): "harness: graceful_refusal is judged only for targets "
-                                           "with an HTTP probe; exec refusals are never judged",
 }
 """(target, scenario, invariant) -> the harness defect that still makes it disagree with the
 measured truth (strict: the test fails as soon as the harness gets it right)."""

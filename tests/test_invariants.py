@@ -434,6 +434,40 @@ def test_step_time_decides_whether_a_step_ran_while_full() -> None:
     assert failed(v) and "t=21.00s" in v.evidence[0]
 
 
+def exec_run(t: float, *steps: StepResult) -> ProbeResult:
+    return ProbeResult(t=t, probe="set", kind="exec", steps=steps, write=True)
+
+
+def test_exec_writes_while_full_are_judged_like_requests() -> None:
+    """A timeout is a hang, a fast non-zero exit a clean refusal, an acknowledged exec write
+    that does not read back a fake success."""
+    refused = step(1, passed=False, method="EXEC", target="mysql -e INSERT", write=True)
+    tl = timeline(*full_between(20, 30), exec_run(21.0, refused))
+    assert ok(graceful_refusal(tl, RULES))
+    hung = step(None, method="EXEC", target="mysql -e INSERT", write=True, elapsed=5.5,
+                timed_out=True, error="no exit within 5 s (killed)")
+    v = graceful_refusal(timeline(*full_between(20, 30), exec_run(21.0, hung)), RULES)
+    assert failed(v) and v.summary.endswith("1 hang")
+    acked = step(0, method="EXEC", target="redis-cli SET k v", write=True)
+    gone = step(0, passed=False, method="EXEC", target="redis-cli GET k", readback=True)
+    v = graceful_refusal(timeline(*full_between(20, 30), exec_run(21.0, acked, gone)), RULES)
+    assert failed(v) and "fake success" in v.summary
+
+
+def test_exec_write_probes_feed_graceful_refusal() -> None:
+    from harness.plugin import fed_invariants
+    from harness.target import target_from_dict
+
+    def target(**probe: Any) -> Any:
+        return target_from_dict({
+            "name": "kv", "services": {"db": {"image": "i"}},
+            "volumes": {"v": {"size": "1MiB", "mounts": [{"service": "db", "path": "/d"}]}},
+            "probes": {"p": {"kind": "exec", "service": "db", "command": ["true"], **probe}}},
+            file="<kv>")
+    assert "graceful_refusal" in fed_invariants(target(write=True))
+    assert "graceful_refusal" not in fed_invariants(target())  # reads only: nothing to refuse
+
+
 # --- 4. core_isolation -------------------------------------------------------------------------
 
 def downloads_fill(t: float, n: int = 5) -> list[LoadEvent]:
