@@ -27,6 +27,9 @@ class ExecResult:
     output: bytes
     timed_out: bool = False
     killed: bool = False  # the harness killed it at the deadline (False: it may still run)
+    # The service had stopped (a server that aborted): nothing ran; ``output`` holds the
+    # service's last log lines, the evidence of why it is down.
+    not_running: bool = False
 
 
 class Runner(Protocol):

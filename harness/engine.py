@@ -356,6 +356,8 @@ class Handle:
                                       user=user)["Id"]
             sock = api.exec_start(exec_id, socket=True)
         except docker.errors.APIError as e:
+            if e.status_code == 409:  # "container ... is not running": the app died, an answer
+                return ExecResult(None, self.last_lines().encode("utf-8"), not_running=True)
             raise InfrastructureError(f"{self.name}: exec {cmd[0] if cmd else ''} failed: "
                                       f"{_short(e)}", "is the container still running? see "
                                       "its logs") from e
@@ -414,6 +416,10 @@ class Handle:
         except docker.errors.APIError:
             return ""
         return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
+
+    def last_lines(self, n: int = 15) -> str:
+        """The last ``n`` lines of its output: why it stopped or is not ready."""
+        return "\n".join(self.logs(timestamps=False).splitlines()[-n:])
 
     def get_archive(self, path: str) -> bytes | None:
         """A tar of a path inside the container, None if it does not exist."""

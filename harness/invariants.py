@@ -588,7 +588,16 @@ def errors_surface(tl: Timeline, rules: Rules) -> Verdict:
     unrecorded = 0
     for t, p, s in failed:
         # the upper bound runs from the end of the step: a hang can only be logged when it ends
-        if not errors.any_between(t - EARLY_SLACK, t + s.elapsed + bound):
+        start = t - EARLY_SLACK
+        stamps = errors
+        if s.service_down:
+            # a server that died answers nothing while it is down: the record of its death,
+            # however long before, from a sink of its own, explains every such request
+            start = float("-inf")
+            services = rules.probe_services.get(p.probe)
+            stamps = _Stamps(r for r in error_logs if not services
+                             or rules.source_services.get(r.source, frozenset()) & services)
+        if not stamps.any_between(start, t + s.elapsed + bound):
             unrecorded += 1
             evidence.append(f"no error record within {bound:g}s: {fmt_step(p, s, t)}")
     unreported = 0

@@ -30,6 +30,7 @@ from .timeline import (
     CounterSample,
     DiskSample,
     HealthSample,
+    LoadEvent,
     LogRecord,
     ProbeResult,
     StepResult,
@@ -38,6 +39,10 @@ from .timeline import (
 
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 EXCERPT = 300
+LOG_POLL = 0.2
+"""Seconds between reads of the logs while records are awaited."""
+RECORD_SLACK = 1.0
+"""Seconds a log record may carry before the request it reports (the judge's slack)."""
 MEMO = 400  # probe runs remembered for a reread after recovery (values and cookies)
 NO_BODY = (204, 304)
 
@@ -346,6 +351,10 @@ class Prober:
                                   "write": write, "readback": readback,
                                   "body_excerpt": self.target.redact(out[-EXCERPT:]),
                                   "elapsed": elapsed, "bytes_received": len(res.output)}
+        if res.not_running:
+            return StepResult(status=None, passed=False, body_complete=False, service_down=True,
+                              error=f"service {probe.service} not running (it stopped; its last "
+                                    "log lines are the output)", **common)
         if res.timed_out:
             fate = "killed" if res.killed else "could not be killed, left running"
             return StepResult(status=None, passed=False, timed_out=True, body_complete=False,
@@ -438,11 +447,51 @@ class Prober:
         return out
 
     def final_logs(self) -> list[LogRecord]:
-        """Read all sources once more, including a last line without its newline."""
-        out = [r for r in (self.collect_logs()) if r]
+        """Read all sources until the records the judge needs are in (``settle_logs``),
+        then once more, including a last line without its newline."""
+        out = self.settle_logs()
         tail = self._file_lines(final=True)
         self.tl.extend(tail)
         return out + tail
+
+    def settle_logs(self) -> list[LogRecord]:
+        """Re-read the logs until every failed request has an error record after it and
+        every log mark has appeared, or until ``bounds.error_record_seconds`` have passed
+        since the last of them still waiting. Servers flush late (lighttpd's access log
+        about once a second): a record read after the judgement counts as missing."""
+        out = self.collect_logs()
+        bound = self.target.bounds.error_record_seconds
+        rx = re.compile("|".join(f"(?:{p})" for p in (*self.target.error_patterns,
+                                                       *self.target.cause_patterns)) or "(?!)")
+        while True:
+            waiting = self._awaited_records(rx)
+            if waiting is None or self.tl.now() >= waiting + bound:
+                return out
+            time.sleep(LOG_POLL)  # poll interval inside a deadline-bounded loop
+            out += self.collect_logs()
+
+    def _awaited_records(self, error_rx: re.Pattern[str]) -> float | None:
+        """When the last failed request without an error record after it, or the last mark
+        not yet in any log, happened (None when nothing is awaited)."""
+        records = self.tl.of(LogRecord)
+        errors = [r.t for r in records if error_rx.search(r.text)]
+        latest = max(errors, default=float("-inf"))
+        awaited: list[float] = []
+        for p in self.tl.of(ProbeResult):
+            t = p.t
+            for s in p.steps:
+                t += s.elapsed
+                if (s.failed_request and not s.passed and not s.readback
+                        and not s.could_not_run):
+                    # a dead service's record of its death may come before the request
+                    since = float("-inf") if s.service_down else t - s.elapsed - RECORD_SLACK
+                    if not errors or latest < since:
+                        awaited.append(t)
+        marks = [e for e in self.tl.of(LoadEvent) if e.load == "log_mark" and e.detail]
+        if marks:
+            text = "\n".join(r.text for r in records)
+            awaited += [e.t for e in marks if e.detail not in text]
+        return max(awaited, default=None)
 
     def _container_lines(self, label: str, service: str) -> list[LogRecord]:
         lines = self.stack.log_lines(service)

@@ -379,7 +379,7 @@ class Stack:
                 if ok:
                     del pending[name]
                 elif time.monotonic() - t0 > ready.timeout:
-                    tail = "\n".join(h.logs(timestamps=False).splitlines()[-15:])
+                    tail = h.last_lines()
                     raise InfrastructureError(
                         f"Service {name!r} not ready within {ready.timeout:g} s "
                         f"(tried {attempts[name]}). Last log lines:\n{tail}",
@@ -393,7 +393,7 @@ class Stack:
         h = self.services[name]
         h.reload()
         code = h.container.attrs.get("State", {}).get("ExitCode")
-        tail = "\n".join(h.logs(timestamps=False).splitlines()[-15:])
+        tail = h.last_lines()
         return InfrastructureError(f"Service {name!r} exited at start (exit code {code}). "
                                    f"Last log lines:\n{tail}",
                                    cap_hint(name, self.target.services[name], tail)

@@ -175,7 +175,7 @@ def _wait_ports(seen: dict[str, Seen], handles: dict[str, engine.Handle],
         for n in sorted(pending):
             h = handles[n]
             if h.status not in ("running", "created"):
-                tail = "\n".join(h.logs(timestamps=False).splitlines()[-15:])
+                tail = h.last_lines()
                 raise InfrastructureError(
                     f"{n} ({seen[n].spec.image}) exited during the warm-up. Last log lines:"
                     f"\n{tail}", f"give its command: --command {n}='...'")

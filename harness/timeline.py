@@ -53,6 +53,9 @@ class StepResult:
     # that refuses in words with a success code (redis-cli exits 0 on MISCONF, api.php
     # answers 200 with {"error": ...}) did not acknowledge the write.
     text_missing: bool = False
+    # An exec into a service that had stopped (a server that aborted): nothing ran; the
+    # excerpt holds the service's last log lines.
+    service_down: bool = False
 
     @property
     def acknowledged(self) -> bool:

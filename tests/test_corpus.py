@@ -23,28 +23,11 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CORPUS = ("mediawiki", "webdav", "mariadb", "redis")
 RUN_SECONDS = 240
-_CRASHED_SERVICE = ("harness: an exec probe into a service that died (MariaDB aborts on a full "
-                    "datadir) is an infrastructure error (engine 409) that aborts the run, not a "
-                    "failed request; no verdict at all")
 KNOWN_WRONG: dict[tuple[str, str, str], str] = {
-    ("webdav", "dav", "errors_surface"):
-        "harness: no default cause pattern for lighttpd's access-log status 507 (Insufficient "
-        "Storage), the only record of the refused PUTs; also reads lighttpd's access log "
-        "before its once-a-second flush",
-    ("mariadb", "data", "no_silent_write_loss"): _CRASHED_SERVICE,
-    ("mariadb", "data", "errors_surface"): _CRASHED_SERVICE + "; InnoDB's 'error 28' / 'Out of "
-                                          "disk space' match no default cause pattern",
-    ("mariadb", "data", "graceful_refusal"): _CRASHED_SERVICE + "; exec probes never feed "
-                                            "graceful_refusal",
-    ("mariadb", "data", "recovery"): _CRASHED_SERVICE,
 }
 """(target, scenario, invariant) -> the harness defect that still makes it disagree with the
 measured truth (strict: the test fails as soon as the harness gets it right)."""
 FLAKY_WRONG: dict[tuple[str, str, str], str] = {
-    ("webdav", "dav", "log_integrity"):
-        "harness: reads lighttpd's access log right after the last request and judges at once; "
-        "lighttpd flushes it about once a second, so marks are 'lost' or present depending on "
-        "the machine's speed (passes when the read happens late enough)",
 }
 """Disagreements that depend on timing: expected to fail, not strict (they pass at times)."""
 

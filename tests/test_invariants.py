@@ -289,6 +289,24 @@ def test_log_blackhole_nothing_names_the_cause() -> None:
     assert "last: t=25.00s [web:stdout] GET / 200" in text
 
 
+def test_a_dead_service_is_explained_by_its_crash_record_while_it_stays_down() -> None:
+    """Requests into a service that aborted keep failing long after its last words; the
+    crash record explains them all. An ordinary failure that late is still unrecorded."""
+    from dataclasses import replace
+    down = replace(step(None, method="EXEC", target="mariadb -e INSERT", write=True,
+                        error="service db not running"), service_down=True)
+    crash = [log(21.0, "[FATAL] InnoDB: Error (Out of disk space) in rollback"),
+             log(21.1, "mysqld got signal 6 ;")]
+    runs = [ProbeResult(t=t, probe="insert", kind="exec", steps=(down,), write=True)
+            for t in (21.5, 28.0, 29.5)]
+    v = errors_surface(timeline(*full_between(20, 30), *crash, *runs), RULES)
+    assert ok(v), v.evidence
+    alive = replace(down, service_down=False)
+    late = ProbeResult(t=29.5, probe="insert", kind="exec", steps=(alive,), write=True)
+    v = errors_surface(timeline(*full_between(20, 30), *crash, late), RULES)
+    assert failed(v) and "1 of 1 failed request" in v.summary, v.summary
+
+
 def test_error_recorded_but_cause_never_named() -> None:
     tl = timeline(*full_between(20, 30), home(21.0, 500, passed=False),
                   log(21.2, "ERROR datahub: internal error"))

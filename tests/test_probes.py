@@ -20,7 +20,7 @@ from harness.backend import ExecResult
 from harness.probes import Prober, make_body, new_nonce
 from harness.stack import Stack
 from harness.target import Target, target_from_dict
-from harness.timeline import ProbeResult, Timeline
+from harness.timeline import ProbeResult, StepResult, Timeline
 
 GZ = gzip.compress(b"compressed hello " * 500)
 
@@ -287,3 +287,111 @@ def test_http_write_without_its_expected_text_is_not_acknowledged(server: int) -
     assert put("stored").acknowledged
     refused = put("saved")
     assert refused.status == 201 and refused.text_missing and not refused.acknowledged
+
+
+def test_exec_into_a_stopped_service_is_a_failed_step_with_its_last_log_lines() -> None:
+    """A server that aborted (engine 409) answers nothing: a failed request whose evidence is
+    why it died, not an infrastructure error that ends the scenario."""
+    crash = b"[FATAL] InnoDB: Error (Out of disk space) in rollback\nmysqld got signal 6 ;"
+    run = exec_prober(FakeServiceDown(crash)).run("set")
+    s = run.steps[0]
+    assert not run.passed and s.failed_request and not s.acknowledged and s.status is None
+    assert "not running" in (s.error or "") and "got signal 6" in s.body_excerpt
+    assert s.service_down and not s.timed_out and not s.could_not_run
+
+
+class FakeServiceDown(FakeService):
+    """A service that has stopped: every exec is refused by the engine."""
+
+    def exec_bounded(self, cmd: Any, *, timeout: float, user: str = "") -> ExecResult:
+        return ExecResult(None, self.out, not_running=True)
+
+    def __init__(self, tail: bytes) -> None:
+        super().__init__(-1, tail)
+
+
+def test_engine_409_on_exec_is_reported_as_not_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine's answer for a stopped container becomes ``not_running`` with the log
+    tail; any other engine error stays an infrastructure error."""
+    import docker.errors
+    import requests as rq
+
+    from harness import engine
+    from harness.errors import InfrastructureError
+
+    def refusal(code: int) -> docker.errors.APIError:
+        resp = rq.Response()
+        resp.status_code = code
+        return docker.errors.APIError("container abc is not running", response=resp)
+
+    class Api:
+        code = 409
+
+        def exec_create(self, *a: Any, **kw: Any) -> Any:
+            raise refusal(self.code)
+
+    class Container:
+        id = "abc"
+
+        def logs(self, **kw: Any) -> bytes:
+            return b"".join(b"line %d\n" % i for i in range(40)) + b"mysqld got signal 6 ;\n"
+
+    api = Api()
+    monkeypatch.setattr(engine, "client", lambda: type("C", (), {"api": api})())
+    wrapper = type("W", (), {"get_wrapped_container": lambda self: Container()})()
+    h = engine.Handle(name="db", wrapper=cast(Any, wrapper))
+    res = h.exec_bounded(["mysql"], timeout=1.0)
+    assert res.not_running and res.code is None and not res.timed_out
+    assert res.output.decode().splitlines()[-1] == "mysqld got signal 6 ;"
+    assert len(res.output.decode().splitlines()) == 15
+    api.code = 500
+    with pytest.raises(InfrastructureError):
+        h.exec_bounded(["mysql"], timeout=1.0)
+
+
+class LateLogStack(FakeStack):
+    """A service whose log shows its lines only from the ``flush_at``-th read on (a server
+    that flushes its access log about once a second)."""
+
+    def __init__(self, target: Target, lines: list[str], flush_at: int | None) -> None:
+        super().__init__(target, 9)
+        self.lines, self.flush_at, self.reads = lines, flush_at, 0
+
+    def log_lines(self, service: str) -> list[tuple[float | None, str]]:
+        self.reads += 1
+        shown = self.flush_at is not None and self.reads >= self.flush_at
+        return [(None, ln) for ln in self.lines] if shown else []
+
+    def read_tails(self, items: Any) -> list[tuple[int, bytes]]:
+        return []
+
+
+def settle(flush_at: int | None, *,
+           failed: bool = True) -> tuple[LateLogStack, float, Timeline]:
+    t = target_from_dict({
+        "name": "late", "services": {"web": {"image": "x", "ports": [8080]}},
+        "volumes": {"v": {"size": "1MiB", "mounts": [{"service": "web", "path": "/v"}]}},
+        "logs": [{"kind": "container", "service": "web"}],
+        "bounds": {"error_record_seconds": 1.5}}, file="<late>")
+    stack = LateLogStack(t, ['127.0.0.1 - - "PUT /dav/x HTTP/1.1" 507 0'], flush_at)
+    pr = Prober(cast(Stack, stack), Timeline(scenario="unit"))
+    s = StepResult(name="put", method="PUT", target="/dav/x", status=507 if failed else 201,
+                   passed=not failed, elapsed=0.01, write=True)
+    pr.tl.add(ProbeResult(t=pr.tl.now(), probe="put", kind="http", steps=(s,), write=True))
+    t0 = time.monotonic()
+    pr.final_logs()
+    return stack, time.monotonic() - t0, pr.tl
+
+
+def test_final_logs_wait_for_a_late_flush_and_only_as_long_as_needed() -> None:
+    """The record of a failed request flushed late is read before judging; reading stops as
+    soon as it is there, and waits at most the error-record bound when it never comes."""
+    late, took, tl = settle(flush_at=4)
+    assert late.reads >= 4 and took < 1.5
+    assert [r.text for r in tl.logs()] == ['127.0.0.1 - - "PUT /dav/x HTTP/1.1" 507 0']
+    prompt, took, _ = settle(flush_at=1)
+    assert prompt.reads == 1 and took < 0.5  # nothing awaited: no extra reads
+    calm, took, _ = settle(flush_at=None, failed=False)
+    assert calm.reads == 1 and took < 0.5  # no failed request: nothing to wait for
+    never, took, _ = settle(flush_at=None)
+    assert 1.2 <= took < 3.0 and never.reads > 3  # polled up to the bound, then judged
