@@ -1,4 +1,5 @@
-"""Shared fixtures of the harness's own tests: a headless Chromium to look at reports."""
+"""Shared set-up of the harness's own tests: the Hypothesis profiles, and a headless
+Chromium to look at reports."""
 
 from __future__ import annotations
 
@@ -10,6 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# Named Hypothesis profiles, chosen once for the whole suite: HYPOTHESIS_PROFILE names one,
+# else `ci` when CI is set, else `dev` (pytest's --hypothesis-profile still wins). Neither
+# has a deadline: the suite shares two cores with Docker-backed tests, so an example's time
+# says nothing about the code. `ci` is Hypothesis's own (derandomized, so a failure is the
+# change's and not a new draw; no example database; the blob to reproduce a failure).
+settings.register_profile("dev", deadline=None)
+settings.register_profile("ci", settings.get_profile("ci"), deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
+                      or ("ci" if os.environ.get("CI") else "dev"))
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
