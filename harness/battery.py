@@ -234,7 +234,7 @@ def downloads_fill_shared_disk(stack: Stack) -> Outcome:
         with run.phase("steady"):
             run.observe()
         if cleaner:
-            stack.service(cleaner).container.pause()  # the cron that ran too rarely
+            stack.service(cleaner).pause()  # the cron that ran too rarely
         with run.phase("fill", "ballast, then downloads until the app refuses or the disk "
                        "is full"):
             ballast(run.pr, vol, leave=max(vol.usage().bytes_free // ROOM, 64 * 1024))
@@ -245,7 +245,7 @@ def downloads_fill_shared_disk(stack: Stack) -> Outcome:
             run.observe(downloads=False)
     finally:
         if cleaner:
-            stack.service(cleaner).container.unpause()
+            stack.service(cleaner).unpause()
         with run.phase("free"):
             drain(run.pr, vol)
             run.pr.disk()

@@ -295,10 +295,7 @@ def _docker_figures(only: set[str], reps: int, battery_reps: int, rows: list[str
         floors = []
         for _ in range(reps):
             t0 = time.monotonic()
-            c = engine.client().containers.run(engine.BASE_IMAGE, ["true"], detach=True,
-                                               labels=engine.labels("bench"))
-            c.wait()
-            c.remove(force=True)
+            engine.run_once(engine.BASE_IMAGE, ["true"])
             floors.append(time.monotonic() - t0)
         out["bare_container_s"] = statistics.median(floors)
         rows.append(_row("floor: bare container", out["bare_container_s"], "s"))

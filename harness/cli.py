@@ -110,7 +110,7 @@ def _battery(target_path: str | None, report_dir: str, junit: str | None,
     from . import engine
     from .progress import RunProgress, terminal_console
 
-    engine.client()  # Docker down is exit 3 before anything starts
+    engine.require()  # Docker down is exit 3 before anything starts
     report_file = out / "report.json"
     report_file.unlink(missing_ok=True)  # never read an earlier run's report as this one's
     # The scenarios folder holds no battery file of its own: --fulldisk-battery adds the
@@ -175,7 +175,7 @@ def _straight(target_path: str | None, report_dir: str, json_path: str | None,
     from .runner import run_battery
 
     target, out, html = _outputs(target_path, report_dir, None, json_path, html_path)
-    engine.client()  # Docker down is exit 3 before anything starts
+    engine.require()  # Docker down is exit 3 before anything starts
     with RunProgress(terminal_console(), target.name) as progress:
         progress.total = len(_cases(target))
         result = run_battery(target, done=lambda c, o: progress.finished(

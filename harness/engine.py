@@ -33,6 +33,7 @@ os.environ.setdefault("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
 
 import docker.errors
 from docker.models.containers import Container
+from docker.types import EndpointConfig
 from testcontainers.core.container import DockerContainer
 
 import docker
@@ -154,6 +155,11 @@ def client() -> docker.DockerClient:
         return _client
 
 
+def require() -> None:
+    """Raise DockerUnavailable, naming the fix, unless a Docker engine answers."""
+    client()
+
+
 def _short(e: BaseException) -> str:
     text = str(e).splitlines()[0] if str(e) else type(e).__name__
     return text[:200]
@@ -257,6 +263,16 @@ def create_tmpfs_volume(name: str, *, size: int, inodes: int, uid: int, gid: int
     return str(v.name)
 
 
+def remove_volume(name: str, *, deadline: float = 30.0) -> None:
+    """Remove a volume, ignoring one already gone; retried while a container just removed
+    still holds it (the engine releases it a moment later)."""
+    try:
+        vol = client().volumes.get(name)
+    except docker.errors.NotFound:
+        return
+    _gone(partial(vol.remove, force=True), time.monotonic() + deadline, name)
+
+
 def volume_attrs(name: str) -> dict[str, Any]:
     """The engine's record of a volume (labels, options, mountpoint)."""
     try:
@@ -270,10 +286,11 @@ def volume_attrs(name: str) -> dict[str, Any]:
 
 @dataclass
 class Handle:
-    """A running container of this run, with its testcontainers wrapper."""
+    """A container of this run. Callers get what they may do with it (exec, logs, archives,
+    pause); the docker-py object stays inside this module."""
 
     name: str
-    wrapper: DockerContainer
+    _container: Container
     _shells: dict[str, _Shell] = field(default_factory=dict)
     # published ports of the current start (a restart may publish others): every probe
     # request asks for its URL, and an inspect per request was most of a run's engine calls
@@ -281,41 +298,62 @@ class Handle:
     _started_at: str = ""
 
     @property
-    def container(self) -> Container:
-        """The docker-py container."""
-        return self.wrapper.get_wrapped_container()
+    def id(self) -> str:
+        """The engine's id of the container."""
+        return str(self._container.id)
 
     def reload(self) -> None:
         """Refresh state from the engine."""
-        self.container.reload()
-        started = str((self.container.attrs.get("State") or {}).get("StartedAt", ""))
+        self._container.reload()
+        started = str((self._container.attrs.get("State") or {}).get("StartedAt", ""))
         if started != self._started_at:
             self._ports.clear()
             self._started_at = started
+
+    def exit_code(self) -> int | None:
+        """The exit code the engine records, freshly inspected (0 while it runs)."""
+        self.reload()
+        code = (self._container.attrs.get("State") or {}).get("ExitCode")
+        return None if code is None else int(code)
+
+    def pause(self) -> None:
+        """Freeze every process of the container (a cleaner or cron that stops running)."""
+        self._state_change("pause", self._container.pause)
+
+    def unpause(self) -> None:
+        """Resume a paused container."""
+        self._state_change("unpause", self._container.unpause)
+
+    def _state_change(self, what: str, call: Callable[[], Any]) -> None:
+        try:
+            call()
+        except docker.errors.APIError as e:
+            raise InfrastructureError(f"{self.name}: {what} failed: {_short(e)}",
+                                      "is the container still running? see its logs") from e
 
     @property
     def status(self) -> str:
         """running, exited, ..."""
         self.reload()
-        return str(self.container.status)
+        return str(self._container.status)
 
     @property
     def restart_count(self) -> int:
         """How often the engine restarted it (0 unless a restart policy is set)."""
         self.reload()
-        return int(self.container.attrs.get("RestartCount", 0))
+        return int(self._container.attrs.get("RestartCount", 0))
 
     def restarts_and_status(self) -> tuple[int, str]:
         """Restart count and status from one inspect."""
         self.reload()
-        return int(self.container.attrs.get("RestartCount", 0)), str(self.container.status)
+        return int(self._container.attrs.get("RestartCount", 0)), str(self._container.status)
 
     def host_port(self, port: int) -> int:
         """The 127.0.0.1 port published for a container port."""
         if port in self._ports:
             return self._ports[port]
         self.reload()
-        bindings = (self.container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp")
+        bindings = (self._container.attrs["NetworkSettings"]["Ports"] or {}).get(f"{port}/tcp")
         for b in bindings or []:
             if b.get("HostIp") in (LOOPBACK, "") and b.get("HostPort"):
                 self._ports[port] = int(b["HostPort"])
@@ -352,7 +390,7 @@ class Handle:
         killed (with its children) and reported as timed out. Never blocks longer."""
         api = client().api
         try:
-            exec_id = api.exec_create(self.container.id, list(cmd), stdout=True, stderr=True,
+            exec_id = api.exec_create(self._container.id, list(cmd), stdout=True, stderr=True,
                                       user=user)["Id"]
             sock = api.exec_start(exec_id, socket=True)
         except docker.errors.APIError as e:
@@ -400,7 +438,7 @@ class Handle:
     def exec_raw(self, cmd: Sequence[str], *, user: str = "") -> tuple[int, bytes]:
         """Run a command inside; returns (exit code, combined output as bytes)."""
         try:
-            code, out = self.container.exec_run(list(cmd), user=user, demux=False)
+            code, out = self._container.exec_run(list(cmd), user=user, demux=False)
         except docker.errors.APIError as e:
             raise InfrastructureError(f"{self.name}: exec {cmd[0]} failed: {_short(e)}",
                                       "is the container still running? see its logs") from e
@@ -412,7 +450,7 @@ class Handle:
         if since is not None:
             kw["since"] = since
         try:
-            raw = self.container.logs(**kw)
+            raw = self._container.logs(**kw)
         except docker.errors.APIError:
             return ""
         return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
@@ -424,7 +462,7 @@ class Handle:
     def get_archive(self, path: str) -> bytes | None:
         """A tar of a path inside the container, None if it does not exist."""
         try:
-            stream, _ = self.container.get_archive(path)
+            stream, _ = self._container.get_archive(path)
         except docker.errors.NotFound:
             return None
         return b"".join(stream)
@@ -454,7 +492,7 @@ class Handle:
         """The engine's diff of the container against its image: (path, kind), kind 0
         changed, 1 added, 2 deleted. Paths on mounted volumes are not in it."""
         try:
-            diff = self.container.diff() or []
+            diff = self._container.diff() or []
         except docker.errors.APIError as e:
             raise InfrastructureError(f"{self.name}: cannot read its filesystem changes: "
                                       f"{_short(e)}", "is the container still there?") from e
@@ -463,7 +501,7 @@ class Handle:
     def put_archive(self, path: str, data: bytes) -> None:
         """Extract a tar into a folder inside the container."""
         try:
-            ok = self.container.put_archive(path, data)
+            ok = self._container.put_archive(path, data)
         except docker.errors.APIError as e:
             raise InfrastructureError(f"{self.name}: could not copy files into {path}: "
                                       f"{_short(e)}", "is there room in the volume? (`fulldisk "
@@ -477,7 +515,7 @@ class Handle:
         for sh in self._shells.values():
             sh.close()
         self._shells.clear()
-        _gone(lambda: self.container.remove(force=True, v=False), time.monotonic() + 30,
+        _gone(lambda: self._container.remove(force=True, v=False), time.monotonic() + 30,
               self.name)
 
 
@@ -547,7 +585,7 @@ class _Shell:
     def __init__(self, handle: Handle, user: str) -> None:
         self.broken = False
         api = client().api
-        exec_id = api.exec_create(handle.container.id, ["sh"], stdin=True, stdout=True,
+        exec_id = api.exec_create(handle.id, ["sh"], stdin=True, stdout=True,
                                   stderr=True, user=user)["Id"]
         self.sock: Any = api.exec_start(exec_id, socket=True)
         # docker-py hands back a SocketIO wrapping the socket; stdin needs the socket itself
@@ -645,35 +683,39 @@ def start(spec: ContainerSpec) -> Handle:
     image_hint = ("build it (`fulldisk build` for the reference stack, or give the service "
                   "a 'build' context) or fix the image name")
     require_image(spec.image, image_hint)
-    w = DockerContainer(spec.image)
+    # testcontainers' public builder: command, env, name, mounts and docker-py's own
+    # create() arguments (with_kwargs); the container it starts is kept, not the wrapper
+    w = DockerContainer(spec.image).with_name(spec.name)
     if spec.command is not None:
         w.with_command(spec.command)
-    for k, v in spec.env.items():
-        w.with_env(k, v)
+    w.with_envs(**spec.env)
     for p in spec.ports:
         # Published on loopback only, on a free port the engine picks: never 0.0.0.0.
+        # with_bind_ports takes a host port, not a host address, so the binding goes into
+        # the wrapper's port map (a public attribute docker-py receives as ``ports``) as
+        # docker-py's (address, port) form, which that map's type does not declare.
         w.ports[f"{p}/tcp"] = (LOOPBACK, None)  # type: ignore[assignment]
-    mounts = {h: {"bind": c, "mode": "rw"} for h, c in spec.binds.items()}
-    mounts.update({v: {"bind": c, "mode": "rw"} for v, c in spec.volumes.items()})
+    for host, path in spec.binds.items():
+        w.with_volume_mapping(host, path, "rw")
+    for vol, path in spec.volumes.items():
+        w.with_volume_mapping(vol, path, "rw")  # docker-py takes a volume name here too
     kwargs: dict[str, Any] = {
         "labels": labels(spec.role, **(spec.extra_labels or {})),
-        "network": spec.network,
         "hostname": spec.aliases[0] if spec.aliases else None,
         "security_opt": [] if spec.privileged else ["no-new-privileges"],
         "cap_drop": [] if spec.privileged else list(spec.cap_drop),
         "cap_add": list(spec.cap_add),
         "privileged": spec.privileged,
         "init": True,
+        # a network of this run made by network_create (with_network wants one made by
+        # testcontainers), joined under the service's aliases
+        "network": spec.network,
+        "networking_config": {spec.network: EndpointConfig(
+            client().api.api_version, aliases=list(spec.aliases))},
     }
     if spec.user:
         kwargs["user"] = spec.user
-    from docker.types import EndpointConfig
-
-    kwargs["networking_config"] = {spec.network: EndpointConfig(
-        client().api.api_version, aliases=list(spec.aliases))}
-    w.with_name(spec.name)
-    w._kwargs = kwargs
-    w.volumes = mounts  # type: ignore[assignment]  # docker-py takes volume names here too
+    w.with_kwargs(**kwargs)
     try:
         w.start()
     except docker.errors.APIError as e:
@@ -686,7 +728,17 @@ def start(spec: ContainerSpec) -> Handle:
                                       image_hint) from e
         raise InfrastructureError(f"{spec.name}: could not start: {text}",
                                   "see `docker logs` / the engine's log") from e
-    return Handle(spec.name, w)
+    return Handle(spec.name, w.get_wrapped_container())
+
+
+def run_once(image: str, command: Sequence[str], *, role: str = "bench") -> int:
+    """Create, start, wait for and remove one labelled container; returns its exit code
+    (the engine's floor cost of a container, for ``fulldisk bench``)."""
+    c = client().containers.run(image, list(command), detach=True, labels=labels(role))
+    try:
+        return int(c.wait().get("StatusCode", -1))
+    finally:
+        _gone(partial(c.remove, force=True), time.monotonic() + 30, str(c.name))
 
 
 def inspect_created(image: str) -> Handle:
@@ -694,9 +746,7 @@ def inspect_created(image: str) -> Handle:
     require_image(image, "build or load the image first")
     c = client().containers.create(image, command=["true"], labels=labels("seed"),
                                    network_disabled=True)
-    w = DockerContainer(image)
-    w._container = c
-    return Handle(str(c.name), w)
+    return Handle(str(c.name), c)
 
 
 # --- cleanup ---------------------------------------------------------------------------

@@ -288,7 +288,7 @@ class Explorer:
 
     def _pause_cleaner(self, step: Step) -> str:
         assert self.cleaner is not None
-        self.stack.service(self.cleaner).container.pause()
+        self.stack.service(self.cleaner).pause()
         self.paused = True
         self.pauses += 1
         self.tl.add(LoadEvent(self.tl.now(), "cleanup", None, 0, "cleaner paused"))
@@ -296,7 +296,7 @@ class Explorer:
 
     def _resume_cleaner(self, step: Step) -> str:
         assert self.cleaner is not None
-        self.stack.service(self.cleaner).container.unpause()
+        self.stack.service(self.cleaner).unpause()
         self.paused = False
         self.tl.add(LoadEvent(self.tl.now(), "cleanup", None, 0, "cleaner resumed"))
         return f"resume the {self.cleaner}"
@@ -306,7 +306,7 @@ class Explorer:
         """Back to the start state without a restart; when that is impossible (a service
         restarted or exited, a volume did not come back), say why and restart the stack."""
         if self.paused and self.cleaner:
-            self.stack.service(self.cleaner).container.unpause()
+            self.stack.service(self.cleaner).unpause()
             self.paused = False
         vols = list(self.stack.volumes.values())
         usage = dict(zip([v.name for v in vols], rewind(vols), strict=True))

@@ -213,7 +213,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     try:
         from . import engine
 
-        engine.client()
+        engine.require()
     except HarnessError as e:
         if _docker_required(config):
             pytest.exit(f"fulldisk: {e.one_line()} (Docker is required: CI is set or "

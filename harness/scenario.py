@@ -131,11 +131,11 @@ class ScenarioStack:
     def paused(self, service: str) -> Iterator[None]:
         """Pause a service (a cleaner, a cron) for the ``with`` body; always resumed."""
         handle = self.stack.service(service)
-        handle.container.pause()
+        handle.pause()
         try:
             yield
         finally:
-            handle.container.unpause()
+            handle.unpause()
 
     # --- acting ---------------------------------------------------------------------------
     def probe(self, name: str, *, method: str = "GET", form: Mapping[str, str] | None = None,

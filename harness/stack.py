@@ -106,14 +106,6 @@ def _each(pool: ThreadPoolExecutor, calls: Mapping[str, Callable[[], T]]) -> _Ea
     return out
 
 
-def _remove_volume(name: str) -> None:
-    try:
-        engine.client().volumes.get(name).remove(force=True)
-    except Exception as e:
-        if "No such volume" not in str(e) and "not found" not in str(e).lower():
-            raise
-
-
 def ensure_images(target: Target, *, rebuild: bool = False) -> list[str]:
     """Build the images of services that have a build context (when missing or asked)."""
     built: list[str] = []
@@ -241,7 +233,8 @@ class Stack:
             errors += [f"{name}: {e}" for name, e in gone.failed.items()]
             self.services.clear()
             self.agent = None
-            vols = _each(pool, {dv: partial(_remove_volume, dv) for dv in self._docker_volumes})
+            vols = _each(pool, {dv: partial(engine.remove_volume, dv)
+                                for dv in self._docker_volumes})
             errors += [f"volume {dv}: {e}" for dv, e in vols.failed.items()]
         for dv in self._docker_volumes:
             GUARD.forget("docker-tmpfs", dv)
@@ -391,8 +384,7 @@ class Stack:
 
     def _died(self, name: str) -> HarnessError:
         h = self.services[name]
-        h.reload()
-        code = h.container.attrs.get("State", {}).get("ExitCode")
+        code = h.exit_code()
         tail = h.last_lines()
         return InfrastructureError(f"Service {name!r} exited at start (exit code {code}). "
                                    f"Last log lines:\n{tail}",

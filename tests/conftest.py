@@ -107,3 +107,17 @@ def full_page_screenshot(driver: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(base64.b64decode(shot["data"]))
     return path
+
+
+@pytest.fixture(scope="session")
+def inspect_container() -> Any:
+    """The engine's own record of a container by name, read with docker-py: a witness
+    independent of the harness (which keeps docker-py objects inside harness/engine.py)."""
+    import docker
+
+    client = docker.from_env()
+
+    def inspect(name: str) -> dict[str, Any]:
+        return dict(client.api.inspect_container(name))
+
+    return inspect

@@ -4,6 +4,7 @@ harness; a target that narrows the set too far gets a hint naming the capability
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -11,6 +12,8 @@ from harness import Stack
 from harness.errors import InfrastructureError
 from harness.stack import cap_hint
 from harness.target import Target, target_from_dict
+
+Inspect = Callable[[str], dict[str, Any]]
 
 # What a root-started server does at start: chown its folders, then drop to its user.
 DROP = ("mkdir -p /run/app && chown 1000:1000 /run/app && "
@@ -53,11 +56,11 @@ def test_hint_names_the_capability_keys_for_typical_refusals() -> None:
 
 @pytest.mark.docker
 def test_root_started_image_runs_with_default_capabilities(
-        make_stack: Callable[..., Stack]) -> None:
+        make_stack: Callable[..., Stack], inspect_container: Inspect) -> None:
     s = make_stack(root_target())
     code, out = s.service("srv").exec(["stat", "-c", "%u", "/run/app"])
     assert code == 0 and out.split()[0] == "1000", out
-    hc = s.service("srv").container.attrs["HostConfig"]
+    hc = inspect_container(s.service("srv").name)["HostConfig"]
     assert "no-new-privileges" in hc["SecurityOpt"] and not hc.get("CapDrop")
 
 
@@ -72,7 +75,8 @@ def test_narrowed_capabilities_fail_at_start_with_the_hint(
 
 
 @pytest.mark.docker
-def test_cap_add_gives_back_what_cap_drop_all_removed(make_stack: Callable[..., Stack]) -> None:
+def test_cap_add_gives_back_what_cap_drop_all_removed(make_stack: Callable[..., Stack],
+                                                      inspect_container: Inspect) -> None:
     s = make_stack(root_target(cap_drop=["ALL"], cap_add=["CHOWN", "SETUID", "SETGID"]))
-    hc = s.service("srv").container.attrs["HostConfig"]
+    hc = inspect_container(s.service("srv").name)["HostConfig"]
     assert hc["CapDrop"] == ["ALL"] and set(hc["CapAdd"]) == {"CHOWN", "SETUID", "SETGID"}

@@ -338,8 +338,7 @@ def test_engine_409_on_exec_is_reported_as_not_running(monkeypatch: pytest.Monke
 
     api = Api()
     monkeypatch.setattr(engine, "client", lambda: type("C", (), {"api": api})())
-    wrapper = type("W", (), {"get_wrapped_container": lambda self: Container()})()
-    h = engine.Handle(name="db", wrapper=cast(Any, wrapper))
+    h = engine.Handle("db", cast(Any, Container()))
     res = h.exec_bounded(["mysql"], timeout=1.0)
     assert res.not_running and res.code is None and not res.timed_out
     assert res.output.decode().splitlines()[-1] == "mysqld got signal 6 ;"

@@ -6,6 +6,7 @@ Docker-backed: these never skip in CI (the plugin fails the session when no engi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -169,28 +170,28 @@ def test_guard_refuses_a_path_that_is_not_the_tmpfs_mount_in_the_agent(floor: St
     assert code == 0 and ".fulldisk" not in out
 
 
-def test_containers_run_with_least_privilege_and_loopback_ports(floor: Stack,
-                                                                 stack: Stack) -> None:
+def test_containers_run_with_least_privilege_and_loopback_ports(
+        floor: Stack, stack: Stack, inspect_container: Callable[[str], dict[str, Any]]) -> None:
     """No --privileged and no-new-privileges everywhere; services keep the engine's default
     capabilities unless the target narrows them (the reference stack drops ALL: it runs as
     uid 1000); the agent gets back only what it needs to manage other users' files; ports
     on 127.0.0.1 only."""
     handles = [*floor.services.values(), *stack.services.values()]
     assert floor.agent is not None
-    for h in [*handles, floor.agent.handle]:
-        h.reload()
-        hc = h.container.attrs["HostConfig"]
-        assert hc["Privileged"] is False, h.name
-        assert "no-new-privileges" in (hc.get("SecurityOpt") or []), h.name
-        for bindings in (h.container.attrs["NetworkSettings"]["Ports"] or {}).values():
+    seen = {h.name: inspect_container(h.name) for h in [*handles, floor.agent.handle]}
+    for name, attrs in seen.items():
+        hc = attrs["HostConfig"]
+        assert hc["Privileged"] is False, name
+        assert "no-new-privileges" in (hc.get("SecurityOpt") or []), name
+        for bindings in (attrs["NetworkSettings"]["Ports"] or {}).values():
             for b in bindings or []:
-                assert b["HostIp"] == "127.0.0.1", (h.name, b)
+                assert b["HostIp"] == "127.0.0.1", (name, b)
     for h in floor.services.values():  # no cap keys: the engine's default set, untouched
-        assert not h.container.attrs["HostConfig"].get("CapDrop"), h.name
-        assert not h.container.attrs["HostConfig"].get("CapAdd"), h.name
+        assert not seen[h.name]["HostConfig"].get("CapDrop"), h.name
+        assert not seen[h.name]["HostConfig"].get("CapAdd"), h.name
     for h in stack.services.values():  # the reference target declares cap_drop = ["ALL"]
-        assert h.container.attrs["HostConfig"].get("CapDrop") == ["ALL"], h.name
-    agent = floor.agent.handle.container.attrs["HostConfig"]
+        assert seen[h.name]["HostConfig"].get("CapDrop") == ["ALL"], h.name
+    agent = seen[floor.agent.handle.name]["HostConfig"]
     assert agent.get("CapDrop") == ["ALL"]
     assert set(agent["CapAdd"]) == {"CHOWN", "DAC_OVERRIDE", "FOWNER"}
-    assert any(h.container.attrs["NetworkSettings"]["Ports"] for h in handles)
+    assert any(seen[h.name]["NetworkSettings"]["Ports"] for h in handles)
