@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bad_inputs import CONFIG_CASES
+from bad_inputs import CONFIG_CASES, GOOD
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyfakefs.fake_filesystem import FakeFilesystem
@@ -20,21 +20,6 @@ from harness.target import (
     reference_target,
     target_from_dict,
 )
-
-GOOD = textwrap.dedent("""
-    name = "shop"
-    [services.web]
-    image = "shop:1"
-    ports = [8080]
-    [volumes.uploads]
-    size = "1MiB"
-    owner = "1000:1000"
-    mounts = [{ service = "web", path = "/srv/uploads" }]
-    [probes.home]
-    service = "web"
-    core = true
-    steps = [{ path = "/" }]
-""")
 
 
 def write(fs: FakeFilesystem, text: str, name: str = "fulldisk.toml") -> str:
