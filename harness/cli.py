@@ -197,7 +197,7 @@ def _straight(target_path: str | None, report_dir: str, json_path: str | None,
 
 
 def _cases(target: Target) -> list[Any]:
-    from .plugin import battery_cases
+    from .battery import battery_cases
 
     return list(battery_cases(target))
 
@@ -289,7 +289,7 @@ def gate(target_path: str | None, junit: str, json_path: str | None, report_dir:
 
 def strict_failures(target: Target, report: dict[str, Any]) -> list[str]:
     """Not judged verdicts of invariants the target feeds (what ``gate --strict`` fails on)."""
-    from .plugin import fed_invariants
+    from .battery import fed_invariants
     from .report import status
 
     fed = set(fed_invariants(target))
@@ -329,7 +329,7 @@ def explore_cmd(target_path: str | None, max_examples: int, max_steps: int, seco
 @target_opt
 def list_(target_path: str | None) -> None:
     """List the target's volumes, probes and battery scenarios."""
-    from .plugin import battery_cases
+    from .battery import battery_cases
     from .sizes import format_size
 
     t = _target(target_path)
@@ -538,7 +538,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: one line for every user error, the exit codes above."""
     os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        from .plugin import stop_on_sigterm
+        from .errors import stop_on_sigterm
 
         signal.signal(signal.SIGTERM, stop_on_sigterm)  # stop at once, then clean up
     try:

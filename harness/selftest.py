@@ -65,8 +65,7 @@ SWITCHES: dict[str, Switch] = {
 def run_config(defect: str | None, *, progress: Callable[[str], None] = lambda s: None
                ) -> list[Outcome]:
     """The whole battery against the reference stack with one switch on (or none)."""
-    from .battery import run_case
-    from .plugin import battery_cases
+    from .battery import battery_cases, run_case
     from .stack import Stack
     from .target import reference_target
 
@@ -127,7 +126,7 @@ def run_selftest(names: list[str], switches: Mapping[str, Switch] = SWITCHES, *,
                  ) -> dict[str, Any]:
     """Run every switch and the hardened build; returns the matrix as JSON-ready data.
     ``on_config`` gets each configuration's outcomes (None: hardened), e.g. for a report."""
-    from .plugin import fed_invariants
+    from .battery import fed_invariants
     from .stack import ensure_images
     from .target import reference_target
 

@@ -82,7 +82,7 @@ def test_defect_switch_is_caught_by_its_invariant(defect: str, fulldisk_images: 
 @pytest.mark.docker
 def test_hardened_build_raises_no_false_alarm_and_judges_everything(
         fulldisk_images: list[str]) -> None:
-    from harness.plugin import fed_invariants
+    from harness.battery import fed_invariants
     from harness.target import reference_target
 
     outcomes = run_config(None)
