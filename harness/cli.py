@@ -22,14 +22,12 @@ import click
 from rich.console import Console
 
 from .errors import HarnessError, InfrastructureError, UsageError
-from .selftest import SWITCHES
+from .selftest import DEFECTS
 from .sizes import parse_size
 from .target import Target, load_target
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
-DEFECTS = {name: s.invariant for name, s in SWITCHES.items()}
-"""Each defect switch of the reference stack and the invariant that must catch it."""
 
 
 def _target(path: str | None) -> Target:
