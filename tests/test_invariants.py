@@ -1031,7 +1031,7 @@ def test_evaluate_never_raises_and_is_well_formed(events: list[Event], restarts:
 @given(samples=st.lists(disk_st(), max_size=20), at=st.lists(times, max_size=10))
 def test_disk_index_agrees_with_timeline_full_at(samples: list[DiskSample],
                                                  at: list[float]) -> None:
-    from harness.invariants import _Disks
+    from harness.invariants._evidence import Disks as _Disks
 
     tl = Timeline(t0=0.0)
     tl.extend(samples)
@@ -1048,7 +1048,7 @@ def test_disk_index_agrees_with_timeline_full_at(samples: list[DiskSample],
        a=times, width=st.floats(0.0, 20.0))
 def test_log_stamps_agree_with_brute_force(records: list[LogRecord], a: float,
                                            width: float) -> None:
-    from harness.invariants import _Stamps
+    from harness.invariants._evidence import Stamps as _Stamps
 
     b = a + width
     expected = False

@@ -1,0 +1,352 @@
+"""Evidence shared by the rules: formatting, verdict builders, time indices, and the
+classification of acknowledged writes (fake successes) that several rules judge."""
+
+from __future__ import annotations
+
+import functools
+import re
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from ..sizes import format_size
+from ..timeline import (
+    DiskSample,
+    LogRecord,
+    PhaseName,
+    ProbeResult,
+    StepResult,
+    Timeline,
+)
+from .rules import Invariant, Rules
+from .verdict import Verdict
+
+MAX_EVIDENCE = 20
+"""Evidence lines kept per verdict; the rest are counted in a last "... and N more" line."""
+EARLY_SLACK = 1.0
+"""Seconds a log record may carry before the request it reports (clock and stamp skew)."""
+EXCERPT = 120
+LINE = 200
+MIN_EMBEDDED = 12
+"""Shortest record start found inside a line that counts as a second, glued-on record."""
+
+def ts(t: float) -> str:
+    return f"t={t:.2f}s"
+
+
+def clip(text: str, n: int) -> str:
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= n else text[: n - 3] + "..."
+
+
+def cap(lines: Sequence[str], limit: int = MAX_EVIDENCE) -> tuple[str, ...]:
+    if len(lines) <= limit:
+        return tuple(lines)
+    return (*lines[: limit - 1], f"... and {len(lines) - limit + 1} more")
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def timed_steps(p: ProbeResult) -> Iterator[tuple[float, int, StepResult]]:
+    """Each step of a flow with its start time and index."""
+    t = p.t
+    for i, s in enumerate(p.steps):
+        yield t, i, s
+        t += s.elapsed
+
+
+def status_text(s: StepResult) -> str:
+    if s.status is None:
+        return "no answer"
+    return str(s.status)
+
+
+def fmt_step(p: ProbeResult, s: StepResult, t: float) -> str:
+    """One request as an evidence line: time, probe/step, request, status, error, body."""
+    what = f"{p.probe}/{s.name}" if s.name else p.probe
+    line = f"{ts(t)} {what}: {s.method} {s.target} -> {status_text(s)} in {s.elapsed:.2f}s"
+    flags = [f for f, on in (("timed out", s.timed_out), ("body cut", not s.body_complete))
+             if on]
+    if flags:
+        line += f" ({', '.join(flags)})"
+    if s.error:
+        line += f"; {clip(s.error, EXCERPT)}"
+    if s.body_excerpt:
+        line += f"; body {clip(s.body_excerpt, EXCERPT)!r}"
+    return line
+
+
+def fmt_sample(d: DiskSample) -> str:
+    """One disk sample as an evidence line."""
+    return (f"{ts(d.t)} disk {d.volume}: {format_size(d.bytes_free)} free of "
+            f"{format_size(d.bytes_total)} ({100 * d.used_fraction:.0f}% used), "
+            f"{d.inodes_free}/{d.inodes_total} inodes free as {d.as_user}"
+            + (" - FULL" if d.full else ""))
+
+
+def fmt_log(r: LogRecord) -> str:
+    """One log record as an evidence line."""
+    return f"{ts(r.t)} [{r.source}] {clip(r.text, LINE)}"
+
+
+def compile_any(patterns: Iterable[str]) -> re.Pattern[str] | None:
+    """One regex matching any of the patterns (None when there are none)."""
+    parts = [f"(?:{p})" for p in patterns]
+    return re.compile("|".join(parts)) if parts else None
+
+
+class Disks:
+    """The disk samples of a timeline, indexed per volume for "what was true at t" queries.
+
+    Same answers as ``Timeline.full_at``, in log time: the latest sample of each volume at
+    or before t.
+    """
+
+    def __init__(self, tl: Timeline) -> None:
+        by_vol: dict[str, list[DiskSample]] = {}
+        for d in tl.of(DiskSample):
+            by_vol.setdefault(d.volume, []).append(d)
+        self._samples = by_vol
+        self._times = {v: [d.t for d in ds] for v, ds in by_vol.items()}
+
+    def latest(self, t: float) -> dict[str, DiskSample]:
+        """The latest sample of each volume at or before t (volumes not yet sampled omitted)."""
+        out: dict[str, DiskSample] = {}
+        for vol, times in self._times.items():
+            i = bisect_right(times, t)
+            if i:
+                out[vol] = self._samples[vol][i - 1]
+        return out
+
+    def full_volumes(self, t: float) -> list[str]:
+        """Volumes whose latest sample at or before t says full."""
+        return sorted(v for v, d in self.latest(t).items() if d.full)
+
+    def full_at(self, t: float) -> bool:
+        """Whether any volume was full at t."""
+        return any(d.full for d in self.latest(t).values())
+
+    def note(self, t: float) -> str:
+        """Which volumes were full at t, for evidence."""
+        full = self.full_volumes(t)
+        return f"{', '.join(full)} full" if full else "no volume full"
+
+
+def any_between(times: Sequence[float], a: float, b: float) -> bool:
+    """Whether a sorted list holds a value in [a, b]."""
+    i = bisect_left(times, a)
+    return i < len(times) and times[i] <= b
+
+
+def phase_spans(tl: Timeline, phase: PhaseName) -> list[tuple[float, float]]:
+    return [(m.t, end) for m, end in tl.windows() if m.phase == phase]
+
+
+class Stamps:
+    """When matching log records could have been written, for "any record in [a, b]?".
+
+    A container record carries the time the sink stamped it. A file line carries the time
+    it was read back, so it was written at some point after the previous read of that file
+    and before this one: it counts for any window that interval touches.
+    """
+
+    def __init__(self, records: Iterable[LogRecord]) -> None:
+        reads: dict[str, list[float]] = {}
+        chosen = list(records)
+        for r in chosen:
+            if is_file(r):
+                reads.setdefault(r.source, []).append(r.t)
+        distinct = {src: sorted(set(ts)) for src, ts in reads.items()}
+        spans: list[tuple[float, float]] = []
+        for r in chosen:
+            if is_file(r):
+                times = distinct[r.source]
+                i = bisect_left(times, r.t)
+                spans.append((times[i - 1] if i else float("-inf"), r.t))
+            else:
+                spans.append((r.t, r.t))
+        spans.sort()
+        self._lo = [a for a, _ in spans]
+        self._max_hi: list[float] = []
+        top = float("-inf")
+        for _, b in spans:
+            top = max(top, b)
+            self._max_hi.append(top)
+
+    def any_between(self, a: float, b: float) -> bool:
+        """Whether some record could have been written within [a, b]."""
+        n = bisect_right(self._lo, b)  # records that could be written no later than b
+        return n > 0 and self._max_hi[n - 1] >= a
+
+
+def is_file(r: LogRecord) -> bool:
+    return r.volume is not None or r.source.startswith("file:")
+
+
+def verdict_of(tl: Timeline, name: str, passed: bool, summary: str,
+             evidence: Sequence[str] = ()) -> Verdict:
+    return Verdict(invariant=name, passed=passed, summary=summary, evidence=cap(evidence),
+                   scenario=tl.scenario, volume=tl.volume)
+
+
+def not_judged(tl: Timeline, name: str, reason: str, evidence: Sequence[str] = ()) -> Verdict:
+    """Neither pass nor fail: ``reason`` names the evidence that was missing."""
+    return Verdict(invariant=name, passed=False, summary=f"not judged: {reason}",
+                   evidence=cap(evidence), applicable=False, scenario=tl.scenario,
+                   volume=tl.volume, reason=reason)
+
+
+def could_not_run(s: StepResult) -> bool:
+    """An exec that never ran the command: 126 (not executable), 127 (not found) or a
+    signal (a negative code, or 128+N from a shell). A config problem, not a refusal."""
+    if s.could_not_run:  # the prober says so (it saw the exit code and the signal)
+        return True
+    if s.method != "EXEC" or s.status is None or s.timed_out:
+        return False
+    return s.status in (126, 127) or s.status < 0 or s.status > 128
+
+
+def never_worked(tl: Timeline) -> str | None:
+    """Why the timeline shows a target that never worked (None when it did, or when it has
+    no steady phase to tell): probes ran in steady and not one passed."""
+    steady = tl.in_phase(ProbeResult, "steady")
+    if not steady or any(p.passed for p in steady):
+        return None
+    names = ", ".join(sorted({p.probe for p in steady}))
+    return (f"the target never worked: no probe was green in the steady phase ({names} "
+            "failed), so nothing it did while full can be told apart from that")
+
+
+def needs_a_working_target(rule: Invariant) -> Invariant:
+    """A rule judged only when the target worked before the fill: a stack that is red
+    from the start would otherwise pass rules that look at refusals and errors."""
+    @functools.wraps(rule)
+    def judged(tl: Timeline, rules: Rules) -> Verdict:
+        why = never_worked(tl)
+        if why is not None:
+            return not_judged(tl, rule.__name__, why)
+        return rule(tl, rules)
+    return judged
+
+
+def is_loss(s: StepResult) -> bool:
+    """A readback that answered normally, without an error, and did not show the write.
+
+    HTTP: a whole answer below 500 (a page that says "Log in", a 401/404). Exec: the
+    command exited 0 but its output lacked the write (any other exit failed loudly)."""
+    if s.passed or s.timed_out or s.status is None:
+        return False
+    if s.method == "EXEC":
+        return s.status == 0
+    return s.status < 500 and s.body_complete
+
+
+@dataclass(frozen=True)
+class Write:
+    """An acknowledged write and what its first readback showed."""
+
+    probe: ProbeResult
+    t: float
+    step: StepResult
+    index: int
+    readback: tuple[float, StepResult] | None  # the loss, else the first loud failure
+    lost: bool
+    again: ProbeResult | None = None  # the reread after recovery that showed the loss
+
+    @property
+    def end(self) -> float:
+        """When the readback that showed the loss (or the write) finished."""
+        if self.readback is None:
+            return self.t + self.step.elapsed
+        return self.readback[0] + self.readback[1].elapsed
+
+    def line(self, disks: Disks) -> str:
+        """The write and its readback, for evidence."""
+        out = fmt_step(self.probe, self.step, self.t)
+        if self.again is not None and self.readback is not None:
+            rt, r = self.readback
+            return (f"{out} acknowledged while full [{disks.note(self.t)}], and after "
+                    f"recovery {fmt_step(self.again, r, rt)} still does not show it")
+        if self.readback is not None:
+            rt, r = self.readback
+            out += f" acknowledged, then {fmt_step(self.probe, r, rt)}"
+        return out + f" [{disks.note(self.t)}]"
+
+
+@dataclass
+class Writes:
+    """Every write step of a timeline, sorted by what can be said about it."""
+
+    runs: int = 0  # probe runs with a write step
+    refused: int = 0  # writes answered with an error (not silent)
+    unchecked: int = 0  # acknowledged, but the flow has no readback after it
+    verified: list[Write] = field(default_factory=list)  # read back: visible or lost
+    unverified: list[Write] = field(default_factory=list)  # the readback failed loudly
+
+    @property
+    def lost(self) -> list[Write]:
+        """Fake successes: acknowledged, then read back without the write."""
+        return [w for w in self.verified if w.lost]
+
+
+def classify_writes(tl: Timeline) -> Writes:
+    out = Writes()
+    for p in tl.of(ProbeResult):
+        steps = list(timed_steps(p))
+        if not any(s.write for _, _, s in steps):
+            continue
+        out.runs += 1
+        for t, i, s in steps:
+            if not s.write:
+                continue
+            if not s.acknowledged:
+                out.refused += 1
+                continue
+            later = [(rt, r) for rt, j, r in steps if j > i and r.readback]
+            if not later:
+                out.unchecked += 1
+                continue
+            bad = next(((rt, r) for rt, r in later if is_loss(r)), None)
+            loud = next(((rt, r) for rt, r in later if not r.passed and not is_loss(r)), None)
+            if bad is not None:
+                out.verified.append(Write(p, t, s, i, bad, True))
+            elif loud is not None:
+                out.unverified.append(Write(p, t, s, i, loud, False))
+            else:
+                out.verified.append(Write(p, t, s, i, None, False))
+    lost_after_recovery(tl, out)
+    return out
+
+
+def lost_after_recovery(tl: Timeline, out: Writes) -> None:
+    """Writes whose readback, repeated once space was back (a ``reread_of`` run with the
+    same nonce and cookies), answered without them: damage that persists. Such a write
+    becomes a lost one (once: a write already lost before recovery stays as it was)."""
+    firsts = {(p.probe, p.t): p for p in tl.of(ProbeResult) if p.reread_of is None}
+    for again in tl.of(ProbeResult):
+        first = firsts.get((again.probe, again.reread_of)) if again.reread_of is not None \
+            else None
+        bad = next(((rt, r) for rt, _, r in timed_steps(again) if r.readback and is_loss(r)),
+                   None) if first is not None else None
+        if first is None or bad is None:
+            continue
+        known = [w for w in (*out.verified, *out.unverified) if w.probe is first]
+        if any(w.lost for w in known):
+            continue
+        write = next(((t, i, s) for t, i, s in timed_steps(first)
+                      if s.write and s.acknowledged), None)
+        if write is None:
+            continue
+        if not known:
+            out.unchecked -= 1  # it had no readback step of its own; now it has one
+        out.verified = [w for w in out.verified if w.probe is not first]
+        out.unverified = [w for w in out.unverified if w.probe is not first]
+        t, i, s = write
+        out.verified.append(Write(first, t, s, i, bad, True, again))
+
+
+def sources_read(tl: Timeline) -> str:
+    n = len({r.source for r in tl.of(LogRecord)})
+    return plural(n, "log source") + " read"
