@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from ..timeline import LoadEvent, LogRecord, ProbeResult, StepResult, Timeline
 from ._evidence import (
@@ -12,6 +13,7 @@ from ._evidence import (
     MIN_EMBEDDED,
     Disks,
     Stamps,
+    Write,
     any_between,
     classify_writes,
     compile_any,
@@ -27,10 +29,134 @@ from ._evidence import (
     ts,
     verdict_of,
 )
-from .rules import Rules
+from .rules import FileSourceRule, Rules
 from .verdict import Verdict
 
 # --- 2. errors_surface -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Failures:
+    """The requests of a timeline that failed as the user sees it."""
+
+    failed: list[tuple[float, ProbeResult, StepResult]]  # step time, run, step
+    skipped: list[str]  # evidence: steps that could not run (a config problem, not judged)
+    ran_at: list[float]  # sorted start time of every step
+
+
+def _failures(tl: Timeline) -> _Failures:
+    """Every failed request, apart from expected 4xx answers, readbacks and steps that
+    could not run (those are listed as skipped)."""
+    out = _Failures([], [], [])
+    for p in tl.of(ProbeResult):
+        for t, _, s in timed_steps(p):
+            out.ran_at.append(t)
+            # a 4xx the probe expected (a "missing page" probe) is an answer, not an error
+            expected = s.passed and s.status is not None and s.status < 500
+            if could_not_run(s):
+                out.skipped.append(f"could not run (not judged): {fmt_step(p, s, t)}")
+            elif s.failed_request and not s.readback and not expected:
+                out.failed.append((t, p, s))
+    out.ran_at.sort()
+    return out
+
+
+@dataclass(frozen=True)
+class _Sinks:
+    """The error and cause records of a timeline, indexed by when they could be written."""
+
+    rules: Rules
+    logs: list[LogRecord]
+    error_logs: list[LogRecord]  # records matching an error or cause pattern
+    cause_rx: re.Pattern[str] | None
+    errors: Stamps
+    causes: Stamps
+
+    @classmethod
+    def of(cls, tl: Timeline, rules: Rules) -> _Sinks:
+        """Index the timeline's log records by the target's patterns."""
+        error_rx = compile_any((*rules.error_patterns, *rules.cause_patterns))
+        cause_rx = compile_any(rules.cause_patterns)
+        logs = tl.of(LogRecord)
+        error_logs = [r for r in logs if error_rx and error_rx.search(r.text)]
+        return cls(rules, logs, error_logs, cause_rx, Stamps(error_logs),
+                   Stamps(r for r in logs if cause_rx and cause_rx.search(r.text)))
+
+    def from_services(self, probe: str) -> list[LogRecord]:
+        """Error records from a sink of the services that answer for a probe (all of them
+        when the rules map no services, as in hand-built rules)."""
+        services = self.rules.probe_services.get(probe)
+        return [r for r in self.error_logs if not services
+                or self.rules.source_services.get(r.source, frozenset()) & services]
+
+
+def _unrecorded(failed: Sequence[tuple[float, ProbeResult, StepResult]],
+                sinks: _Sinks) -> list[str]:
+    """Evidence for each failed request that left no error record within the bound."""
+    bound = sinks.rules.error_record_seconds
+    out = []
+    for t, p, s in failed:
+        # the upper bound runs from the end of the step: a hang can only be logged when it ends
+        start = t - EARLY_SLACK
+        stamps = sinks.errors
+        if s.service_down:
+            # a server that died answers nothing while it is down: the record of its death,
+            # however long before, from a sink of its own, explains every such request
+            start = float("-inf")
+            stamps = Stamps(sinks.from_services(p.probe))
+        if not stamps.any_between(start, t + s.elapsed + bound):
+            out.append(f"no error record within {bound:g}s: {fmt_step(p, s, t)}")
+    return out
+
+
+def _unreported(fakes: Sequence[Write], sinks: _Sinks, disks: Disks) -> list[str]:
+    """Evidence for each fake success with no record of its own naming the cause or the
+    request: a 503 of some other request in the window does not show the app knew."""
+    bound = sinks.rules.error_record_seconds
+    out = []
+    for w in fakes:
+        path = w.step.target.split("?", 1)[0]
+        cause_rx = sinks.cause_rx
+        mine = Stamps(r for r in sinks.from_services(w.probe.probe)
+                      if (cause_rx is not None and cause_rx.search(r.text))
+                      or (path and path in r.text))
+        if not mine.any_between(w.t - EARLY_SLACK, w.end + bound):
+            services = sinks.rules.probe_services.get(w.probe.probe)
+            where = f" from {', '.join(sorted(services))}" if services else ""
+            out.append(f"fake success, no error record{where} within {bound:g}s: "
+                       f"{w.line(disks)}")
+    return out
+
+
+def _span_checks(tl: Timeline, sinks: _Sinks, failures: _Failures,
+                 fakes: Sequence[Write]) -> tuple[int, int, list[str]]:
+    """How many full-disk spans were judged, in how many no sink named the cause, and
+    evidence for those (with the last lines of every source: what was said instead)."""
+    rules, bound = sinks.rules, sinks.rules.error_record_seconds
+    judged = silent = 0
+    evidence: list[str] = []
+    for start, end, vol in tl.full_spans():
+        fails = [f for f in failures.failed if start <= f[0] <= end]
+        lost = [w for w in fakes if start <= w.t <= end]
+        named = sinks.causes.any_between(start - EARLY_SLACK, end + bound)
+        probed = any_between(failures.ran_at, start, end)
+        if not (fails or lost or named or (vol in rules.log_volumes and probed)):
+            continue
+        judged += 1
+        if named:
+            continue
+        silent += 1
+        why = (f"{plural(len(fails), 'request')} failed" if fails
+               else f"{plural(len(lost), 'write')} lost" if lost else "it holds log files")
+        evidence.append(f"{ts(start)}-{ts(end)}: {vol} full ({why}) and no sink named the "
+                        "cause (" + (" | ".join(rules.cause_patterns) or "no cause patterns")
+                        + ")")
+        sources = sorted({r.source for r in sinks.logs})
+        evidence.append("sources read: " + (", ".join(sources) if sources else "none"))
+        for src in sources:
+            tail = [r for r in sinks.logs if r.source == src and r.t <= end + bound][-2:]
+            evidence.extend(f"  last: {fmt_log(r)}" for r in tail)
+    return judged, silent, evidence
+
 
 @needs_a_working_target
 def errors_surface(tl: Timeline, rules: Rules) -> Verdict:
@@ -44,109 +170,39 @@ def errors_surface(tl: Timeline, rules: Rules) -> Verdict:
     in hand-built rules, any sink counts).
     """
     name = "errors_surface"
-    error_rx = compile_any((*rules.error_patterns, *rules.cause_patterns))
-    cause_rx = compile_any(rules.cause_patterns)
-    logs = tl.of(LogRecord)
-    bound = rules.error_record_seconds
-    error_logs = [r for r in logs if error_rx and error_rx.search(r.text)]
-    errors = Stamps(error_logs)
-    causes = Stamps(r for r in logs if cause_rx and cause_rx.search(r.text))
-    disks = Disks(tl)
-
-    failed: list[tuple[float, ProbeResult, StepResult]] = []
-    skipped: list[str] = []
-    ran_at: list[float] = []
-    for p in tl.of(ProbeResult):
-        for t, _, s in timed_steps(p):
-            ran_at.append(t)
-            # a 4xx the probe expected (a "missing page" probe) is an answer, not an error
-            expected = s.passed and s.status is not None and s.status < 500
-            if could_not_run(s):
-                skipped.append(f"could not run (not judged): {fmt_step(p, s, t)}")
-            elif s.failed_request and not s.readback and not expected:
-                failed.append((t, p, s))
-    ran_at.sort()
-    fakes = classify_writes(tl).lost
-    spans = tl.full_spans()
-    evidence: list[str] = []
-    unrecorded = 0
-    for t, p, s in failed:
-        # the upper bound runs from the end of the step: a hang can only be logged when it ends
-        start = t - EARLY_SLACK
-        stamps = errors
-        if s.service_down:
-            # a server that died answers nothing while it is down: the record of its death,
-            # however long before, from a sink of its own, explains every such request
-            start = float("-inf")
-            services = rules.probe_services.get(p.probe)
-            stamps = Stamps(r for r in error_logs if not services
-                             or rules.source_services.get(r.source, frozenset()) & services)
-        if not stamps.any_between(start, t + s.elapsed + bound):
-            unrecorded += 1
-            evidence.append(f"no error record within {bound:g}s: {fmt_step(p, s, t)}")
-    unreported = 0
-    for w in fakes:
-        # the app said "saved": only a record of its own that names the cause or the
-        # request shows it knew (a 503 of some other request in the window does not)
-        services = rules.probe_services.get(w.probe.probe)
-        path = w.step.target.split("?", 1)[0]
-        mine = Stamps(r for r in error_logs
-                       if (not services or rules.source_services.get(r.source, frozenset())
-                           & services)
-                       and ((cause_rx is not None and cause_rx.search(r.text))
-                            or (path and path in r.text)))
-        if not mine.any_between(w.t - EARLY_SLACK, w.end + bound):
-            unreported += 1
-            where = f" from {', '.join(sorted(services))}" if services else ""
-            evidence.append(f"fake success, no error record{where} within {bound:g}s: "
-                            f"{w.line(disks)}")
-    silent_spans = 0
-    judged_spans = 0
-    for start, end, vol in spans:
-        fails = [f for f in failed if start <= f[0] <= end]
-        lost = [w for w in fakes if start <= w.t <= end]
-        named = causes.any_between(start - EARLY_SLACK, end + bound)
-        probed = any_between(ran_at, start, end)
-        if not (fails or lost or named or (vol in rules.log_volumes and probed)):
-            continue
-        judged_spans += 1
-        if named:
-            continue
-        silent_spans += 1
-        why = (f"{plural(len(fails), 'request')} failed" if fails
-               else f"{plural(len(lost), 'write')} lost" if lost else "it holds log files")
-        evidence.append(f"{ts(start)}-{ts(end)}: {vol} full ({why}) and no sink named the "
-                        "cause (" + (" | ".join(rules.cause_patterns) or "no cause patterns")
-                        + ")")
-        sources = sorted({r.source for r in logs})
-        evidence.append("sources read: " + (", ".join(sources) if sources else "none"))
-        for src in sources:
-            tail = [r for r in logs if r.source == src and r.t <= end + bound][-2:]
-            evidence.extend(f"  last: {fmt_log(r)}" for r in tail)
+    sinks = _Sinks.of(tl, rules)
+    failures = _failures(tl)
+    failed, fakes = failures.failed, classify_writes(tl).lost
+    unrecorded = _unrecorded(failed, sinks)
+    unreported = _unreported(fakes, sinks, Disks(tl))
+    judged_spans, silent_spans, silent = _span_checks(tl, sinks, failures, fakes)
     read = sources_read(tl)
     if not failed and not fakes and not judged_spans:
+        spans = tl.full_spans()
         why = (f"{plural(len(spans), 'full-disk span')}, but in none did a request fail, a "
                "write get lost or a sink name the cause, and none holds a probed log volume"
                if spans else "no request failed, no write was lost and no volume was full")
-        return not_judged(tl, name, f"{why} ({read})", skipped)
+        return not_judged(tl, name, f"{why} ({read})", failures.skipped)
+    bound = rules.error_record_seconds
     problems = []
     if unrecorded:
-        problems.append(f"{unrecorded} of {plural(len(failed), 'failed request')} left no "
-                        f"error record within {bound:g}s")
+        problems.append(f"{len(unrecorded)} of {plural(len(failed), 'failed request')} left "
+                        f"no error record within {bound:g}s")
     if unreported:
-        problems.append(f"{unreported} of {plural(len(fakes), 'fake success', 'fake successes')}"
-                        f" (acknowledged, then lost) left no error record within {bound:g}s")
+        problems.append(f"{len(unreported)} of "
+                        f"{plural(len(fakes), 'fake success', 'fake successes')} "
+                        f"(acknowledged, then lost) left no error record within {bound:g}s")
     if silent_spans:
         problems.append(f"{silent_spans} of {plural(judged_spans, 'full-disk span')} "
                         "had no log line naming the disk as the cause")
     if problems:
         return verdict_of(tl, name, False, "; ".join(problems) + f" ({read})",
-                        evidence + skipped)
+                          unrecorded + unreported + silent + failures.skipped)
     return verdict_of(tl, name, True,
-                    f"judged {plural(len(failed), 'failed request')}, "
-                    f"{plural(len(fakes), 'fake success', 'fake successes')} and "
-                    f"{plural(judged_spans, 'full-disk span')}: every one left an error "
-                    f"record and every span named the cause ({read})", skipped)
+                      f"judged {plural(len(failed), 'failed request')}, "
+                      f"{plural(len(fakes), 'fake success', 'fake successes')} and "
+                      f"{plural(judged_spans, 'full-disk span')}: every one left an error "
+                      f"record and every span named the cause ({read})", failures.skipped)
 
 
 # --- 9. log_integrity --------------------------------------------------------------------
@@ -211,6 +267,112 @@ def _unanchored(pattern: str) -> re.Pattern[str] | None:
         return None
 
 
+@dataclass(frozen=True)
+class _Marks:
+    """The harness's log marks: which were sent in steady, which while a volume was full."""
+
+    rx: re.Pattern[str] | None  # finds any mark in a line (longest first)
+    steady: frozenset[str]
+    while_full: list[LoadEvent]
+    disks: Disks
+
+    @classmethod
+    def of(cls, tl: Timeline) -> _Marks:
+        """The marks a timeline records."""
+        marks = [e for e in tl.of(LoadEvent) if e.load == "log_mark" and e.detail]
+        rx = (re.compile("|".join(re.escape(m) for m in sorted(
+            {e.detail for e in marks}, key=len, reverse=True))) if marks else None)
+        spans = set(phase_spans(tl, "steady"))
+        steady = frozenset(e.detail for e in marks if any(a <= e.t < b for a, b in spans))
+        disks = Disks(tl)
+        return cls(rx, steady, [e for e in marks if disks.full_at(e.t)], disks)
+
+    def seen_in(self, records: Sequence[LogRecord]) -> set[str]:
+        """The marks that appear in the records."""
+        seen: set[str] = set()
+        if self.rx is not None:
+            for r in records:
+                seen.update(self.rx.findall(r.text))
+        return seen
+
+
+@dataclass
+class _Findings:
+    """What the checks of the log files found, file by file."""
+
+    evidence: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    lines_judged: int = 0
+    gap_checked: list[str] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)
+
+
+def _check_torn(label: str, rule: FileSourceRule, records: Sequence[LogRecord],
+                out: _Findings) -> bool:
+    """Torn lines of a file with a ``line_pattern`` (False: it has none, not checked).
+
+    Every line is judged, whenever it was read: the reader hands over only lines ended by
+    a newline (the unterminated tail only at the very end), so a line read while the disk
+    was full is still in the file once space is back."""
+    if not rule.line_pattern:
+        return False
+    out.lines_judged += len(records)
+    torn = _torn_lines(records, re.compile(rule.line_pattern),
+                       _unanchored(rule.line_pattern))
+    if torn:
+        out.problems.append(f"{label} has {plural(len(torn), 'torn line')}")
+        out.evidence.extend(f"torn in {label} at {ts(r.t)}: {r.text[:LINE]!r}" for r in torn)
+    return True
+
+
+def _announced_drops(tl: Timeline, rule: FileSourceRule) -> tuple[list[LogRecord], int, bool]:
+    """Records announcing lost lines, how many they announce, and whether any gave a count.
+
+    The loss may be announced in any operator-visible sink, not only the file that lost it
+    (nginx says so on its stderr error_log; the file is full)."""
+    drops: list[LogRecord] = []
+    announced = 0
+    counted = False
+    if not rule.drop_pattern:
+        return drops, announced, counted
+    drop_rx = re.compile(rule.drop_pattern)
+    for r in tl.of(LogRecord):
+        m = drop_rx.search(r.text)
+        if not m:
+            continue
+        drops.append(r)
+        count = next((int(g) for g in m.groups() if g is not None and g.isdigit()), None)
+        if count is not None:
+            announced += count
+            counted = True
+    return drops, announced, counted
+
+
+def _check_gaps(tl: Timeline, label: str, rule: FileSourceRule, seen: set[str],
+                marks: _Marks, out: _Findings) -> None:
+    """Marks sent while full that never appear in the file and were not announced lost."""
+    out.gap_checked.append(label)
+    missing = [e for e in marks.while_full if e.detail not in seen]
+    drops, announced, counted = _announced_drops(tl, rule)
+    out.evidence.extend(f"drop of {label} announced: {fmt_log(r)}" for r in drops[:5])
+    if not missing:
+        out.notes.append(f"{label}: all {plural(len(marks.while_full), 'mark')} sent while "
+                         "full were logged")
+        return
+    listing = [f"missing from {label}: mark {e.detail!r} sent at {ts(e.t)} "
+               f"[{marks.disks.note(e.t)}]" for e in missing]
+    out.evidence.extend(listing)
+    if drops and (not counted or announced >= len(missing)):
+        out.notes.append(f"{label}: {len(missing)} missing marks announced as dropped")
+    elif drops:
+        out.problems.append(f"{label} lost {plural(len(missing), 'record')} but announced "
+                            f"only {announced} dropped")
+    else:
+        out.problems.append(f"{label} silently lost {len(missing)} of "
+                            f"{plural(len(marks.while_full), 'record')} sent while full")
+
+
 @needs_a_working_target
 def log_integrity(tl: Timeline, rules: Rules) -> Verdict:
     """Once space is back, log files hold no torn lines and no silent gaps.
@@ -224,95 +386,30 @@ def log_integrity(tl: Timeline, rules: Rules) -> Verdict:
                if tl.logs(label)}
     if not sources:
         return not_judged(tl, name, "no declared log file was read back")
-    marks = [e for e in tl.of(LoadEvent) if e.load == "log_mark" and e.detail]
-    marker_rx = (re.compile("|".join(re.escape(m) for m in sorted(
-        {e.detail for e in marks}, key=len, reverse=True))) if marks else None)
-    steady = set(phase_spans(tl, "steady"))
-    steady_markers = {e.detail for e in marks if any(a <= e.t < b for a, b in steady)}
-    disks = Disks(tl)
-    full_marks = [e for e in marks if disks.full_at(e.t)]
-    evidence: list[str] = []
-    problems: list[str] = []
-    notes: list[str] = []
-    lines_judged = 0
-    gap_checked: list[str] = []
-    unchecked: list[str] = []
+    marks = _Marks.of(tl)
+    out = _Findings()
     for label, rule in sources.items():
         records = tl.logs(label)
-        checked = False
-        # (a) torn lines. Every line is judged, whenever it was read: the reader hands over
-        # only lines ended by a newline (the unterminated tail only at the very end), so a
-        # line read while the disk was full is still in the file once space is back.
-        if rule.line_pattern:
-            checked = True
-            lines_judged += len(records)
-            whole = re.compile(rule.line_pattern)
-            torn = _torn_lines(records, whole, _unanchored(rule.line_pattern))
-            if torn:
-                problems.append(f"{label} has {plural(len(torn), 'torn line')}")
-                evidence.extend(f"torn in {label} at {ts(r.t)}: {r.text[:LINE]!r}"
-                                for r in torn)
-        # (b) silent gaps: marks sent while full that never appear and are not announced
-        seen: set[str] = set()
-        if marker_rx is not None:
-            for r in records:
-                seen.update(marker_rx.findall(r.text))
-        if not seen & steady_markers or not full_marks:
-            if not checked:
-                why = ("no line_pattern" if not rule.line_pattern else "") + (
-                    "; it logged none of the steady marks" if not seen & steady_markers
-                    else "; no mark was sent while a volume was full")
-                unchecked.append(f"{label} ({why.lstrip('; ')})")
-            continue
-        gap_checked.append(label)
-        missing = [e for e in full_marks if e.detail not in seen]
-        drops: list[LogRecord] = []
-        announced = 0
-        counted = False
-        if rule.drop_pattern:
-            # The loss may be announced in any operator-visible sink, not only the file
-            # that lost it (nginx says so on its stderr error_log; the file is full).
-            drop_rx = re.compile(rule.drop_pattern)
-            for r in tl.of(LogRecord):
-                m = drop_rx.search(r.text)
-                if not m:
-                    continue
-                drops.append(r)
-                for g in m.groups():
-                    if g is not None and g.isdigit():
-                        announced += int(g)
-                        counted = True
-                        break
-        evidence.extend(f"drop of {label} announced: {fmt_log(r)}" for r in drops[:5])
-        if not missing:
-            notes.append(f"{label}: all {plural(len(full_marks), 'mark')} sent while "
-                         "full were logged")
-            continue
-        covered = bool(drops) and (not counted or announced >= len(missing))
-        listing = [f"missing from {label}: mark {e.detail!r} sent at {ts(e.t)} "
-                   f"[{disks.note(e.t)}]" for e in missing]
-        if covered:
-            notes.append(f"{label}: {len(missing)} missing marks announced as dropped")
-            evidence.extend(listing)
-            continue
-        if drops:
-            problems.append(f"{label} lost {plural(len(missing), 'record')} but announced "
-                            f"only {announced} dropped")
-        else:
-            problems.append(f"{label} silently lost {len(missing)} of "
-                            f"{plural(len(full_marks), 'record')} sent while full")
-        evidence.extend(listing)
-    unchecked_note = [f"not checked: {u}" for u in unchecked]
-    if problems:
-        return verdict_of(tl, name, False, "; ".join(problems), evidence + unchecked_note)
-    if len(unchecked) == len(sources):
+        checked = _check_torn(label, rule, records, out)
+        seen = marks.seen_in(records)
+        if seen & marks.steady and marks.while_full:
+            _check_gaps(tl, label, rule, seen, marks, out)
+        elif not checked:
+            why = ("no line_pattern" if not rule.line_pattern else "") + (
+                "; it logged none of the steady marks" if not seen & marks.steady
+                else "; no mark was sent while a volume was full")
+            out.unchecked.append(f"{label} ({why.lstrip('; ')})")
+    unchecked_note = [f"not checked: {u}" for u in out.unchecked]
+    if out.problems:
+        return verdict_of(tl, name, False, "; ".join(out.problems),
+                          out.evidence + unchecked_note)
+    if len(out.unchecked) == len(sources):
         return not_judged(tl, name, "no log file read back could be checked: "
-                           + "; ".join(unchecked), evidence)
-    judged = (f"judged {plural(lines_judged, 'line')} for torn records and "
-              f"{plural(len(full_marks), 'mark')} sent while full against "
-              f"{plural(len(gap_checked), 'file')}")
+                          + "; ".join(out.unchecked), out.evidence)
+    judged = (f"judged {plural(out.lines_judged, 'line')} for torn records and "
+              f"{plural(len(marks.while_full), 'mark')} sent while full against "
+              f"{plural(len(out.gap_checked), 'file')}")
     return verdict_of(tl, name, True,
-                    f"{judged}: no torn lines and no silent gaps"
-                    + (f" ({'; '.join(notes)})" if notes else ""), evidence + unchecked_note)
-
-
+                      f"{judged}: no torn lines and no silent gaps"
+                      + (f" ({'; '.join(out.notes)})" if out.notes else ""),
+                      out.evidence + unchecked_note)

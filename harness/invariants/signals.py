@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from ..timeline import CounterSample, DiskSample, HealthSample, LoadEvent, ProbeResult, Timeline
 from ._evidence import (
     EXCERPT,
@@ -126,6 +128,41 @@ def _inode_fraction(d: DiskSample) -> float:
     return (d.inodes_total - d.inodes_free) / d.inodes_total if d.inodes_total else 0.0
 
 
+@dataclass
+class _HealthCheck:
+    """Health samples compared with the disks at the time they were taken."""
+
+    judged: int = 0  # samples with a disk sample to compare with
+    while_full: int = 0
+    calm: int = 0  # taken with every volume far from full
+    lies: list[str] = field(default_factory=list)  # "healthy" while a volume was full
+    alarms: list[str] = field(default_factory=list)  # not healthy with every volume calm
+
+    def add(self, h: HealthSample, latest: dict[str, DiskSample], healthy_below: float) -> None:
+        """Compare one health sample with the latest disk sample of each volume."""
+        if not latest:
+            return
+        self.judged += 1
+        full = [d for d in latest.values() if d.full]
+        raw = f" ({clip(h.raw, EXCERPT)!r})" if h.raw else ""
+        if full:
+            self.while_full += 1
+            if h.status == "healthy":
+                self.lies.append(f"{ts(h.t)} health said {h.status}{raw} while full: "
+                                 + "; ".join(fmt_sample(d) for d in full))
+            return
+        if not all(max(d.used_fraction, _inode_fraction(d)) < healthy_below
+                   for d in latest.values()):
+            return  # neither full nor calm: health may say either
+        self.calm += 1
+        if h.status != "healthy":
+            busiest = max(latest.values(),
+                          key=lambda d: max(d.used_fraction, _inode_fraction(d)))
+            self.alarms.append(f"{ts(h.t)} health said {h.status}{raw} with every volume "
+                               f"under {100 * healthy_below:g}% used; busiest: "
+                               f"{fmt_sample(busiest)}")
+
+
 @needs_a_working_target
 def health_truthful(tl: Timeline, rules: Rules) -> Verdict:
     """Health says not-healthy when a volume is full, healthy when every volume is calm."""
@@ -133,57 +170,32 @@ def health_truthful(tl: Timeline, rules: Rules) -> Verdict:
     health = tl.of(HealthSample)
     if not health:
         return not_judged(tl, name, "no health sample was taken")
-    judged = 0
-    while_full = 0
-    calm = 0
-    lies: list[str] = []
-    alarms: list[str] = []
+    check = _HealthCheck()
     disks = Disks(tl)
     for h in health:
-        latest = disks.latest(h.t)
-        if not latest:
-            continue
-        judged += 1
-        full = [d for d in latest.values() if d.full]
-        raw = f" ({clip(h.raw, EXCERPT)!r})" if h.raw else ""
-        if full:
-            while_full += 1
-            if h.status == "healthy":
-                lies.append(f"{ts(h.t)} health said {h.status}{raw} while full: "
-                            + "; ".join(fmt_sample(d) for d in full))
-        elif not all(d.used_fraction < rules.healthy_below
-                     and _inode_fraction(d) < rules.healthy_below for d in latest.values()):
-            continue
-        elif h.status != "healthy":
-            calm += 1
-            busiest = max(latest.values(),
-                          key=lambda d: max(d.used_fraction, _inode_fraction(d)))
-            alarms.append(f"{ts(h.t)} health said {h.status}{raw} with every volume "
-                          f"under {100 * rules.healthy_below:g}% used; busiest: "
-                          f"{fmt_sample(busiest)}")
-        else:
-            calm += 1
-    if not judged:
+        check.add(h, disks.latest(h.t), rules.healthy_below)
+    if not check.judged:
         return not_judged(tl, name, "no health sample had a disk sample to compare with")
-    note = "" if while_full else " (no health sample was taken while a volume was full)"
-    if not (lies or alarms) and not (while_full and calm):
+    calm_words = f"with every volume under {100 * rules.healthy_below:g}% used"
+    if not (check.lies or check.alarms) and not (check.while_full and check.calm):
         # a health that always says "failing" (or "ok") must be seen on both sides
-        missing = [what for what, n in (("while a volume was full", while_full),
-                                        (f"with every volume under "
-                                         f"{100 * rules.healthy_below:g}% used", calm)) if not n]
+        missing = [what for what, n in (("while a volume was full", check.while_full),
+                                        (calm_words, check.calm)) if not n]
         return not_judged(tl, name, f"no health sample was taken {' or '.join(missing)} "
-                           f"({plural(judged, 'sample')} compared with the disks)")
+                          f"({plural(check.judged, 'sample')} compared with the disks)")
     problems = []
-    if lies:
-        problems.append(f"health said healthy {plural(len(lies), 'time')} while a volume "
-                        "was full")
-    if alarms:
-        problems.append(f"health raised {plural(len(alarms), 'false alarm')} with every "
-                        "volume far from full")
+    if check.lies:
+        problems.append(f"health said healthy {plural(len(check.lies), 'time')} while a "
+                        "volume was full")
+    if check.alarms:
+        problems.append(f"health raised {plural(len(check.alarms), 'false alarm')} with "
+                        "every volume far from full")
     if problems:
-        return verdict_of(tl, name, False, "; ".join(problems) + note, lies + alarms)
+        note = ("" if check.while_full
+                else " (no health sample was taken while a volume was full)")
+        return verdict_of(tl, name, False, "; ".join(problems) + note,
+                          check.lies + check.alarms)
     return verdict_of(tl, name, True,
-                    f"judged {plural(judged, 'health sample')} ({while_full} taken while "
-                    f"full, {calm} with every disk calm): all matched the disks")
-
-
+                      f"judged {plural(check.judged, 'health sample')} ({check.while_full} "
+                      f"taken while full, {check.calm} with every disk calm): all matched "
+                      "the disks")
