@@ -72,7 +72,7 @@ def _sigterm_interrupts() -> Iterator[None]:
 def run_battery(target: Target, *, done: CaseDone = lambda c, o: None) -> BatteryRun:
     """Run every battery case of a target; a case that breaks is recorded, the rest run."""
     from . import engine
-    from .plugin import battery_cases
+    from .battery import battery_cases
     from .stack import ensure_images
 
     ensure_images(target)

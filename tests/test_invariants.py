@@ -473,7 +473,7 @@ def test_exec_writes_while_full_are_judged_like_requests() -> None:
 
 
 def test_exec_write_probes_feed_graceful_refusal() -> None:
-    from harness.plugin import fed_invariants
+    from harness.battery import fed_invariants
     from harness.target import target_from_dict
 
     def target(**probe: Any) -> Any:

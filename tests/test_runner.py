@@ -10,7 +10,7 @@ import pytest
 from test_cli import run
 
 from harness import seedcache
-from harness.plugin import battery_cases
+from harness.battery import battery_cases
 from harness.stack import _levels
 from harness.target import load_target, reference_target
 
