@@ -92,10 +92,10 @@ def run_battery(target: Target, *, done: CaseDone = lambda c, o: None,
     ensure_images(target)
     result = BatteryRun()
     with _sigterm_interrupts():
-        try:
-            engine.clean(stale_only=True)  # leftovers of runs whose process is gone
-        except HarnessError:
-            pass  # others' leftovers must not stop this run
+        # leftovers of runs whose process is gone, removed while this run starts its own
+        # stacks: only runs proven gone are touched, never this one
+        stale = threading.Thread(target=_clean_stale, name="fulldisk-clean-stale", daemon=True)
+        stale.start()
         lanes = _Lanes(target, battery_cases(target), done)
         try:
             lanes.run(at_once)
@@ -103,12 +103,22 @@ def run_battery(target: Target, *, done: CaseDone = lambda c, o: None,
             result.interrupted = str(e) or "SIGINT"
         finally:
             lanes.close()
+            stale.join(timeout=JOIN_SECONDS)
             try:  # whatever an interrupt left half made (as the plugin's session end does)
                 engine.clean(run=engine.run_id())
             except HarnessError:
                 pass
         lanes.collect(result)
     return result
+
+
+def _clean_stale() -> None:
+    from . import engine
+
+    try:
+        engine.clean(stale_only=True)
+    except Exception:  # others' leftovers must not stop (or print into) this run
+        pass
 
 
 class _Cancelled(Exception):
