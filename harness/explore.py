@@ -232,9 +232,7 @@ class Explorer:
     def _fill(self, step: Step) -> str:
         assert step.volume is not None and step.leave is not None
         res = ballast(self.pr, self.stack.volume(step.volume), leave=step.leave)
-        u = res.usage
-        self.tl.add(DiskSample(self.tl.now(), step.volume, u.bytes_total, u.bytes_free,
-                               u.inodes_total, u.inodes_free, u.as_user))
+        self.tl.add(DiskSample.of(self.tl.now(), step.volume, res.usage))
         self.ballast.add(step.volume)
         done = "" if res.added_bytes else " (it already was)"
         return f"fill {step.volume} to {format_size(step.leave)} free{done}"

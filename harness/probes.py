@@ -381,8 +381,7 @@ class Prober:
         """Measure volumes (all when none named) and record the samples."""
         out = []
         for n, u in self.stack.usage(*names).items():
-            out.append(DiskSample(self.tl.now(), n, u.bytes_total, u.bytes_free,
-                                  u.inodes_total, u.inodes_free, u.as_user))
+            out.append(DiskSample.of(self.tl.now(), n, u))
             self.tl.add(out[-1])
         return out
 

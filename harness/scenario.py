@@ -20,8 +20,8 @@ from .loads import Downloads, ballast, drain, front_service, log_marks, sessions
 from .sizes import parse_size
 from .stack import Stack
 from .target import Probe, Step, Target
-from .timeline import PhaseName, ProbeResult, Timeline
-from .volume import FillResult, Usage
+from .timeline import PhaseName, ProbeResult, Timeline, Usage
+from .volume import FillResult
 
 Recorder = Callable[[Outcome], None]
 

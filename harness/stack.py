@@ -29,7 +29,8 @@ from .guard import GUARD
 from .http import loopback, session
 from .sizes import PAGE, format_size
 from .target import Ready, Service, Target
-from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, lay_out, measure, read_tails
+from .timeline import Usage
+from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, lay_out, measure, read_tails
 
 
 def announce(phase: str) -> None:
