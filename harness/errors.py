@@ -1,6 +1,9 @@
-"""Error types: every message says what was observed and, after ``Hint:``, how to fix it."""
+"""Error types: every message says what was observed and, after ``Hint:``, how to fix it;
+and how a stop from outside (SIGTERM) surfaces: as Ctrl-C does."""
 
 from __future__ import annotations
+
+import signal
 
 
 class HarnessError(Exception):
@@ -54,3 +57,10 @@ class GuardError(HarnessError):
     """Refused: the harness only fills, drains or resets filesystems it created itself."""
 
     exit_code = 2
+
+
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM stops the run at once (as Ctrl-C does); a second one during the cleanup
+    that follows is ignored, so the cleanup is not cut short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt("SIGTERM")

@@ -51,7 +51,7 @@ def datahub_app(disks: FakeDisks, defects: Iterable[str] = ()) -> WSGIApp:
     os.environ.update(env)
     sys.path.insert(0, str(APP_DIR))
     try:
-        from datahub.web import app  # type: ignore[import-not-found]
+        from datahub.web import app
     finally:
         sys.path.remove(str(APP_DIR))
         for k, v in saved.items():
@@ -59,4 +59,4 @@ def datahub_app(disks: FakeDisks, defects: Iterable[str] = ()) -> WSGIApp:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    return app  # type: ignore[no-any-return]
+    return app

@@ -1,20 +1,28 @@
-"""Shared fixtures of the harness's own tests: a headless Chromium to look at reports."""
+"""Shared set-up of the harness's own tests: the Hypothesis profiles, and a headless
+Chromium to look at reports."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
+
+# Named Hypothesis profiles, chosen once for the whole suite: HYPOTHESIS_PROFILE names one,
+# else `ci` when CI is set, else `dev` (pytest's --hypothesis-profile still wins). Neither
+# has a deadline: the suite shares two cores with Docker-backed tests, so an example's time
+# says nothing about the code. `ci` is Hypothesis's own (derandomized, so a failure is the
+# change's and not a new draw; no example database; the blob to reproduce a failure).
+settings.register_profile("dev", deadline=None)
+settings.register_profile("ci", settings.get_profile("ci"), deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
+                      or ("ci" if os.environ.get("CI") else "dev"))
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-REPORTS = Path(__file__).resolve().parent.parent / "reports"
-LOCAL_SCHEMES = ("file:", "data:", "blob:", "about:", "chrome:", "devtools:")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -50,51 +58,6 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
-
-
-def open_report(driver: Any, path: Path, charts: int) -> None:
-    """Open a report file at a laptop's screen size and wait (bounded) until every chart
-    has drawn its series."""
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    driver.set_window_size(1366, 768)
-    driver.get_log("browser")  # forget what earlier pages logged
-    driver.get_log("performance")
-    driver.get(path.resolve().as_uri())
-    WebDriverWait(driver, 60, poll_frequency=0.1).until(lambda d: d.execute_script(
-        "const g = document.querySelectorAll('.js-plotly-plot');"
-        "return g.length === arguments[0] && Array.from(g).every("
-        "  e => e.querySelectorAll('.scatterlayer .trace').length > 0);", charts))
-
-
-def console_errors(driver: Any) -> list[str]:
-    """Errors the page wrote to the browser console."""
-    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-
-
-def remote_requests(driver: Any) -> list[str]:
-    """URLs the page asked for that are not inside the file itself."""
-    urls = []
-    for entry in driver.get_log("performance"):
-        msg = json.loads(entry["message"])["message"]
-        if msg.get("method") == "Network.requestWillBeSent":
-            url = msg["params"]["request"]["url"]
-            if not url.startswith(LOCAL_SCHEMES):
-                urls.append(url)
-    return urls
-
-
-def full_page_screenshot(driver: Any, path: Path) -> Path:
-    """A PNG of the whole page, as tall as its content (capped at 12000 px)."""
-    import base64
-
-    height = min(int(driver.execute_script("return document.body.scrollHeight")), 12000)
-    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
-        "captureBeyondViewport": True, "format": "png",
-        "clip": {"x": 0, "y": 0, "width": 1366, "height": height, "scale": 1}})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(base64.b64decode(shot["data"]))
-    return path
 
 
 @pytest.fixture(scope="session")

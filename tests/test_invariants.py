@@ -473,7 +473,7 @@ def test_exec_writes_while_full_are_judged_like_requests() -> None:
 
 
 def test_exec_write_probes_feed_graceful_refusal() -> None:
-    from harness.plugin import fed_invariants
+    from harness.battery import fed_invariants
     from harness.target import target_from_dict
 
     def target(**probe: Any) -> Any:
@@ -1002,7 +1002,7 @@ FULL_RULES = Rules(
     cleanup_volume="downloads", cleanup_ceiling=80, cleanup_max_full_seconds=0.5)
 
 
-@settings(deadline=None, max_examples=150)
+@settings(max_examples=150)  # the broadest properties: every rule on any events
 @given(events=st.lists(events_st, max_size=40),
        restarts=st.one_of(st.none(), st.just("weird"),
                           st.dictionaries(st.sampled_from(["app", "web"]), st.integers(0, 2))))
@@ -1027,7 +1027,6 @@ def test_evaluate_never_raises_and_is_well_formed(events: list[Event], restarts:
             json.dumps(v.to_dict())
 
 
-@settings(deadline=None, max_examples=100)
 @given(samples=st.lists(disk_st(), max_size=20), at=st.lists(times, max_size=10))
 def test_disk_index_agrees_with_the_latest_sample_by_hand(samples: list[DiskSample],
                                                           at: list[float]) -> None:
@@ -1046,7 +1045,6 @@ def test_disk_index_agrees_with_the_latest_sample_by_hand(samples: list[DiskSamp
             assert (vol in disks.full_volumes(t)) == tl.full_at(t, vol) == full
 
 
-@settings(deadline=None, max_examples=100)
 @given(records=st.lists(st.builds(LogRecord, t=times, source=st.sampled_from(SOURCES),
                                   text=st.just("x"), volume=st.none()), max_size=15),
        a=times, width=st.floats(0.0, 20.0))
@@ -1066,7 +1064,7 @@ def test_log_stamps_agree_with_brute_force(records: list[LogRecord], a: float,
     assert _Stamps(records).any_between(a, b) == expected
 
 
-@settings(deadline=None, max_examples=50)
+@settings(max_examples=50)  # a small input space: a few phases
 @given(phases=st.lists(st.tuples(times, st.sampled_from(PHASES)), max_size=5),
        volume=st.one_of(st.none(), st.sampled_from(VOLUMES)))
 def test_timeline_without_observations_is_not_applicable(
@@ -1087,7 +1085,7 @@ def _red(e: Event) -> Event:
     return e
 
 
-@settings(deadline=None, max_examples=150)
+@settings(max_examples=150)  # the broadest properties: every rule on any events
 @given(events=st.lists(events_st, max_size=40))
 def test_a_target_that_never_works_passes_nothing(events: list[Event]) -> None:
     tl = Timeline(scenario="red", volume="sessions", t0=0.0)

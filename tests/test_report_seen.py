@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPORTS, console_errors, full_page_screenshot, open_report, remote_requests
+from pages import REPORTS, console_errors, full_page_screenshot, open_report, remote_requests
 from sample_runs import OUTCOME_COUNTS, sample_report, sample_timeline
 
 from harness.invariants import Rules

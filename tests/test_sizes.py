@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.errors import UsageError
@@ -27,7 +27,6 @@ def test_parse_size_rejects_junk_naming_the_accepted_forms(bad: object) -> None:
 
 
 @given(st.one_of(st.text(max_size=20), st.integers(), st.floats(), st.none()))
-@settings(deadline=None)
 def test_parse_size_only_raises_usage_error(junk: object) -> None:
     try:
         n = parse_size(junk)  # type: ignore[arg-type]

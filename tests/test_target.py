@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from bad_inputs import CONFIG_CASES
+from bad_inputs import CONFIG_CASES, GOOD
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyfakefs.fake_filesystem import FakeFilesystem
@@ -20,21 +20,6 @@ from harness.target import (
     reference_target,
     target_from_dict,
 )
-
-GOOD = textwrap.dedent("""
-    name = "shop"
-    [services.web]
-    image = "shop:1"
-    ports = [8080]
-    [volumes.uploads]
-    size = "1MiB"
-    owner = "1000:1000"
-    mounts = [{ service = "web", path = "/srv/uploads" }]
-    [probes.home]
-    service = "web"
-    core = true
-    steps = [{ path = "/" }]
-""")
 
 
 def write(fs: FakeFilesystem, text: str, name: str = "fulldisk.toml") -> str:
@@ -159,7 +144,7 @@ keys = st.sampled_from(["name", "services", "volumes", "probes", "logs", "health
 
 
 @given(st.dictionaries(keys, junk, max_size=6))
-@settings(deadline=None, max_examples=300)
+@settings(max_examples=300)  # a wide space of junk documents
 def test_generated_junk_only_raises_our_errors(data: dict[str, Any]) -> None:
     try:
         target_from_dict(data, file="junk.toml")

@@ -37,7 +37,7 @@ def _used_pct(path: str) -> float:
 
 def _scan(path: str) -> list[tuple[float, int, str, str]]:
     """(mtime, blocks bytes, path, name) of every regular file; vanished files skipped."""
-    out = []
+    out: list[tuple[float, int, str, str]] = []
     try:
         entries = list(os.scandir(path))
     except OSError as exc:
@@ -94,7 +94,7 @@ def sweep(path: str, max_age: float, pressure: bool) -> None:
         return
     start = used
     keep.sort()
-    for mtime, size, p, name in keep:
+    for _mtime, size, p, _name in keep:
         if used < config.CLEAN_LOW_PCT:
             break
         if _unlink(p):
@@ -106,22 +106,25 @@ def sweep(path: str, max_age: float, pressure: bool) -> None:
             break
     if n_pressure:
         log.info(
-            "disk pressure on %s: %.1f%% used > %g%%: freed %d files (%d bytes), oldest first; now %.1f%% used",
+            "disk pressure on %s: %.1f%% used > %g%%: freed %d files (%d bytes), oldest first; "
+            "now %.1f%% used",
             path, start, config.CLEAN_HIGH_PCT, n_pressure, freed_pressure, used,
         )
     elif time.monotonic() - _last_stuck_log[0] > 30:
         _last_stuck_log[0] = time.monotonic()
         log.warning(
-            "disk pressure on %s: %.1f%% used > %g%% and no download left to delete (space held by other files)",
+            "disk pressure on %s: %.1f%% used > %g%% and no download left to delete "
+            "(space held by other files)",
             path, used, config.CLEAN_HIGH_PCT,
         )
 
 
 def main() -> None:
     lazy = config.defect("lazy_cleanup")
-    logsetup.setup(os.path.join(config.LOG_DIR, "cleaner.log"), blackhole=config.defect("log_blackhole"), stdout=True,
+    logsetup.setup(os.path.join(config.LOG_DIR, "cleaner.log"),
+                   blackhole=config.defect("log_blackhole"), stdout=True,
                    torn=config.defect("torn_logs"))
-    stopping = []
+    stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(1))
     interval = config.LAZY_CLEANER_INTERVAL if lazy else config.CLEANER_INTERVAL
@@ -129,7 +132,8 @@ def main() -> None:
     log.info(
         "cleaner started: %s every %gs, max age %gs, %s (defects: %s)",
         path, interval, config.MAX_AGE,
-        "age only" if lazy else f"pressure above {config.CLEAN_HIGH_PCT:g}% down to {config.CLEAN_LOW_PCT:g}%",
+        "age only" if lazy
+        else f"pressure above {config.CLEAN_HIGH_PCT:g}% down to {config.CLEAN_LOW_PCT:g}%",
         ",".join(sorted(config.DEFECTS)) or "none",
     )
     next_run = time.monotonic() + (interval if lazy else 0)

@@ -36,7 +36,7 @@ def load_defects() -> frozenset[str]:
             f"datahub: unknown defect '{exc.args[0]}'; known: {', '.join(KNOWN_DEFECTS)}\n"
         )
         sys.stderr.flush()
-        raise SystemExit(2)
+        raise SystemExit(2) from None
 
 
 def _env_float(name: str, default: float) -> float:

@@ -123,7 +123,8 @@ def _increment(key: tuple[str, str]) -> None:
             finally:
                 conn.close()
         except (OSError, sqlite3.Error) as exc:
-            log.error("cannot update counter %s in %s: %s (kept in memory)", key[1].replace("\0", "/"), config.DB_PATH, exc)
+            log.error("cannot update counter %s in %s: %s (kept in memory)",
+                      key[1].replace("\0", "/"), config.DB_PATH, exc)
             return
         for k, d in batch.items():
             left = _pending.get(k, 0) - d
@@ -149,7 +150,8 @@ def read_counters() -> tuple[dict[str, int], list[str]]:
         conn = connect()
         try:
             conn.execute("PRAGMA query_only = ON")
-            values["downloads_served"] = conn.execute("SELECT COALESCE(SUM(count), 0) FROM downloads").fetchone()[0]
+            total = conn.execute("SELECT COALESCE(SUM(count), 0) FROM downloads").fetchone()
+            values["downloads_served"] = total[0]
             for name, value in conn.execute("SELECT name, value FROM counters"):
                 values[name] = value
         finally:

@@ -32,7 +32,8 @@ import re
 import secrets
 import shutil
 import threading
-from typing import BinaryIO, Iterator
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from . import config, db
 
@@ -61,15 +62,17 @@ def _rows(name: str, fmt: str) -> tuple[bytes, bytes, list[bytes]]:
         v = (seed + i * 2654435761) % 4294967291
         lat, lon = 40.5 + (v % 4000) / 10000, -74.2 + (v // 7 % 5000) / 10000
         if fmt == "csv":
-            rows.append(f"{i},{lat:.4f},{lon:.4f},{v % 700 / 10:.1f},{v % 80 / 10:.1f},{name},{v % 9000},{v % 120}\n".encode())
+            rows.append(f"{i},{lat:.4f},{lon:.4f},{v % 700 / 10:.1f},{v % 80 / 10:.1f},"
+                        f"{name},{v % 9000},{v % 120}\n".encode())
         else:
             rows.append(
-                ('{"type":"Feature","properties":{"id":%d,"dataset":"%s","block":%d,"lot":%d},'
-                 '"geometry":{"type":"Point","coordinates":[%.4f,%.4f]}},\n' % (i, name, v % 9000, v % 120, lon, lat)).encode()
+                (f'{{"type":"Feature","properties":{{"id":{i},"dataset":"{name}",'
+                 f'"block":{v % 9000},"lot":{v % 120}}},'
+                 f'"geometry":{{"type":"Point","coordinates":[{lon:.4f},{lat:.4f}]}}}},\n').encode()
             )
     if fmt == "csv":
         return b"id,lat,lon,depth_km,magnitude,dataset,block,lot\n", b"", rows
-    prefix = ('{"type":"FeatureCollection","name":"%s","features":[\n' % name).encode()
+    prefix = f'{{"type":"FeatureCollection","name":"{name}","features":[\n'.encode()
     suffix = b'{"type":"Feature","properties":{"end":true},"geometry":null}]}\n'
     return prefix, suffix, rows
 
@@ -96,7 +99,7 @@ def content(name: str, fmt: str, size: int) -> Iterator[bytes]:
                 n += len(r)
             pad = body - n
             if pad:
-                acc.append((b"#" * (pad - 1) + b"\n") if fmt == "csv" else (b" " * (pad - 1) + b"\n"))
+                acc.append((b"#" if fmt == "csv" else b" ") * (pad - 1) + b"\n")
             piece = b"".join(acc)
         out.append(piece)
         pending += len(piece)
@@ -135,6 +138,12 @@ def open_complete(name: str, fmt: str, size: int) -> BinaryIO | None:
 STREAM_PIECE = 16 * 1024
 
 
+def _tmp_path(final: str) -> str:
+    """A private temp name next to the downloads, for one generation of ``final``."""
+    return os.path.join(config.DOWNLOADS_DIR,
+                        f".tmp-{os.path.basename(final)}-{secrets.token_hex(4)}")
+
+
 def stream_while_writing(name: str, fmt: str, size: int) -> Iterator[bytes]:
     """Defect ``streamed_exports``: client first, then the file, piece by piece.
 
@@ -142,7 +151,7 @@ def stream_while_writing(name: str, fmt: str, size: int) -> Iterator[bytes]:
     server can only drop the connection. The temp file is removed; the download is
     counted only when the whole export was sent and saved."""
     final = path_for(name, fmt, size)
-    tmp = os.path.join(config.DOWNLOADS_DIR, f".tmp-{os.path.basename(final)}-{secrets.token_hex(4)}")
+    tmp = _tmp_path(final)
     f = open(tmp, "wb")
     try:
         for chunk in content(name, fmt, size):
@@ -180,8 +189,9 @@ def _reserve_check(size: int) -> int:
         left = free - _inflight_bytes - need
         if left < reserve or (st.f_files and st.f_favail < config.DOWNLOAD_RESERVE_INODES):
             raise Refused(
-                f"not enough free space on {config.DOWNLOADS_DIR}: {free} bytes and {st.f_favail} inodes free, "
-                f"{_inflight_bytes} bytes in use by other downloads, this one needs {need} bytes "
+                f"not enough free space on {config.DOWNLOADS_DIR}: {free} bytes and "
+                f"{st.f_favail} inodes free, {_inflight_bytes} bytes in use by other downloads, "
+                f"this one needs {need} bytes "
                 f"and {reserve} bytes ({config.DOWNLOAD_RESERVE_PCT:g}%) are kept free"
             )
         _inflight_bytes += need
@@ -195,7 +205,7 @@ def _release(need: int) -> None:
 
 
 def _generate_atomic(name: str, fmt: str, size: int, final: str) -> BinaryIO:
-    tmp = os.path.join(config.DOWNLOADS_DIR, f".tmp-{os.path.basename(final)}-{secrets.token_hex(4)}")
+    tmp = _tmp_path(final)
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
         for chunk in content(name, fmt, size):
@@ -289,7 +299,8 @@ def stream(f: BinaryIO, name: str, fmt: str, size: int, hit: bool) -> Iterator[b
         if sent == size:
             if not config.defect("miscounted_downloads"):
                 db.count_download(name, fmt)
-            log.info("served %s-%d.%s (%d bytes, %s)", name, size, fmt, size, "cache hit" if hit else "generated")
+            log.info("served %s-%d.%s (%d bytes, %s)", name, size, fmt, size,
+                     "cache hit" if hit else "generated")
         else:
             log.error("download %s-%d.%s cut short: %d of %d bytes", name, size, fmt, sent, size)
             # Raising makes the server drop the connection now; ending quietly would

@@ -52,13 +52,18 @@ class OneLineFormatter(logging.Formatter):
         return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
 
 
-def _close_fd(handler: "SafeFileHandler | TornFileHandler") -> None:
+def _close_fd(handler: SafeFileHandler | TornFileHandler) -> None:
     if handler.fd is not None:
         try:
             os.close(handler.fd)
         except OSError:
             pass
         handler.fd = None
+
+
+def _open_append(path: str) -> int:
+    """The log file opened for appending, created if missing."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
 
 def _stderr(text: str) -> None:
@@ -82,7 +87,7 @@ class SafeFileHandler(logging.Handler):
 
     def _open(self) -> int:
         if self.fd is None:
-            self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            self.fd = _open_append(self.path)
         return self.fd
 
     def _write_whole(self, data: bytes) -> None:
@@ -97,7 +102,8 @@ class SafeFileHandler(logging.Handler):
                 raise
             if n != len(data):
                 self._undo(fd, before)
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # short write: the disk is full
+                # a short write: the disk is full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         finally:
             try:
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -162,7 +168,7 @@ class BlackholeFileHandler(logging.FileHandler):
         except Exception:
             self.handleError(record)
 
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802
+    def handleError(self, record: logging.LogRecord) -> None:
         pass  # the bug: nothing on stderr, no count, no marker
 
 
@@ -179,7 +185,7 @@ class TornFileHandler(logging.Handler):
         try:
             data = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
             if self.fd is None:
-                self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                self.fd = _open_append(self.path)
             os.write(self.fd, data)  # the bug: a short write is not retried, the rest is gone
         except Exception:
             self.handleError(record)  # stock logging: a traceback on stderr, nothing in the file

@@ -28,7 +28,8 @@ END_MARKER = "<!-- end datahub -->\n"
 HEAD_MIN = 8192 + 512  # the name appears only after the first two 4 KiB pages
 
 _STYLE_RULES = [
-    "body { font-family: Helvetica, Arial, sans-serif; margin: 0; color: #222; background: #fafafa; }",
+    "body { font-family: Helvetica, Arial, sans-serif; margin: 0; color: #222; "
+    "background: #fafafa; }",
     "header.top { background: #20344f; color: #fff; padding: 0.6em 1.2em; }",
     "header.top a { color: #cde; text-decoration: none; margin-right: 1em; }",
     "main { max-width: 60em; margin: 1.5em auto; padding: 0 1em; }",
@@ -36,11 +37,16 @@ _STYLE_RULES = [
     "table.rows th { text-align: left; border-bottom: 2px solid #999; padding: 0.2em 0.4em; }",
     "table.rows td { border-bottom: 1px solid #ddd; padding: 0.2em 0.4em; }",
     "table.rows tr:nth-child(even) td { background: #f0f3f7; }",
-    "ul.columns li { display: inline-block; margin: 0 0.8em 0.4em 0; padding: 0.1em 0.5em; background: #e6ecf3; }",
+    "ul.columns li { display: inline-block; margin: 0 0.8em 0.4em 0; padding: 0.1em 0.5em; "
+    "background: #e6ecf3; }",
     "footer { color: #777; font-size: 0.8em; margin: 2em auto; max-width: 60em; }",
     ".meta dt { font-weight: bold; } .meta dd { margin: 0 0 0.5em 1em; }",
-    ".badge { display: inline-block; padding: 0 0.4em; border-radius: 3px; background: #8a3; color: #fff; }",
+    ".badge { display: inline-block; padding: 0 0.4em; border-radius: 3px; background: #8a3; "
+    "color: #fff; }",
 ]
+
+
+BOROUGHS = ("Queens", "Staten Island", "Brooklyn", "Bronx", "Manhattan")
 
 
 def _style_block() -> str:
@@ -71,7 +77,8 @@ def render_chunks(name: str) -> list[str]:
     chunks.append(
         "<header class=\"top\"><a href=\"/\">datahub</a><a href=\"/login\">Log in</a></header>\n"
         f"<main>\n<h1>Dataset {h}</h1>\n"
-        f"<dl class=\"meta\"><dt>name</dt><dd>{h}</dd><dt>rows</dt><dd>{1000 + seed % 90000}</dd></dl>\n"
+        f"<dl class=\"meta\"><dt>name</dt><dd>{h}</dd>"
+        f"<dt>rows</dt><dd>{1000 + seed % 90000}</dd></dl>\n"
         "<ul class=\"columns\">" + "".join(f"<li>{c}</li>" for c in columns) + "</ul>\n"
         f"<p><a href=\"/datasets/{h}/download?format=csv\">CSV</a> | "
         f"<a href=\"/datasets/{h}/download?format=geojson\">GeoJSON</a></p>\n"
@@ -80,8 +87,9 @@ def render_chunks(name: str) -> list[str]:
     for r in range(40):
         v = (seed * (r + 7)) % 1000003
         rows.append(
-            f"<tr><td>{r + 1}</td><td>{40 + v % 1000 / 1000:.3f}</td><td>{-74 + v % 997 / 1000:.3f}</td>"
-            f"<td>{v % 700 / 10:.1f}</td><td>{v % 80 / 10:.1f}</td><td>{['Queens', 'Staten Island', 'Brooklyn', 'Bronx', 'Manhattan'][v % 5]}</td>"
+            f"<tr><td>{r + 1}</td><td>{40 + v % 1000 / 1000:.3f}</td>"
+            f"<td>{-74 + v % 997 / 1000:.3f}</td>"
+            f"<td>{v % 700 / 10:.1f}</td><td>{v % 80 / 10:.1f}</td><td>{BOROUGHS[v % 5]}</td>"
             f"<td>{v % 9000}</td><td>{v % 120}</td><td>2013-09-0{1 + v % 2}</td></tr>\n"
         )
     rows.append("</table>\n")

@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import time
+from typing import Any
 
 from . import config
 
@@ -36,7 +37,7 @@ def new_id() -> str:
     return secrets.token_hex(16)
 
 
-def save(sid: str, data: dict) -> None:
+def save(sid: str, data: dict[str, Any]) -> None:
     payload = json.dumps(data, sort_keys=True).encode()
     if config.defect("silent_sessions"):
         try:
@@ -78,7 +79,7 @@ def _save_atomic(sid: str, payload: bytes) -> None:
         raise SessionSaveError(f"could not save session: {exc.strerror or exc}") from exc
 
 
-def load(sid: str | None) -> dict | None:
+def load(sid: str | None) -> dict[str, Any] | None:
     """The session named by the cookie; missing, empty or corrupt = logged out (as PHP)."""
     if not sid or not _ID_RE.match(sid):
         return None
