@@ -15,7 +15,6 @@ import requests
 
 from .http import loopback as _loopback
 from .probes import Prober
-from .sizes import parse_size
 from .timeline import LoadEvent, ProbeResult
 from .volume import FillResult, Volume
 
@@ -194,7 +193,3 @@ def front_service(pr: Prober) -> str | None:
             return name
     return None
 
-
-def size(text: str | int) -> int:
-    """Parse a size (re-exported for scenarios)."""
-    return parse_size(text)

@@ -169,8 +169,6 @@ class Stack:
         self.agent: Agent | None = None
         self._network_made = False
         self._docker_volumes: list[str] = []
-        self.started_at = 0.0
-        self.start_seconds = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -191,7 +189,6 @@ class Stack:
         read (or found in the cache) while the agent starts, and services start level by
         level of ``depends_on`` (compose's order: after what they depend on has started).
         """
-        t0 = time.monotonic()
         engine.require_image(engine.BASE_IMAGE, "run ci/setup to build the base image the "
                              "agent container runs from")
         for svc in self.target.services.values():
@@ -217,8 +214,6 @@ class Stack:
                 started.raise_first()
         announce("ready-wait")
         self._wait_ready(time.monotonic())
-        self.started_at = time.time()
-        self.start_seconds = time.monotonic() - t0
         return self
 
     def stop(self) -> None:

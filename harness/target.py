@@ -729,21 +729,20 @@ class Target(_Model):
         """Probes declared as the target's core flows."""
         return [n for n, p in self.probes.items() if p.core]
 
-    def volume_of(self, service: str, path: str) -> str | None:
-        """The volume a container path lives on, if any."""
+    def log_volume(self, log: LogSource) -> str | None:
+        """The volume a file log source lives on: declared, or the one whose mount of its
+        service holds its path (the deepest mount when several do)."""
+        if log.volume or log.kind != "file" or not log.service or not log.path:
+            return log.volume
+        path = log.path
         best: tuple[int, str] | None = None
         for vname, v in self.volumes.items():
             for m in v.mounts:
-                if m.service == service and (path == m.path or path.startswith(m.path + "/")):
+                if m.service == log.service and (path == m.path
+                                                 or path.startswith(m.path + "/")):
                     if best is None or len(m.path) > best[0]:
                         best = (len(m.path), vname)
         return best[1] if best else None
-
-    def log_volume(self, log: LogSource) -> str | None:
-        """The volume a file log source lives on (declared, or under a service's mount)."""
-        if log.volume or log.kind != "file" or not log.service or not log.path:
-            return log.volume
-        return self.volume_of(log.service, log.path)
 
     def shared(self, name: str = "shared", size: int | None = None) -> Target:
         """The same target with every writable path on one volume, as on the real server.

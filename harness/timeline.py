@@ -273,14 +273,6 @@ class Timeline:
         return [(m, marks[i + 1].t if i + 1 < len(marks) else max(end, m.t) + 1e-9)
                 for i, m in enumerate(marks)]
 
-    def phase_at(self, t: float) -> PhaseName | None:
-        """The phase running at time t."""
-        current: PhaseName | None = None
-        for m in self.of(PhaseMark):
-            if m.t <= t:
-                current = m.phase
-        return current
-
     def in_phase(self, kind: type[E], phase: PhaseName) -> list[E]:
         """Events of one type recorded during every window of the given phase."""
         spans = [(m.t, end) for m, end in self.windows() if m.phase == phase]
