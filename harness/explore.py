@@ -132,7 +132,7 @@ class Explorer:
         self.writer = writers[0] if writers else None
         self.cleaner = (t.cleanup.service if t.cleanup and t.cleanup.service in t.services
                         else None)
-        self.sizes = [int(s) for s in t.downloads.sizes] if t.downloads else []
+        self.sizes = list(t.downloads.sizes) if t.downloads else []
         self.paused = False
         self._marked()
         self.begin()

@@ -58,7 +58,7 @@ class Downloads:
         self.pr = pr
         self.cfg = cfg
         self.rng = random.Random(seed)
-        self.sizes = [int(s) for s in cfg.sizes]
+        self.sizes = list(cfg.sizes)
         self.seq = 0
 
     def one(self, *, seq: int | None = None, size: int | None = None) -> ProbeResult:

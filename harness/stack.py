@@ -8,6 +8,7 @@ always runs, also when start fails half way; everything is labelled for ``clean`
 
 from __future__ import annotations
 
+import graphlib
 import os
 import re
 import threading
@@ -24,7 +25,13 @@ from typing import Generic, Self, TypeVar
 import requests
 
 from . import engine, seedcache
-from .errors import ConfigError, HarnessError, InfrastructureError, TargetProblem
+from .errors import (
+    ConfigError,
+    HarnessError,
+    InfrastructureError,
+    TargetProblem,
+    UnknownName,
+)
 from .guard import GUARD
 from .http import loopback, session
 from .sizes import PAGE, format_size
@@ -48,34 +55,18 @@ def announce(phase: str) -> None:
             threading.Event().wait(0.05)  # polled; the signal the test sends ends it early
 
 
-def _order(services: Mapping[str, Service]) -> list[str]:
-    done: list[str] = []
-    visiting: set[str] = set()
-
-    def visit(n: str) -> None:
-        if n in done:
-            return
-        if n in visiting:
-            raise ConfigError(f"services.{n}.depends_on forms a cycle",
-                              "remove one of the dependencies")
-        visiting.add(n)
-        for d in services[n].depends_on:
-            visit(d)
-        visiting.discard(n)
-        done.append(n)
-
-    for n in services:
-        visit(n)
-    return done
-
-
 def _levels(services: Mapping[str, Service]) -> list[list[str]]:
-    """Services grouped by ``depends_on`` depth: each level only after the one before."""
-    depth: dict[str, int] = {}
-    for n in _order(services):  # dependencies come first
-        depth[n] = 1 + max((depth[d] for d in services[n].depends_on), default=-1)
-    deepest = max(depth.values(), default=-1)
-    return [[n for n in depth if depth[n] == lvl] for lvl in range(deepest + 1)]
+    """Services grouped by ``depends_on`` depth: each level only after the one before.
+
+    The config refused cycles (Target validation), so every service gets a level."""
+    order = graphlib.TopologicalSorter({n: s.depends_on for n, s in services.items()})
+    order.prepare()
+    levels: list[list[str]] = []
+    while order.is_active():
+        ready = set(order.get_ready())
+        levels.append([n for n in services if n in ready])
+        order.done(*ready)
+    return levels
 
 
 _WORKERS = 8  # engine calls in flight at once: the engine does the work, threads only wait
@@ -418,15 +409,15 @@ class Stack:
     def service(self, name: str) -> engine.Handle:
         """A running service's handle (exec, logs)."""
         if name not in self.services:
-            raise ConfigError(f"unknown service {name!r}",
-                              f"one of: {', '.join(self.services)}")
+            raise UnknownName(f"unknown service {name!r}",
+                              f"use one the target declares: {', '.join(self.services)}")
         return self.services[name]
 
     def volume(self, name: str) -> TmpfsVolume:
         """A volume by its config name."""
         if name not in self.volumes:
-            raise ConfigError(f"unknown volume {name!r}",
-                              f"one of: {', '.join(self.volumes)}")
+            raise UnknownName(f"unknown volume {name!r}",
+                              f"use one the target declares: {', '.join(self.volumes)}")
         return self.volumes[name]
 
     def usage(self, *names: str) -> dict[str, Usage]:
