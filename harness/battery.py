@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .backend import Backend
-from .invariants import Rules, Verdict, evaluate
+from .invariants import INVARIANTS, Rules, Verdict, evaluate
 from .loads import Downloads, ballast, drain, inodes, log_marks, sessions
 from .probes import Prober
 from .stack import Stack
@@ -146,9 +146,7 @@ class Run:
         after = self.stack.restarts()
         self.tl.facts["restarts"] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         verdicts = evaluate(self.tl, self.rules, list(invariants))
-        untested = self.stack.untested_paths()
-        self.tl.facts["untested_paths"] = untested
-        return Outcome(self.tl.scenario, self.volume, self.tl, verdicts, untested=untested)
+        return Outcome(self.tl.scenario, self.volume, self.tl, verdicts)
 
     def baseline(self) -> set[str]:
         """Probes that passed in the steady phase."""
@@ -387,14 +385,28 @@ class Case:
     fresh: bool = False
 
 
+def with_untested(outcome: Outcome, stack: Backend) -> Outcome:
+    """The outcome with the folders the stack's services wrote outside its volumes so far
+    (the engine's diff: about half a second, so taken once per stack where possible)."""
+    outcome.untested = stack.untested_paths()
+    outcome.timeline.facts["untested_paths"] = outcome.untested
+    return outcome
+
+
 def run_case(case: Case, target: Target, stack_for: Callable[[bool], Stack], *,
-             env: Mapping[str, Mapping[str, str]] | None = None) -> Outcome:
+             env: Mapping[str, Mapping[str, str]] | None = None,
+             untested: bool = True) -> Outcome:
     """Run one case: on a fresh stack of its own when ``case.fresh``, else on the long-
-    lived plain or shared stack ``stack_for(case.shared)`` (never reset between cases)."""
+    lived plain or shared stack ``stack_for(case.shared)`` (never reset between cases).
+    A fresh stack's untested paths are read before it goes; a long-lived stack's after
+    the case only with ``untested`` (a caller that reads them once per stack, before
+    removing it, passes False: the diff is cumulative)."""
     if case.fresh:
         with Stack(target.shared() if case.shared else target, env=env) as s:
-            return case.run(s)
-    return case.run(stack_for(case.shared))
+            return with_untested(case.run(s), s)
+    s = stack_for(case.shared)
+    outcome = case.run(s)
+    return with_untested(outcome, s) if untested else outcome
 
 
 def cases(volumes: list[str], bulk: set[str], *, downloads: bool, cleanup: bool,
@@ -424,3 +436,36 @@ def cases(volumes: list[str], bulk: set[str], *, downloads: bool, cleanup: bool,
         out.append(Case("counter", None, False, counter_against_served, ("counter_accuracy",),
                         True))
     return out
+
+
+def _feeds(target: Target) -> dict[str, bool]:
+    """Whether the target's config feeds each invariant (absent: always fed)."""
+    return {
+        "no_silent_write_loss": any(p.write for p in target.probes.values()),
+        # an exec write is a request too: a timeout is a hang, a fast non-zero exit a
+        # refusal, an acknowledged write that does not read back a fake success
+        "graceful_refusal": any(p.kind == "http" or p.write for p in target.probes.values()),
+        "health_truthful": target.health is not None,
+        "log_integrity": any(log.kind == "file" for log in target.logs),
+        "core_isolation": bool(target.core_probes),
+        "cleanup_keeps_up": target.cleanup is not None,
+        "counter_accuracy": bool(target.counters) and target.downloads is not None,
+    }
+
+
+def fed_invariants(target: Target) -> list[str]:
+    """The invariants a target's config feeds (declares the probes, logs, health... for)."""
+    feeds = _feeds(target)
+    return [name for name in INVARIANTS if feeds.get(name, True)]
+
+
+def battery_cases(target: Target) -> list[Case]:
+    """The battery's cases for a target."""
+    bulk = {n for n, v in target.volumes.items() if v.role == "bulk"}
+    # Only the invariants this target can feed: a check that cannot fail is a defect.
+    needs = _feeds(target)
+    out = cases(list(target.volumes), bulk, downloads=target.downloads is not None,
+                cleanup=target.cleanup is not None, counters=bool(target.counters),
+                writes=needs["no_silent_write_loss"])
+    return [replace(c, invariants=tuple(i for i in c.invariants if needs.get(i, True)))
+            for c in out]

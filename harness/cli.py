@@ -22,14 +22,12 @@ import click
 from rich.console import Console
 
 from .errors import HarnessError, InfrastructureError, UsageError
-from .selftest import SWITCHES
+from .selftest import DEFECTS
 from .sizes import parse_size
 from .target import Target, load_target
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
-DEFECTS = {name: s.invariant for name, s in SWITCHES.items()}
-"""Each defect switch of the reference stack and the invariant that must catch it."""
 
 
 def _target(path: str | None) -> Target:
@@ -197,7 +195,7 @@ def _straight(target_path: str | None, report_dir: str, json_path: str | None,
 
 
 def _cases(target: Target) -> list[Any]:
-    from .plugin import battery_cases
+    from .battery import battery_cases
 
     return list(battery_cases(target))
 
@@ -289,7 +287,7 @@ def gate(target_path: str | None, junit: str, json_path: str | None, report_dir:
 
 def strict_failures(target: Target, report: dict[str, Any]) -> list[str]:
     """Not judged verdicts of invariants the target feeds (what ``gate --strict`` fails on)."""
-    from .plugin import fed_invariants
+    from .battery import fed_invariants
     from .report import status
 
     fed = set(fed_invariants(target))
@@ -329,7 +327,7 @@ def explore_cmd(target_path: str | None, max_examples: int, max_steps: int, seco
 @target_opt
 def list_(target_path: str | None) -> None:
     """List the target's volumes, probes and battery scenarios."""
-    from .plugin import battery_cases
+    from .battery import battery_cases
     from .sizes import format_size
 
     t = _target(target_path)
@@ -538,7 +536,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: one line for every user error, the exit codes above."""
     os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
     if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        from .plugin import stop_on_sigterm
+        from .errors import stop_on_sigterm
 
         signal.signal(signal.SIGTERM, stop_on_sigterm)  # stop at once, then clean up
     try:

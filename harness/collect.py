@@ -47,8 +47,8 @@ class Battery(pytest.Module):
 
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
         """Battery cases (one collector each), then the stories the target can feed."""
+        from .battery import battery_cases
         from .errors import HarnessError
-        from .plugin import battery_cases
 
         try:
             target = self.target_loader()

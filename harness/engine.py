@@ -793,7 +793,7 @@ def engine_time() -> float:
     return datetime.fromisoformat(m.group(1) + tz).timestamp() + float("0" + (m.group(2) or ""))
 
 
-def lease_age(c: Container, now: float) -> float | None:
+def _lease_age(c: Container, now: float) -> float | None:
     """Seconds since a lease was last renewed (None when its file cannot be read)."""
     try:
         stream, _ = c.get_archive(LEASE_FILE)
@@ -841,7 +841,7 @@ def stale_runs(containers: Sequence[Container] | None = None) -> set[str]:
         expired = True
         for x in ls:
             lb = _labels(x)
-            age = lease_age(x, now)
+            age = _lease_age(x, now)
             grace = float(lb.get(GRACE_LABEL, "60") or 60)
             if age is None or age <= grace or _alive(lb.get(PID_LABEL, ""),
                                                      lb.get(HOST_LABEL, ""), local_only=True):

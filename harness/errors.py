@@ -1,6 +1,9 @@
-"""Error types: every message says what was observed and, after ``Hint:``, how to fix it."""
+"""Error types: every message says what was observed and, after ``Hint:``, how to fix it;
+and how a stop from outside (SIGTERM) surfaces: as Ctrl-C does."""
 
 from __future__ import annotations
+
+import signal
 
 
 class HarnessError(Exception):
@@ -35,6 +38,11 @@ class ConfigError(UsageError):
         super().__init__(f"{where}: {message}" if where else message, hint)
 
 
+class UnknownName(UsageError):
+    """A service, volume or probe asked for at run time that the target does not declare:
+    a mistake of the caller (a scenario, a test), not of the config."""
+
+
 class TargetProblem(UsageError):
     """The target cannot be tested as configured: a probe fails on healthy, empty disks,
     or the image's files do not fit the volume declared for them. Exit 2, no verdicts."""
@@ -54,3 +62,10 @@ class GuardError(HarnessError):
     """Refused: the harness only fills, drains or resets filesystems it created itself."""
 
     exit_code = 2
+
+
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM stops the run at once (as Ctrl-C does); a second one during the cleanup
+    that follows is ignored, so the cleanup is not cut short."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise KeyboardInterrupt("SIGTERM")

@@ -4,8 +4,7 @@ Every backend registers the filesystems it makes; every write that consumes or f
 space asks the guard first. The check is by identity, not by name: a docker volume must
 be registered by this run, carry this run's label and be of type tmpfs, and (checked in
 the agent by the volume before every script) its path must be a tmpfs mountpoint.
-Anything else raises GuardError. (A host-path check for a loop-device backend belongs
-with that backend, tested through it; there is none yet.)
+Anything else raises GuardError.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ class Owned:
     kind: str  # "docker-tmpfs"
     name: str
     run: str
-    device: int | None = None  # st_dev, for a backend on a host device
 
 
 class Guard:

@@ -39,7 +39,7 @@ from .battery import Outcome, counter_against_served, volume_scenario
 from .errors import UsageError
 from .fakedisk import FakeDisk, FakeDisks
 from .target import Target
-from .volume import Usage
+from .timeline import Usage
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 RECOVERY_SECONDS = 1.0

@@ -17,11 +17,12 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from .errors import stop_on_sigterm
 
 if TYPE_CHECKING:
     from .battery import Case, Outcome
@@ -139,13 +140,6 @@ def _install_sigterm(config: pytest.Config) -> None:
             signal.SIG_DFL, None):
         return
     signal.signal(signal.SIGTERM, stop_on_sigterm)
-
-
-def stop_on_sigterm(signum: int, frame: object) -> None:
-    """SIGTERM stops the run at once (as Ctrl-C does); a second one during the cleanup
-    that follows is ignored, so the cleanup is not cut short."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt("SIGTERM")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -529,42 +523,6 @@ def check(outcome: Outcome, invariant: str) -> None:
         pytest.fail(verdict_text(v.to_dict()), pytrace=False)
 
 
-def _feeds(target: Target) -> dict[str, bool]:
-    return {
-        "no_silent_write_loss": any(p.write for p in target.probes.values()),
-        # an exec write is a request too: a timeout is a hang, a fast non-zero exit a
-        # refusal, an acknowledged write that does not read back a fake success
-        "graceful_refusal": any(p.kind == "http" or p.write for p in target.probes.values()),
-        "health_truthful": target.health is not None,
-        "log_integrity": any(log.kind == "file" for log in target.logs),
-        "core_isolation": bool(target.core_probes),
-        "cleanup_keeps_up": target.cleanup is not None,
-        "counter_accuracy": bool(target.counters) and target.downloads is not None,
-    }
-
-
-def fed_invariants(target: Target) -> list[str]:
-    """The invariants a target's config feeds (declares the probes, logs, health... for)."""
-    from .invariants import INVARIANTS
-
-    feeds = _feeds(target)
-    return [name for name in INVARIANTS if feeds.get(name, True)]
-
-
-def battery_cases(target: Target) -> list[Case]:
-    """The battery's cases for a target."""
-    from .battery import cases
-
-    bulk = {n for n, v in target.volumes.items() if v.role == "bulk"}
-    # Only the invariants this target can feed: a check that cannot fail is a defect.
-    needs = _feeds(target)
-    out = cases(list(target.volumes), bulk, downloads=target.downloads is not None,
-                cleanup=target.cleanup is not None, counters=bool(target.counters),
-                writes=needs["no_silent_write_loss"])
-    return [replace(c, invariants=tuple(i for i in c.invariants if needs.get(i, True)))
-            for c in out]
-
-
 @pytest.fixture
 def battery_case(request: pytest.FixtureRequest) -> tuple[Case, str]:
     """This battery item's case and the invariant it judges (``fulldisk::<case>::<inv>``)."""
@@ -590,7 +548,7 @@ def outcome_of(_outcomes: dict[str, Outcome], fulldisk_target: Target,
     the app's data behind get a stack of their own, the others share one (never reset)."""
     def run(case_id: str) -> Outcome:
         if case_id not in _outcomes:
-            from .battery import run_case
+            from .battery import battery_cases, run_case
 
             by_id = {c.id: c for c in battery_cases(fulldisk_target)}
             if case_id not in by_id:

@@ -60,13 +60,20 @@ SWITCHES: dict[str, Switch] = {
         "a log writer that flushes partial records and drops records while full, unannounced"),
 }
 """Every switch the battery must catch (``stale_partial_exports`` is explore's to find)."""
+DEFECTS: dict[str, str] = {name: s.invariant for name, s in SWITCHES.items()}
+"""Each defect switch the selftest runs and the invariant that must catch it."""
+NOT_IN_SELFTEST: dict[str, str] = {
+    "stale_partial_exports": "an order of events (an export cut short by a full disk, then "
+                             "served from the cache): `fulldisk explore` finds it "
+                             "(tests/test_explore.py), the battery's fixed scenarios do not",
+}
+"""Switches of the reference stack the selftest does not run, and where they are caught."""
 
 
 def run_config(defect: str | None, *, progress: Callable[[str], None] = lambda s: None
                ) -> list[Outcome]:
     """The whole battery against the reference stack with one switch on (or none)."""
-    from .battery import run_case
-    from .plugin import battery_cases
+    from .battery import battery_cases, run_case
     from .stack import Stack
     from .target import reference_target
 
@@ -127,7 +134,7 @@ def run_selftest(names: list[str], switches: Mapping[str, Switch] = SWITCHES, *,
                  ) -> dict[str, Any]:
     """Run every switch and the hardened build; returns the matrix as JSON-ready data.
     ``on_config`` gets each configuration's outcomes (None: hardened), e.g. for a report."""
-    from .plugin import fed_invariants
+    from .battery import fed_invariants
     from .stack import ensure_images
     from .target import reference_target
 

@@ -8,8 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from harness import Stack
-from harness.battery import run_case
-from harness.plugin import battery_cases
+from harness.battery import battery_cases, run_case
 from harness.target import Target, target_from_dict
 
 pytestmark = pytest.mark.docker

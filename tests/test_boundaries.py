@@ -47,3 +47,28 @@ def test_no_caller_reaches_docker_py_objects_through_the_engine() -> None:
                         and node.value.id == "engine")):
                 leaks.append(f"{name}:{node.lineno} .{node.attr}")
     assert leaks == []
+
+
+# The pytest side: the stock stories assert with ``check``; ``harness.check`` re-exports it.
+PLUGIN_USERS = {"stock.py", "__init__.py"}
+
+
+def imports_of_plugin(tree: ast.Module) -> bool:
+    """Whether a module imports ``harness.plugin`` (relatively or by its full name)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (
+                (node.level == 1 and node.module == "plugin")
+                or (node.level == 1 and node.module is None
+                    and any(a.name == "plugin" for a in node.names))
+                or node.module == "harness.plugin"):
+            return True
+        if isinstance(node, ast.Import) and any(a.name == "harness.plugin" for a in node.names):
+            return True
+    return False
+
+
+def test_only_the_pytest_side_imports_the_plugin() -> None:
+    """The battery decides its cases and the invariants a target feeds; the CLI, runner,
+    selftest and bench never load pytest's plugin to learn them."""
+    users = {name for name, tree in modules().items() if imports_of_plugin(tree)}
+    assert users == PLUGIN_USERS

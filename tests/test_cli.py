@@ -188,8 +188,8 @@ def test_target_without_downloads_cleanup_or_counters_passes_with_exit_0(
 
 
 def test_strict_gate_fails_on_not_judged_verdicts_of_fed_invariants() -> None:
+    from harness.battery import fed_invariants
     from harness.cli import strict_failures
-    from harness.plugin import fed_invariants
     from harness.report import build
     from harness.target import reference_target, target_from_dict
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..sizes import format_size
 from ..timeline import (
+    DiskIndex,
     DiskSample,
     LogRecord,
     PhaseName,
@@ -97,41 +98,10 @@ def compile_any(patterns: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(parts)) if parts else None
 
 
-class Disks:
-    """The disk samples of a timeline, indexed per volume for "what was true at t" queries.
-
-    Same answers as ``Timeline.full_at``, in log time: the latest sample of each volume at
-    or before t.
-    """
-
-    def __init__(self, tl: Timeline) -> None:
-        by_vol: dict[str, list[DiskSample]] = {}
-        for d in tl.of(DiskSample):
-            by_vol.setdefault(d.volume, []).append(d)
-        self._samples = by_vol
-        self._times = {v: [d.t for d in ds] for v, ds in by_vol.items()}
-
-    def latest(self, t: float) -> dict[str, DiskSample]:
-        """The latest sample of each volume at or before t (volumes not yet sampled omitted)."""
-        out: dict[str, DiskSample] = {}
-        for vol, times in self._times.items():
-            i = bisect_right(times, t)
-            if i:
-                out[vol] = self._samples[vol][i - 1]
-        return out
-
-    def full_volumes(self, t: float) -> list[str]:
-        """Volumes whose latest sample at or before t says full."""
-        return sorted(v for v, d in self.latest(t).items() if d.full)
-
-    def full_at(self, t: float) -> bool:
-        """Whether any volume was full at t."""
-        return any(d.full for d in self.latest(t).values())
-
-    def note(self, t: float) -> str:
-        """Which volumes were full at t, for evidence."""
-        full = self.full_volumes(t)
-        return f"{', '.join(full)} full" if full else "no volume full"
+def full_note(disks: DiskIndex, t: float) -> str:
+    """Which volumes were full at t, for evidence."""
+    full = disks.full_volumes(t)
+    return f"{', '.join(full)} full" if full else "no volume full"
 
 
 def any_between(times: Sequence[float], a: float, b: float) -> bool:
@@ -262,17 +232,17 @@ class Write:
             return self.t + self.step.elapsed
         return self.readback[0] + self.readback[1].elapsed
 
-    def line(self, disks: Disks) -> str:
+    def line(self, disks: DiskIndex) -> str:
         """The write and its readback, for evidence."""
         out = fmt_step(self.probe, self.step, self.t)
         if self.again is not None and self.readback is not None:
             rt, r = self.readback
-            return (f"{out} acknowledged while full [{disks.note(self.t)}], and after "
+            return (f"{out} acknowledged while full [{full_note(disks, self.t)}], and after "
                     f"recovery {fmt_step(self.again, r, rt)} still does not show it")
         if self.readback is not None:
             rt, r = self.readback
             out += f" acknowledged, then {fmt_step(self.probe, r, rt)}"
-        return out + f" [{disks.note(self.t)}]"
+        return out + f" [{full_note(disks, self.t)}]"
 
 
 @dataclass

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..timeline import CounterSample, DiskSample, HealthSample, LoadEvent, ProbeResult, Timeline
+from ..timeline import (
+    CounterSample,
+    DiskSample,
+    HealthSample,
+    LoadEvent,
+    ProbeResult,
+    Timeline,
+)
 from ._evidence import (
     EXCERPT,
-    Disks,
     clip,
     fmt_sample,
     fmt_step,
@@ -171,7 +177,7 @@ def health_truthful(tl: Timeline, rules: Rules) -> Verdict:
     if not health:
         return not_judged(tl, name, "no health sample was taken")
     check = _HealthCheck()
-    disks = Disks(tl)
+    disks = tl.disk_index()
     for h in health:
         check.add(h, disks.latest(h.t), rules.healthy_below)
     if not check.judged:
