@@ -333,6 +333,7 @@ def _docker_figures(only: set[str], reps: int, battery_reps: int, rows: list[str
         rows += [_row(f"stack start, reference (median of {reps})", out["stack_start_s"], "s",
                       "stack_start_s"),
                  _row("  its CPU time in this process", out["stack_start_cpu_s"], "s")]
+        out.update(_volume_scenarios(target, rows))
     if "fill" in only:
         big = target_from_dict({"name": "bench", "services": {"x": {
             "image": engine.BASE_IMAGE, "command": ["sleep", "infinity"]}},
@@ -354,6 +355,32 @@ def _docker_figures(only: set[str], reps: int, battery_reps: int, rows: list[str
                  _row("floor: bare fallocate", out["bare_fallocate_s"], "s")]
     if "battery" in only:
         out.update(_battery_loop(target, battery_reps, rows))
+    return out
+
+
+def _volume_scenarios(target: Any, rows: list[str]) -> dict[str, Any]:
+    """Each volume scenario of the reference target once, one after another on one warm
+    stack with nothing else of this process running (in ``fulldisk run`` they share the
+    machine with the other lanes): median wall and CPU seconds."""
+    from .battery import volume_scenario
+    from .preflight import preflight
+
+    walls, cpus = [], []
+    with Stack(target) as s:
+        preflight(s)
+        for vol in target.volumes:
+            t0, c0 = time.monotonic(), time.process_time()
+            outcome = volume_scenario(s, vol)
+            walls.append(time.monotonic() - t0)
+            cpus.append(time.process_time() - c0)
+            if not outcome.passed:
+                raise RuntimeError(f"the hardened volume scenario {vol} failed")
+    out = {"volume_scenario_alone_s": statistics.median(walls),
+           "volume_scenario_alone_cpu_s": statistics.median(cpus),
+           "volume_scenario_alone_load": _load()}
+    rows += [_row("volume scenario alone, warm stack (median)",
+                  out["volume_scenario_alone_s"], "s", "volume_scenario_median_s"),
+             _row("  its CPU time", out["volume_scenario_alone_cpu_s"], "s")]
     return out
 
 
