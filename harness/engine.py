@@ -664,7 +664,7 @@ class ContainerSpec:
     env: Mapping[str, str]
     user: str | None
     ports: Sequence[int]
-    network: str
+    network: str  # "": none at all (the agent reaches its volumes, never the network)
     aliases: Sequence[str]
     binds: Mapping[str, str]  # host path -> container path
     volumes: Mapping[str, str]  # volume name -> container path
@@ -707,12 +707,15 @@ def start(spec: ContainerSpec) -> Handle:
         "cap_add": list(spec.cap_add),
         "privileged": spec.privileged,
         "init": True,
+    }
+    if spec.network:
         # a network of this run made by network_create (with_network wants one made by
         # testcontainers), joined under the service's aliases
-        "network": spec.network,
-        "networking_config": {spec.network: EndpointConfig(
-            client().api.api_version, aliases=list(spec.aliases))},
-    }
+        kwargs["network"] = spec.network
+        kwargs["networking_config"] = {spec.network: EndpointConfig(
+            client().api.api_version, aliases=list(spec.aliases))}
+    else:
+        kwargs["network_mode"] = "none"
     if spec.user:
         kwargs["user"] = spec.user
     w.with_kwargs(**kwargs)
