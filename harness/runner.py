@@ -82,9 +82,12 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def run_battery(target: Target, *, done: CaseDone = lambda c, o: None,
-                at_once: int = STACKS_AT_ONCE) -> BatteryRun:
+                at_once: int = STACKS_AT_ONCE,
+                meanwhile: Callable[[list[Outcome]], None] | None = None) -> BatteryRun:
     """Run every battery case of a target, up to ``at_once`` stacks at a time; a case that
-    breaks is recorded and no further case starts."""
+    breaks is recorded and no further case starts. ``meanwhile`` is called in this thread
+    with the outcomes (in the cases' order) once the last case has ended, while the last
+    stacks are still being removed (the report's charts are drawn in that time)."""
     from . import engine
     from .battery import battery_cases
     from .stack import ensure_images
@@ -98,7 +101,7 @@ def run_battery(target: Target, *, done: CaseDone = lambda c, o: None,
         stale.start()
         lanes = _Lanes(target, battery_cases(target), done)
         try:
-            lanes.run(at_once)
+            lanes.run(at_once, meanwhile)
         except KeyboardInterrupt as e:
             result.interrupted = str(e) or "SIGINT"
         finally:
@@ -110,6 +113,13 @@ def run_battery(target: Target, *, done: CaseDone = lambda c, o: None,
                 pass
         lanes.collect(result)
     return result
+
+
+def _meanwhile(call: Callable[[list[Outcome]], None], outcomes: list[Outcome]) -> None:
+    try:
+        call(outcomes)
+    except Exception:  # work done ahead of time: done again, and reported, after the run
+        pass
 
 
 def _clean_stale() -> None:
@@ -139,7 +149,8 @@ class _Lanes:
         self.lock = threading.Lock()
         self.broken = threading.Event()  # a case broke: no further case starts
         self.cancelled = threading.Event()  # interrupted: lanes stop at their next phase
-        self.ended: queue.Queue[int] = queue.Queue()
+        self.events: queue.Queue[str] = queue.Queue()  # "cases" (a lane's cases ended),
+                                                       # "ended" (and its stack is gone)
         self.threads: list[threading.Thread] = []
         self.lane_errors: list[str] = []
 
@@ -150,11 +161,13 @@ class _Lanes:
         fresh = [[i] for i, c in enumerate(self.cases) if c.fresh]
         return sorted((lane for lane in (plain, shared, *fresh) if lane), key=lambda lane: lane[0])
 
-    def run(self, at_once: int) -> None:
-        """Run every lane, at most ``at_once`` at a time; then remove the long-lived stacks
-        (reading what their services wrote outside the volumes)."""
+    def run(self, at_once: int,
+            meanwhile: Callable[[list[Outcome]], None] | None = None) -> None:
+        """Run every lane, at most ``at_once`` at a time (a lane counts until its stack is
+        removed); then remove the long-lived stacks (reading what their services wrote
+        outside the volumes). ``meanwhile``: see ``run_battery``."""
         pending = deque(self.lanes())
-        active = 0
+        active = busy = 0  # lanes not ended; lanes whose cases still run
         with phase_listener(self._on_phase):
             while pending or active:
                 while pending and active < max(1, at_once) and not self.broken.is_set():
@@ -164,11 +177,23 @@ class _Lanes:
                     self.threads.append(t)
                     t.start()
                     active += 1
+                    busy += 1
                 if not active:
                     break  # a case broke: the lanes not started never run
-                self.ended.get()  # a lane ended (a signal interrupts the wait)
-                active -= 1
+                event = self.events.get()  # a signal interrupts the wait
+                if event == "ended":
+                    active -= 1
+                    continue
+                busy -= 1
+                if meanwhile and not busy and (not pending or self.broken.is_set()):
+                    call, meanwhile = meanwhile, None
+                    _meanwhile(call, self.outcomes())
         self.stacks.stop_all(untested=True)
+
+    def outcomes(self) -> list[Outcome]:
+        """The outcomes so far, in the cases' order."""
+        with self.lock:
+            return [r[0] for _, r in sorted(self.results.items()) if r[0] is not None]
 
     def close(self) -> None:
         """Stop every lane and remove every stack, also after an interrupt: the long-lived
@@ -216,12 +241,15 @@ class _Lanes:
 
     def _lane(self, lane: list[int]) -> None:
         try:
-            for i in lane:
-                if self.broken.is_set() or self.cancelled.is_set():
-                    return
-                if not self._case(i):
-                    self.broken.set()
-                    return
+            try:
+                for i in lane:
+                    if self.broken.is_set() or self.cancelled.is_set():
+                        return
+                    if not self._case(i):
+                        self.broken.set()
+                        return
+            finally:
+                self.events.put("cases")
             last = self.cases[lane[-1]]
             if not last.fresh:  # its stack has no later case
                 self.stacks.release(last.shared)
@@ -231,7 +259,7 @@ class _Lanes:
                                         f"{type(e).__name__}: {e}")
             self.broken.set()
         finally:
-            self.ended.put(lane[0])
+            self.events.put("ended")
 
     def _case(self, i: int) -> bool:
         from .battery import run_case

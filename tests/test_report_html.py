@@ -167,3 +167,18 @@ def test_a_card_at_the_top_folds_long_evidence_the_table_keeps_it_all() -> None:
     assert card.index("line 5</li>") < card.index("<details") < card.index("line 6</li>")
     table = body[body.index('class="verdicts"'):]
     assert "line 14</li>" in table
+
+
+def test_charts_drawn_ahead_are_the_charts_the_page_draws_and_are_used_once() -> None:
+    """``fulldisk run`` draws the charts while its last stacks are removed
+    (``prepare_charts``): the page is the same as one drawn after the run."""
+    from harness import report_html
+    from harness.report_html import prepare_charts, render_run
+
+    report, tl = sample_report()
+    target = reference_target()
+    after = render_run(report, [tl], target, inline_js=False)
+    prepare_charts([tl], target)
+    assert id(tl) in report_html._FIGURES
+    ahead = render_run(report, [tl], target, inline_js=False)
+    assert ahead == after and not report_html._FIGURES

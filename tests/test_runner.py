@@ -197,3 +197,40 @@ def test_bench_measures_a_jobs_own_peak_memory_not_its_callers() -> None:
     assert len(ballast) and small.code == 0
     assert small.maxrss_mib < 40, small
     assert 100 < big.maxrss_mib < 160, big
+
+
+def test_meanwhile_runs_once_all_cases_ended_while_the_last_stacks_are_removed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The report's charts are drawn while the engine removes the last stacks: the hook
+    comes after every case, with the outcomes in the cases' order, before any stack whose
+    removal waits for it is gone."""
+    from harness import battery
+    from harness.runner import _Lanes
+
+    calls: list[str] = []
+    drawn = threading.Event()
+
+    class SlowStack(_FakeStack):
+        def __exit__(self, *exc: object) -> None:
+            assert drawn.wait(10), "the stacks were removed before the hook ran"
+            super().__exit__(*exc)
+
+    def run_case(case: Case, target: object, stack_for: object, **kw: object) -> Outcome:
+        calls.append(case.id)
+        return Outcome(case.id, None, Timeline(scenario=case.id))
+
+    def meanwhile(outcomes: list[Outcome]) -> None:
+        calls.append("charts " + ",".join(o.scenario for o in outcomes))
+        drawn.set()
+
+    monkeypatch.setattr(battery, "run_case", run_case)
+    lanes = _Lanes(reference_target(), _fake_cases(), lambda c, o: None)
+    lanes.stacks.running = {False: SlowStack(calls, "plain", {}),  # type: ignore[dict-item]
+                            True: SlowStack(calls, "shared", {})}
+    lanes.run(5, meanwhile)
+    lanes.close()
+    assert not lanes.lane_errors
+    assert calls.count("charts a,b,s,f1,f2") == 1
+    charts = calls.index("charts a,b,s,f1,f2")
+    assert all(calls.index(c) < charts for c in ("a", "b", "s", "f1", "f2"))
+    assert charts < calls.index("remove plain") and charts < calls.index("remove shared")
