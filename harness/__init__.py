@@ -14,6 +14,7 @@ from .errors import (
     GuardError,
     HarnessError,
     InfrastructureError,
+    UnknownName,
     UsageError,
 )
 from .sizes import format_size, parse_size
@@ -28,6 +29,7 @@ from .timeline import (
     ProbeResult,
     StepResult,
     Timeline,
+    Usage,
 )
 
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ if TYPE_CHECKING:
     from .probes import Prober
     from .scenario import ScenarioStack
     from .stack import Stack
-    from .volume import TmpfsVolume, Usage, Volume
+    from .volume import TmpfsVolume, Volume
 
 __all__ = [
     "ConfigError",
@@ -67,6 +69,7 @@ __all__ = [
     "Target",
     "Timeline",
     "TmpfsVolume",
+    "UnknownName",
     "Usage",
     "UsageError",
     "Verdict",
@@ -83,7 +86,7 @@ _LAZY = {
     "Outcome": "battery", "Run": "battery", "Rules": "invariants", "Verdict": "invariants",
     "evaluate": "invariants", "check": "plugin", "Prober": "probes", "Stack": "stack",
     "ScenarioStack": "scenario",
-    "TmpfsVolume": "volume", "Usage": "volume", "Volume": "volume",
+    "TmpfsVolume": "volume", "Volume": "volume",
     "FakeDisk": "fakedisk", "FakeDisks": "fakedisk", "InProcessStack": "inprocess",
 }
 

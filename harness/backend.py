@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     import requests
 
     from .target import Target
-    from .volume import Usage, Volume
+    from .timeline import Usage
+    from .volume import Volume
 
 
 @dataclass(frozen=True)

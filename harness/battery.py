@@ -146,9 +146,7 @@ class Run:
         after = self.stack.restarts()
         self.tl.facts["restarts"] = {k: after.get(k, 0) - before.get(k, 0) for k in after}
         verdicts = evaluate(self.tl, self.rules, list(invariants))
-        untested = self.stack.untested_paths()
-        self.tl.facts["untested_paths"] = untested
-        return Outcome(self.tl.scenario, self.volume, self.tl, verdicts, untested=untested)
+        return Outcome(self.tl.scenario, self.volume, self.tl, verdicts)
 
     def baseline(self) -> set[str]:
         """Probes that passed in the steady phase."""
@@ -387,14 +385,28 @@ class Case:
     fresh: bool = False
 
 
+def with_untested(outcome: Outcome, stack: Backend) -> Outcome:
+    """The outcome with the folders the stack's services wrote outside its volumes so far
+    (the engine's diff: about half a second, so taken once per stack where possible)."""
+    outcome.untested = stack.untested_paths()
+    outcome.timeline.facts["untested_paths"] = outcome.untested
+    return outcome
+
+
 def run_case(case: Case, target: Target, stack_for: Callable[[bool], Stack], *,
-             env: Mapping[str, Mapping[str, str]] | None = None) -> Outcome:
+             env: Mapping[str, Mapping[str, str]] | None = None,
+             untested: bool = True) -> Outcome:
     """Run one case: on a fresh stack of its own when ``case.fresh``, else on the long-
-    lived plain or shared stack ``stack_for(case.shared)`` (never reset between cases)."""
+    lived plain or shared stack ``stack_for(case.shared)`` (never reset between cases).
+    A fresh stack's untested paths are read before it goes; a long-lived stack's after
+    the case only with ``untested`` (a caller that reads them once per stack, before
+    removing it, passes False: the diff is cumulative)."""
     if case.fresh:
         with Stack(target.shared() if case.shared else target, env=env) as s:
-            return case.run(s)
-    return case.run(stack_for(case.shared))
+            return with_untested(case.run(s), s)
+    s = stack_for(case.shared)
+    outcome = case.run(s)
+    return with_untested(outcome, s) if untested else outcome
 
 
 def cases(volumes: list[str], bulk: set[str], *, downloads: bool, cleanup: bool,

@@ -38,6 +38,11 @@ class ConfigError(UsageError):
         super().__init__(f"{where}: {message}" if where else message, hint)
 
 
+class UnknownName(UsageError):
+    """A service, volume or probe asked for at run time that the target does not declare:
+    a mistake of the caller (a scenario, a test), not of the config."""
+
+
 class TargetProblem(UsageError):
     """The target cannot be tested as configured: a probe fails on healthy, empty disks,
     or the image's files do not fit the volume declared for them. Exit 2, no verdicts."""

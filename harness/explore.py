@@ -132,7 +132,7 @@ class Explorer:
         self.writer = writers[0] if writers else None
         self.cleaner = (t.cleanup.service if t.cleanup and t.cleanup.service in t.services
                         else None)
-        self.sizes = [int(s) for s in t.downloads.sizes] if t.downloads else []
+        self.sizes = list(t.downloads.sizes) if t.downloads else []
         self.paused = False
         self._marked()
         self.begin()
@@ -232,9 +232,7 @@ class Explorer:
     def _fill(self, step: Step) -> str:
         assert step.volume is not None and step.leave is not None
         res = ballast(self.pr, self.stack.volume(step.volume), leave=step.leave)
-        u = res.usage
-        self.tl.add(DiskSample(self.tl.now(), step.volume, u.bytes_total, u.bytes_free,
-                               u.inodes_total, u.inodes_free, u.as_user))
+        self.tl.add(DiskSample.of(self.tl.now(), step.volume, res.usage))
         self.ballast.add(step.volume)
         done = "" if res.added_bytes else " (it already was)"
         return f"fill {step.volume} to {format_size(step.leave)} free{done}"

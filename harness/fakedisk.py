@@ -45,7 +45,8 @@ from pyfakefs.fake_filesystem_unittest import Patcher
 from .errors import UsageError
 from .sizes import PAGE, format_size, parse_size
 from .target import Mount, VolumeSpec
-from .volume import FillResult, Usage, ballast_needed
+from .timeline import Usage
+from .volume import FillResult, ballast_needed
 
 AS_USER = "in-process"
 ROOT_INODES = 10_000_000

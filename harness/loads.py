@@ -15,7 +15,6 @@ import requests
 
 from .http import loopback as _loopback
 from .probes import Prober
-from .sizes import parse_size
 from .timeline import LoadEvent, ProbeResult
 from .volume import FillResult, Volume
 
@@ -59,7 +58,7 @@ class Downloads:
         self.pr = pr
         self.cfg = cfg
         self.rng = random.Random(seed)
-        self.sizes = [int(s) for s in cfg.sizes]
+        self.sizes = list(cfg.sizes)
         self.seq = 0
 
     def one(self, *, seq: int | None = None, size: int | None = None) -> ProbeResult:
@@ -194,7 +193,3 @@ def front_service(pr: Prober) -> str | None:
             return name
     return None
 
-
-def size(text: str | int) -> int:
-    """Parse a size (re-exported for scenarios)."""
-    return parse_size(text)

@@ -35,7 +35,7 @@ def preflight(stack: Backend) -> None:
     for name in t.probes:
         values: dict[str, str] = {}
         if t.downloads and name == t.downloads.probe:
-            values = {"seq": "1", "size": t.downloads.sizes[0]}
+            values = {"seq": "1", "size": str(t.downloads.sizes[0])}
         res = _run(pr, name, values)
         if not res.passed:
             bad = next(s for s in res.steps if not s.passed)

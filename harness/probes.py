@@ -23,7 +23,7 @@ import urllib3.exceptions
 from requests.cookies import RequestsCookieJar
 
 from .backend import Backend
-from .errors import ConfigError
+from .errors import UnknownName
 from .http import loopback as _loopback
 from .target import LogSource, Probe, Step
 from .timeline import (
@@ -212,8 +212,8 @@ class Prober:
 
     def _probe(self, name: str) -> Probe:
         if name not in self.target.probes:
-            raise ConfigError(f"unknown probe {name!r}",
-                              f"one of: {', '.join(self.target.probes) or 'none declared'}")
+            raise UnknownName(f"unknown probe {name!r}", "use one the target declares: "
+                              f"{', '.join(self.target.probes) or 'none declared'}")
         return self.target.probes[name]
 
     def _remember(self, key: tuple[str, float], memo: _Memo) -> None:
@@ -381,8 +381,7 @@ class Prober:
         """Measure volumes (all when none named) and record the samples."""
         out = []
         for n, u in self.stack.usage(*names).items():
-            out.append(DiskSample(self.tl.now(), n, u.bytes_total, u.bytes_free,
-                                  u.inodes_total, u.inodes_free, u.as_user))
+            out.append(DiskSample.of(self.tl.now(), n, u))
             self.tl.add(out[-1])
         return out
 

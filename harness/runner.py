@@ -90,10 +90,13 @@ def run_battery(target: Target, *, done: CaseDone = lambda c, o: None) -> Batter
                     break  # a fulldisk error repeats for every later case: report it once
                 result.ran += 1
                 stacks.release_unneeded(cases[i + 1:])
+            stacks.stop_all(untested=True)
         except KeyboardInterrupt as e:
             result.interrupted = str(e) or "SIGINT"
         finally:
             stacks.stop_all()
+            result.untested |= {(target.name, svc, p) for svc, ps in stacks.untested.items()
+                                for p in ps}
             try:  # whatever an interrupt left half made (as the plugin's session end does)
                 engine.clean(run=engine.run_id())
             except HarnessError:
@@ -104,12 +107,15 @@ def run_battery(target: Target, *, done: CaseDone = lambda c, o: None) -> Batter
 class _Stacks:
     """The long-lived plain and shared stacks: each started when a case first needs it
     (a failed start is remembered, as pytest remembers a failed fixture), removed once no
-    later case needs it, so no more stacks run at once than the cases need."""
+    later case needs it, so no more stacks run at once than the cases need. Before one
+    is removed, the folders its services wrote outside the volumes are read, once per
+    stack rather than after every case (the engine's diff is cumulative and slow)."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
         self.running: dict[bool, Stack] = {}
         self.failed: dict[bool, HarnessError] = {}
+        self.untested: dict[str, set[str]] = {}  # service -> folders
 
     def get(self, shared: bool) -> Stack:
         """The plain (False) or shared (True) stack, started on first use."""
@@ -133,12 +139,21 @@ class _Stacks:
         """Remove the stacks no later case runs on."""
         needed = {c.shared for c in later if not c.fresh}
         for shared in [s for s in self.running if s not in needed]:
-            self.running.pop(shared).__exit__(None, None, None)
+            self._remove(self.running.pop(shared), untested=True)
 
-    def stop_all(self) -> None:
-        """Remove every stack still running (also after an interrupt)."""
+    def stop_all(self, *, untested: bool = False) -> None:
+        """Remove every stack still running (after an interrupt or error without reading
+        what the services wrote: teardown comes first)."""
         while self.running:
-            self.running.popitem()[1].__exit__(None, None, None)
+            self._remove(self.running.popitem()[1], untested=untested)
+
+    def _remove(self, stack: Stack, *, untested: bool) -> None:
+        try:
+            if untested:
+                for svc, folders in stack.untested_paths().items():
+                    self.untested.setdefault(svc, set()).update(folders)
+        finally:
+            stack.__exit__(None, None, None)
 
 
 def _run_case(case: Case, stacks: _Stacks, target: str, result: BatteryRun,
@@ -147,7 +162,7 @@ def _run_case(case: Case, stacks: _Stacks, target: str, result: BatteryRun,
 
     t0 = time.monotonic()
     try:
-        outcome = run_case(case, stacks.target, stacks.get)
+        outcome = run_case(case, stacks.target, stacks.get, untested=False)
     except HarnessError as e:
         result.errors.append(e.one_line().replace("\n", " | "))
         result.error_exit = max(result.error_exit, e.exit_code)

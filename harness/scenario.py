@@ -13,15 +13,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
-from .battery import FLOOD, Outcome, Run
-from .errors import UsageError
+from .battery import FLOOD, Outcome, Run, with_untested
+from .errors import UnknownName, UsageError
 from .invariants import INVARIANTS
 from .loads import Downloads, ballast, drain, front_service, log_marks, sessions
 from .sizes import parse_size
 from .stack import Stack
 from .target import Probe, Step, Target
-from .timeline import PhaseName, ProbeResult, Timeline
-from .volume import FillResult, Usage
+from .timeline import PhaseName, ProbeResult, Timeline, Usage
+from .volume import FillResult
 
 Recorder = Callable[[Outcome], None]
 
@@ -146,9 +146,9 @@ class ScenarioStack:
         if name in self.target.probes:
             return self.run.pr.run(name)
         if not name.startswith("/"):
-            raise UsageError(f"unknown probe {name!r}",
-                             f"use a declared probe ({', '.join(self.target.probes) or 'none'})"
-                             " or an ad hoc request path starting with '/'")
+            raise UnknownName(f"unknown probe {name!r}",
+                              f"use a declared probe ({', '.join(self.target.probes) or 'none'})"
+                              " or an ad hoc request path starting with '/'")
         step = Step.model_validate({"path": name, "method": method.upper(),
                                     "form": dict(form or {}),
                                     "expect_status": list(expect_status),
@@ -220,7 +220,7 @@ class ScenarioStack:
         else:
             self.run.pr.final_logs()
         self._counters()
-        outcome = self.run.finish(invariants or tuple(INVARIANTS))
+        outcome = with_untested(self.run.finish(invariants or tuple(INVARIANTS)), self.stack)
         if self._record is not None:
             self._record(outcome)
         # Named invariants must be judged (nothing passes on nothing); with none named,

@@ -8,6 +8,7 @@ always runs, also when start fails half way; everything is labelled for ``clean`
 
 from __future__ import annotations
 
+import graphlib
 import os
 import re
 import threading
@@ -24,12 +25,19 @@ from typing import Generic, Self, TypeVar
 import requests
 
 from . import engine, seedcache
-from .errors import ConfigError, HarnessError, InfrastructureError, TargetProblem
+from .errors import (
+    ConfigError,
+    HarnessError,
+    InfrastructureError,
+    TargetProblem,
+    UnknownName,
+)
 from .guard import GUARD
 from .http import loopback, session
 from .sizes import PAGE, format_size
 from .target import Ready, Service, Target
-from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, Usage, lay_out, measure, read_tails
+from .timeline import Usage
+from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, lay_out, measure, read_tails
 
 
 def announce(phase: str) -> None:
@@ -47,34 +55,18 @@ def announce(phase: str) -> None:
             threading.Event().wait(0.05)  # polled; the signal the test sends ends it early
 
 
-def _order(services: Mapping[str, Service]) -> list[str]:
-    done: list[str] = []
-    visiting: set[str] = set()
-
-    def visit(n: str) -> None:
-        if n in done:
-            return
-        if n in visiting:
-            raise ConfigError(f"services.{n}.depends_on forms a cycle",
-                              "remove one of the dependencies")
-        visiting.add(n)
-        for d in services[n].depends_on:
-            visit(d)
-        visiting.discard(n)
-        done.append(n)
-
-    for n in services:
-        visit(n)
-    return done
-
-
 def _levels(services: Mapping[str, Service]) -> list[list[str]]:
-    """Services grouped by ``depends_on`` depth: each level only after the one before."""
-    depth: dict[str, int] = {}
-    for n in _order(services):  # dependencies come first
-        depth[n] = 1 + max((depth[d] for d in services[n].depends_on), default=-1)
-    deepest = max(depth.values(), default=-1)
-    return [[n for n in depth if depth[n] == lvl] for lvl in range(deepest + 1)]
+    """Services grouped by ``depends_on`` depth: each level only after the one before.
+
+    The config refused cycles (Target validation), so every service gets a level."""
+    order = graphlib.TopologicalSorter({n: s.depends_on for n, s in services.items()})
+    order.prepare()
+    levels: list[list[str]] = []
+    while order.is_active():
+        ready = set(order.get_ready())
+        levels.append([n for n in services if n in ready])
+        order.done(*ready)
+    return levels
 
 
 _WORKERS = 8  # engine calls in flight at once: the engine does the work, threads only wait
@@ -168,8 +160,6 @@ class Stack:
         self.agent: Agent | None = None
         self._network_made = False
         self._docker_volumes: list[str] = []
-        self.started_at = 0.0
-        self.start_seconds = 0.0
 
     # --- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -190,7 +180,6 @@ class Stack:
         read (or found in the cache) while the agent starts, and services start level by
         level of ``depends_on`` (compose's order: after what they depend on has started).
         """
-        t0 = time.monotonic()
         engine.require_image(engine.BASE_IMAGE, "run ci/setup to build the base image the "
                              "agent container runs from")
         for svc in self.target.services.values():
@@ -216,8 +205,6 @@ class Stack:
                 started.raise_first()
         announce("ready-wait")
         self._wait_ready(time.monotonic())
-        self.started_at = time.time()
-        self.start_seconds = time.monotonic() - t0
         return self
 
     def stop(self) -> None:
@@ -422,15 +409,15 @@ class Stack:
     def service(self, name: str) -> engine.Handle:
         """A running service's handle (exec, logs)."""
         if name not in self.services:
-            raise ConfigError(f"unknown service {name!r}",
-                              f"one of: {', '.join(self.services)}")
+            raise UnknownName(f"unknown service {name!r}",
+                              f"use one the target declares: {', '.join(self.services)}")
         return self.services[name]
 
     def volume(self, name: str) -> TmpfsVolume:
         """A volume by its config name."""
         if name not in self.volumes:
-            raise ConfigError(f"unknown volume {name!r}",
-                              f"one of: {', '.join(self.volumes)}")
+            raise UnknownName(f"unknown volume {name!r}",
+                              f"use one the target declares: {', '.join(self.volumes)}")
         return self.volumes[name]
 
     def usage(self, *names: str) -> dict[str, Usage]:
@@ -451,14 +438,18 @@ class Stack:
         writable paths this run never put on a small disk."""
         from .writes import written_folders
 
+        # The engine takes about half a second per diff whatever its size: ask for all
+        # services' at once.
+        with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+            diffs = _each(pool, {n: h.changes for n, h in self.services.items()})
+        for e in diffs.failed.values():
+            if not isinstance(e, HarnessError):
+                raise e
         out: dict[str, list[str]] = {}
-        for name, h in self.services.items():
+        for name, changes in diffs.done.items():  # a service that is gone tells nothing more
             mounts = [m.path for v in self.target.volumes.values() for m in v.mounts
                       if m.service == name]
-            try:
-                folders = written_folders(h.changes(), covered=mounts)
-            except HarnessError:
-                continue  # a service that is gone has nothing more to tell
+            folders = written_folders(changes, covered=mounts)
             if folders:
                 out[name] = folders
         return out

@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -535,12 +536,13 @@ class Downloads(_Model):
 
     probe: str
     volume: str
-    sizes: list[str] = ["64KiB"]  # a distribution: drawn uniformly from these
+    sizes: list[Size] = [64 * 1024]  # bytes; a distribution: drawn uniformly from these
 
-    @field_validator("sizes")
+    @field_validator("sizes", mode="before")
     @classmethod
-    def _sizes(cls, v: list[str]) -> list[str]:
-        return [str(_size(x)) for x in v]
+    def _sizes(cls, v: Any) -> Any:
+        # parsed once here ("64KiB" -> 65536): the loads draw from ints
+        return [_size(x) for x in v] if isinstance(v, list) else v
 
 
 class Cleanup(_Model):
@@ -586,8 +588,19 @@ class Target(_Model):
     bounds: Bounds = Bounds()
     cause_patterns: list[str] = list(DEFAULT_CAUSE_PATTERNS)
     error_patterns: list[str] = list(DEFAULT_ERROR_PATTERNS)
-    path: str = ""  # the file it came from, set by the loader
-    root: str = ""  # the folder relative paths are taken from
+    # Set by the loader, never by the config (a config that names them has unknown keys).
+    _path: str = PrivateAttr("")
+    _root: str = PrivateAttr("")
+
+    @property
+    def path(self) -> str:
+        """The file the config was loaded from."""
+        return self._path
+
+    @property
+    def root(self) -> str:
+        """The folder relative paths (build contexts) are taken from."""
+        return self._root
 
     @field_validator("services", "volumes", "probes", "counters")
     @classmethod
@@ -612,6 +625,7 @@ class Target(_Model):
                 raise ValueError(f"services.{name}: the name {name!r} is fulldisk's own "
                                  "(the container that holds the volumes); rename the service")
         derived = bool(info.context and info.context.get("derived"))  # Target.shared()
+        root = str(info.context.get("root", "")) if info.context else ""
         for name in RESERVED_VOLUMES:
             if name in vols and not derived:
                 raise ValueError(f"volumes.{name}: the name {name!r} is a battery scenario's "
@@ -626,8 +640,8 @@ class Target(_Model):
             graph[sname] = list(s.depends_on)
             if s.ready is not None and s.ready.http is not None:
                 self._port(sname, s.ready.port, f"services.{sname}.ready")
-            if self.root and s.build is not None:
-                ctx = Path(self.root) / s.build
+            if root and s.build is not None:
+                ctx = Path(root) / s.build
                 if not ctx.is_dir():
                     raise ValueError(f"services.{sname}.build: build context {str(ctx)!r} is "
                                      "not a folder; give a folder relative to the config file")
@@ -729,21 +743,20 @@ class Target(_Model):
         """Probes declared as the target's core flows."""
         return [n for n, p in self.probes.items() if p.core]
 
-    def volume_of(self, service: str, path: str) -> str | None:
-        """The volume a container path lives on, if any."""
+    def log_volume(self, log: LogSource) -> str | None:
+        """The volume a file log source lives on: declared, or the one whose mount of its
+        service holds its path (the deepest mount when several do)."""
+        if log.volume or log.kind != "file" or not log.service or not log.path:
+            return log.volume
+        path = log.path
         best: tuple[int, str] | None = None
         for vname, v in self.volumes.items():
             for m in v.mounts:
-                if m.service == service and (path == m.path or path.startswith(m.path + "/")):
+                if m.service == log.service and (path == m.path
+                                                 or path.startswith(m.path + "/")):
                     if best is None or len(m.path) > best[0]:
                         best = (len(m.path), vname)
         return best[1] if best else None
-
-    def log_volume(self, log: LogSource) -> str | None:
-        """The volume a file log source lives on (declared, or under a service's mount)."""
-        if log.volume or log.kind != "file" or not log.service or not log.path:
-            return log.volume
-        return self.volume_of(log.service, log.path)
 
     def shared(self, name: str = "shared", size: int | None = None) -> Target:
         """The same target with every writable path on one volume, as on the real server.
@@ -756,7 +769,7 @@ class Target(_Model):
         mounts = [{"service": m.service, "path": m.path, "subdir": vname,
                    "logs": m.logs or v.role == "logs"}
                   for vname, v in self.volumes.items() for m in v.mounts]
-        data = self.model_dump(by_alias=True, exclude={"path", "root"})
+        data = self.model_dump(by_alias=True)
         data["volumes"] = {name: {
             "size": total, "inodes": sum(v.inodes for v in self.volumes.values()),
             "owner": owners.pop() if len(owners) == 1 else "0:0", "mounts": mounts,
@@ -789,7 +802,7 @@ class Target(_Model):
                 return "***"
             return self.redact(value) if isinstance(value, str) else value
 
-        return dict(scrub(self.model_dump(mode="json")))
+        return {**scrub(self.model_dump(mode="json")), "path": self.path, "root": self.root}
 
 
 def available_memory() -> int | None:
@@ -843,14 +856,15 @@ def target_from_dict(data: dict[str, Any], *, file: str = "<config>", root: str 
     if not isinstance(data, dict):
         raise ConfigError("config is not a table", f"write TOML tables as in {DOCS}", file=file)
     data = _expand(data)
-    data = {**data, "path": file, "root": root}
     try:
-        return Target.model_validate(data, context={"derived": derived})
+        target = Target.model_validate(data, context={"derived": derived, "root": root})
     except ValidationError as e:
         err = e.errors()[0]
         msg = str(err["msg"]).removeprefix("Value error, ")
         more = f" (and {e.error_count() - 1} more problem(s))" if e.error_count() > 1 else ""
         raise ConfigError(msg + more, _hint(err), file=file, key=_key(err["loc"]) or None) from None
+    target._path, target._root = file, root
+    return target
 
 
 def load_target(path: str | os.PathLike[str] | None = None) -> Target:

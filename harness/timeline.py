@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import time
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, TypeVar
 
-from .sizes import PAGE
+from .sizes import PAGE, format_size
 
 PhaseName = Literal["steady", "fill", "act", "free", "recover"]
 PHASES: tuple[PhaseName, ...] = ("steady", "fill", "act", "free", "recover")
@@ -103,11 +104,9 @@ class ProbeResult:
 
 
 @dataclass(frozen=True)
-class DiskSample:
-    """Usage of one volume, read from inside it (statvfs), as user ``as_user``."""
+class Usage:
+    """Bytes and inodes of a volume, measured inside it with statvfs as ``as_user``."""
 
-    t: float
-    volume: str
     bytes_total: int
     bytes_free: int  # available to ``as_user``
     inodes_total: int
@@ -128,6 +127,57 @@ class DiskSample:
     def full(self) -> bool:
         """No whole page free, or no inode free: new data cannot land."""
         return self.bytes_free < PAGE or self.inodes_free == 0
+
+    def __str__(self) -> str:
+        return (f"{format_size(self.bytes_free)} of {format_size(self.bytes_total)} free, "
+                f"{self.inodes_free} of {self.inodes_total} inodes free (as {self.as_user})")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiskSample(Usage):
+    """The usage of one volume at time ``t``: what the probes record."""
+
+    t: float
+    volume: str
+
+    @classmethod
+    def of(cls, t: float, volume: str, usage: Usage) -> DiskSample:
+        """Stamp a measured usage with its time and volume."""
+        return cls(t=t, volume=volume, bytes_total=usage.bytes_total,
+                   bytes_free=usage.bytes_free, inodes_total=usage.inodes_total,
+                   inodes_free=usage.inodes_free, as_user=usage.as_user)
+
+    def __str__(self) -> str:
+        return f"{self.volume} at t={self.t:.2f}s: {super().__str__()}"
+
+
+class DiskIndex:
+    """Disk samples per volume, for "what was true at t" queries: a sample holds until the
+    next sample of its volume."""
+
+    def __init__(self, samples: Iterable[DiskSample]) -> None:
+        by_vol: dict[str, list[DiskSample]] = {}
+        for d in samples:
+            by_vol.setdefault(d.volume, []).append(d)
+        self._samples = by_vol
+        self._times = {v: [d.t for d in ds] for v, ds in by_vol.items()}
+
+    def latest(self, t: float) -> dict[str, DiskSample]:
+        """The latest sample of each volume at or before t (volumes not yet sampled omitted)."""
+        out: dict[str, DiskSample] = {}
+        for vol, times in self._times.items():
+            i = bisect_right(times, t)
+            if i:
+                out[vol] = self._samples[vol][i - 1]
+        return out
+
+    def full_volumes(self, t: float) -> list[str]:
+        """Volumes whose latest sample at or before t says full."""
+        return sorted(v for v, d in self.latest(t).items() if d.full)
+
+    def full_at(self, t: float) -> bool:
+        """Whether any volume was full at t."""
+        return any(d.full for d in self.latest(t).values())
 
 
 @dataclass(frozen=True)
@@ -223,14 +273,6 @@ class Timeline:
         return [(m, marks[i + 1].t if i + 1 < len(marks) else max(end, m.t) + 1e-9)
                 for i, m in enumerate(marks)]
 
-    def phase_at(self, t: float) -> PhaseName | None:
-        """The phase running at time t."""
-        current: PhaseName | None = None
-        for m in self.of(PhaseMark):
-            if m.t <= t:
-                current = m.phase
-        return current
-
     def in_phase(self, kind: type[E], phase: PhaseName) -> list[E]:
         """Events of one type recorded during every window of the given phase."""
         spans = [(m.t, end) for m, end in self.windows() if m.phase == phase]
@@ -240,13 +282,13 @@ class Timeline:
         """Disk samples, of one volume or all."""
         return [d for d in self.of(DiskSample) if volume is None or d.volume == volume]
 
+    def disk_index(self, volume: str | None = None) -> DiskIndex:
+        """The disk samples (of one volume or all) indexed for "full at t?" queries."""
+        return DiskIndex(self.disk(volume))
+
     def full_at(self, t: float, volume: str | None = None) -> bool:
         """Whether the latest sample at or before t (per volume) says full."""
-        latest: dict[str, DiskSample] = {}
-        for d in self.disk(volume):
-            if d.t <= t:
-                latest[d.volume] = d
-        return any(d.full for d in latest.values())
+        return self.disk_index(volume).full_at(t)
 
     def full_spans(self, volume: str | None = None) -> list[tuple[float, float, str]]:
         """Intervals (start, end, volume) in which samples say a volume was full."""

@@ -20,33 +20,14 @@ from typing import Protocol, runtime_checkable
 from . import engine
 from .errors import GuardError, InfrastructureError, UsageError
 from .guard import GUARD, Owned
-from .sizes import PAGE, ballast_for, format_size, parse_size
+from .sizes import ballast_for, parse_size
 from .target import VolumeSpec
+from .timeline import Usage
 
 ROOT = "/fulldisk/vol"
 BALLAST = ".fulldisk"
 DEFAULT_SUBDIR = "data"
 _GUARD_EXIT = 97
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Bytes and inodes of a volume, measured inside it with statvfs as ``as_user``."""
-
-    bytes_total: int
-    bytes_free: int
-    inodes_total: int
-    inodes_free: int
-    as_user: str
-
-    @property
-    def full(self) -> bool:
-        """No whole page or no inode left."""
-        return self.bytes_free < PAGE or self.inodes_free == 0
-
-    def __str__(self) -> str:
-        return (f"{format_size(self.bytes_free)} of {format_size(self.bytes_total)} free, "
-                f"{self.inodes_free} of {self.inodes_total} inodes free (as {self.as_user})")
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,13 @@ CONFIG_CASES: list[tuple[str, str, str, str, str]] = [
      "probes.home.steps[0].path", "127.0.0.1"),
     ("readback before any write", 'path = "/" }', 'path = "/", readback = true }',
      "probes.home", "readback"),
+    ("path set in the config (the loader's)", 'name = "shop"',
+     'name = "shop"\npath = "/etc/other.toml"', "path", "Extra inputs are not permitted"),
+    ("root set in the config (the loader's)", 'name = "shop"', 'name = "shop"\nroot = "/"',
+     "root", "Extra inputs are not permitted"),
+    ("download size not a size", "[probes.home]",
+     '[downloads]\nprobe = "home"\nvolume = "uploads"\nsizes = ["64KiB", "lots"]\n'
+     "[probes.home]", "downloads.sizes", "'lots' is not a size"),
     ("http probe without steps", 'steps = [{ path = "/" }]', "steps = []", "probes.home",
      "at least one"),
     ("unknown HTTP method", 'path = "/" }', 'path = "/", method = "FETCH" }',

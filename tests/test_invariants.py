@@ -1028,17 +1028,21 @@ def test_evaluate_never_raises_and_is_well_formed(events: list[Event], restarts:
 
 
 @given(samples=st.lists(disk_st(), max_size=20), at=st.lists(times, max_size=10))
-def test_disk_index_agrees_with_timeline_full_at(samples: list[DiskSample],
-                                                 at: list[float]) -> None:
-    from harness.invariants._evidence import Disks as _Disks
-
+def test_disk_index_agrees_with_the_latest_sample_by_hand(samples: list[DiskSample],
+                                                          at: list[float]) -> None:
     tl = Timeline(t0=0.0)
     tl.extend(samples)
-    disks = _Disks(tl)
+    disks = tl.disk_index()
     for t in at:
-        assert disks.full_at(t) == tl.full_at(t)
+        latest: dict[str, DiskSample] = {}
+        for d in tl.disk():  # in time order: the last one at or before t wins
+            if d.t <= t:
+                latest[d.volume] = d
+        assert disks.latest(t) == latest
+        assert disks.full_at(t) == tl.full_at(t) == any(d.full for d in latest.values())
         for vol in VOLUMES:
-            assert (vol in disks.full_volumes(t)) == tl.full_at(t, vol)
+            full = vol in latest and latest[vol].full
+            assert (vol in disks.full_volumes(t)) == tl.full_at(t, vol) == full
 
 
 @given(records=st.lists(st.builds(LogRecord, t=times, source=st.sampled_from(SOURCES),

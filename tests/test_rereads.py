@@ -19,8 +19,8 @@ def st(status: int, *, write: bool = False, readback: bool = False, passed: bool
 
 def timeline(*, reread_ok: bool, first_readback_ok: bool = True) -> Timeline:
     tl = Timeline(scenario="unit", volume="files")
-    full = DiskSample(1.0, "files", 1024 * KiB, 0, 64, 10)
-    free = DiskSample(3.0, "files", 1024 * KiB, 900 * KiB, 64, 50)
+    full = DiskSample(1024 * KiB, 0, 64, 10, t=1.0, volume="files")
+    free = DiskSample(1024 * KiB, 900 * KiB, 64, 50, t=3.0, volume="files")
     write_run = ProbeResult(1.5, "put", "http", (
         st(201, write=True), st(200, readback=True, passed=first_readback_ok)), write=True)
     again = ProbeResult(4.0, "put", "http", (st(200, readback=True, passed=reread_ok),),

@@ -85,3 +85,37 @@ def test_run_straight_reports_a_service_that_exits_at_start_as_exit_3(tmp_path: 
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["passed"] is False and "exited at start (exit code 7)" in report["errors"][0]
     assert "Traceback" not in p.stdout + p.stderr
+
+
+class _FakeStack:
+    """Records the order of calls: the diff must be read before the stack is removed."""
+
+    def __init__(self, calls: list[str], name: str, paths: dict[str, list[str]]) -> None:
+        self.calls, self.name, self.paths = calls, name, paths
+
+    def untested_paths(self) -> dict[str, list[str]]:
+        self.calls.append(f"diff {self.name}")
+        return self.paths
+
+    def __exit__(self, *exc: object) -> None:
+        self.calls.append(f"remove {self.name}")
+
+
+def test_untested_paths_are_read_once_per_stack_before_it_goes_and_not_after_an_interrupt(
+) -> None:
+    from harness.runner import _Stacks
+
+    calls: list[str] = []
+    stacks = _Stacks(reference_target())
+    stacks.running = {False: _FakeStack(calls, "plain", {"app": ["/tmp"]}),  # type: ignore
+                      True: _FakeStack(calls, "shared", {"app": ["/srv"], "web": ["/x"]})}
+    later = [c for c in battery_cases(reference_target()) if c.id == "counter"]
+    stacks.release_unneeded(later)  # the counter case runs on the plain stack only
+    assert calls == ["diff shared", "remove shared"]
+    stacks.stop_all()  # an interrupt: teardown only
+    assert calls[2:] == ["remove plain"]
+    assert stacks.untested == {"app": {"/srv"}, "web": {"/x"}}
+    stacks.running = {False: _FakeStack(calls, "again", {"app": ["/tmp"]})}  # type: ignore
+    stacks.stop_all(untested=True)
+    assert calls[3:] == ["diff again", "remove again"]
+    assert stacks.untested == {"app": {"/srv", "/tmp"}, "web": {"/x"}}

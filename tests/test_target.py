@@ -308,6 +308,43 @@ def test_depends_on_cycle_is_named(tmp_path: Path) -> None:
         target_from_dict(__import__("tomllib").loads(text), file="t.toml")
 
 
+def test_download_sizes_are_parsed_once_into_bytes() -> None:
+    text = GOOD + ('[downloads]\nprobe = "home"\nvolume = "uploads"\n'
+                   'sizes = ["64KiB", 1000, "1MiB"]\n')
+    t = target_from_dict(__import__("tomllib").loads(text), file="t.toml")
+    assert t.downloads is not None and t.downloads.sizes == [65536, 1000, 1024 * 1024]
+    shared = t.shared().downloads
+    assert shared is not None and shared.sizes == t.downloads.sizes
+    assert target_from_dict(__import__("tomllib").loads(GOOD + (
+        '[downloads]\nprobe = "home"\nvolume = "uploads"\n'))).downloads.sizes == [65536]
+
+
+def test_path_and_root_come_from_the_loader_only(tmp_path: Path) -> None:
+    cfg = tmp_path / "fulldisk.toml"
+    cfg.write_text(GOOD)
+    t = load_target(cfg)
+    assert (t.path, t.root) == (str(cfg), str(tmp_path.resolve()))
+    # copies keep them, the config shown in reports names the file, a dump holds no such key
+    for copy in (t.model_copy(update={"description": "x"}), t.shared()):
+        assert (copy.path, copy.root) == (t.path, t.root)
+    assert t.redacted_config()["path"] == str(cfg)
+    assert "path" not in t.model_dump() and "root" not in t.model_dump()
+    with pytest.raises(ConfigError, match=r"(?s)t.toml:root: Extra inputs.*unknown keys"):
+        target_from_dict({**__import__("tomllib").loads(GOOD), "root": "/"}, file="t.toml")
+
+
+def test_a_name_asked_for_at_run_time_is_not_a_config_error() -> None:
+    from harness.errors import UnknownName, UsageError
+    from harness.stack import Stack
+
+    stack = Stack(reference_target())
+    for lookup, name in ((stack.volume, "nope"), (stack.service, "nobody")):
+        with pytest.raises(UnknownName, match=f"unknown .* '{name}'") as e:
+            lookup(name)
+        assert isinstance(e.value, UsageError) and not isinstance(e.value, ConfigError)
+        assert e.value.hint and "declares" in e.value.hint
+
+
 def test_tmpfs_sum_is_checked_against_available_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     import harness.target as target_mod
 

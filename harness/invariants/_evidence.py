@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..sizes import format_size
 from ..timeline import (
+    DiskIndex,
     DiskSample,
     LogRecord,
     PhaseName,
@@ -30,22 +31,27 @@ LINE = 200
 MIN_EMBEDDED = 12
 """Shortest record start found inside a line that counts as a second, glued-on record."""
 
+
 def ts(t: float) -> str:
+    """A time in evidence: seconds since the run's start."""
     return f"t={t:.2f}s"
 
 
 def clip(text: str, n: int) -> str:
+    """Text on one line, cut to n characters."""
     text = text.replace("\r", "\\r").replace("\n", "\\n")
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def cap(lines: Sequence[str], limit: int = MAX_EVIDENCE) -> tuple[str, ...]:
+    """At most ``limit`` evidence lines, the rest counted in the last one."""
     if len(lines) <= limit:
         return tuple(lines)
     return (*lines[: limit - 1], f"... and {len(lines) - limit + 1} more")
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
+    """``n`` and the word, in the plural unless n is 1."""
     return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
@@ -58,6 +64,7 @@ def timed_steps(p: ProbeResult) -> Iterator[tuple[float, int, StepResult]]:
 
 
 def status_text(s: StepResult) -> str:
+    """A step's status code, or "no answer"."""
     if s.status is None:
         return "no answer"
     return str(s.status)
@@ -97,41 +104,10 @@ def compile_any(patterns: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(parts)) if parts else None
 
 
-class Disks:
-    """The disk samples of a timeline, indexed per volume for "what was true at t" queries.
-
-    Same answers as ``Timeline.full_at``, in log time: the latest sample of each volume at
-    or before t.
-    """
-
-    def __init__(self, tl: Timeline) -> None:
-        by_vol: dict[str, list[DiskSample]] = {}
-        for d in tl.of(DiskSample):
-            by_vol.setdefault(d.volume, []).append(d)
-        self._samples = by_vol
-        self._times = {v: [d.t for d in ds] for v, ds in by_vol.items()}
-
-    def latest(self, t: float) -> dict[str, DiskSample]:
-        """The latest sample of each volume at or before t (volumes not yet sampled omitted)."""
-        out: dict[str, DiskSample] = {}
-        for vol, times in self._times.items():
-            i = bisect_right(times, t)
-            if i:
-                out[vol] = self._samples[vol][i - 1]
-        return out
-
-    def full_volumes(self, t: float) -> list[str]:
-        """Volumes whose latest sample at or before t says full."""
-        return sorted(v for v, d in self.latest(t).items() if d.full)
-
-    def full_at(self, t: float) -> bool:
-        """Whether any volume was full at t."""
-        return any(d.full for d in self.latest(t).values())
-
-    def note(self, t: float) -> str:
-        """Which volumes were full at t, for evidence."""
-        full = self.full_volumes(t)
-        return f"{', '.join(full)} full" if full else "no volume full"
+def full_note(disks: DiskIndex, t: float) -> str:
+    """Which volumes were full at t, for evidence."""
+    full = disks.full_volumes(t)
+    return f"{', '.join(full)} full" if full else "no volume full"
 
 
 def any_between(times: Sequence[float], a: float, b: float) -> bool:
@@ -141,6 +117,7 @@ def any_between(times: Sequence[float], a: float, b: float) -> bool:
 
 
 def phase_spans(tl: Timeline, phase: PhaseName) -> list[tuple[float, float]]:
+    """The (start, end) windows of a phase."""
     return [(m.t, end) for m, end in tl.windows() if m.phase == phase]
 
 
@@ -182,11 +159,13 @@ class Stamps:
 
 
 def is_file(r: LogRecord) -> bool:
+    """A record read back from a log file (not a container stream)."""
     return r.volume is not None or r.source.startswith("file:")
 
 
 def verdict_of(tl: Timeline, name: str, passed: bool, summary: str,
              evidence: Sequence[str] = ()) -> Verdict:
+    """A judged verdict (pass or fail) of a rule on a timeline."""
     return Verdict(invariant=name, passed=passed, summary=summary, evidence=cap(evidence),
                    scenario=tl.scenario, volume=tl.volume)
 
@@ -262,17 +241,17 @@ class Write:
             return self.t + self.step.elapsed
         return self.readback[0] + self.readback[1].elapsed
 
-    def line(self, disks: Disks) -> str:
+    def line(self, disks: DiskIndex) -> str:
         """The write and its readback, for evidence."""
         out = fmt_step(self.probe, self.step, self.t)
         if self.again is not None and self.readback is not None:
             rt, r = self.readback
-            return (f"{out} acknowledged while full [{disks.note(self.t)}], and after "
+            return (f"{out} acknowledged while full [{full_note(disks, self.t)}], and after "
                     f"recovery {fmt_step(self.again, r, rt)} still does not show it")
         if self.readback is not None:
             rt, r = self.readback
             out += f" acknowledged, then {fmt_step(self.probe, r, rt)}"
-        return out + f" [{disks.note(self.t)}]"
+        return out + f" [{full_note(disks, self.t)}]"
 
 
 @dataclass
@@ -292,6 +271,8 @@ class Writes:
 
 
 def classify_writes(tl: Timeline) -> Writes:
+    """Every write step of a timeline: refused, unchecked, read back (seen or lost), or
+    with a readback that failed loudly; a reread after recovery can show a loss later."""
     out = Writes()
     for p in tl.of(ProbeResult):
         steps = list(timed_steps(p))
@@ -348,5 +329,6 @@ def lost_after_recovery(tl: Timeline, out: Writes) -> None:
 
 
 def sources_read(tl: Timeline) -> str:
+    """How many log sources were read, for summaries."""
     n = len({r.source for r in tl.of(LogRecord)})
     return plural(n, "log source") + " read"

@@ -6,12 +6,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..timeline import LoadEvent, LogRecord, ProbeResult, StepResult, Timeline
+from ..timeline import DiskIndex, LoadEvent, LogRecord, ProbeResult, StepResult, Timeline
 from ._evidence import (
     EARLY_SLACK,
     LINE,
     MIN_EMBEDDED,
-    Disks,
     Stamps,
     Write,
     any_between,
@@ -20,6 +19,7 @@ from ._evidence import (
     could_not_run,
     fmt_log,
     fmt_step,
+    full_note,
     needs_a_working_target,
     not_judged,
     phase_spans,
@@ -108,7 +108,7 @@ def _unrecorded(failed: Sequence[tuple[float, ProbeResult, StepResult]],
     return out
 
 
-def _unreported(fakes: Sequence[Write], sinks: _Sinks, disks: Disks) -> list[str]:
+def _unreported(fakes: Sequence[Write], sinks: _Sinks, disks: DiskIndex) -> list[str]:
     """Evidence for each fake success with no record of its own naming the cause or the
     request: a 503 of some other request in the window does not show the app knew."""
     bound = sinks.rules.error_record_seconds
@@ -174,7 +174,7 @@ def errors_surface(tl: Timeline, rules: Rules) -> Verdict:
     failures = _failures(tl)
     failed, fakes = failures.failed, classify_writes(tl).lost
     unrecorded = _unrecorded(failed, sinks)
-    unreported = _unreported(fakes, sinks, Disks(tl))
+    unreported = _unreported(fakes, sinks, tl.disk_index())
     judged_spans, silent_spans, silent = _span_checks(tl, sinks, failures, fakes)
     read = sources_read(tl)
     if not failed and not fakes and not judged_spans:
@@ -274,7 +274,7 @@ class _Marks:
     rx: re.Pattern[str] | None  # finds any mark in a line (longest first)
     steady: frozenset[str]
     while_full: list[LoadEvent]
-    disks: Disks
+    disks: DiskIndex
 
     @classmethod
     def of(cls, tl: Timeline) -> _Marks:
@@ -284,7 +284,7 @@ class _Marks:
             {e.detail for e in marks}, key=len, reverse=True))) if marks else None)
         spans = set(phase_spans(tl, "steady"))
         steady = frozenset(e.detail for e in marks if any(a <= e.t < b for a, b in spans))
-        disks = Disks(tl)
+        disks = tl.disk_index()
         return cls(rx, steady, [e for e in marks if disks.full_at(e.t)], disks)
 
     def seen_in(self, records: Sequence[LogRecord]) -> set[str]:
@@ -361,7 +361,7 @@ def _check_gaps(tl: Timeline, label: str, rule: FileSourceRule, seen: set[str],
                          "full were logged")
         return
     listing = [f"missing from {label}: mark {e.detail!r} sent at {ts(e.t)} "
-               f"[{marks.disks.note(e.t)}]" for e in missing]
+               f"[{full_note(marks.disks, e.t)}]" for e in missing]
     out.evidence.extend(listing)
     if drops and (not counted or announced >= len(missing)):
         out.notes.append(f"{label}: {len(missing)} missing marks announced as dropped")

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..timeline import CounterSample, DiskSample, HealthSample, LoadEvent, ProbeResult, Timeline
+from ..timeline import (
+    CounterSample,
+    DiskSample,
+    HealthSample,
+    LoadEvent,
+    ProbeResult,
+    Timeline,
+)
 from ._evidence import (
     EXCERPT,
-    Disks,
     clip,
     fmt_sample,
     fmt_step,
@@ -125,6 +131,7 @@ def counter_accuracy(tl: Timeline, rules: Rules) -> Verdict:
 # --- 8. health_truthful ------------------------------------------------------------------
 
 def _inode_fraction(d: DiskSample) -> float:
+    """Fraction of inodes in use, 0..1."""
     return (d.inodes_total - d.inodes_free) / d.inodes_total if d.inodes_total else 0.0
 
 
@@ -171,7 +178,7 @@ def health_truthful(tl: Timeline, rules: Rules) -> Verdict:
     if not health:
         return not_judged(tl, name, "no health sample was taken")
     check = _HealthCheck()
-    disks = Disks(tl)
+    disks = tl.disk_index()
     for h in health:
         check.add(h, disks.latest(h.t), rules.healthy_below)
     if not check.judged:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from ..sizes import format_size
 from ..timeline import LoadEvent, ProbeResult, StepResult, Timeline
 from ._evidence import (
-    Disks,
     classify_writes,
     could_not_run,
     fmt_step,
+    full_note,
     needs_a_working_target,
     not_judged,
     phase_spans,
@@ -33,7 +33,7 @@ def no_silent_write_loss(tl: Timeline, rules: Rules) -> Verdict:
     """
     name = "no_silent_write_loss"
     w = classify_writes(tl)
-    disks = Disks(tl)
+    disks = tl.disk_index()
     unverified = [f"unverified (readback failed loudly): {x.line(disks)}" for x in w.unverified]
     if not w.runs:
         return not_judged(tl, name, "no probe with a write step ran")
@@ -91,7 +91,7 @@ def graceful_refusal(tl: Timeline, rules: Rules) -> Verdict:
     judged = 0
     bad: list[str] = []
     kinds: dict[str, int] = {}
-    disks = Disks(tl)
+    disks = tl.disk_index()
     fakes = {(id(w.probe), w.index): w for w in classify_writes(tl).lost}
 
     def flag(problem: str, line: str) -> None:
@@ -110,7 +110,7 @@ def graceful_refusal(tl: Timeline, rules: Rules) -> Verdict:
             judged += 1
             problem = _refusal_problem(s, rules)
             if problem:
-                flag(problem, f"{fmt_step(p, s, t)} [{disks.note(t)}]")
+                flag(problem, f"{fmt_step(p, s, t)} [{full_note(disks, t)}]")
     if not judged:
         why = "no request ran while a volume was full" if tl.full_spans() else \
             "no volume was full (per the disk samples) and no write was lost"
@@ -149,7 +149,7 @@ def core_isolation(tl: Timeline, rules: Rules) -> Verdict:
     if not core:
         return not_judged(tl, name, "no core probe ran during the fill and act phases")
     core.sort(key=lambda p: p.t)
-    disks = Disks(tl)
+    disks = tl.disk_index()
     failing = [p for p in core if not p.passed]
     totals: dict[str, tuple[int, int]] = {}
     for e in loads:
@@ -166,7 +166,7 @@ def core_isolation(tl: Timeline, rules: Rules) -> Verdict:
     for p in failing:
         first = next(((t, s) for t, _, s in timed_steps(p) if not s.passed), None)
         detail = fmt_step(p, first[1], first[0]) if first else f"{ts(p.t)} {p.probe}"
-        evidence.append(f"{detail} [{disks.note(p.t)}]")
+        evidence.append(f"{detail} [{full_note(disks, p.t)}]")
     names = ", ".join(sorted({p.probe for p in failing}))
     return verdict_of(tl, name, False,
                     f"{len(failing)} of {plural(len(core), 'core probe run')} failed while "

@@ -68,6 +68,7 @@ def _unlink(path: str) -> bool:
 
 
 def sweep(path: str, max_age: float, pressure: bool) -> None:
+    """Delete exports older than ``max_age``; under ``pressure``, oldest first to the low mark."""
     now = time.time()
     files = _scan(path)
     freed_age = freed_pressure = 0
@@ -120,6 +121,7 @@ def sweep(path: str, max_age: float, pressure: bool) -> None:
 
 
 def main() -> None:
+    """Sweep every interval until SIGTERM or SIGINT."""
     lazy = config.defect("lazy_cleanup")
     logsetup.setup(os.path.join(config.LOG_DIR, "cleaner.log"),
                    blackhole=config.defect("log_blackhole"), stdout=True,

@@ -50,6 +50,7 @@ DEFECTS: frozenset[str] = load_defects()
 
 
 def defect(name: str) -> bool:
+    """Whether the defect switch ``name`` (a known one) is on."""
     assert name in KNOWN_DEFECTS, name
     return name in DEFECTS
 

@@ -43,6 +43,7 @@ _pending: dict[tuple[str, str], int] = {}  # uncommitted increments: (table key)
 
 
 def connect(path: str | None = None) -> sqlite3.Connection:
+    """A connection in autocommit mode that waits up to 5 s for a lock."""
     conn = sqlite3.connect(path or config.DB_PATH, timeout=5.0, isolation_level=None)
     conn.execute("PRAGMA busy_timeout = 5000")
     return conn
@@ -84,6 +85,7 @@ def ensure_db() -> None:
 
 
 def check_user(name: str, password: str) -> bool:
+    """Whether the user exists and the password matches its hash."""
     conn = connect()
     try:
         row = conn.execute("SELECT password_hash FROM users WHERE name = ?", (name,)).fetchone()
@@ -135,10 +137,12 @@ def _increment(key: tuple[str, str]) -> None:
 
 
 def count_download(dataset: str, fmt: str) -> None:
+    """Count one download served in full."""
     _increment(("download", f"{dataset}\0{fmt}"))
 
 
 def count(name: str) -> None:
+    """Add one to the counter ``name``."""
     _increment(("counter", name))
 
 

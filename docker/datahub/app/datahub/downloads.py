@@ -112,6 +112,7 @@ def content(name: str, fmt: str, size: int) -> Iterator[bytes]:
 
 
 def path_for(name: str, fmt: str, size: int) -> str:
+    """Where the export of this dataset, format and size lives."""
     return os.path.join(config.DOWNLOADS_DIR, f"{name}-{size}.{fmt}")
 
 

@@ -6,6 +6,7 @@ from .db import connect, init_db
 
 
 def main() -> None:
+    """Create the database at ``argv[1]`` and print its users."""
     path = sys.argv[1]
     os.makedirs(os.path.dirname(path), exist_ok=True)
     init_db(path)

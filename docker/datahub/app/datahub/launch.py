@@ -8,6 +8,7 @@ from . import config  # noqa: F401  (exits 2 on an unknown defect)
 
 
 def main() -> None:
+    """Replace this process with gunicorn serving ``datahub.web:app``."""
     bind = os.environ.get("DATAHUB_BIND", "0.0.0.0:8000")
     # One worker, several threads: the in-process counters (log drops, pending db
     # increments) are then exact; downloads and sessions live on disk anyway.

@@ -35,6 +35,7 @@ _dropped_total = 0  # records this process could not write to a log file
 
 
 def dropped_total() -> int:
+    """Records this process could not write to a log file."""
     return _dropped_total
 
 
@@ -48,6 +49,7 @@ class OneLineFormatter(logging.Formatter):
     """Escapes newlines (messages, tracebacks) so that every line is one whole record."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one line."""
         text = super().format(record)
         return text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
 
@@ -119,6 +121,7 @@ class SafeFileHandler(logging.Handler):
             pass
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Write the record, or drop it as the class says."""
         try:
             line = self.format(record) + "\n"
         except Exception:  # a broken record must not break the request
@@ -148,6 +151,7 @@ class SafeFileHandler(logging.Handler):
         self.pending_drops = 0
 
     def close(self) -> None:
+        """Close the file descriptor, then the handler."""
         self.acquire()
         try:
             _close_fd(self)
@@ -163,12 +167,14 @@ class BlackholeFileHandler(logging.FileHandler):
         super().__init__(path, mode="a", encoding="utf-8", delay=True)
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Write the record, or drop it as the class says."""
         try:
             super().emit(record)  # may open the file: errors must not escape either
         except Exception:
             self.handleError(record)
 
     def handleError(self, record: logging.LogRecord) -> None:
+        """Swallow the error."""
         pass  # the bug: nothing on stderr, no count, no marker
 
 
@@ -182,6 +188,7 @@ class TornFileHandler(logging.Handler):
         self.fd: int | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Write the record, or drop it as the class says."""
         try:
             data = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
             if self.fd is None:
@@ -191,6 +198,7 @@ class TornFileHandler(logging.Handler):
             self.handleError(record)  # stock logging: a traceback on stderr, nothing in the file
 
     def close(self) -> None:
+        """Close the file descriptor, then the handler."""
         _close_fd(self)
         super().close()
 

@@ -105,7 +105,7 @@ def _entry_path(name: str) -> str:
 
 
 class CacheWriteError(Exception):
-    pass
+    """A cache entry could not be written (poisoned_cache: the request fails)."""
 
 
 def get_page(name: str) -> tuple[str, str]:

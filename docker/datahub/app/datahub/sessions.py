@@ -26,7 +26,7 @@ _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
 class SessionSaveError(Exception):
-    pass
+    """The session could not be saved: the login answers 503."""
 
 
 def _path(sid: str) -> str:
@@ -34,10 +34,12 @@ def _path(sid: str) -> str:
 
 
 def new_id() -> str:
+    """A new random session id (32 hex digits)."""
     return secrets.token_hex(16)
 
 
 def save(sid: str, data: dict[str, Any]) -> None:
+    """Write the session file (silent_sessions: errors swallowed)."""
     payload = json.dumps(data, sort_keys=True).encode()
     if config.defect("silent_sessions"):
         try:
@@ -93,6 +95,7 @@ def load(sid: str | None) -> dict[str, Any] | None:
 
 
 def delete(sid: str | None) -> None:
+    """Remove the session file, if the id is well formed and the file exists."""
     if sid and _ID_RE.match(sid):
         try:
             os.unlink(_path(sid))

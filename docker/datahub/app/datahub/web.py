@@ -86,6 +86,7 @@ def _on_exception(exc: Exception) -> ResponseReturnValue:
 
 @app.route("/")
 def home() -> Response:
+    """The home page, greeting a logged-in user."""
     user = _current_user()
     body = ("<h1>datahub</h1>\n<p>Open data, searchable. Try "
             "<a href=\"/datasets/earthquakes\">earthquakes</a> or "
@@ -97,6 +98,7 @@ def home() -> Response:
 
 @app.route("/login", methods=["GET"])
 def login_form() -> Response:
+    """The login form."""
     form = (
         "<h1>Log in</h1>\n<form method=\"post\" action=\"/login\">"
         "<input name=\"user\"> <input name=\"password\" type=\"password\"> "
@@ -107,6 +109,7 @@ def login_form() -> Response:
 
 @app.route("/login", methods=["POST"])
 def login() -> BaseResponse:
+    """Check the password, save a session and redirect home (503 if unsaved)."""
     user = request.form.get("user", "")
     password = request.form.get("password", "")
     if not db.check_user(user, password):
@@ -128,6 +131,7 @@ def login() -> BaseResponse:
 
 @app.route("/logout")
 def logout() -> BaseResponse:
+    """Delete the session and the cookie."""
     sessions.delete(request.cookies.get(sessions.COOKIE))
     resp = redirect("/", code=302)
     resp.delete_cookie(sessions.COOKIE, path="/")
@@ -136,6 +140,7 @@ def logout() -> BaseResponse:
 
 @app.route("/datasets/<name>")
 def dataset(name: str) -> Response:
+    """A dataset page through the render cache."""
     if not downloads.NAME_RE.match(name):
         return _page("not found", "<h1>404</h1>", status=404)
     try:
@@ -150,6 +155,7 @@ def dataset(name: str) -> Response:
 
 @app.route("/datasets/<name>/download")
 def download(name: str) -> Response:
+    """An export of the dataset: generated or reused, refused with 507 when short of space."""
     fmt = request.args.get("format", "csv")
     if not downloads.NAME_RE.match(name) or fmt not in downloads.FORMATS:
         return _page("bad request",
@@ -218,6 +224,7 @@ def _usage(path: str) -> Usage:
 
 @app.route("/health")
 def health() -> Response:
+    """Every writable path's space: ok, degraded or failing (503)."""
     if config.defect("blind_health"):
         return Response(json.dumps({"status": "ok"}) + "\n", mimetype="application/json")
     status = "ok"
@@ -259,6 +266,7 @@ METRICS = [
 
 @app.route("/metrics")
 def metrics() -> Response:
+    """The counters in Prometheus text format."""
     values, errors = db.read_counters()
     values["log_records_dropped"] = logsetup.dropped_total()
     lines: list[str] = []
