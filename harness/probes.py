@@ -441,7 +441,8 @@ class Prober:
         here: a collection costs one round trip rather than one per source."""
         containers = [(src.label, src.service) for src in self.target.logs
                       if src.kind == "container" and src.service is not None]
-        if len(containers) > 1 or (containers and self._has_files):
+        remote = getattr(self.stack, "remote_reads", False)  # in-process: plain calls
+        if remote and (len(containers) > 1 or (containers and self._has_files)):
             with ThreadPoolExecutor(max_workers=len(containers)) as pool:
                 reads = [pool.submit(self.stack.log_lines, svc) for _, svc in containers]
                 files = self._file_lines(final=False)

@@ -161,6 +161,8 @@ def cap_hint(name: str, svc: Service, log_tail: str) -> str | None:
 class Stack:
     """A running target: services, network, volumes and the agent, torn down together."""
 
+    remote_reads = True  # each log read is a round trip to the engine: worth making at once
+
     def __init__(self, target: Target, *, env: Mapping[str, Mapping[str, str]] | None = None,
                  name: str | None = None) -> None:
         self.target = target
