@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-HARNESS = Path(__file__).resolve().parent.parent / "harness"
+HARNESS = Path(__file__).resolve().parents[2] / "harness"
 ENGINE = HARNESS / "engine.py"
 DOCKER_LIBS = ("docker", "testcontainers")
 
