@@ -14,6 +14,7 @@ from .errors import (
     GuardError,
     HarnessError,
     InfrastructureError,
+    UnknownName,
     UsageError,
 )
 from .sizes import format_size, parse_size
@@ -68,6 +69,7 @@ __all__ = [
     "Target",
     "Timeline",
     "TmpfsVolume",
+    "UnknownName",
     "Usage",
     "UsageError",
     "Verdict",

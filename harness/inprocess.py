@@ -36,7 +36,7 @@ from urllib3.exceptions import ProtocolError
 
 from .backend import ExecResult, Runner
 from .battery import Outcome, counter_against_served, volume_scenario
-from .errors import UsageError
+from .errors import UnknownName, UsageError
 from .fakedisk import FakeDisk, FakeDisks
 from .target import Target
 from .timeline import Usage
@@ -239,8 +239,8 @@ class InProcessStack:
                  recovery_seconds: float = RECOVERY_SECONDS) -> None:
         svc = service or _front(target)
         if svc not in target.services:
-            raise UsageError(f"unknown service {svc!r}",
-                             f"one of: {', '.join(target.services)}")
+            raise UnknownName(f"unknown service {svc!r}",
+                              f"one of: {', '.join(target.services)}")
         mounted: dict[str, dict[str, str]] = {}  # volume -> {folder: path in the service}
         for v, spec in target.volumes.items():
             for m in spec.mounts:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from .battery import FLOOD, Outcome, Run, with_untested
-from .errors import UsageError
+from .errors import UnknownName, UsageError
 from .invariants import INVARIANTS
 from .loads import Downloads, ballast, drain, front_service, log_marks, sessions
 from .sizes import parse_size
@@ -146,9 +146,9 @@ class ScenarioStack:
         if name in self.target.probes:
             return self.run.pr.run(name)
         if not name.startswith("/"):
-            raise UsageError(f"unknown probe {name!r}",
-                             f"use a declared probe ({', '.join(self.target.probes) or 'none'})"
-                             " or an ad hoc request path starting with '/'")
+            raise UnknownName(f"unknown probe {name!r}",
+                              f"use a declared probe ({', '.join(self.target.probes) or 'none'})"
+                              " or an ad hoc request path starting with '/'")
         step = Step.model_validate({"path": name, "method": method.upper(),
                                     "form": dict(form or {}),
                                     "expect_status": list(expect_status),

@@ -31,22 +31,27 @@ LINE = 200
 MIN_EMBEDDED = 12
 """Shortest record start found inside a line that counts as a second, glued-on record."""
 
+
 def ts(t: float) -> str:
+    """A time in evidence: seconds since the run's start."""
     return f"t={t:.2f}s"
 
 
 def clip(text: str, n: int) -> str:
+    """Text on one line, cut to n characters."""
     text = text.replace("\r", "\\r").replace("\n", "\\n")
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
 def cap(lines: Sequence[str], limit: int = MAX_EVIDENCE) -> tuple[str, ...]:
+    """At most ``limit`` evidence lines, the rest counted in the last one."""
     if len(lines) <= limit:
         return tuple(lines)
     return (*lines[: limit - 1], f"... and {len(lines) - limit + 1} more")
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
+    """``n`` and the word, in the plural unless n is 1."""
     return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
@@ -59,6 +64,7 @@ def timed_steps(p: ProbeResult) -> Iterator[tuple[float, int, StepResult]]:
 
 
 def status_text(s: StepResult) -> str:
+    """A step's status code, or "no answer"."""
     if s.status is None:
         return "no answer"
     return str(s.status)
@@ -111,6 +117,7 @@ def any_between(times: Sequence[float], a: float, b: float) -> bool:
 
 
 def phase_spans(tl: Timeline, phase: PhaseName) -> list[tuple[float, float]]:
+    """The (start, end) windows of a phase."""
     return [(m.t, end) for m, end in tl.windows() if m.phase == phase]
 
 
@@ -152,11 +159,13 @@ class Stamps:
 
 
 def is_file(r: LogRecord) -> bool:
+    """A record read back from a log file (not a container stream)."""
     return r.volume is not None or r.source.startswith("file:")
 
 
 def verdict_of(tl: Timeline, name: str, passed: bool, summary: str,
              evidence: Sequence[str] = ()) -> Verdict:
+    """A judged verdict (pass or fail) of a rule on a timeline."""
     return Verdict(invariant=name, passed=passed, summary=summary, evidence=cap(evidence),
                    scenario=tl.scenario, volume=tl.volume)
 
@@ -262,6 +271,8 @@ class Writes:
 
 
 def classify_writes(tl: Timeline) -> Writes:
+    """Every write step of a timeline: refused, unchecked, read back (seen or lost), or
+    with a readback that failed loudly; a reread after recovery can show a loss later."""
     out = Writes()
     for p in tl.of(ProbeResult):
         steps = list(timed_steps(p))
@@ -318,5 +329,6 @@ def lost_after_recovery(tl: Timeline, out: Writes) -> None:
 
 
 def sources_read(tl: Timeline) -> str:
+    """How many log sources were read, for summaries."""
     n = len({r.source for r in tl.of(LogRecord)})
     return plural(n, "log source") + " read"

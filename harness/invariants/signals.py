@@ -131,6 +131,7 @@ def counter_accuracy(tl: Timeline, rules: Rules) -> Verdict:
 # --- 8. health_truthful ------------------------------------------------------------------
 
 def _inode_fraction(d: DiskSample) -> float:
+    """Fraction of inodes in use, 0..1."""
     return (d.inodes_total - d.inodes_free) / d.inodes_total if d.inodes_total else 0.0
 
 
