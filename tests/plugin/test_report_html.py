@@ -1,5 +1,5 @@
 """The HTML report as data: what the chart holds, what the page shows first, what it hides.
-(The browser test, tests/test_browser.py, checks the same page as a person sees it.)"""
+(The browser test, tests/docker/test_report_seen.py, checks the same page as a person sees it.)"""
 
 from __future__ import annotations
 
