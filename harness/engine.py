@@ -394,7 +394,9 @@ class Handle:
                                       user=user)["Id"]
             sock = api.exec_start(exec_id, socket=True)
         except docker.errors.APIError as e:
-            if e.status_code == 409:  # "container ... is not running": the app died, an answer
+            # 409 "container ... is not running": the app died, an answer. One that dies
+            # between the exec's creation and its start gets a 500 from the start instead.
+            if e.status_code == 409 or not self._running():
                 return ExecResult(None, self.last_lines().encode("utf-8"), not_running=True)
             raise InfrastructureError(f"{self.name}: exec {cmd[0] if cmd else ''} failed: "
                                       f"{_short(e)}", "is the container still running? see "
@@ -434,6 +436,14 @@ class Handle:
             info = api.exec_inspect(exec_id)
         code = info.get("ExitCode")
         return ExecResult(None if code is None else int(code), out)
+
+    def _running(self) -> bool:
+        """Whether the engine says it runs now (a container gone says no)."""
+        try:
+            self.reload()
+        except docker.errors.APIError:
+            return False
+        return str(self._container.status) == "running"
 
     def exec_raw(self, cmd: Sequence[str], *, user: str = "") -> tuple[int, bytes]:
         """Run a command inside; returns (exit code, combined output as bytes)."""

@@ -39,6 +39,14 @@ from .target import Ready, Service, Target
 from .timeline import Usage
 from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, lay_out, measure, read_tails
 
+_HOLDS_RELEASED = threading.Event()
+
+
+def release_holds() -> None:
+    """End every hold of ``announce`` now: a run that is ending (interrupted in its main
+    thread) does not leave its other threads waiting for a test's release file."""
+    _HOLDS_RELEASED.set()
+
 
 def announce(phase: str) -> None:
     """Test hook: report the phase to ``$FULLDISK_PHASE_FILE`` and, when it is
@@ -52,7 +60,9 @@ def announce(phase: str) -> None:
         release = f"{path}.release" if path else None
         end = time.monotonic() + 60
         while time.monotonic() < end and not (release and os.path.exists(release)):
-            threading.Event().wait(0.05)  # polled; the signal the test sends ends it early
+            # polled; the signal the test sends (or release_holds) ends it early
+            if _HOLDS_RELEASED.wait(0.05):
+                break
 
 
 def _levels(services: Mapping[str, Service]) -> list[list[str]]:

@@ -1027,6 +1027,22 @@ def test_evaluate_never_raises_and_is_well_formed(events: list[Event], restarts:
             json.dumps(v.to_dict())
 
 
+@given(total=st.integers(0, 4 * KiB * KiB), free=st.integers(0, 4 * KiB * KiB),
+       inodes=st.integers(0, 64), ifree=st.integers(0, 64))
+def test_a_disk_sample_is_a_usage_with_the_same_full_rule(total: int, free: int, inodes: int,
+                                                           ifree: int) -> None:
+    from harness.sizes import PAGE
+    from harness.timeline import Usage
+
+    u = Usage(total, free, inodes, ifree, "1000")
+    d = DiskSample.of(2.5, "sessions", u)
+    assert (d.t, d.volume) == (2.5, "sessions")
+    assert u == Usage(d.bytes_total, d.bytes_free, d.inodes_total, d.inodes_free, d.as_user)
+    assert d.full == u.full == (free < PAGE or ifree == 0)
+    assert d.used_fraction == u.used_fraction and str(d) == f"sessions at t=2.50s: {u}"
+    assert Timeline.from_dict(Timeline(events=[d]).to_dict()).events == [d]
+
+
 @given(samples=st.lists(disk_st(), max_size=20), at=st.lists(times, max_size=10))
 def test_disk_index_agrees_with_the_latest_sample_by_hand(samples: list[DiskSample],
                                                           at: list[float]) -> None:
