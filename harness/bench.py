@@ -56,7 +56,7 @@ def inprocess_battery(reps: int = 5) -> dict[str, float]:
         scenarios = len(outcomes)
         if not all(o.passed for o in outcomes):
             raise RuntimeError("the hardened in-process battery failed; run "
-                               "tests/test_inprocess_datahub.py")
+                               "tests/unit/test_inprocess_datahub.py")
     runs = times[1:]
     # CPU time too: on a shared machine the wall time says more about the neighbours
     return {"inprocess_battery_s": statistics.median(runs),

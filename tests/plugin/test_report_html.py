@@ -1,5 +1,5 @@
 """The HTML report as data: what the chart holds, what the page shows first, what it hides.
-(The browser test, tests/test_browser.py, checks the same page as a person sees it.)"""
+(The browser test, tests/docker/test_report_seen.py, checks the same page as a person sees it.)"""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def test_plugin_writes_the_page_with_timelines_from_xdist_workers(
         pytester: pytest.Pytester) -> None:
     """`--fulldisk-html`: verdicts and timelines recorded in two workers reach one page,
     and the JUnit file carries the verdicts but not the (large) timelines."""
-    tests_dir = Path(__file__).resolve().parent
+    tests_dir = Path(__file__).resolve().parents[1]
     pytester.makepyfile(test_two=f"""
         import sys
         from dataclasses import replace

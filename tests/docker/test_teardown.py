@@ -20,7 +20,7 @@ from harness import engine
 # stale runs (which these tests create on purpose).
 pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("teardown")]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 LEASE = 0.2  # seconds between lease renewals in these runs: a grace period of 2.4 s

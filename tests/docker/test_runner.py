@@ -17,7 +17,7 @@ from harness.stack import _levels
 from harness.target import load_target, reference_target
 from harness.timeline import Timeline
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "fulldisk.toml"
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "fulldisk.toml"
 
 
 def test_services_start_level_by_level_of_depends_on() -> None:
