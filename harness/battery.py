@@ -167,9 +167,14 @@ def phase_listener(listener: PhaseListener) -> Iterator[None]:
 def volume_scenario(stack: Backend, volume: str, *, scenario: str | None = None,
                     settle: float = 0.3) -> Outcome:
     """Steady, fill one volume to the last byte, act with every probe, free, recover.
-    ``settle``: how long the disk must stay full before acting (see hold_full)."""
+    ``settle``: how long the disk must stay full before acting where the target's cleanup
+    works on this volume (see hold_full); elsewhere nothing frees space behind the app's
+    back, so the act starts as soon as the ballast has taken the last byte."""
     run = Run(stack, scenario or f"battery-{volume}", volume)
     vol = stack.volume(volume)
+    cleanup = stack.target.cleanup
+    if cleanup is None or cleanup.volume != volume:
+        settle = 0
     invariants = PER_VOLUME + (("core_isolation",) if volume in run.rules.bulk_volumes else ())
     try:
         with run.phase("steady"):

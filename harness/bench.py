@@ -56,7 +56,7 @@ def inprocess_battery(reps: int = 5) -> dict[str, float]:
         scenarios = len(outcomes)
         if not all(o.passed for o in outcomes):
             raise RuntimeError("the hardened in-process battery failed; run "
-                               "tests/test_inprocess_datahub.py")
+                               "tests/unit/test_inprocess_datahub.py")
     runs = times[1:]
     # CPU time too: on a shared machine the wall time says more about the neighbours
     return {"inprocess_battery_s": statistics.median(runs),
@@ -85,26 +85,46 @@ class Job:
     code: int
 
 
+# A small process that starts the job and reports wait4's figures for it: a child inherits
+# its parent's peak resident size (Linux keeps ru_maxrss across fork and exec), so a job
+# started straight from this process, which holds the Docker client and the results of
+# earlier runs, would report this process's peak rather than its own.
+_LAUNCHER = r"""
+import json, os, sys, time
+t0 = time.monotonic()
+pid = os.fork()
+if pid == 0:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    try:
+        os.execvp(sys.argv[1], sys.argv[1:])
+    finally:
+        os._exit(127)
+_, status, ru = os.wait4(pid, 0)
+print(json.dumps({"wall": time.monotonic() - t0, "cpu": ru.ru_utime + ru.ru_stime,
+                  "maxrss_kib": ru.ru_maxrss, "code": os.waitstatus_to_exitcode(status)}))
+"""
+
+
 def run_job(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 600
             ) -> Job:
-    """Run a command to its end, measured by ``wait4`` (its rusage: CPU, ru_maxrss)."""
-    t0 = time.monotonic()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = t0 + timeout
-    while True:
-        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            p.kill()
-            raise RuntimeError(f"{cmd[0]} ran longer than {timeout:g} s")
-        time.sleep(0.005)  # polling a child's end: wait4 with WNOHANG has no timeout
-    wall = time.monotonic() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    err = p.stderr.read().decode(errors="replace") if p.stderr else ""
+    """Run a command to its end from a small launcher process, measured by ``wait4``
+    there (wall, CPU and ru_maxrss of the job and its children, not of this process)."""
+    p = subprocess.Popen([sys.executable, "-I", "-S", "-c", _LAUNCHER, *cmd], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         start_new_session=True)  # a timeout ends the job with its launcher
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, 9)
+        p.communicate()
+        raise RuntimeError(f"{cmd[0]} ran longer than {timeout:g} s") from None
+    text = err.decode(errors="replace")
     if p.returncode:
-        raise RuntimeError(f"{' '.join(cmd[:4])} exited {p.returncode}: {err[-800:]}")
-    return Job(wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss / 1024, p.returncode)
+        raise RuntimeError(f"the launcher of {' '.join(cmd[:4])} failed: {text[-800:]}")
+    fig = json.loads(out.decode().strip().splitlines()[-1])
+    if fig["code"]:
+        raise RuntimeError(f"{' '.join(cmd[:4])} exited {fig['code']}: {text[-800:]}")
+    return Job(fig["wall"], fig["cpu"], fig["maxrss_kib"] / 1024, fig["code"])
 
 
 def ctk_chaos() -> tuple[str, str]:
@@ -313,6 +333,7 @@ def _docker_figures(only: set[str], reps: int, battery_reps: int, rows: list[str
         rows += [_row(f"stack start, reference (median of {reps})", out["stack_start_s"], "s",
                       "stack_start_s"),
                  _row("  its CPU time in this process", out["stack_start_cpu_s"], "s")]
+        out.update(_volume_scenarios(target, rows))
     if "fill" in only:
         big = target_from_dict({"name": "bench", "services": {"x": {
             "image": engine.BASE_IMAGE, "command": ["sleep", "infinity"]}},
@@ -334,6 +355,32 @@ def _docker_figures(only: set[str], reps: int, battery_reps: int, rows: list[str
                  _row("floor: bare fallocate", out["bare_fallocate_s"], "s")]
     if "battery" in only:
         out.update(_battery_loop(target, battery_reps, rows))
+    return out
+
+
+def _volume_scenarios(target: Any, rows: list[str]) -> dict[str, Any]:
+    """Each volume scenario of the reference target once, one after another on one warm
+    stack with nothing else of this process running (in ``fulldisk run`` they share the
+    machine with the other lanes): median wall and CPU seconds."""
+    from .battery import volume_scenario
+    from .preflight import preflight
+
+    walls, cpus = [], []
+    with Stack(target) as s:
+        preflight(s)
+        for vol in target.volumes:
+            t0, c0 = time.monotonic(), time.process_time()
+            outcome = volume_scenario(s, vol)
+            walls.append(time.monotonic() - t0)
+            cpus.append(time.process_time() - c0)
+            if not outcome.passed:
+                raise RuntimeError(f"the hardened volume scenario {vol} failed")
+    out = {"volume_scenario_alone_s": statistics.median(walls),
+           "volume_scenario_alone_cpu_s": statistics.median(cpus),
+           "volume_scenario_alone_load": _load()}
+    rows += [_row("volume scenario alone, warm stack (median)",
+                  out["volume_scenario_alone_s"], "s", "volume_scenario_median_s"),
+             _row("  its CPU time", out["volume_scenario_alone_cpu_s"], "s")]
     return out
 
 

@@ -177,7 +177,8 @@ def _straight(target_path: str | None, report_dir: str, json_path: str | None,
     with RunProgress(terminal_console(), target.name) as progress:
         progress.total = len(_cases(target))
         result = run_battery(target, done=lambda c, o: progress.finished(
-            "passed" if o is not None and o.passed else "failed", c.id))
+            "passed" if o is not None and o.passed else "failed", c.id),
+            meanwhile=lambda outcomes: _prepare_charts(outcomes, target))
     code = 1 if result.failed else 0  # as pytest's exit status would be
     untested = [{"target": t, "service": s, "path": p} for t, s, p in sorted(result.untested)]
     report = build(target.name, result.verdicts, errors=result.errors,
@@ -192,6 +193,12 @@ def _straight(target_path: str | None, report_dir: str, json_path: str | None,
     write_html(render_run(report, [o.timeline for o in result.outcomes], target,
                           inline_js=False), html)
     return code, report, report_file, html
+
+
+def _prepare_charts(outcomes: list[Any], target: Target) -> None:
+    from .report_html import prepare_charts
+
+    prepare_charts([o.timeline for o in outcomes], target)
 
 
 def _cases(target: Target) -> list[Any]:

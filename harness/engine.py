@@ -394,7 +394,9 @@ class Handle:
                                       user=user)["Id"]
             sock = api.exec_start(exec_id, socket=True)
         except docker.errors.APIError as e:
-            if e.status_code == 409:  # "container ... is not running": the app died, an answer
+            # 409 "container ... is not running": the app died, an answer. One that dies
+            # between the exec's creation and its start gets a 500 from the start instead.
+            if e.status_code == 409 or not self._running():
                 return ExecResult(None, self.last_lines().encode("utf-8"), not_running=True)
             raise InfrastructureError(f"{self.name}: exec {cmd[0] if cmd else ''} failed: "
                                       f"{_short(e)}", "is the container still running? see "
@@ -434,6 +436,14 @@ class Handle:
             info = api.exec_inspect(exec_id)
         code = info.get("ExitCode")
         return ExecResult(None if code is None else int(code), out)
+
+    def _running(self) -> bool:
+        """Whether the engine says it runs now (a container gone says no)."""
+        try:
+            self.reload()
+        except docker.errors.APIError:
+            return False
+        return str(self._container.status) == "running"
 
     def exec_raw(self, cmd: Sequence[str], *, user: str = "") -> tuple[int, bytes]:
         """Run a command inside; returns (exit code, combined output as bytes)."""
@@ -664,7 +674,7 @@ class ContainerSpec:
     env: Mapping[str, str]
     user: str | None
     ports: Sequence[int]
-    network: str
+    network: str  # "": none at all (the agent reaches its volumes, never the network)
     aliases: Sequence[str]
     binds: Mapping[str, str]  # host path -> container path
     volumes: Mapping[str, str]  # volume name -> container path
@@ -707,12 +717,15 @@ def start(spec: ContainerSpec) -> Handle:
         "cap_add": list(spec.cap_add),
         "privileged": spec.privileged,
         "init": True,
+    }
+    if spec.network:
         # a network of this run made by network_create (with_network wants one made by
         # testcontainers), joined under the service's aliases
-        "network": spec.network,
-        "networking_config": {spec.network: EndpointConfig(
-            client().api.api_version, aliases=list(spec.aliases))},
-    }
+        kwargs["network"] = spec.network
+        kwargs["networking_config"] = {spec.network: EndpointConfig(
+            client().api.api_version, aliases=list(spec.aliases))}
+    else:
+        kwargs["network_mode"] = "none"
     if spec.user:
         kwargs["user"] = spec.user
     w.with_kwargs(**kwargs)

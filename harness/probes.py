@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -435,13 +436,24 @@ class Prober:
 
     # --- logs --------------------------------------------------------------------------
     def collect_logs(self) -> list[LogRecord]:
-        """Read every declared log source; record lines not seen before."""
+        """Read every declared log source; record lines not seen before. The engine's
+        log calls (one per container source) go out at once, while the log files are read
+        here: a collection costs one round trip rather than one per source."""
+        containers = [(src.label, src.service) for src in self.target.logs
+                      if src.kind == "container" and src.service is not None]
+        remote = getattr(self.stack, "remote_reads", False)  # in-process: plain calls
+        if remote and (len(containers) > 1 or (containers and self._has_files)):
+            with ThreadPoolExecutor(max_workers=len(containers)) as pool:
+                reads = [pool.submit(self.stack.log_lines, svc) for _, svc in containers]
+                files = self._file_lines(final=False)
+                lines = [r.result() for r in reads]
+        else:
+            lines = [self.stack.log_lines(svc) for _, svc in containers]
+            files = self._file_lines(final=False)
         out: list[LogRecord] = []
-        for src in self.target.logs:
-            if src.kind == "container":
-                assert src.service is not None
-                out += self._container_lines(src.label, src.service)
-        out += self._file_lines(final=False)
+        for (label, _), got in zip(containers, lines, strict=True):
+            out += self._container_lines(label, got)
+        out += files
         self.tl.extend(out)
         return out
 
@@ -492,8 +504,13 @@ class Prober:
             awaited += [e.t for e in marks if e.detail not in text]
         return max(awaited, default=None)
 
-    def _container_lines(self, label: str, service: str) -> list[LogRecord]:
-        lines = self.stack.log_lines(service)
+    @property
+    def _has_files(self) -> bool:
+        return any(s.kind == "file" for s in self.target.logs)
+
+    def _container_lines(self, label: str, lines: list[tuple[float | None, str]]
+                         ) -> list[LogRecord]:
+        """The lines of a container source not recorded before."""
         seen = self._log_seen.get(label, 0)
         self._log_seen[label] = len(lines)
         out = []

@@ -191,6 +191,18 @@ def figure(tl: Timeline, rules: Rules, redact: Redact = lambda s: s) -> go.Figur
     return fig
 
 
+_FIGURES: dict[int, tuple[Timeline, go.Figure]] = {}  # drawn ahead: id(timeline) -> chart
+
+
+def prepare_charts(timelines: Sequence[Timeline], target: Target) -> None:
+    """Draw the charts of a run's timelines ahead of the page (``render_run`` with this
+    target then uses them, once): ``fulldisk run`` draws them while its last stacks are
+    being removed."""
+    rules = Rules.from_target(target)
+    for tl in timelines:
+        _FIGURES[id(tl)] = (tl, figure(tl, rules, target.redact))
+
+
 def _disk_hover(d: DiskSample) -> str:
     return (f"t={d.t:.2f}s {d.volume}: {format_size(d.bytes_used)} of "
             f"{format_size(d.bytes_total)} used ({100 * d.used_fraction:.0f}%), "
@@ -318,7 +330,8 @@ def _scenario(tl: Timeline | None, name: str, verdicts: Sequence[Mapping[str, An
            f'<h2>{_e(name)}{vol} {_chips(c)}</h2>']
     used_js = False
     if tl is not None and chart:
-        fig = figure(tl, rules, redact)
+        ready = _FIGURES.pop(id(tl), None)
+        fig = ready[1] if ready is not None and ready[0] is tl else figure(tl, rules, redact)
         out.append('<div class="chart">' + fig.to_html(
             full_html=False, include_plotlyjs=False, div_id=f"chart-{anchor}",
             config={"displaylogo": False, "responsive": True}) + "</div>")

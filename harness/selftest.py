@@ -65,7 +65,7 @@ DEFECTS: dict[str, str] = {name: s.invariant for name, s in SWITCHES.items()}
 NOT_IN_SELFTEST: dict[str, str] = {
     "stale_partial_exports": "an order of events (an export cut short by a full disk, then "
                              "served from the cache): `fulldisk explore` finds it "
-                             "(tests/test_explore.py), the battery's fixed scenarios do not",
+                             "(tests/docker/test_explore.py), the battery's fixed scenarios do not",
 }
 """Switches of the reference stack the selftest does not run, and where they are caught."""
 

@@ -1,9 +1,10 @@
 """Stack: a target's services on a private network, with every writable path on a Volume.
 
-Start order: network, volumes (together), the agent that holds them, seeds copied from
-the images (cached per image id), then the services (ports on 127.0.0.1 only; those that
-do not depend on each other together), then readiness with deadlines. Teardown
-always runs, also when start fails half way; everything is labelled for ``clean``.
+Start order: the network, made while the volumes (together), the agent that holds them
+(on no network) and the seeds copied from the images (cached per image id) are; then the
+services (ports on 127.0.0.1 only; those that do not depend on each other together),
+then readiness with deadlines. Teardown always runs, also when start fails half way;
+everything is labelled for ``clean``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ from .target import Ready, Service, Target
 from .timeline import Usage
 from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, lay_out, measure, read_tails
 
+_HOLDS_RELEASED = threading.Event()
+
+
+def release_holds() -> None:
+    """End every hold of ``announce`` now: a run that is ending (interrupted in its main
+    thread) does not leave its other threads waiting for a test's release file."""
+    _HOLDS_RELEASED.set()
+
 
 def announce(phase: str) -> None:
     """Test hook: report the phase to ``$FULLDISK_PHASE_FILE`` and, when it is
@@ -52,7 +61,9 @@ def announce(phase: str) -> None:
         release = f"{path}.release" if path else None
         end = time.monotonic() + 60
         while time.monotonic() < end and not (release and os.path.exists(release)):
-            threading.Event().wait(0.05)  # polled; the signal the test sends ends it early
+            # polled; the signal the test sends (or release_holds) ends it early
+            if _HOLDS_RELEASED.wait(0.05):
+                break
 
 
 def _levels(services: Mapping[str, Service]) -> list[list[str]]:
@@ -69,6 +80,7 @@ def _levels(services: Mapping[str, Service]) -> list[list[str]]:
     return levels
 
 
+_NET = " network"  # the network's key among the volumes' (never a volume's name)
 _WORKERS = 8  # engine calls in flight at once: the engine does the work, threads only wait
 T = TypeVar("T")
 
@@ -149,6 +161,8 @@ def cap_hint(name: str, svc: Service, log_tail: str) -> str | None:
 class Stack:
     """A running target: services, network, volumes and the agent, torn down together."""
 
+    remote_reads = True  # each log read is a round trip to the engine: worth making at once
+
     def __init__(self, target: Target, *, env: Mapping[str, Mapping[str, str]] | None = None,
                  name: str | None = None) -> None:
         self.target = target
@@ -176,28 +190,31 @@ class Stack:
     def start(self) -> Self:
         """Start everything and wait until each service is ready.
 
-        Independent steps run at once: the volumes are created together, the seeds are
-        read (or found in the cache) while the agent starts, and services start level by
-        level of ``depends_on`` (compose's order: after what they depend on has started).
+        Independent steps run at once: the network is made while the volumes are created
+        together, the seeds read (or found in the cache) and the agent (which needs no
+        network) started, and services start level by level of ``depends_on`` (compose's
+        order: after what they depend on has started).
         """
         engine.require_image(engine.BASE_IMAGE, "run ci/setup to build the base image the "
                              "agent container runs from")
         for svc in self.target.services.values():
             engine.require_image(svc.image, "run `fulldisk build` (reference stack) or build "
                                  "the target's images; `fulldisk doctor` checks")
-        engine.network_create(self.network)
-        self._network_made = True
         with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
             seeds = pool.submit(self._read_seeds)
+            # the pool's end waits for it, so a start that fails later still removes it
+            network = pool.submit(self._make_network)
             made = _each(pool, {key: partial(TmpfsVolume.create, key, f"{self.id}-{key}", spec)
                                 for key, spec in self.target.volumes.items()})
             self._docker_volumes += made.done.values()
             made.raise_first()
-            self.agent = Agent(f"{self.id}-agent", self.network,
+            # the agent needs the volumes only (no network): it starts while that is made
+            self.agent = Agent(f"{self.id}-agent",
                                {k: f"{self.id}-{k}" for k in self.target.volumes})
             for key, spec in self.target.volumes.items():
                 self.volumes[key] = TmpfsVolume(key, f"{self.id}-{key}", spec, self.agent)
             self._seed(pool, seeds.result())
+            network.result()
             announce("start")  # volumes and agent are up, services about to start
             for level in _levels(self.target.services):
                 started = _each(pool, {n: partial(engine.start, self._spec(n)) for n in level})
@@ -208,8 +225,8 @@ class Stack:
         return self
 
     def stop(self) -> None:
-        """Remove services and agent (together), then volumes, then the network; safe to
-        call twice."""
+        """Remove services and agent (together), then the volumes and the network
+        (together); safe to call twice."""
         errors: list[str] = []
         holders: dict[str, Callable[[], object]] = {
             h.name: h.remove for h in self.services.values()}
@@ -220,23 +237,25 @@ class Stack:
             errors += [f"{name}: {e}" for name, e in gone.failed.items()]
             self.services.clear()
             self.agent = None
-            vols = _each(pool, {dv: partial(engine.remove_volume, dv)
-                                for dv in self._docker_volumes})
-            errors += [f"volume {dv}: {e}" for dv, e in vols.failed.items()]
+            net = {_NET: partial(engine.network_remove, self.network)} \
+                if self._network_made else {}
+            vols = _each(pool, net | {dv: partial(engine.remove_volume, dv)
+                                      for dv in self._docker_volumes})
+            errors += [f"network: {e}" if dv == _NET else f"volume {dv}: {e}"
+                       for dv, e in vols.failed.items()]
+            self._network_made = False
         for dv in self._docker_volumes:
             GUARD.forget("docker-tmpfs", dv)
         self._docker_volumes.clear()
-        if self._network_made:
-            try:
-                engine.network_remove(self.network)
-            except Exception as e:
-                errors.append(f"network: {e}")
-            self._network_made = False
         if errors:
             raise InfrastructureError("teardown left something behind: " + "; ".join(errors),
                                       "run `fulldisk clean`")
 
     # --- parts -------------------------------------------------------------------------
+    def _make_network(self) -> None:
+        engine.network_create(self.network)
+        self._network_made = True
+
     def _read_seeds(self) -> dict[tuple[str, str], bytes | None]:
         """The image's files at each seeded mount path (tmpfs starts empty), by (image,
         path): from the seed cache, else read out of a created (never started) container."""

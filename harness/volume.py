@@ -92,10 +92,11 @@ def ballast_needed(measure: Callable[[], Usage], *, leave: int | str | None,
 class Agent:
     """The harness's own container that holds and works on every volume of a stack."""
 
-    def __init__(self, name: str, network: str, volumes: dict[str, str]) -> None:
+    def __init__(self, name: str, volumes: dict[str, str]) -> None:
+        # no network: it works on volumes only, and starts while the stack's network is made
         spec = engine.ContainerSpec(
             name=name, image=engine.BASE_IMAGE, command=["sleep", "infinity"], env={},
-            user="0:0", ports=(), network=network, aliases=(), binds={},
+            user="0:0", ports=(), network="", aliases=(), binds={},
             volumes={vol: f"{ROOT}/{key}" for key, vol in volumes.items()}, role="agent",
             cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER"))
         self.handle = engine.start(spec)

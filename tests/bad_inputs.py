@@ -1,7 +1,7 @@
 """Bad inputs and faults as a new user meets them, run through the real CLI.
 
 Each case is one command line (with a config file and environment where it needs them)
-and the exit code and words its one-line message must have. ``tests/test_bad_inputs.py``
+and the exit code and words its one-line message must have. ``tests/docker/test_bad_inputs.py``
 runs them; run this file to write the table of what each one printed::
 
     FULLDISK_DATAHUB_TAG=dev .venv/bin/python tests/bad_inputs.py --out inputs.md

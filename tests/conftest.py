@@ -1,5 +1,5 @@
-"""Shared set-up of the harness's own tests: the Hypothesis profiles, and a headless
-Chromium to look at reports."""
+"""Shared set-up of the harness's own tests, every layer (unit, plugin, docker): the Hypothesis
+profiles, and a headless Chromium to look at reports."""
 
 from __future__ import annotations
 
@@ -59,16 +59,3 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
 
-
-@pytest.fixture(scope="session")
-def inspect_container() -> Any:
-    """The engine's own record of a container by name, read with docker-py: a witness
-    independent of the harness (which keeps docker-py objects inside harness/engine.py)."""
-    import docker
-
-    client = docker.from_env()
-
-    def inspect(name: str) -> dict[str, Any]:
-        return dict(client.api.inspect_container(name))
-
-    return inspect

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 CORPUS = ("mediawiki", "webdav", "mariadb", "redis")
 RUN_SECONDS = 240
 KNOWN_WRONG: dict[tuple[str, str, str], str] = {

@@ -1,5 +1,5 @@
 """The HTML report as data: what the chart holds, what the page shows first, what it hides.
-(The browser test, tests/test_browser.py, checks the same page as a person sees it.)"""
+(The browser test, tests/docker/test_report_seen.py, checks the same page as a person sees it.)"""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def test_plugin_writes_the_page_with_timelines_from_xdist_workers(
         pytester: pytest.Pytester) -> None:
     """`--fulldisk-html`: verdicts and timelines recorded in two workers reach one page,
     and the JUnit file carries the verdicts but not the (large) timelines."""
-    tests_dir = Path(__file__).resolve().parent
+    tests_dir = Path(__file__).resolve().parents[1]
     pytester.makepyfile(test_two=f"""
         import sys
         from dataclasses import replace
@@ -167,3 +167,18 @@ def test_a_card_at_the_top_folds_long_evidence_the_table_keeps_it_all() -> None:
     assert card.index("line 5</li>") < card.index("<details") < card.index("line 6</li>")
     table = body[body.index('class="verdicts"'):]
     assert "line 14</li>" in table
+
+
+def test_charts_drawn_ahead_are_the_charts_the_page_draws_and_are_used_once() -> None:
+    """``fulldisk run`` draws the charts while its last stacks are removed
+    (``prepare_charts``): the page is the same as one drawn after the run."""
+    from harness import report_html
+    from harness.report_html import prepare_charts, render_run
+
+    report, tl = sample_report()
+    target = reference_target()
+    after = render_run(report, [tl], target, inline_js=False)
+    prepare_charts([tl], target)
+    assert id(tl) in report_html._FIGURES
+    ahead = render_run(report, [tl], target, inline_js=False)
+    assert ahead == after and not report_html._FIGURES

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "scenarios"
 CAUGHT = {  # script -> (defect switch, the invariant that must fail)
     "test_login_when_sessions_full.py": ("silent_sessions", "no_silent_write_loss"),
@@ -24,7 +24,7 @@ CAUGHT = {  # script -> (defect switch, the invariant that must fail)
 
 
 CORPUS = {  # scripts against a corpus target: stock servers, no defect switches; their
-    # verdicts are the measured ground truth (tests/test_corpus.py checks the battery's)
+    # verdicts are the measured ground truth (tests/docker/test_corpus.py checks the battery's)
     "test_webdav_upload_when_full.py",
 }
 

@@ -20,7 +20,7 @@ from harness import engine
 # stale runs (which these tests create on purpose).
 pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("teardown")]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 LEASE = 0.2  # seconds between lease renewals in these runs: a grace period of 2.4 s
@@ -30,7 +30,7 @@ OTHER_PID_NS = ["unshare", "--pid", "--fork", "--mount-proc"]
 
 
 def start_run(tmp_path: Path, hold: str | None, *, defects: str = "",
-              select: str = "sessions and recovery",
+              select: str | None = "sessions and recovery",
               cli: bool = False) -> tuple[subprocess.Popen[bytes], str, Path]:
     run_id = f"fd-kill-{uuid.uuid4().hex[:8]}"
     phases = tmp_path / "phases"
@@ -40,9 +40,10 @@ def start_run(tmp_path: Path, hold: str | None, *, defects: str = "",
     env.pop("PYTEST_XDIST_WORKER", None)
     if hold:
         env["FULLDISK_HOLD_PHASE"] = hold
-    cmd = ([*FULLDISK, "run", "-k", select, "--report-dir", str(tmp_path / "reports")] if cli
+    pick = ["-k", select] if select else []  # fulldisk run without -k: the straight runner
+    cmd = ([*FULLDISK, "run", *pick, "--report-dir", str(tmp_path / "reports")] if cli
            else [sys.executable, "-m", "pytest", str(ROOT / "scenarios"), "--fulldisk-battery",
-                 "-m", "chaos", "-k", select, "-p", "no:xdist", "-q", "-p", "no:cacheprovider"])
+                 "-m", "chaos", *pick, "-p", "no:xdist", "-q", "-p", "no:cacheprovider"])
     p = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.STDOUT)
     return p, run_id, phases
@@ -187,6 +188,26 @@ def test_cli_interrupt_at_any_phase_is_exit_130_and_reported(tmp_path: Path,
     assert report["status"] == "interrupted" and report["passed"] is False, report
     assert report["interrupted"] in ("SIGTERM", "SIGINT")
     assert "INTERRUPTED" in text and "verdicts passed —" not in text
+    assert "Traceback" not in text
+    assert labelled(run_id).total == 0, labelled(run_id)
+
+
+@pytest.mark.parametrize("phase", ["start", "act"])
+def test_straight_run_interrupted_while_its_lanes_run_leaves_nothing(tmp_path: Path,
+                                                                   phase: str) -> None:
+    """``fulldisk run`` without -k runs cases on several stacks at once (harness/runner.py):
+    SIGINT while they are held in a phase ends every lane and removes every stack."""
+    p, run_id, phases = start_run(tmp_path, phase, select=None, cli=True)
+    wait_for_phase(p, phases, phase)
+    assert labelled(run_id).total > 0
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=120)
+    text = out.decode()
+    assert p.returncode == 130, text[-3000:]
+    assert time.monotonic() - t0 < 30
+    report = json.loads((tmp_path / "reports" / "report.json").read_text())
+    assert report["status"] == "interrupted" and not report["errors"], report
     assert "Traceback" not in text
     assert labelled(run_id).total == 0, labelled(run_id)
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "ci" / "templates"
+TEMPLATES = Path(__file__).resolve().parents[2] / "ci" / "templates"
 SCHEMAS = {"github-actions.yml": "vendor.github-workflows", "gitlab-ci.yml": "vendor.gitlab-ci"}
 CHECK = Path(sys.executable).with_name("check-jsonschema")
 

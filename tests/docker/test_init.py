@@ -19,7 +19,7 @@ from harness.starter import FolderUse, Seen, ServiceSpec, parse_services, render
 from harness.target import target_from_dict
 from harness.writes import under
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FD = [sys.executable, "-c", "from harness.cli import main; main()"]
 
 

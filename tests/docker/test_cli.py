@@ -160,7 +160,7 @@ def test_bad_option_values_are_one_line(tmp_path: Path) -> None:
 def test_pytest_chaos_names_the_invariant_with_evidence_for_silent_sessions(
         tmp_path: Path) -> None:
     """The documented way: DATAHUB_DEFECTS=silent_sessions pytest -m chaos."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     p = subprocess.run([sys.executable, "-m", "pytest", str(root / "scenarios"),
                         "--fulldisk-battery", "-m", "chaos",
                         "-k", "sessions and no_silent_write_loss", "-p", "no:xdist", "-p",
@@ -176,7 +176,7 @@ def test_target_without_downloads_cleanup_or_counters_passes_with_exit_0(
         tmp_path: Path) -> None:
     """The incident scenarios it cannot feed are skipped, not failed: every judged verdict
     passed, so the run passes."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     p = run("run", "--target", str(root / "examples" / "fileshare" / "fulldisk.toml"),
             "--report-dir", str(tmp_path))
     out = p.stdout + p.stderr
@@ -225,7 +225,7 @@ def test_pytest_chaos_preflight_failure_is_exit_2_in_one_line(tmp_path: Path) ->
                    'command = ["sleep", "infinity"]\n[volumes.v]\nsize = "64KiB"\n'
                    'mounts = [{ service = "a", path = "/data" }]\n[probes.p]\nkind = "exec"\n'
                    'service = "a"\ncommand = ["sh", "-c", "echo no db; exit 4"]\n')
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     p = subprocess.run([sys.executable, "-m", "pytest", str(root / "scenarios"), "-m", "chaos",
                         "-p", "no:xdist", "-p", "no:cacheprovider", "--fulldisk-target", str(cfg),
                         "--fulldisk-report", str(tmp_path)], capture_output=True, text=True,

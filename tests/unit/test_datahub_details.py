@@ -1,7 +1,7 @@
 """The reference app's hardened details that no invariant judges, in-process (no Docker):
 how a refusal tells the client when to retry, a generation cut by ENOSPC, a truncated
 cache entry, /health's degraded state, an unknown defect switch, what the cleaner may
-delete. Every switch's symptom is the selftest's (tests/test_selftest.py); these are the
+delete. Every switch's symptom is the selftest's (tests/docker/test_selftest.py); these are the
 remaining checks of the by-hand script the reference stack once had."""
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def test_seeded_explore_finds_stale_partial_exports_and_the_replay_fails_the_sam
     # the replay file fails the same way when pytest runs it
     run = subprocess.run([sys.executable, "-m", "pytest", str(f.replay), "-p", "no:xdist",
                           "-q", "--no-header"], capture_output=True, text=True, timeout=300,
-                         cwd=Path(__file__).resolve().parents[1])
+                         cwd=Path(__file__).resolve().parents[2])
     out = run.stdout + run.stderr
     assert run.returncode == 1, out
     assert f"{f.invariant} failed after {len(f.steps)} steps" in out, out

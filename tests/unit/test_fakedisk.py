@@ -1,6 +1,6 @@
 """In-process disks (pyfakefs): sizes, fills, and the behaviours of real full disks.
 
-Each behaviour below is one that tmpfs shows (tests/test_volume.py checks the real one):
+Each behaviour below is one that tmpfs shows (tests/docker/test_volume.py checks the real one):
 allocation in 4 KiB pages, truncate-then-write reusing freed pages, appends, temp file +
 os.replace, inodes, and what statvfs says.
 """

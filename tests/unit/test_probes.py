@@ -311,8 +311,10 @@ class FakeServiceDown(FakeService):
 
 
 def test_engine_409_on_exec_is_reported_as_not_running(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The engine's answer for a stopped container becomes ``not_running`` with the log
-    tail; any other engine error stays an infrastructure error."""
+    """The engine's answer for a stopped container (409 at the exec's creation, or an
+    error at its start for one that died in between) becomes ``not_running`` with the log
+    tail; any other engine error, the container still running, stays an infrastructure
+    error."""
     import docker.errors
     import requests as rq
 
@@ -326,26 +328,44 @@ def test_engine_409_on_exec_is_reported_as_not_running(monkeypatch: pytest.Monke
 
     class Api:
         code = 409
+        at = "create"
 
         def exec_create(self, *a: Any, **kw: Any) -> Any:
+            if self.at == "create":
+                raise refusal(self.code)
+            return {"Id": "e1"}
+
+        def exec_start(self, *a: Any, **kw: Any) -> Any:
             raise refusal(self.code)
 
     class Container:
         id = "abc"
+        status = "running"
+        attrs: ClassVar[dict[str, Any]] = {}
+
+        def reload(self) -> None:
+            pass
 
         def logs(self, **kw: Any) -> bytes:
             return b"".join(b"line %d\n" % i for i in range(40)) + b"mysqld got signal 6 ;\n"
 
     api = Api()
     monkeypatch.setattr(engine, "client", lambda: type("C", (), {"api": api})())
-    h = engine.Handle("db", cast(Any, Container()))
+    ctr = Container()
+    h = engine.Handle("db", cast(Any, ctr))
     res = h.exec_bounded(["mysql"], timeout=1.0)
     assert res.not_running and res.code is None and not res.timed_out
     assert res.output.decode().splitlines()[-1] == "mysqld got signal 6 ;"
     assert len(res.output.decode().splitlines()) == 15
-    api.code = 500
+    api.code = 500  # an engine error while the container runs
     with pytest.raises(InfrastructureError):
         h.exec_bounded(["mysql"], timeout=1.0)
+    api.at = "start"  # created while it ran, started after it died: the engine says 500
+    with pytest.raises(InfrastructureError):
+        h.exec_bounded(["mysql"], timeout=1.0)
+    ctr.status = "exited"
+    res = h.exec_bounded(["mysql"], timeout=1.0)
+    assert res.not_running and res.output.decode().endswith("mysqld got signal 6 ;")
 
 
 class LateLogStack(FakeStack):

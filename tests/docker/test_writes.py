@@ -14,7 +14,7 @@ import pytest
 
 from harness.writes import written_folders
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 C, A, D = 0, 1, 2
 
 
