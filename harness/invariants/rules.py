@@ -92,5 +92,5 @@ def _writers(target: Target, log: LogSource) -> frozenset[str]:
     return frozenset(m.service for m in vol.mounts) if vol else frozenset()
 
 
-Invariant = Callable[[Timeline, "Rules"], Verdict]
+Invariant = Callable[[Timeline, Rules], Verdict]
 """A rule: judges a timeline under the target's rules."""
