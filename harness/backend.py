@@ -70,6 +70,10 @@ class Backend(Protocol):
         """Usage of the named volumes (all measurable ones when none is named)."""
         ...
 
+    def check_alive(self) -> None:
+        """Raise a HarnessError naming a service that is no longer running."""
+        ...
+
     def restarts(self) -> dict[str, int]:
         """Restarts (and exits) per service since start."""
         ...

@@ -303,12 +303,17 @@ class Explorer:
     def rewind(self) -> str | None:
         """Back to the start state without a restart; when that is impossible (a service
         restarted or exited, a volume did not come back), say why and restart the stack."""
+        why: list[str] = []
         if self.paused and self.cleaner:
-            self.stack.service(self.cleaner).unpause()
+            cleaner = self.stack.service(self.cleaner)
+            status = cleaner.status
+            if status == "paused":
+                cleaner.unpause()
+            elif status != "running":  # it died while paused: nothing left to resume
+                why.append(f"{self.cleaner} is {status}")
             self.paused = False
         vols = list(self.stack.volumes.values())
         usage = dict(zip([v.name for v in vols], rewind(vols), strict=True))
-        why: list[str] = []
         # A service that died shows in its answers (none, or the proxy's 502/504): only
         # then ask the engine (several API calls) whether something restarted or exited.
         if any(s.status in (None, 502, 504) for p in self.tl.of(ProbeResult) for s in p.steps):

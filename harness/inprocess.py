@@ -378,6 +378,9 @@ class InProcessStack:
         """Usage of the in-process volumes (all of them when none is named)."""
         return {n: self.volume(n).usage() for n in names or tuple(self.volumes)}
 
+    def check_alive(self) -> None:
+        """An in-process app cannot exit apart from this process."""
+
     def restarts(self) -> dict[str, int]:
         """An in-process app never restarts."""
         return {self.service_name: 0}

@@ -52,6 +52,7 @@ def preflight(stack: Backend) -> None:
             what = c.metric or c.json_field
             problems.append(f"counter {cname!r}: {c.path} has no readable {what!r}")
     if problems:
+        stack.check_alive()  # a service that died after its start check: that is the cause
         raise TargetProblem(
             "pre-flight on healthy, empty disks failed, so nothing was filled and no verdict "
             f"was judged: {'; '.join(problems)}",

@@ -388,6 +388,13 @@ class Stack:
             if pending:
                 time.sleep(0.05)  # poll interval of a deadline-bounded readiness loop
 
+    def check_alive(self) -> None:
+        """Raise the "exited at start" error of the first service that is no longer running
+        (one that died just after its start check fails the pre-flight for that reason)."""
+        for name, h in self.services.items():
+            if h.status not in ("running", "created", "paused"):
+                raise self._died(name)
+
     def _died(self, name: str) -> HarnessError:
         h = self.services[name]
         code = h.exit_code()

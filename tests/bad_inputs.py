@@ -252,6 +252,12 @@ def cases() -> list[Case]:
              "exited at start (exit code 7)", {"fulldisk.toml": _base_target(
                  'command = ["sh", "-c", "echo boom: cannot open config; exit 7"]')},
              docker=True),
+        # Dies after its start check, during the pre-flight's probe: still named as the
+        # cause (exit 3), not reported as a probe that fails on empty disks (exit 2).
+        Case("fault", "service exits during the pre-flight", ["run", "-t", "fulldisk.toml"],
+             3, "exited at start (exit code 7)", {"fulldisk.toml": _base_target(
+                 'command = ["sh", "-c", "sleep 0.3; exit 7"]',
+                 probe='kind = "exec"\ncommand = ["sleep", "2"]')}, docker=True),
         Case("fault", "ready log line never comes", ["run", "-t", "fulldisk.toml"], 3,
              "not ready within 2 s", {"fulldisk.toml": _base_target(
                  sleeper + '\nready = { log = "never printed", timeout = 2 }')}, docker=True),

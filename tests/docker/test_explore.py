@@ -127,3 +127,21 @@ def test_the_fixed_battery_does_not_catch_stale_partial_exports(
 
 def test_target_fixture_is_the_reference(fulldisk_target: Target) -> None:
     assert fulldisk_target.downloads is not None  # explore's download rule needs it
+
+
+@pytest.mark.docker
+def test_rewind_resumes_a_cleaner_that_is_no_longer_paused(fulldisk_images: list[str]) -> None:
+    """A cleaner resumed behind explore's back (it restarted, or another hand unpaused it)
+    is not an error of the rewind: the engine would answer 500 "is not paused"."""
+    from harness.explore import Explorer
+    from harness.stack import Stack
+
+    with Stack(reference_target()) as stack:
+        ex = Explorer(stack)
+        assert ex.cleaner is not None
+        ex.do(Step("pause_cleaner"))
+        cleaner = stack.service(ex.cleaner)
+        assert cleaner.status == "paused"
+        cleaner.unpause()
+        assert ex.rewind() is None
+        assert cleaner.status == "running" and not ex.paused
