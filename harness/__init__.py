@@ -37,10 +37,10 @@ if TYPE_CHECKING:
     from .fakedisk import FakeDisk, FakeDisks
     from .inprocess import InProcessStack
     from .invariants import Rules, Verdict, evaluate
-    from .plugin import check
     from .probes import Prober
     from .scenario import ScenarioStack
     from .stack import Stack
+    from .stock import check
     from .volume import TmpfsVolume, Volume
 
 __all__ = [
@@ -84,7 +84,7 @@ __all__ = [
 
 _LAZY = {
     "Outcome": "battery", "Run": "battery", "Rules": "invariants", "Verdict": "invariants",
-    "evaluate": "invariants", "check": "plugin", "Prober": "probes", "Stack": "stack",
+    "evaluate": "invariants", "check": "stock", "Prober": "probes", "Stack": "stack",
     "ScenarioStack": "scenario",
     "TmpfsVolume": "volume", "Volume": "volume",
     "FakeDisk": "fakedisk", "FakeDisks": "fakedisk", "InProcessStack": "inprocess",

@@ -511,18 +511,6 @@ def record_outcome(request: pytest.FixtureRequest) -> Callable[..., None]:
     return record
 
 
-def check(outcome: Outcome, invariant: str) -> None:
-    """Fail the test with the verdict's summary and evidence when it failed; skip it, with
-    the missing evidence as the reason, when it was not judged (JUnit shows a skip)."""
-    from .report import verdict_text
-
-    v = outcome.verdict(invariant)
-    if not v.judged:
-        pytest.skip(f"{invariant} not judged: {v.reason or v.summary}")
-    if not v.passed:
-        pytest.fail(verdict_text(v.to_dict()), pytrace=False)
-
-
 @pytest.fixture
 def battery_case(request: pytest.FixtureRequest) -> tuple[Case, str]:
     """This battery item's case and the invariant it judges (``fulldisk::<case>::<inv>``)."""

@@ -12,12 +12,25 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+import pytest
+
 from .battery import Case, Outcome
-from .plugin import check
 
 F = TypeVar("F", bound=Callable[..., None])
 OutcomeOf = Callable[[str], Outcome]
 Record = Callable[..., None]
+
+
+def check(outcome: Outcome, invariant: str) -> None:
+    """Fail the test with the verdict's summary and evidence when it failed; skip it, with
+    the missing evidence as the reason, when it was not judged (JUnit shows a skip)."""
+    from .report import verdict_text
+
+    v = outcome.verdict(invariant)
+    if not v.judged:
+        pytest.skip(f"{invariant} not judged: {v.reason or v.summary}")
+    if not v.passed:
+        pytest.fail(verdict_text(v.to_dict()), pytrace=False)
 
 
 def needs(case: str, *invariants: str) -> Callable[[F], F]:

@@ -82,8 +82,9 @@ def test_no_caller_reaches_docker_py_objects_through_the_engine() -> None:
     assert leaks == []
 
 
-# The pytest side: the stock stories assert with ``check``; ``harness.check`` re-exports it.
-PLUGIN_USERS = {"stock.py", "__init__.py"}
+# pytest loads the plugin through its entry point; no module of the package imports it
+# (the stock stories' ``check`` lives in stock.py, re-exported as ``harness.check``).
+PLUGIN_USERS: set[str] = set()
 
 
 def imports_of_plugin(tree: ast.Module) -> bool:
@@ -105,3 +106,87 @@ def test_only_the_pytest_side_imports_the_plugin() -> None:
     selftest and bench never load pytest's plugin to learn them."""
     users = {name for name, tree in modules().items() if imports_of_plugin(tree)}
     assert users == PLUGIN_USERS
+
+
+# --- data flows one way --------------------------------------------------------------------
+# target config -> Stack -> loads and probes -> Timeline -> invariants -> report (README,
+# Layout). A module of a later stage never imports one of an earlier stage that produces
+# its input; records (timeline's DiskSample, Usage) are imported by whoever writes them.
+UPSTREAM = {"engine", "guard", "seedcache", "volume", "stack", "writes", "backend",
+            "preflight", "probes", "loads", "battery", "scenario", "explore", "runner",
+            "selftest", "plugin", "cli", "inprocess", "fakedisk"}
+NEVER_IMPORTS = {
+    "target": UPSTREAM | {"timeline", "invariants", "report", "report_html"},
+    "engine": UPSTREAM - {"engine", "backend"} | {"invariants", "report", "report_html"},
+    "volume": UPSTREAM - {"volume", "engine", "guard", "backend"} | {"invariants", "report"},
+    "stack": UPSTREAM - {"stack", "engine", "guard", "seedcache", "volume", "writes",
+                         "backend"} | {"invariants", "report", "report_html"},
+    "probes": UPSTREAM - {"probes", "backend"} | {"invariants", "report", "report_html"},
+    "loads": UPSTREAM - {"loads", "probes", "volume", "backend"}
+    | {"invariants", "report", "report_html"},
+    "timeline": UPSTREAM | {"target", "invariants", "report", "report_html"},
+    "invariants": UPSTREAM | {"report", "report_html"},
+    "report": UPSTREAM,
+    "report_html": UPSTREAM,
+}
+
+
+def harness_imports(tree: ast.Module, package: bool = False) -> set[str]:
+    """The harness modules a module imports at run time (relative imports, also inside
+    functions; ``if TYPE_CHECKING:`` blocks only name types)."""
+    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+            and getattr(node.test, "id", None) == "TYPE_CHECKING"
+            for n in ast.walk(node)}
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.ImportFrom) or not node.level or id(node) in skip:
+            continue
+        up = node.level - (1 if package else 0)  # 0: the own subpackage, 1: harness
+        if up != 1:
+            continue
+        out |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+    return out
+
+
+def import_graph(folder: Path) -> dict[str, set[str]]:
+    """Module (or subpackage) -> the harness modules it imports, from the source."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(folder.rglob("*.py")):
+        rel = path.relative_to(folder)
+        name = rel.parts[0].removesuffix(".py")
+        inside = len(rel.parts) > 1
+        graph.setdefault(name, set())
+        graph[name] |= harness_imports(ast.parse(path.read_text(), str(path)), inside)
+    return {k: v - {k, "__init__"} for k, v in graph.items()}
+
+
+def reaching_back(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of a module from an earlier stage of the chain."""
+    return sorted(f"{m} imports {d}" for m, never in NEVER_IMPORTS.items()
+                  for d in sorted(graph.get(m, set()) & never))
+
+
+def test_no_module_reaches_back_up_the_chain() -> None:
+    graph = import_graph(HARNESS)
+    assert set(NEVER_IMPORTS) <= set(graph)  # every stage named is a module of the package
+    assert reaching_back(graph) == []
+
+
+def test_the_harness_imports_form_no_cycle() -> None:
+    from graphlib import TopologicalSorter
+
+    graph = import_graph(HARNESS)
+    graph.pop("__init__", None)  # the package re-exports: it imports everything
+    TopologicalSorter(graph).prepare()  # raises CycleError naming the cycle
+
+
+def test_the_chain_check_sees_an_import_back_up(tmp_path: Path) -> None:
+    (tmp_path / "invariants").mkdir()
+    (tmp_path / "invariants" / "writes.py").write_text(
+        "from typing import TYPE_CHECKING\nfrom ..timeline import Timeline\n"
+        "if TYPE_CHECKING:\n    from ..stack import Stack\n"
+        "def f() -> None:\n    from ..probes import Prober\n")
+    (tmp_path / "timeline.py").write_text("from .sizes import parse_size\n")
+    graph = import_graph(tmp_path)
+    assert graph["invariants"] == {"timeline", "probes"}  # TYPE_CHECKING names only types
+    assert reaching_back(graph) == ["invariants imports probes"]
