@@ -16,6 +16,7 @@ import io
 import os
 import re
 import socket
+import stat
 import tarfile
 import threading
 import time
@@ -158,6 +159,48 @@ def client() -> docker.DockerClient:
 def require() -> None:
     """Raise DockerUnavailable, naming the fix, unless a Docker engine answers."""
     client()
+
+
+def overlay_changes(upper: str, lowers: Sequence[str]) -> list[tuple[str, int]]:
+    """An overlay2 container's changes as the engine's diff reports them (moby's
+    ``ChangesDirs`` rules): a whiteout is a deletion, a path in no lower layer an
+    addition, a file whose mode, owner, size or mtime differ from the lower's a change (a
+    folder's size and mtime are not a measure of change), and every folder above a
+    listed path is a change."""
+    found: dict[str, int] = {}
+    for root, dirs, files in os.walk(upper):
+        for name in dirs + files:
+            full = os.path.join(root, name)
+            path = "/" + os.path.relpath(full, upper)
+            st = os.lstat(full)
+            if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                kind: int | None = 2  # an overlay whiteout: deleted from a lower layer
+            else:
+                kind = 1
+                for layer in lowers:
+                    try:
+                        old = os.lstat(layer + path)
+                    except FileNotFoundError:
+                        continue
+                    kind = 0 if _differs(old, st) else None
+                    break
+            if kind is None:
+                continue
+            found[path] = kind
+            parent = os.path.dirname(path)
+            while parent != "/" and parent not in found:
+                found[parent] = 0
+                parent = os.path.dirname(parent)
+    return sorted(found.items())
+
+
+def _differs(old: os.stat_result, new: os.stat_result) -> bool:
+    """moby's ``statDifferent``: mode, owner, device; for a file also size and mtime."""
+    if (old.st_mode, old.st_uid, old.st_gid, old.st_rdev) != \
+            (new.st_mode, new.st_uid, new.st_gid, new.st_rdev):
+        return True
+    return not stat.S_ISDIR(new.st_mode) and (
+        old.st_size != new.st_size or old.st_mtime_ns != new.st_mtime_ns)
 
 
 def _short(e: BaseException) -> str:
@@ -500,13 +543,37 @@ class Handle:
 
     def changes(self) -> list[tuple[str, int]]:
         """The engine's diff of the container against its image: (path, kind), kind 0
-        changed, 1 added, 2 deleted. Paths on mounted volumes are not in it."""
+        changed, 1 added, 2 deleted. Paths on mounted volumes are not in it.
+
+        The engine spends about a second of its CPU per diff, whatever its size; when the
+        container's overlay2 layers are readable here (the engine runs on this host and
+        this process may read its folders) they are walked directly, by the engine's own
+        rules, in milliseconds."""
+        layers = self._overlay_dirs()
+        if layers is not None:
+            try:
+                return overlay_changes(*layers)
+            except OSError:
+                pass  # a layer went away or cannot be read: ask the engine
         try:
             diff = self._container.diff() or []
         except docker.errors.APIError as e:
             raise InfrastructureError(f"{self.name}: cannot read its filesystem changes: "
                                       f"{_short(e)}", "is the container still there?") from e
         return [(str(d["Path"]), int(d["Kind"])) for d in diff]
+
+    def _overlay_dirs(self) -> tuple[str, list[str]] | None:
+        """(upper dir, lower dirs) of an overlay2 container whose folders this process can
+        read, else None."""
+        driver = self._container.attrs.get("GraphDriver") or {}
+        data = driver.get("Data") or {}
+        upper, lower = data.get("UpperDir"), data.get("LowerDir")
+        if driver.get("Name") != "overlay2" or not upper or not lower:
+            return None
+        lowers = str(lower).split(":")
+        if not all(os.access(d, os.R_OK | os.X_OK) for d in (upper, *lowers)):
+            return None
+        return str(upper), lowers
 
     def put_archive(self, path: str, data: bytes) -> None:
         """Extract a tar into a folder inside the container."""

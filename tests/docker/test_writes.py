@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,53 @@ def test_an_undeclared_writable_path_is_listed_as_not_tested(tmp_path: Path) -> 
     # the declared writable paths are covered by volumes, so never listed
     assert not any(path.startswith(("/var/cache/datahub", "/var/log/datahub"))
                    for _, path in paths)
+
+
+# Every kind of write a service makes: a file added in an image folder, a new nested
+# folder, a file changed in place, one only chmod-ed, one deleted, a folder removed, a
+# symlink, a hard link to an image file, a folder whose mtime alone changed (a temp file
+# made and removed), and a file left as it was but copied up by an open for writing.
+SCRIPT = """set -e
+echo new > /etc/added.conf
+mkdir -p /opt/app/cache/deep && echo x > /opt/app/cache/deep/f
+echo more >> /etc/debian_version
+chmod 600 /etc/issue.net
+rm /etc/issue
+rm -r /usr/share/doc/tar
+ln -s /etc/hostname /var/link
+ln /etc/shells /root/shells-link
+t=$(mktemp -p /tmp) && rm "$t"
+: >> /etc/profile
+echo ready
+"""
+
+
+@pytest.mark.docker
+def test_reading_the_overlay_layers_gives_the_engines_diff() -> None:
+    """``Handle.changes`` walks the container's overlay2 layers itself (the engine's diff
+    costs it about a second of CPU): the same (path, kind) set as the engine's own diff."""
+    from harness import engine
+
+    spec = engine.ContainerSpec(
+        name=f"{engine.run_id()}-overlay-parity", image=engine.BASE_IMAGE,
+        command=["sh", "-c", SCRIPT + "exec sleep infinity"], env={}, user="0:0", ports=(),
+        network="", aliases=(), binds={}, volumes={}, role="probe", cap_drop=())
+    h = engine.start(spec)
+    try:
+        deadline = time.monotonic() + 10
+        while "ready" not in h.logs(timestamps=False):
+            assert time.monotonic() < deadline, "the script never finished"
+            time.sleep(0.05)  # poll interval of a deadline-bounded wait
+        assert h._overlay_dirs() is not None  # this machine reads the layers itself
+        ours = h.changes()
+        assert sorted(ours) == sorted(engine_diff(h))
+        assert ("/etc/issue", 2) in ours and ("/etc/added.conf", 1) in ours
+        assert written_folders(ours) == written_folders(engine_diff(h))
+    finally:
+        h.remove()
+
+
+def engine_diff(h: object) -> list[tuple[str, int]]:
+    """The engine's own diff, through docker-py (the witness)."""
+    container = h._container  # type: ignore[attr-defined]
+    return [(str(d["Path"]), int(d["Kind"])) for d in container.diff() or []]
