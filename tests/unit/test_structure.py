@@ -1,6 +1,6 @@
 """The code's shape stays as the architecture says (issue 11): short invariant rules;
-docker-py and testcontainers only inside ``harness/engine.py``; only the pytest side
-imports the plugin."""
+docker-py and testcontainers only inside ``harness/engine.py``; no module imports the
+pytest plugin; imports follow the data flow and form no cycle."""
 
 from __future__ import annotations
 
@@ -82,30 +82,13 @@ def test_no_caller_reaches_docker_py_objects_through_the_engine() -> None:
     assert leaks == []
 
 
-# pytest loads the plugin through its entry point; no module of the package imports it
-# (the stock stories' ``check`` lives in stock.py, re-exported as ``harness.check``).
-PLUGIN_USERS: set[str] = set()
-
-
-def imports_of_plugin(tree: ast.Module) -> bool:
-    """Whether a module imports ``harness.plugin`` (relatively or by its full name)."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (
-                (node.level == 1 and node.module == "plugin")
-                or (node.level == 1 and node.module is None
-                    and any(a.name == "plugin" for a in node.names))
-                or node.module == "harness.plugin"):
-            return True
-        if isinstance(node, ast.Import) and any(a.name == "harness.plugin" for a in node.names):
-            return True
-    return False
-
-
-def test_only_the_pytest_side_imports_the_plugin() -> None:
-    """The battery decides its cases and the invariants a target feeds; the CLI, runner,
-    selftest and bench never load pytest's plugin to learn them."""
-    users = {name for name, tree in modules().items() if imports_of_plugin(tree)}
-    assert users == PLUGIN_USERS
+def test_no_module_imports_the_pytest_plugin() -> None:
+    """pytest loads the plugin through its entry point; the battery decides its cases and
+    the invariants a target feeds, so the CLI, runner, selftest and bench never load the
+    plugin to learn them (the stock stories' ``check`` lives in stock.py, re-exported as
+    ``harness.check``)."""
+    users = {m for m, deps in import_graph(HARNESS).items() if "plugin" in deps}
+    assert users == set()
 
 
 # --- data flows one way --------------------------------------------------------------------
@@ -139,12 +122,20 @@ def harness_imports(tree: ast.Module, package: bool = False) -> set[str]:
             for n in ast.walk(node)}
     out: set[str] = set()
     for node in ast.walk(tree):
-        if not isinstance(node, ast.ImportFrom) or not node.level or id(node) in skip:
+        if id(node) in skip:
             continue
-        up = node.level - (1 if package else 0)  # 0: the own subpackage, 1: harness
-        if up != 1:
-            continue
-        out |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+        if isinstance(node, ast.Import):  # import harness.plugin
+            out |= {a.name.split(".")[1] for a in node.names
+                    if a.name.startswith("harness.")}
+        elif isinstance(node, ast.ImportFrom) and not node.level:  # from harness.x import
+            parts = (node.module or "").split(".")
+            if parts[0] == "harness":
+                out |= {parts[1]} if len(parts) > 1 else {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            up = node.level - (1 if package else 0)  # 0: the own subpackage, 1: harness
+            if up == 1:
+                out |= ({node.module.split(".")[0]} if node.module
+                        else {a.name for a in node.names})
     return out
 
 
@@ -186,7 +177,10 @@ def test_the_chain_check_sees_an_import_back_up(tmp_path: Path) -> None:
         "from typing import TYPE_CHECKING\nfrom ..timeline import Timeline\n"
         "if TYPE_CHECKING:\n    from ..stack import Stack\n"
         "def f() -> None:\n    from ..probes import Prober\n")
-    (tmp_path / "timeline.py").write_text("from .sizes import parse_size\n")
+    (tmp_path / "timeline.py").write_text("from .sizes import parse_size\n"
+                                          "import harness.plugin\n")
+    (tmp_path / "report.py").write_text("from harness.loads import ballast\n")
     graph = import_graph(tmp_path)
     assert graph["invariants"] == {"timeline", "probes"}  # TYPE_CHECKING names only types
-    assert reaching_back(graph) == ["invariants imports probes"]
+    assert reaching_back(graph) == ["invariants imports probes", "report imports loads",
+                                    "timeline imports plugin"]
