@@ -392,7 +392,8 @@ class Case:
 
 def with_untested(outcome: Outcome, stack: Backend) -> Outcome:
     """The outcome with the folders the stack's services wrote outside its volumes so far
-    (the engine's diff: about half a second, so taken once per stack where possible)."""
+    (``Handle.changes``: the engine's diff, which costs the engine about a second when
+    the overlay layers cannot be read here, so taken once per stack where possible)."""
     outcome.untested = stack.untested_paths()
     outcome.timeline.facts["untested_paths"] = outcome.untested
     return outcome

@@ -464,8 +464,8 @@ class Stack:
         writable paths this run never put on a small disk."""
         from .writes import written_folders
 
-        # The engine takes about half a second per diff whatever its size: ask for all
-        # services' at once.
+        # Where the overlay layers cannot be read here the engine's diff takes about half
+        # a second whatever its size: ask for all services' at once.
         with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
             diffs = _each(pool, {n: h.changes for n, h in self.services.items()})
         for e in diffs.failed.values():
