@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,35 @@ def test_rewind_resumes_a_cleaner_that_is_no_longer_paused(fulldisk_images: list
         cleaner.unpause()
         assert ex.rewind() is None
         assert cleaner.status == "running" and not ex.paused
+
+
+@pytest.mark.docker
+def test_pause_and_unpause_reach_their_state_and_refuse_a_dead_container() -> None:
+    """Asking for a state the engine already reports is no error (the engine answers 409
+    or 500 to it); a container that exited cannot be paused or resumed."""
+    from harness import engine
+    from harness.errors import InfrastructureError
+
+    spec = engine.ContainerSpec(
+        name=f"{engine.run_id()}-pause-twice", image=engine.BASE_IMAGE,
+        command=["sleep", "infinity"], env={}, user="65534:65534", ports=(), network="",
+        aliases=(), binds={}, volumes={}, role="probe")
+    h = engine.start(spec)
+    try:
+        h.pause()
+        h.pause()
+        assert h.status == "paused"
+        h.unpause()
+        h.unpause()
+        assert h.status == "running"
+        h.exec(["sh", "-c", "kill 1"])
+        deadline = time.monotonic() + 10
+        while h.status == "running":
+            assert time.monotonic() < deadline, "the container did not exit"
+            time.sleep(0.05)  # poll interval of a deadline-bounded wait
+        with pytest.raises(InfrastructureError, match="pause failed"):
+            h.pause()
+        with pytest.raises(InfrastructureError, match="unpause failed"):
+            h.unpause()
+    finally:
+        h.remove()
