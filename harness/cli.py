@@ -168,12 +168,14 @@ def _straight(target_path: str | None, report_dir: str, json_path: str | None,
     """The battery without pytest (``fulldisk run`` without -k/-n): the same cases and
     verdicts, the same report.json and report.html, no collection pass."""
     from . import engine
+
+    target, out, html = _outputs(target_path, report_dir, None, json_path, html_path)
+    engine.require()  # Docker down is exit 3 before anything starts
+    engine.start_lease()  # made by the engine while the rest is imported
     from .progress import RunProgress, terminal_console
     from .report import build, write_json
     from .runner import run_battery
 
-    target, out, html = _outputs(target_path, report_dir, None, json_path, html_path)
-    engine.require()  # Docker down is exit 3 before anything starts
     with RunProgress(terminal_console(), target.name) as progress:
         progress.total = len(_cases(target))
         result = run_battery(target, done=lambda c, o: progress.finished(
@@ -383,7 +385,8 @@ def doctor(target_path: str | None) -> None:
     left = engine.count_labelled()
     console.print(f"{'[yellow]!' if left.total else '[green]✓'}[/] labelled leftovers: "
                   f"{left.containers} containers, {left.volumes} volumes, {left.networks} "
-                  f"networks in {len(left.runs)} run(s)")
+                  f"networks{f', {left.mounts} tmpfs mounts' if left.mounts else ''} in "
+                  f"{len(left.runs)} run(s)")
     if left.runs:
         gone = engine.stale_runs()
         for r in left.runs:
@@ -408,7 +411,8 @@ def clean(run_id: str | None, stale: bool) -> None:
                          "or a typo)", "`fulldisk doctor` lists the runs that have leftovers")
     left = engine.clean(run_id, stale_only=stale)
     console.print(f"removed {left.containers} containers, {left.volumes} volumes, "
-                  f"{left.networks} networks")
+                  f"{left.networks} networks"
+                  + (f", {left.mounts} tmpfs mounts" if left.mounts else ""))
     if left.unproven:
         console.print(f"kept {len(left.unproven)} run(s) not proven gone (alive, or without "
                       f"a lease): {', '.join(left.unproven)}; `fulldisk clean --run ID` "

@@ -4,10 +4,11 @@ This is the only module that imports ``docker`` and ``testcontainers``. Everythi
 creates carries ``fulldisk.run=<run id>`` and ``fulldisk.pid=<owner pid>`` so that
 ``fulldisk clean`` and the next session remove leftovers even after a SIGKILL.
 
-Stale means proven gone: before its first resource, a process starts a small lease
-container and touches a file in it every few seconds. ``clean --stale`` reaps a run only
-when every lease of it has gone unrenewed past its grace period (judged on the engine's
-clock) and its pid is not alive here; a pid alone proves nothing across PID namespaces.
+Stale means proven gone: before its first resource, a process creates a small lease
+container (started in the background) and touches a file in it every few seconds.
+``clean --stale`` reaps a run only when every lease of it has gone unrenewed past its grace
+period (judged on the engine's clock; a lease never started, on its creation time) and its
+pid is not alive here; a pid alone proves nothing across PID namespaces.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from testcontainers.core.container import DockerContainer
 
 import docker
 
+from . import hostfs
 from .backend import ExecResult
 from .errors import DockerUnavailable, InfrastructureError, UsageError
 
@@ -81,20 +83,27 @@ class _Lease:
         self.container: Container | None = None
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
+        self.failed: str | None = None  # why the renewing thread could not start the lease
 
     @property
     def interval(self) -> float:
         return max(0.1, float(os.environ.get("FULLDISK_LEASE_INTERVAL", "5")))
 
     def ensure(self) -> None:
+        """Create the lease (resources may follow at once: see ``stale_runs``) and start
+        it in the renewing thread; a start that failed is raised here, next time."""
         with self.lock:
+            if self.failed is not None:
+                failed, self.failed = self.failed, None
+                raise InfrastructureError(f"Cannot start this run's lease container: "
+                                          f"{failed}", "see `fulldisk doctor`")
             if self.container is not None and self.thread is not None \
                     and self.thread.is_alive():
                 return
             require_image(BASE_IMAGE, "run ci/setup to build the base image")
             grace = max(2.0, GRACE_FACTOR * self.interval)
             try:
-                self.container = client().containers.run(
+                self.container = client().containers.create(
                     BASE_IMAGE, ["sh", "-c", f"touch {LEASE_FILE} && exec sleep infinity"],
                     detach=True, name=f"{run_id()}-lease-{os.getpid()}", init=True,
                     network_disabled=True, cap_drop=["ALL"], user="65534:65534",
@@ -104,7 +113,7 @@ class _Lease:
                 if e.status_code == 409:  # this pid's lease of this run already exists
                     self.container = client().containers.get(f"{run_id()}-lease-{os.getpid()}")
                 else:
-                    raise InfrastructureError(f"Cannot start this run's lease container: "
+                    raise InfrastructureError(f"Cannot create this run's lease container: "
                                               f"{_short(e)}", "see `fulldisk doctor`") from e
             assert self.container is not None
             self.stop = threading.Event()
@@ -113,6 +122,14 @@ class _Lease:
             self.thread.start()
 
     def _renew(self, c: Container, stop: threading.Event) -> None:
+        # The start (a container start: most of the lease's cost) is not waited for: a
+        # lease never started is judged on its creation time (``_lease_age``).
+        try:
+            c.start()
+        except docker.errors.APIError as e:
+            if not (e.status_code == 304 or "already" in str(e)):  # 304: running already
+                self.failed = _short(e)
+                return
         while not stop.wait(self.interval):
             try:
                 c.exec_run(["touch", LEASE_FILE], user="65534:65534")
@@ -130,6 +147,20 @@ class _Lease:
 
 
 _lease = _Lease()
+
+
+def start_lease() -> None:
+    """Start this process's lease now, in the background, so that the first resource
+    (which waits for it) finds it made instead of paying a container start. A failure
+    here is only retried there, where it is reported."""
+
+    def make() -> None:
+        try:
+            _lease.ensure()
+        except Exception:  # the first labels() call ensures again and raises the error
+            pass
+
+    threading.Thread(target=make, name="fulldisk-lease-start", daemon=True).start()
 
 
 def release_lease() -> None:
@@ -292,10 +323,15 @@ def build_image(context: str, tag: str, *, dockerfile: str | None = None,
 
 # --- volumes ---------------------------------------------------------------------------
 
+def tmpfs_options(*, size: int, inodes: int, uid: int, gid: int, mode: str) -> str:
+    """A tmpfs's mount options (the engine's for a volume, and mount(2)'s)."""
+    return f"size={size},nr_inodes={inodes},uid={uid},gid={gid},mode={mode}"
+
+
 def create_tmpfs_volume(name: str, *, size: int, inodes: int, uid: int, gid: int,
                         mode: str, extra_labels: Mapping[str, str]) -> str:
     """Create a docker local volume of type tmpfs; returns its name."""
-    opts = f"size={size},nr_inodes={inodes},uid={uid},gid={gid},mode={mode}"
+    opts = tmpfs_options(size=size, inodes=inodes, uid=uid, gid=gid, mode=mode)
     try:
         v = client().volumes.create(name=name, driver="local",
                                     driver_opts={"type": "tmpfs", "device": "tmpfs", "o": opts},
@@ -309,6 +345,7 @@ def create_tmpfs_volume(name: str, *, size: int, inodes: int, uid: int, gid: int
 def remove_volume(name: str, *, deadline: float = 30.0) -> None:
     """Remove a volume, ignoring one already gone; retried while a container just removed
     still holds it (the engine releases it a moment later)."""
+    hostfs.release(name)  # a tmpfs this process mounted for it goes first (hostfs)
     try:
         vol = client().volumes.get(name)
     except docker.errors.NotFound:
@@ -717,6 +754,9 @@ class _Shell:
             pass
 
 
+DEFAULT_BRIDGE = "bridge"  # the engine's own network: nothing to create or remove
+
+
 def network_create(name: str) -> str:
     """Create a private bridge network of this run; returns its name."""
     try:
@@ -747,7 +787,8 @@ class ContainerSpec:
     env: Mapping[str, str]
     user: str | None
     ports: Sequence[int]
-    network: str  # "": none at all (the agent reaches its volumes, never the network)
+    network: str  # "": none at all (the agent reaches its volumes, never the network);
+    # DEFAULT_BRIDGE: the engine's default network (a target's only service)
     aliases: Sequence[str]
     binds: Mapping[str, str]  # host path -> container path
     volumes: Mapping[str, str]  # volume name -> container path
@@ -791,7 +832,9 @@ def start(spec: ContainerSpec) -> Handle:
         "privileged": spec.privileged,
         "init": True,
     }
-    if spec.network:
+    if spec.network == DEFAULT_BRIDGE:
+        kwargs["network_mode"] = DEFAULT_BRIDGE  # a lone service: nobody to talk to
+    elif spec.network:
         # a network of this run made by network_create (with_network wants one made by
         # testcontainers), joined under the service's aliases
         kwargs["network"] = spec.network
@@ -846,11 +889,12 @@ class Leftovers:
     networks: int
     unproven: tuple[str, ...] = ()  # with --stale: runs kept because no lease proves them gone
     runs: tuple[str, ...] = ()  # the run ids found
+    mounts: int = 0  # volumes' tmpfs mounted by fulldisk on this host (hostfs)
 
     @property
     def total(self) -> int:
         """Sum of all resources."""
-        return self.containers + self.volumes + self.networks
+        return self.containers + self.volumes + self.networks + self.mounts
 
 
 def _alive(pid: str, host: str, *, local_only: bool = False) -> bool:
@@ -881,6 +925,11 @@ def engine_time() -> float:
 
 def _lease_age(c: Container, now: float) -> float | None:
     """Seconds since a lease was last renewed (None when its file cannot be read)."""
+    attrs = c.attrs or {}
+    if attrs.get("State") == "created" and isinstance(attrs.get("Created"), int):
+        # never started: its process creates it and starts it at once, so one still not
+        # started past the grace period has no process behind it (engine's clock both)
+        return now - float(attrs["Created"])
     try:
         stream, _ = c.get_archive(LEASE_FILE)
         data = b"".join(stream)
@@ -958,6 +1007,12 @@ def clean(run: str | None = None, *, stale_only: bool = False, dry_run: bool = F
         ctrs = [x for x in ctrs if _run_of(_labels(x)) in gone]
         vols = [v for v in vols if _run_of(v.attrs.get("Labels")) in gone]
         nets = [n for n in nets if _run_of(n.attrs.get("Labels")) in gone]
+    # tmpfs this host's fulldisk mounted for the volumes (hostfs), named <run>-<stack>-<key>
+    mounts = [m for m in hostfs.mounted()
+              if (run is None and not stale_only) or any(m.startswith(f"{r}-") for r in
+                                                          ({run} if run else runs))]
+    if stale_only:
+        mounts = [m for m in mounts if any(m.startswith(f"{r}-") for r in gone)]
     # The lease goes last: a clean cut short still leaves the proof that the run is gone.
     leases = [x for x in ctrs if _labels(x).get(ROLE_LABEL) == "lease"]
     others = [x for x in ctrs if x not in leases]
@@ -966,7 +1021,10 @@ def clean(run: str | None = None, *, stale_only: bool = False, dry_run: bool = F
         for x in others:
             _gone(partial(x.remove, force=True, v=False), end, _name(x))
         for v in vols:
+            hostfs.release(str(v.name))  # this process's tmpfs of it, if any (hostfs)
             _gone(partial(v.remove, force=True), end, str(v.name))
+        for m in mounts:  # one whose volume is gone already (released with it otherwise)
+            hostfs.release(m)
         for n in nets:
             _gone(n.remove, end, str(n.name))
         for x in leases:
@@ -975,7 +1033,7 @@ def clean(run: str | None = None, *, stale_only: bool = False, dry_run: bool = F
             if not stale_only:
                 _lease.release()
     return Leftovers(len(ctrs), len(vols), len(nets), tuple(sorted(unproven)),
-                     tuple(sorted(runs)))
+                     tuple(sorted(runs)), len(mounts))
 
 
 def _gone(remove: Callable[[], Any], end: float, name: str) -> None:

@@ -38,7 +38,15 @@ from .http import loopback, session
 from .sizes import PAGE, format_size
 from .target import Ready, Service, Target
 from .timeline import Usage
-from .volume import DEFAULT_SUBDIR, Agent, TmpfsVolume, lay_out, measure, read_tails
+from .volume import (
+    DEFAULT_SUBDIR,
+    TmpfsVolume,
+    VolumeAgent,
+    lay_out,
+    measure,
+    read_tails,
+    start_agent,
+)
 
 _HOLDS_RELEASED = threading.Event()
 
@@ -164,14 +172,19 @@ class Stack:
     remote_reads = True  # each log read is a round trip to the engine: worth making at once
 
     def __init__(self, target: Target, *, env: Mapping[str, Mapping[str, str]] | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, agent: str = "auto") -> None:
         self.target = target
+        self.agent_kind = agent  # who works on the volumes: see volume.start_agent
         self.id = name or f"{engine.run_id()}-{uuid.uuid4().hex[:6]}"
         self.env_overrides = {k: dict(v) for k, v in (env or {}).items()}
-        self.network = f"{self.id}-net"
+        # A lone service has no one to reach by name: it joins the engine's default
+        # bridge, which costs nothing to make and remove (a network: 0.2 s of a short run).
+        # Either way it is reached only on its ports published on 127.0.0.1.
+        self.network = engine.DEFAULT_BRIDGE if len(target.services) == 1 \
+            else f"{self.id}-net"
         self.volumes: dict[str, TmpfsVolume] = {}
         self.services: dict[str, engine.Handle] = {}
-        self.agent: Agent | None = None
+        self.agent: VolumeAgent | None = None
         self._network_made = False
         self._docker_volumes: list[str] = []
 
@@ -209,17 +222,20 @@ class Stack:
             self._docker_volumes += made.done.values()
             made.raise_first()
             # the agent needs the volumes only (no network): it starts while that is made
-            self.agent = Agent(f"{self.id}-agent",
-                               {k: f"{self.id}-{k}" for k in self.target.volumes})
+            self.agent = start_agent(f"{self.id}-agent", {
+                k: (f"{self.id}-{k}", spec) for k, spec in self.target.volumes.items()},
+                kind=self.agent_kind)
             for key, spec in self.target.volumes.items():
                 self.volumes[key] = TmpfsVolume(key, f"{self.id}-{key}", spec, self.agent)
             self._seed(pool, seeds.result())
             network.result()
             announce("start")  # volumes and agent are up, services about to start
-            for level in _levels(self.target.services):
-                started = _each(pool, {n: partial(engine.start, self._spec(n)) for n in level})
-                self.services.update(started.done)
-                started.raise_first()
+            with self.agent.holding():  # a stop from another thread waits for the binds
+                for level in _levels(self.target.services):
+                    started = _each(pool, {n: partial(engine.start, self._spec(n))
+                                           for n in level})
+                    self.services.update(started.done)
+                    started.raise_first()
         announce("ready-wait")
         self._wait_ready(time.monotonic())
         return self
@@ -228,6 +244,8 @@ class Stack:
         """Remove services and agent (together), then the volumes and the network
         (together); safe to call twice."""
         errors: list[str] = []
+        if self.agent is not None:  # a start in another thread ends its binds first
+            self.agent.close()
         holders: dict[str, Callable[[], object]] = {
             h.name: h.remove for h in self.services.values()}
         if self.agent is not None:
@@ -253,6 +271,8 @@ class Stack:
 
     # --- parts -------------------------------------------------------------------------
     def _make_network(self) -> None:
+        if self.network == engine.DEFAULT_BRIDGE:
+            return
         engine.network_create(self.network)
         self._network_made = True
 
@@ -385,8 +405,9 @@ class Stack:
                         cap_hint(name, self.target.services[name], tail)
                         or f"check services.{name}.ready and the service's last log lines "
                         "in this message")
-            if pending:
-                time.sleep(0.05)  # poll interval of a deadline-bounded readiness loop
+            if pending:  # poll interval of a deadline-bounded readiness loop: short while
+                # a server is most likely to come up, then easier on a slow one
+                time.sleep(0.01 if time.monotonic() - t0 < 1.0 else 0.05)
 
     def check_alive(self) -> None:
         """Raise the "exited at start" error of the first service that is no longer running

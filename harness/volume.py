@@ -12,12 +12,14 @@ invisible to the app and its cleaner.
 from __future__ import annotations
 
 import shlex
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from . import engine
+from . import engine, hostfs
 from .errors import GuardError, InfrastructureError, UsageError
 from .guard import GUARD, Owned
 from .sizes import ballast_for, parse_size
@@ -27,6 +29,7 @@ from .timeline import Usage
 ROOT = "/fulldisk/vol"
 BALLAST = ".fulldisk"
 DEFAULT_SUBDIR = "data"
+MARKS = "/tmp/fulldisk-marks"  # in the agent's own filesystem, never on a volume
 _GUARD_EXIT = 97
 
 
@@ -89,7 +92,69 @@ def ballast_needed(measure: Callable[[], Usage], *, leave: int | str | None,
     return before, ballast_for(before.bytes_free, target_free)
 
 
-class Agent:
+class VolumeAgent:
+    """What works on a stack's volumes: runs scripts on them, puts and gets files, and
+    holds them until ``remove`` (their contents go with it)."""
+
+    host = False  # True: this process mounted the volumes on the engine's host
+    marks = MARKS
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        # An interrupt removes a stack from another thread while its start may still be
+        # laying out folders or starting services: once closed, nothing is written and no
+        # service is started with a bind of a folder (with the tmpfs gone it would land on
+        # the host's own disk), and closing waits for a block that does either.
+        self._lock = threading.RLock()
+        self._closed = False
+
+    def path(self, key: str, docker_name: str) -> str:
+        """Where the agent's scripts see a volume."""
+        raise NotImplementedError
+
+    def mountpoint(self, docker_name: str) -> str:
+        """The volume's tmpfs on the engine's host (services bind its folders)."""
+        raise NotImplementedError
+
+    def shell(self, script: str, *, user: str = "0:0") -> tuple[int, bytes]:
+        """Run a shell script as ``uid:gid``; exit code and combined output."""
+        raise NotImplementedError
+
+    def sh(self, script: str, *, user: str = "0:0") -> tuple[int, str]:
+        """:meth:`shell`, its output as text."""
+        code, out = self.shell(script, user=user)
+        return code, out.decode("utf-8", "replace")
+
+    def put_archive(self, path: str, data: bytes) -> None:
+        """Extract a tar into a folder of a volume."""
+        raise NotImplementedError
+
+    def get_archive(self, path: str) -> bytes | None:
+        """A tar of the file at ``path`` (None when absent)."""
+        raise NotImplementedError
+
+    def remove(self) -> None:
+        """Let the volumes go (their contents with them)."""
+        raise NotImplementedError
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Keep the volumes while the block runs (services being started bind their
+        folders): ``close`` from another thread waits for the block to end, and the block
+        raises once closed."""
+        with self._lock:
+            if self._closed:
+                raise InfrastructureError(f"{self.name}: the stack is being removed",
+                                          "nothing to do: the run is ending")
+            yield
+
+    def close(self) -> None:
+        """No more work on the volumes (waits for a block ``holding`` them)."""
+        with self._lock:
+            self._closed = True
+
+
+class Agent(VolumeAgent):
     """The harness's own container that holds and works on every volume of a stack."""
 
     def __init__(self, name: str, volumes: dict[str, str]) -> None:
@@ -99,16 +164,103 @@ class Agent:
             user="0:0", ports=(), network="", aliases=(), binds={},
             volumes={vol: f"{ROOT}/{key}" for key, vol in volumes.items()}, role="agent",
             cap_add=("CHOWN", "DAC_OVERRIDE", "FOWNER"))
+        super().__init__(name)
         self.handle = engine.start(spec)
 
-    def sh(self, script: str, *, user: str = "0:0") -> tuple[int, str]:
-        """Run a shell script in the agent (through its long-lived shell)."""
-        code, out = self.handle.shell(script, user=user)
-        return code, out.decode("utf-8", "replace")
+    def path(self, key: str, docker_name: str) -> str:
+        return f"{ROOT}/{key}"
+
+    def mountpoint(self, docker_name: str) -> str:
+        # where the engine mounted it (valid while the agent holds it)
+        return str(engine.volume_attrs(docker_name)["Mountpoint"])
+
+    def shell(self, script: str, *, user: str = "0:0") -> tuple[int, bytes]:
+        # through the container's long-lived shell
+        return self.handle.shell(script, user=user)
+
+    def put_archive(self, path: str, data: bytes) -> None:
+        self.handle.put_archive(path, data)
+
+    def get_archive(self, path: str) -> bytes | None:
+        return self.handle.get_archive(path)
 
     def remove(self) -> None:
         """Remove the agent (the volumes' last holder: their contents go with it)."""
         self.handle.remove()
+
+
+class HostAgent(VolumeAgent):
+    """The agent's work done by this process on the engine's host (see ``hostfs``): it
+    mounts each volume's tmpfs itself and runs the same scripts with the host's shell, so
+    services start without waiting for a container and each step costs a fork, not an
+    exec through the engine."""
+
+    host = True
+
+    def __init__(self, name: str, volumes: dict[str, str],
+                 options: dict[str, str]) -> None:
+        super().__init__(name)
+        self.docker_names = list(volumes.values())
+        self.marks = ""
+        self._mounted: list[str] = []
+        try:
+            for vol in self.docker_names:
+                self._mounted.append(vol)  # before the mount: a failed one is cleaned too
+                hostfs.mount_tmpfs(vol, options[vol])
+        except BaseException:
+            self.remove()
+            raise
+        if self.docker_names:
+            self.marks = f"{hostfs.path_of(self.docker_names[0])}.marks"
+
+    def path(self, key: str, docker_name: str) -> str:
+        return hostfs.path_of(docker_name)
+
+    def mountpoint(self, docker_name: str) -> str:
+        return hostfs.path_of(docker_name)
+
+    def shell(self, script: str, *, user: str = "0:0") -> tuple[int, bytes]:
+        with self.holding():
+            return hostfs.shell(script, user=user)
+
+    def put_archive(self, path: str, data: bytes) -> None:
+        with self.holding():
+            if not hostfs.is_ours(path):
+                raise GuardError(f"Refusing to write to {path}: not a tmpfs this run "
+                                 "mounted", "fulldisk only writes to tmpfs volumes it created")
+            hostfs.put_tar(path, data)
+
+    def get_archive(self, path: str) -> bytes | None:
+        with self.holding():
+            return hostfs.get_tar(path)
+
+    def remove(self) -> None:
+        """Unmount every volume's tmpfs (their contents go with it); all are tried.
+        Waits for a block ``holding`` the volumes, and none runs after."""
+        errors = []
+        with self._lock:
+            self.close()
+            while self._mounted:
+                vol = self._mounted.pop()
+                try:
+                    hostfs.release(vol)
+                except InfrastructureError as e:
+                    errors.append(str(e))
+        if errors:
+            raise InfrastructureError("; ".join(errors), "run `fulldisk clean` as root")
+
+
+def start_agent(name: str, volumes: dict[str, tuple[str, VolumeSpec]], *,
+                kind: str = "auto") -> VolumeAgent:
+    """The agent of a stack's volumes (key -> (docker volume, spec)): this process on the
+    engine's host where it may mount them (``hostfs``; ``kind`` as there), else a
+    container."""
+    if hostfs.unavailable(kind) is None:
+        return HostAgent(name, {k: dv for k, (dv, _) in volumes.items()},
+                         {dv: engine.tmpfs_options(size=s.size, inodes=s.inodes, uid=s.uid,
+                                                   gid=s.gid, mode=s.mode)
+                          for dv, s in volumes.values()})
+    return Agent(name, {k: dv for k, (dv, _) in volumes.items()})
 
 
 def measure(volumes: list[TmpfsVolume]) -> list[Usage]:
@@ -156,7 +308,7 @@ def read_tails(items: list[tuple[TmpfsVolume, str, int]]) -> list[tuple[int, byt
                      f"echo -1)\"; tail -c +{offset + 1} {f} 2>/dev/null")
     # The exit code is that of the last tail (a missing file is not an error here); a cut
     # stream leaves files at size -1, read again on the next call from the same offset.
-    _, out = agent.handle.shell("; ".join(parts))
+    _, out = agent.shell("; ".join(parts))
     result: list[tuple[int, bytes]] = [(-1, b"")] * len(items)
     for seg in out.split(f"\n{token} ".encode())[1:]:
         head, _, body = seg.partition(b"\n")
@@ -165,7 +317,6 @@ def read_tails(items: list[tuple[TmpfsVolume, str, int]]) -> list[tuple[int, byt
     return result
 
 
-MARKS = "/tmp/fulldisk-marks"  # in the agent's own filesystem, never on a volume
 
 
 def _folders(volumes: list[TmpfsVolume], logs: bool = False) -> str:
@@ -180,7 +331,7 @@ def mark(volumes: list[TmpfsVolume]) -> None:
         return
     agent = volumes[0].agent
     assert all(v.agent is agent for v in volumes)
-    code, out = agent.sh(f"find {_folders(volumes)} -mindepth 1 > {MARKS}")
+    code, out = agent.sh(f"find {_folders(volumes)} -mindepth 1 > {agent.marks}")
     if code != 0:
         raise InfrastructureError(f"could not list the volumes' files (exit {code}): "
                                   f"{out.strip()[-200:]}", "is the agent container running?")
@@ -206,7 +357,8 @@ def rewind(volumes: list[TmpfsVolume]) -> list[Usage]:
         "".join(v._check() for v in volumes)
         + f"find {ballast} -mindepth 1 -delete; "
         # Without a marks file nothing is removed: what the app made at start must stay.
-        + f"[ -f {MARKS} ] && find {_folders(volumes)} -mindepth 1 | grep -vxF -f {MARKS} "
+        + f"[ -f {agent.marks} ] && find {_folders(volumes)} -mindepth 1 "
+        f"| grep -vxF -f {agent.marks} "
         "| xargs -r -d '\\n' rm -rf --; "
         + (f"find {logs} -type f -exec truncate -s 0 {{}} +; " if logs else "")
         + f"stat -f -c '%S %b %a %c %d' {paths}")
@@ -223,12 +375,12 @@ def rewind(volumes: list[TmpfsVolume]) -> list[Usage]:
 class TmpfsVolume:
     """A docker local volume of type tmpfs, worked on through the Agent."""
 
-    def __init__(self, key: str, docker_name: str, spec: VolumeSpec, agent: Agent) -> None:
+    def __init__(self, key: str, docker_name: str, spec: VolumeSpec, agent: VolumeAgent) -> None:
         self.name = key
         self.docker_name = docker_name
         self.spec = spec
         self.agent = agent
-        self.path = f"{ROOT}/{key}"
+        self.path = agent.path(key, docker_name)
         self.user = spec.owner
         self.seeds: dict[str, bytes] = {}  # subdir -> tar re-rooted at the subdir
         self._mountpoint: str | None = None
@@ -247,7 +399,7 @@ class TmpfsVolume:
     def mountpoint(self) -> str:
         """Where the engine mounted the tmpfs (valid while the agent holds it)."""
         if self._mountpoint is None:
-            self._mountpoint = str(engine.volume_attrs(self.docker_name)["Mountpoint"])
+            self._mountpoint = self.agent.mountpoint(self.docker_name)
         return self._mountpoint
 
     def subdirs(self) -> list[str]:
@@ -265,6 +417,10 @@ class TmpfsVolume:
         attrs = engine.volume_attrs(self.docker_name)
         GUARD.check_docker_volume(self.docker_name, attrs.get("Labels"), engine.run_id(),
                                   attrs.get("Options"))
+        if self.agent.host and not hostfs.is_ours(self.path):
+            raise GuardError(f"Refusing to write to volume {self.name!r}: {self.path} is not "
+                             "a tmpfs this run mounted", "fulldisk only writes to tmpfs "
+                             "volumes it created")
 
     def _check(self) -> str:
         """Shell prefix: refuse unless the path is a tmpfs mountpoint in the agent."""
@@ -319,7 +475,7 @@ class TmpfsVolume:
             lay_out([self])
         seeded = [self._tree(sub) for sub in self.subdirs() if sub in seeds]
         if seeded:
-            self.agent.handle.put_archive(self.path, engine.join_tars(seeded))
+            self.agent.put_archive(self.path, engine.join_tars(seeded))
 
     def layout_script(self) -> str:
         """Shell that makes the ballast folder and every service folder without a seed
@@ -338,7 +494,7 @@ class TmpfsVolume:
                                                        int(self.spec.mode, 8))
 
     def _restore(self) -> None:
-        self.agent.handle.put_archive(self.path, engine.join_tars(
+        self.agent.put_archive(self.path, engine.join_tars(
             [self._tree(sub) for sub in self.subdirs()]))
 
     # --- fills -------------------------------------------------------------------------
@@ -436,7 +592,7 @@ class TmpfsVolume:
         if path.startswith("/") or ".." in path.split("/"):
             raise UsageError(f"path {path!r} must be relative to the volume",
                              "e.g. 'app.log' or 'applogs/app.log'")
-        data = self.agent.handle.get_archive(f"{self.path}/{path}")
+        data = self.agent.get_archive(f"{self.path}/{path}")
         if data is None:
             return None
         for _, content in engine.files_in_tar(data):

@@ -5,7 +5,9 @@ Docker-backed: these never skip in CI (the plugin fails the session when no engi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,9 +40,16 @@ def floor_target() -> Target:
     }, file="<floor>")
 
 
-@pytest.fixture(scope="module")
-def floor(make_stack: Callable[..., Stack]) -> Stack:
-    return make_stack(floor_target())
+@pytest.fixture(scope="module", params=["host", "container"])
+def floor(request: pytest.FixtureRequest, make_stack: Callable[..., Stack]) -> Stack:
+    """The floor target, its volumes worked on by each kind of agent: this process on the
+    engine's host (hostfs, where CI runs) and the agent container (everywhere else)."""
+    from harness import hostfs
+
+    if request.param == "host" and hostfs.unavailable("auto") is not None \
+            and not os.environ.get("CI"):
+        pytest.skip(f"volumes cannot be mounted here: {hostfs.unavailable('auto')}")
+    return make_stack(floor_target(), agent=request.param)
 
 
 @pytest.fixture
@@ -153,7 +162,8 @@ def test_guard_refuses_a_volume_without_our_label(floor: Stack) -> None:
         engine.client().volumes.get(plain).remove(force=True)
 
 
-def test_guard_refuses_a_path_that_is_not_the_tmpfs_mount_in_the_agent(floor: Stack) -> None:
+def test_guard_refuses_a_path_that_is_not_the_tmpfs_mount_in_the_agent(
+        floor: Stack, tmp_path: Path) -> None:
     """The second check production runs before every write, inside the agent: the path
     must be a tmpfs mountpoint. A real volume of ours pointed at a plain folder is refused,
     and nothing was written there."""
@@ -163,6 +173,17 @@ def test_guard_refuses_a_path_that_is_not_the_tmpfs_mount_in_the_agent(floor: St
     real = floor.volume("tiny")
     assert isinstance(real, TmpfsVolume)
     wrong = TmpfsVolume("tiny", real.docker_name, real.spec, floor.agent)
+    if floor.agent.host:  # a plain folder of the host (on its /tmp, itself maybe a tmpfs)
+        wrong.path = str(tmp_path)
+        with pytest.raises(GuardError, match="not a tmpfs this run mounted"):
+            wrong.fill(leave=0)
+        # the shell's own check, as each script runs it, refuses it too
+        with pytest.raises(GuardError, match="not a fulldisk tmpfs mount"):
+            wrong._run("touch x", user="0:0")
+        with pytest.raises(GuardError, match="not a tmpfs this run mounted"):
+            floor.agent.put_archive(str(tmp_path), b"")
+        assert os.listdir(tmp_path) == []
+        return
     wrong.path = "/tmp"  # the agent's own filesystem, not a fulldisk volume
     with pytest.raises(GuardError, match="not a fulldisk tmpfs mount"):
         wrong.fill(leave=0)
@@ -176,9 +197,13 @@ def test_containers_run_with_least_privilege_and_loopback_ports(
     capabilities unless the target narrows them (the reference stack drops ALL: it runs as
     uid 1000); the agent gets back only what it needs to manage other users' files; ports
     on 127.0.0.1 only."""
+    from harness.volume import Agent
+
     handles = [*floor.services.values(), *stack.services.values()]
-    assert floor.agent is not None
-    seen = {h.name: inspect_container(h.name) for h in [*handles, floor.agent.handle]}
+    agent = floor.agent
+    assert agent is not None
+    extra = [agent.handle] if isinstance(agent, Agent) else []  # the host agent: no container
+    seen = {h.name: inspect_container(h.name) for h in [*handles, *extra]}
     for name, attrs in seen.items():
         hc = attrs["HostConfig"]
         assert hc["Privileged"] is False, name
@@ -191,7 +216,8 @@ def test_containers_run_with_least_privilege_and_loopback_ports(
         assert not seen[h.name]["HostConfig"].get("CapAdd"), h.name
     for h in stack.services.values():  # the reference target declares cap_drop = ["ALL"]
         assert seen[h.name]["HostConfig"].get("CapDrop") == ["ALL"], h.name
-    agent = seen[floor.agent.handle.name]["HostConfig"]
-    assert agent.get("CapDrop") == ["ALL"]
-    assert set(agent["CapAdd"]) == {"CHOWN", "DAC_OVERRIDE", "FOWNER"}
+    if isinstance(agent, Agent):
+        hc = seen[agent.handle.name]["HostConfig"]
+        assert hc.get("CapDrop") == ["ALL"]
+        assert set(hc["CapAdd"]) == {"CHOWN", "DAC_OVERRIDE", "FOWNER"}
     assert any(seen[h.name]["NetworkSettings"]["Ports"] for h in handles)

@@ -95,13 +95,15 @@ def test_no_module_imports_the_pytest_plugin() -> None:
 # target config -> Stack -> loads and probes -> Timeline -> invariants -> report (README,
 # Layout). A module of a later stage never imports one of an earlier stage that produces
 # its input; records (timeline's DiskSample, Usage) are imported by whoever writes them.
-UPSTREAM = {"engine", "guard", "seedcache", "volume", "stack", "writes", "backend",
+UPSTREAM = {"engine", "hostfs", "guard", "seedcache", "volume", "stack", "writes", "backend",
             "preflight", "probes", "loads", "battery", "scenario", "explore", "runner",
             "selftest", "plugin", "cli", "inprocess", "fakedisk"}
 NEVER_IMPORTS = {
     "target": UPSTREAM | {"timeline", "invariants", "report", "report_html"},
-    "engine": UPSTREAM - {"engine", "backend"} | {"invariants", "report", "report_html"},
-    "volume": UPSTREAM - {"volume", "engine", "guard", "backend"} | {"invariants", "report"},
+    "hostfs": UPSTREAM - {"hostfs"} | {"invariants", "report", "report_html"},
+    "engine": UPSTREAM - {"engine", "hostfs", "backend"} | {"invariants", "report", "report_html"},
+    "volume": UPSTREAM - {"volume", "engine", "hostfs", "guard", "backend"}
+    | {"invariants", "report"},
     "stack": UPSTREAM - {"stack", "engine", "guard", "seedcache", "volume", "writes",
                          "backend"} | {"invariants", "report", "report_html"},
     "probes": UPSTREAM - {"probes", "backend"} | {"invariants", "report", "report_html"},
