@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import io
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 from functools import cache
@@ -238,3 +240,45 @@ def get_tar(path: str) -> bytes | None:
     with tarfile.open(fileobj=buf, mode="w") as tar:
         tar.add(path, arcname=os.path.basename(path), recursive=False)
     return buf.getvalue()
+
+
+def statvfs(path: str) -> tuple[int, int, int, int, int]:
+    """(block size, blocks, blocks free, inodes, inodes free) of a tmpfs this module
+    mounted, as ``stat -f -c '%S %b %a %c %d'`` prints them; never of another filesystem
+    (a stack removed meanwhile: its folder would be the host's own)."""
+    if not is_ours(path):
+        raise GuardError(f"{path} is not a tmpfs this run mounted (removed?)",
+                         "measure volumes of a running stack")
+    st = os.statvfs(path)
+    return st.f_frsize, st.f_blocks, st.f_bavail, st.f_files, st.f_ffree
+
+
+def read_tail(root: str, rel: str, offset: int, *, limit: int = 64 << 20) -> tuple[int, bytes]:
+    """The size of file ``rel`` below ``root`` and its bytes from ``offset`` (at most
+    ``limit``); size -1 when it is absent or not a regular file. Each component is opened
+    without following a link: a link the app made (even to /etc/shadow) is not read by
+    this root process."""
+    parts = [p for p in rel.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        return -1, b""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fds: list[int] = []
+    try:
+        fds.append(os.open(root, flags | os.O_DIRECTORY))
+        for part in parts[:-1]:
+            fds.append(os.open(part, flags | os.O_DIRECTORY, dir_fd=fds[-1]))
+        fd = os.open(parts[-1], flags | os.O_NONBLOCK, dir_fd=fds[-1])
+        fds.append(fd)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return -1, b""
+        if offset >= st.st_size:
+            return st.st_size, b""
+        return st.st_size, os.pread(fd, min(st.st_size - offset, limit), offset)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EACCES):
+            return -1, b""
+        raise
+    finally:
+        for f in reversed(fds):
+            os.close(f)

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from . import engine, hostfs
 from .errors import GuardError, InfrastructureError, UsageError
@@ -272,6 +272,8 @@ def measure(volumes: list[TmpfsVolume]) -> list[Usage]:
         return []
     agent = volumes[0].agent
     assert all(v.agent is agent for v in volumes)
+    if agent.host:  # statvfs here: microseconds, no process at all
+        return [v.usage() for v in volumes]
     paths = " ".join(shlex.quote(v.path) for v in volumes)
     for _ in range(3):  # under load docker exec can hand back an empty stream
         code, out = agent.sh(f"stat -f -c '%S %b %a %c %d' {paths}")
@@ -297,12 +299,16 @@ def read_tails(items: list[tuple[TmpfsVolume, str, int]]) -> list[tuple[int, byt
     if not items:
         return []
     agent = items[0][0].agent
-    token = f"==fulldisk-{uuid.uuid4().hex}=="
-    parts = []
-    for i, (vol, path, offset) in enumerate(items):
+    for vol, path, _ in items:
         assert vol.agent is agent
         if path.startswith("/") or ".." in path.split("/"):
             raise UsageError(f"path {path!r} must be relative to the volume", "e.g. 'app.log'")
+    if agent.host:  # read here from the offsets (no link followed), no process at all
+        with agent.holding():
+            return [hostfs.read_tail(vol.path, path, offset) for vol, path, offset in items]
+    token = f"==fulldisk-{uuid.uuid4().hex}=="
+    parts = []
+    for i, (vol, path, offset) in enumerate(items):
         f = shlex.quote(f"{vol.path}/{path}")
         parts.append(f"printf '\\n{token} {i} %s\\n' \"$(stat -c %s {f} 2>/dev/null || "
                      f"echo -1)\"; tail -c +{offset + 1} {f} 2>/dev/null")
@@ -384,6 +390,7 @@ class TmpfsVolume:
         self.user = spec.owner
         self.seeds: dict[str, bytes] = {}  # subdir -> tar re-rooted at the subdir
         self._mountpoint: str | None = None
+        self._attrs: dict[str, Any] | None = None
         self._seq = 0
 
     @classmethod
@@ -414,7 +421,9 @@ class TmpfsVolume:
     # --- guard -------------------------------------------------------------------------
     def _guard(self) -> None:
         """Refuse unless the engine's record says this run created this tmpfs volume."""
-        attrs = engine.volume_attrs(self.docker_name)
+        if self._attrs is None:  # the engine's record: labels and options never change
+            self._attrs = engine.volume_attrs(self.docker_name)
+        attrs = self._attrs
         GUARD.check_docker_volume(self.docker_name, attrs.get("Labels"), engine.run_id(),
                                   attrs.get("Options"))
         if self.agent.host and not hostfs.is_ours(self.path):
@@ -423,7 +432,14 @@ class TmpfsVolume:
                              "volumes it created")
 
     def _check(self) -> str:
-        """Shell prefix: refuse unless the path is a tmpfs mountpoint in the agent."""
+        """Shell prefix: refuse unless the path is a tmpfs mountpoint in the agent (on the
+        host: checked here, in the mount table, before the script runs)."""
+        if self.agent.host:
+            if not hostfs.is_ours(self.path):
+                raise GuardError(f"Refusing to write to volume {self.name!r}: {self.path} "
+                                 "is not a tmpfs this run mounted",
+                                 "fulldisk only writes to tmpfs volumes it created")
+            return ""
         p = shlex.quote(self.path)
         return (f'[ "$(stat -f -c %T {p})" = tmpfs ] && mountpoint -q {p} '
                 f"|| {{ echo 'not a fulldisk tmpfs mount'; exit {_GUARD_EXIT}; }}; ")
@@ -442,6 +458,11 @@ class TmpfsVolume:
 
     _STAT = "stat -f -c '%S %b %a %c %d' {p}"
 
+    def _stat(self) -> str:
+        """A script's last command, its usage (``_usage_in``); on the host none: statvfs
+        here afterwards costs no process."""
+        return "" if self.agent.host else self._STAT.format(p=self.path)
+
     def _parse(self, line: str) -> Usage:
         bs, blocks, avail, files, ffree = (int(x) for x in line.split())
         return Usage(bs * blocks, bs * avail, files, ffree, self.user)
@@ -456,6 +477,10 @@ class TmpfsVolume:
 
     def usage(self) -> Usage:
         """Measure bytes and inodes with statvfs inside the volume."""
+        if self.agent.host:
+            with self.agent.holding():
+                bs, blocks, avail, files, ffree = hostfs.statvfs(self.path)
+            return Usage(bs * blocks, bs * avail, files, ffree, self.user)
         out = ""
         for _ in range(3):  # under load docker exec can hand back an empty stream
             out = self._run(self._STAT.format(p=shlex.quote(self.path)), guarded=False)
@@ -530,15 +555,19 @@ class TmpfsVolume:
         p = f"{self.path}/{BALLAST}/{kind}-{self._seq}"
         # Skipped when the path exists, so a re-run of the same script (the agent shell's
         # fallback) cannot add ballast twice.
-        out = self._run(f"[ -e {p} ] || {{ {script.format(p=p, n=n)}; }}; "
-                        f"{self._STAT.format(p=self.path)}")
+        out = self._run(f"[ -e {p} ] || {{ {script.format(p=p, n=n)}; }}; {self._stat()}")
         return self._usage_in(out) or self.usage()
 
     def drain(self) -> int:
         """Remove the ballast only; works on a 100 % full volume (deleting needs no space)."""
         self._guard()
+        delete = f"find {self.path}/{BALLAST} -mindepth 1 -delete"
+        if self.agent.host:
+            before = self.usage()
+            self._run(delete)
+            return self.usage().bytes_free - before.bytes_free
         stat = self._STAT.format(p=self.path)
-        out = self._run(f"{stat}; find {self.path}/{BALLAST} -mindepth 1 -delete; {stat}")
+        out = self._run(f"{stat}; {delete}; {stat}")
         lines = [ln for ln in out.strip().splitlines() if ln.replace(" ", "").isdigit()]
         if len(lines) == 2:  # one exec: usage before, delete, usage after
             return self._parse(lines[1]).bytes_free - self._parse(lines[0]).bytes_free
@@ -560,7 +589,7 @@ class TmpfsVolume:
         # Absolute sizes, so the agent shell's re-run fallback cannot shrink twice.
         cuts = "; ".join(f"truncate -s {int(n * (1 - fraction))} {self.path}/{BALLAST}/"
                          f"{shlex.quote(name)}" for n, name in sizes)
-        after = self._usage_in(self._run(f"{cuts}; {self._STAT.format(p=self.path)}"))
+        after = self._usage_in(self._run(f"{cuts}; {self._stat()}"))
         return (after or self.usage()).bytes_free - before.bytes_free
 
     def log_folders(self) -> list[str]:

@@ -177,8 +177,8 @@ def test_guard_refuses_a_path_that_is_not_the_tmpfs_mount_in_the_agent(
         wrong.path = str(tmp_path)
         with pytest.raises(GuardError, match="not a tmpfs this run mounted"):
             wrong.fill(leave=0)
-        # the shell's own check, as each script runs it, refuses it too
-        with pytest.raises(GuardError, match="not a fulldisk tmpfs mount"):
+        # the check each script gets (here: the mount table, before the script runs)
+        with pytest.raises(GuardError, match="not a tmpfs this run mounted"):
             wrong._run("touch x", user="0:0")
         with pytest.raises(GuardError, match="not a tmpfs this run mounted"):
             floor.agent.put_archive(str(tmp_path), b"")
