@@ -96,12 +96,23 @@ def _why_not() -> str | None:
             return "the engine runs in another mount namespace"
     except OSError as e:
         return f"the engine's mount namespace cannot be read ({e.strerror})"
+    if _selinux_enforcing():
+        return ("SELinux is enforcing (a host folder bound into a container needs a "
+                "label the engine gives only its own volumes)")
     missing = [t for t in TOOLS if shutil.which(t, path=_ENV["PATH"]) is None]
     if missing:
         return f"the host lacks {', '.join(missing)}"
     if _libc() is None:
         return "the C library's mount() cannot be called"
     return None
+
+
+def _selinux_enforcing() -> bool:
+    try:
+        with open("/sys/fs/selinux/enforce", encoding="ascii") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
 
 
 @cache

@@ -99,9 +99,14 @@ def wait_stale(run_id: str, deadline: float = 60) -> None:
 
 @pytest.mark.parametrize("other_ns", [False, True], ids=["same-ns", "other-pid-ns"])
 def test_sigkill_mid_fill_is_cleaned_by_fulldisk_clean(tmp_path: Path, other_ns: bool) -> None:
+    from harness import hostfs
+
     p, run_id, phases = start_run(tmp_path, "fill")
     wait_for_phase(p, phases, "fill")
-    assert labelled(run_id).total > 0  # the stack is up (its owner is alive: not stale)
+    left = labelled(run_id)
+    assert left.total > 0  # the stack is up (its owner is alive: not stale)
+    # where fulldisk mounts the volumes itself, a SIGKILL leaves those mounts too
+    assert (left.mounts > 0) == (hostfs.unavailable() is None), left
     assert run_id not in engine.stale_runs()
     p.kill()  # SIGKILL runs no teardown: this is what clean is for
     t0 = time.monotonic()
@@ -111,7 +116,8 @@ def test_sigkill_mid_fill_is_cleaned_by_fulldisk_clean(tmp_path: Path, other_ns:
         assert run_id not in early
     wait_stale(run_id)
     clean_stale(run_id, other_ns=other_ns)
-    assert labelled(run_id).total == 0
+    assert labelled(run_id).total == 0  # mounts included
+    assert not [m for m in hostfs.mounted() if m.startswith(run_id)]
 
 
 def test_next_session_removes_what_a_killed_run_left(tmp_path: Path) -> None:
