@@ -24,8 +24,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+import plotly.io as pio
 
 from .invariants import Rules, fmt_log, fmt_step
 from .report import STATUS_WORD, counts, status
@@ -94,30 +93,106 @@ def _hover(text: str, redact: Redact, width: int = 110) -> str:
 
 # --- the chart ---------------------------------------------------------------------------
 
-def figure(tl: Timeline, rules: Rules, redact: Redact = lambda s: s) -> go.Figure:
+Figure = dict[str, Any]
+"""A plotly figure as plotly.js reads it: {"data": [traces], "layout": {...}}."""
+
+ROW_HEIGHTS = (0.27, 0.18, 0.30, 0.25)  # bytes, inodes, requests, log records
+ROW_SPACING = 0.035
+
+
+def _trace(row: int, **props: Any) -> dict[str, Any]:
+    """A scatter trace on a row of the chart (plotly.js's own keys, not plotly.py's
+    underscore shorthands), None values left out."""
+    axis = "" if row == 1 else str(row)
+    return {"type": "scatter", "xaxis": f"x{axis}", "yaxis": f"y{axis}",
+            **{k: v for k, v in props.items() if v is not None}}
+
+
+def _grid() -> dict[str, Any]:
+    """Four rows on one shared x axis, as ``make_subplots(rows=4, shared_xaxes=True)`` lays
+    them out (only the bottom axis labelled); written out, as the figure is, because
+    plotly.py validates every property it is handed (half a second for a battery's charts)."""
+    rows = len(ROW_HEIGHTS)
+    usable = 1 - ROW_SPACING * (rows - 1)
+    layout: dict[str, Any] = {}
+    top = 1.0
+    for i, h in enumerate(ROW_HEIGHTS, 1):
+        n = "" if i == 1 else str(i)
+        bottom = max(0.0, top - h * usable)
+        layout[f"xaxis{n}"] = {"anchor": f"y{n}", "domain": [0.0, 1.0], "showgrid": True,
+                               "gridcolor": "#eceff1",
+                               **({"matches": f"x{rows}", "showticklabels": False}
+                                  if i < rows else {})}
+        layout[f"yaxis{n}"] = {"anchor": f"x{n}", "domain": [round(bottom, 5), round(top, 5)],
+                               "automargin": True}
+        top = bottom - ROW_SPACING
+    return layout
+
+
+def _template() -> dict[str, Any]:
+    """plotly.py's "plotly_white" template (shipped as JSON in the package)."""
+    global _TEMPLATE
+    if _TEMPLATE is None:
+        path = importlib.resources.files("plotly") / "package_data" / "templates"
+        _TEMPLATE = json.loads((path / "plotly_white.json").read_text(encoding="utf-8"))
+    return _TEMPLATE
+
+
+_TEMPLATE: dict[str, Any] | None = None
+
+
+def figure(tl: Timeline, rules: Rules, redact: Redact = lambda s: s) -> Figure:
     """One scenario's chart: bytes and inodes used per volume, requests, log ticks, phases."""
-    fig = make_subplots(rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.035,
-                        row_heights=[0.27, 0.18, 0.30, 0.25])
+    data: list[dict[str, Any]] = []
     volumes = list(dict.fromkeys(d.volume for d in tl.disk()))
     for i, vol in enumerate(volumes):
         samples = tl.disk(vol)
         colour = VOLUME_COLOURS[i % len(VOLUME_COLOURS)]
         mine = vol == tl.volume
-        line = {"color": colour, "width": 3 if mine else 1.5, "dash": "solid" if mine else "dot"}
-        fig.add_trace(go.Scatter(
-            x=[d.t for d in samples], y=[100 * d.used_fraction for d in samples],
-            mode="lines+markers", line_shape="hv", marker={"size": 4},
+        line = {"color": colour, "width": 3 if mine else 1.5, "dash": "solid" if mine else "dot",
+                "shape": "hv"}
+        data.append(_trace(
+            1, x=[d.t for d in samples], y=[100 * d.used_fraction for d in samples],
+            mode="lines+markers", marker={"size": 4},
             name=vol + (" (filled)" if mine else ""), legendgroup=f"vol-{vol}",
-            legendgrouptitle_text="volumes" if i == 0 else None, line=line,
-            hovertext=[_disk_hover(d) for d in samples], hoverinfo="text"), row=1, col=1)
-        fig.add_trace(go.Scatter(
-            x=[d.t for d in samples],
+            legendgrouptitle={"text": "volumes"} if i == 0 else None, line=line,
+            hovertext=[_disk_hover(d) for d in samples], hoverinfo="text"))
+        data.append(_trace(
+            2, x=[d.t for d in samples],
             y=[100 * (d.inodes_total - d.inodes_free) / d.inodes_total if d.inodes_total else 0
                for d in samples],
-            mode="lines+markers", line_shape="hv", marker={"size": 4}, name=f"{vol} inodes",
+            mode="lines+markers", marker={"size": 4}, name=f"{vol} inodes",
             legendgroup=f"vol-{vol}", showlegend=False,
-            line=line, hovertext=[_inode_hover(d) for d in samples], hoverinfo="text"),
-            row=2, col=1)
+            line=line, hovertext=[_inode_hover(d) for d in samples], hoverinfo="text"))
+    data += _request_traces(tl, rules, redact) + _log_traces(tl, redact)
+    layout = _grid()
+    windows = tl.windows()
+    layout["shapes"], layout["annotations"] = _phase_bands(windows)
+    if windows:
+        # start-up log lines come before the first phase; they stay a pan away
+        span = windows[-1][1] - windows[0][0].t
+        pad = 0.02 * span
+        for i in range(1, len(ROW_HEIGHTS) + 1):
+            layout[f"xaxis{'' if i == 1 else i}"]["range"] = [windows[0][0].t - pad,
+                                                               windows[-1][1] + pad]
+    for i, title in enumerate(("bytes used", "inodes used", "requests", "log records"), 1):
+        layout[f"yaxis{'' if i == 1 else i}"]["title"] = {"text": title}
+    for n in ("", "2"):
+        layout[f"yaxis{n}"].update(range=[-3, 105], ticksuffix="%")
+    for n in ("3", "4"):
+        layout[f"yaxis{n}"]["type"] = "category"
+    layout[f"xaxis{len(ROW_HEIGHTS)}"]["title"] = {"text": "seconds since the scenario started"}
+    layout.update(
+        height=760, margin={"l": 60, "r": 20, "t": 56, "b": 50}, template=_template(),
+        hovermode="closest", legend={"groupclick": "toggleitem", "font": {"size": 11}},
+        hoverlabel={"font": {"family": "ui-monospace, monospace", "size": 11},
+                    "align": "left"},
+        font={"family": "system-ui, -apple-system, Segoe UI, sans-serif", "size": 12})
+    return {"data": data, "layout": layout}
+
+
+def _request_traces(tl: Timeline, rules: Rules, redact: Redact) -> list[dict[str, Any]]:
+    """A marker per request, a series per outcome (legend order: ``OUTCOMES``)."""
     by_outcome: dict[str, list[tuple[float, str, str]]] = {k: [] for k in OUTCOMES}
     for flow in tl.of(ProbeResult):
         for t, i, s in _timed(flow):
@@ -127,35 +202,43 @@ def figure(tl: Timeline, rules: Rules, redact: Redact = lambda s: s) -> go.Figur
             row = f"{flow.probe}/{s.name}" if len(flow.steps) > 1 and s.name else flow.probe
             by_outcome[kind].append((t, row, _hover(f"{kind}: {fmt_step(flow, s, t)}",
                                                     redact)))
-    first = True
+    out: list[dict[str, Any]] = []
     for kind, points in by_outcome.items():
         if not points:
             continue
         colour, symbol = OUTCOMES[kind]
-        fig.add_trace(go.Scatter(
-            x=[p[0] for p in points], y=[p[1] for p in points], mode="markers", name=kind,
-            legendgroup="requests", legendgrouptitle_text="requests" if first else None,
+        out.append(_trace(
+            3, x=[p[0] for p in points], y=[p[1] for p in points], mode="markers", name=kind,
+            legendgroup="requests",
+            legendgrouptitle={"text": "requests"} if not out else None,
             marker={"color": colour, "symbol": symbol, "size": 9,
                     "line": {"width": 1, "color": "#ffffff"}},
-            hovertext=[p[2] for p in points], hoverinfo="text"), row=3, col=1)
-        first = False
+            hovertext=[p[2] for p in points], hoverinfo="text"))
+    return out
+
+
+def _log_traces(tl: Timeline, redact: Redact) -> list[dict[str, Any]]:
+    """A tick per log record, a series per source."""
+    out: list[dict[str, Any]] = []
     sources = list(dict.fromkeys(r.source for r in tl.of(LogRecord)))
     for i, src in enumerate(sources):
         recs = tl.logs(src)
-        fig.add_trace(go.Scatter(
-            x=[r.t for r in recs], y=[src] * len(recs), mode="markers", name=src,
-            legendgroup="logs", legendgrouptitle_text="log sources" if i == 0 else None,
+        out.append(_trace(
+            4, x=[r.t for r in recs], y=[src] * len(recs), mode="markers", name=src,
+            legendgroup="logs", legendgrouptitle={"text": "log sources"} if i == 0 else None,
             marker={"symbol": "line-ns-open", "size": 14,
                     "color": LOG_COLOURS[i % len(LOG_COLOURS)], "line": {"width": 1.5}},
-            hovertext=[_hover(fmt_log(r), redact) for r in recs], hoverinfo="text"),
-            row=4, col=1)
-    windows = tl.windows()
+            hovertext=[_hover(fmt_log(r), redact) for r in recs], hoverinfo="text"))
+    return out
+
+
+def _phase_bands(windows: Sequence[tuple[PhaseMark, float]]
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One shaded band per phase across the whole height (the x axes are shared), and the
+    phases' names above the chart."""
     span = (windows[-1][1] - windows[0][0].t) if windows else 1.0
     last_label = float("-inf")
     lift = 0
-    # Shapes and labels go in as one list each: plotly re-validates the whole list on every
-    # add_vrect/add_annotation (seconds of CPU for a battery's charts). One band per phase
-    # spans the whole height (the x axes are shared).
     shapes: list[dict[str, Any]] = []
     labels: list[dict[str, Any]] = []
     for mark, end in windows:
@@ -169,29 +252,10 @@ def figure(tl: Timeline, rules: Rules, redact: Redact = lambda s: s) -> go.Figur
         labels.append({"x": mid, "y": 1.0, "xref": "x", "yref": "paper", "yanchor": "bottom",
                        "yshift": 14 * lift, "text": f"<b>{mark.phase}</b>", "showarrow": False,
                        "font": {"size": 11, "color": "#37474f"}})
-    fig.update_layout(shapes=shapes, annotations=labels)
-    if windows:
-        # start-up log lines come before the first phase; they stay a pan away
-        pad = 0.02 * span
-        fig.update_xaxes(range=[windows[0][0].t - pad, windows[-1][1] + pad])
-    for i, title in enumerate(("bytes used", "inodes used", "requests", "log records"), 1):
-        fig.update_yaxes(title_text=title, automargin=True, row=i, col=1)
-    fig.update_yaxes(range=[-3, 105], ticksuffix="%", row=1, col=1)
-    fig.update_yaxes(range=[-3, 105], ticksuffix="%", row=2, col=1)
-    fig.update_yaxes(type="category", row=3, col=1)
-    fig.update_yaxes(type="category", row=4, col=1)
-    fig.update_xaxes(title_text="seconds since the scenario started", row=4, col=1)
-    fig.update_xaxes(showgrid=True, gridcolor="#eceff1")
-    fig.update_layout(
-        height=760, margin={"l": 60, "r": 20, "t": 56, "b": 50}, template="plotly_white",
-        hovermode="closest", legend={"groupclick": "toggleitem", "font": {"size": 11}},
-        hoverlabel={"font": {"family": "ui-monospace, monospace", "size": 11},
-                    "align": "left"},
-        font={"family": "system-ui, -apple-system, Segoe UI, sans-serif", "size": 12})
-    return fig
+    return shapes, labels
 
 
-_FIGURES: dict[int, tuple[Timeline, go.Figure]] = {}  # drawn ahead: id(timeline) -> chart
+_FIGURES: dict[int, tuple[Timeline, Figure]] = {}  # drawn ahead: id(timeline) -> chart
 
 
 def prepare_charts(timelines: Sequence[Timeline], target: Target) -> None:
@@ -332,9 +396,11 @@ def _scenario(tl: Timeline | None, name: str, verdicts: Sequence[Mapping[str, An
     if tl is not None and chart:
         ready = _FIGURES.pop(id(tl), None)
         fig = ready[1] if ready is not None and ready[0] is tl else figure(tl, rules, redact)
-        out.append('<div class="chart">' + fig.to_html(
-            full_html=False, include_plotlyjs=False, div_id=f"chart-{anchor}",
-            config={"displaylogo": False, "responsive": True}) + "</div>")
+        # plotly.io writes it (its JSON encoding escapes what would end the script early)
+        out.append('<div class="chart">' + pio.to_html(
+            fig, validate=False, full_html=False, include_plotlyjs=False,
+            div_id=f"chart-{anchor}", config={"displaylogo": False, "responsive": True})
+            + "</div>")
         used_js = True
     elif tl is None:
         out.append('<p class="note">no timeline was recorded for this scenario</p>')

@@ -51,32 +51,55 @@ def test_request_outcomes_name_how_each_request_ended() -> None:
 def test_chart_has_a_series_per_volume_outcome_and_source_with_every_point() -> None:
     tl = sample_timeline()
     fig = figure(tl, Rules())
-    traces = list(fig.data)
-    names = [t.name for t in traces]
+    traces = fig["data"]
+    names = [t["name"] for t in traces]
     assert names.count("sessions (filled)") == 1 and "applogs" in names
     assert {f"{v} inodes" for v in VOLUMES} <= set(names)
     assert [n for n in names if n in OUTCOMES] == list(OUTCOME_COUNTS)  # legend order
     assert [n for n in names if n in SOURCES] == list(dict.fromkeys(
         r.source for r in tl.logs()))
     assert len(traces) == 2 * len(VOLUMES) + len(OUTCOME_COUNTS) + len(SOURCES)
-    by_name = {t.name: t for t in traces}
+    by_name = {t["name"]: t for t in traces}
     for outcome, n in OUTCOME_COUNTS.items():
-        assert len(by_name[outcome].x) == n, outcome
+        assert len(by_name[outcome]["x"]) == n, outcome
     for src in SOURCES:
-        assert len(by_name[src].x) == len(tl.logs(src))
-    assert len(by_name["sessions (filled)"].x) == len(tl.disk("sessions"))
-    assert max(by_name["sessions (filled)"].y) == 100.0
+        assert len(by_name[src]["x"]) == len(tl.logs(src))
+    assert len(by_name["sessions (filled)"]["x"]) == len(tl.disk("sessions"))
+    assert max(by_name["sessions (filled)"]["y"]) == 100.0
     # the phases are shaded (one band per phase, across the four rows) and named
-    bands = [s for s in fig.layout.shapes if s.type == "rect"]
+    layout = fig["layout"]
+    bands = [s for s in layout["shapes"] if s["type"] == "rect"]
     assert len(bands) == 5
-    assert all((b.yref, b.y0, b.y1, b.xref) == ("paper", 0, 1, "x") for b in bands)
-    assert [b.x0 for b in bands] == [m.t for m, _ in tl.windows()]
-    labels = [a.text for a in fig.layout.annotations]
+    assert all((b["yref"], b["y0"], b["y1"], b["xref"]) == ("paper", 0, 1, "x") for b in bands)
+    assert [b["x0"] for b in bands] == [m.t for m, _ in tl.windows()]
+    labels = [a["text"] for a in layout["annotations"]]
     assert [lb for lb in labels if lb.startswith("<b>")] == [
         f"<b>{p}</b>" for p in ("steady", "fill", "act", "free", "recover")]
-    hover = " ".join(" ".join(t.hovertext) for t in traces)
+    hover = " ".join(" ".join(t["hovertext"]) for t in traces)
     assert "fake success: t=2.10s login/login: POST /login -&gt; 302" in hover
     assert "No space left on device" in hover and "&lt;cache full&gt; &amp;" in hover
+
+
+def test_the_chart_is_what_plotly_would_draw_from_its_own_subplots() -> None:
+    """The figure is written as plotly.js's JSON (plotly.py's validation of every property
+    cost half a second per battery): plotly.py accepts every key of it, and its grid is
+    make_subplots' own (four rows on the bottom x axis, the same domains)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    from harness.report_html import ROW_HEIGHTS, ROW_SPACING
+
+    fig = figure(sample_timeline(), Rules())
+    go.Figure(fig)  # raises on any property plotly does not know, or a bad value
+    ref = make_subplots(rows=4, cols=1, shared_xaxes=True, vertical_spacing=ROW_SPACING,
+                        row_heights=list(ROW_HEIGHTS)).to_plotly_json()["layout"]
+    for key, axis in ref.items():
+        if key.startswith(("xaxis", "yaxis")):
+            mine = fig["layout"][key]
+            assert mine["domain"] == pytest.approx(axis.pop("domain")), key
+            assert {k: mine.get(k) for k in axis} == axis, key
+    rows = {(t["xaxis"], t["yaxis"]) for t in fig["data"]}
+    assert rows == {("x", "y"), ("x2", "y2"), ("x3", "y3"), ("x4", "y4")}
 
 
 def _page() -> str:
