@@ -446,7 +446,7 @@ class Stack:
         h = self.services.get(service)
         if h is None:
             return []
-        return [engine.split_timestamp(line) for line in h.logs(timestamps=True).splitlines()]
+        return h.log_lines()
 
     def read_tails(self, items: list[tuple[str, str, int]]) -> list[tuple[int, bytes]]:
         """For each (volume, path in it, offset): size and bytes from offset, one exec."""

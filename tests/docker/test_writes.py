@@ -122,3 +122,42 @@ def engine_diff(h: object) -> list[tuple[str, int]]:
     """The engine's own diff, through docker-py (the witness)."""
     container = h._container  # type: ignore[attr-defined]
     return [(str(d["Path"]), int(d["Kind"])) for d in container.diff() or []]
+
+
+@pytest.mark.docker
+def test_reading_the_json_log_gives_the_engines_lines() -> None:
+    """``Handle.log_lines`` reads the container's json-file log itself, on from where it
+    stopped (the engine's API sends the whole log each time, after an inspect): the same
+    lines and timestamps as the engine's own ``docker logs --timestamps``, a line over
+    16 KiB (written by the engine in pieces) whole, stdout and stderr both."""
+    from harness import engine
+
+    script = ("echo one; echo two >&2; printf 'no newline yet'; sleep 0.3; echo ' done'; "
+              "head -c 40000 /dev/zero | tr '\\0' x; echo; printf 'a\\r\\nb\\n'; "
+              "echo ready; exec sleep infinity")
+    spec = engine.ContainerSpec(
+        name=f"{engine.run_id()}-jsonlog-parity", image=engine.BASE_IMAGE,
+        command=["sh", "-c", script], env={}, user="0:0", ports=(), network="",
+        aliases=(), binds={}, volumes={}, role="probe", cap_drop=())
+    h = engine.start(spec)
+    try:
+        first = h.log_lines()  # a read part way: the rest comes on the next reads
+        deadline = time.monotonic() + 10
+        while "ready" not in h.logs(timestamps=False):
+            assert time.monotonic() < deadline, "the script never finished"
+            time.sleep(0.05)  # poll interval of a deadline-bounded wait
+        assert h._log is not None and h._log.usable  # this machine reads the file itself
+        ours = h.log_lines()
+        assert ours[:len(first)] == first
+        api = [engine.split_timestamp(line)
+               for line in h.logs(timestamps=True).splitlines()]
+        texts = [text for _, text in ours]
+        # stdout and stderr reach the engine through two pipes: either may come first
+        assert sorted(texts[:2]) == ["one", "two"] and texts[2] == "no newline yet done"
+        assert "x" * 40000 in texts and texts[-3:] == ["a", "b", "ready"]
+        # the engine's own lines: the same, but for the long line it sends in pieces
+        assert [x for x in ours if len(x[1]) < 16384] == [
+            x for x in api if "x" * 100 not in x[1]]
+        assert h.log_lines() == ours  # nothing new: nothing added
+    finally:
+        h.remove()
