@@ -414,9 +414,20 @@ class Handle:
             # Under load the engine may answer "already paused" (409) or "not paused" (500)
             # to a change that a late or racing freezer transition already made: the state
             # asked for is reached. Anything else (an exited container) is an error.
-            if self.status == wanted:
+            # A transition under way (freezing, restarting) settles within moments: the
+            # state is polled, bounded, before the change counts as failed.
+            end = time.monotonic() + STATE_SETTLE_SECONDS
+            status = self.status
+            while status != wanted and status in ("running", "paused", "restarting") \
+                    and time.monotonic() < end:
+                time.sleep(0.05)  # poll interval of a deadline-bounded wait
+                status = self.status
+            if status == wanted:
                 return
-            raise InfrastructureError(f"{self.name}: {what} failed: {_short(e)}",
+            why = f"it is {status}" + ("" if status in ("running", "paused") else
+                                       f" (exit code {self.exit_code()}); last log lines:\n"
+                                       f"{self.last_lines()}")
+            raise InfrastructureError(f"{self.name}: {what} failed: {why}: {_short(e)}",
                                       "is the container still running? see its logs") from e
 
     @property
@@ -775,6 +786,7 @@ class _Shell:
             pass
 
 
+STATE_SETTLE_SECONDS = 3.0  # how long a refused pause/unpause may take to show as done
 DEFAULT_BRIDGE = "bridge"  # the engine's own network: nothing to create or remove
 
 
