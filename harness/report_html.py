@@ -24,8 +24,6 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-import plotly.io as pio
-
 from .invariants import Rules, fmt_log, fmt_step
 from .report import STATUS_WORD, counts, status
 from .sizes import format_size
@@ -139,6 +137,27 @@ def _template() -> dict[str, Any]:
 
 
 _TEMPLATE: dict[str, Any] | None = None
+CHART_CONFIG = {"displaylogo": False, "responsive": True}
+
+
+def _script_json(value: Any) -> str:
+    """JSON that can sit inside a <script> element: no ``<``, ``>`` or ``&`` as such (a
+    hover text holding ``</script>`` cannot end the element early)."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return (text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def chart_html(fig: Figure, div_id: str) -> str:
+    """A chart's element and the call that draws it (plotly.js is in the page's head), as
+    plotly.py's ``to_html(full_html=False, include_plotlyjs=False)`` writes it."""
+    height = fig["layout"].get("height", 500)
+    return (f'<div id="{html.escape(div_id)}" class="plotly-graph-div" '
+            f'style="height:{int(height)}px; width:100%;"></div>'
+            '<script type="text/javascript">window.PLOTLYENV=window.PLOTLYENV || {};'
+            f"if (document.getElementById({_script_json(div_id)})) {{Plotly.newPlot("
+            f"{_script_json(div_id)}, {_script_json(fig['data'])}, "
+            f"{_script_json(fig['layout'])}, {_script_json(CHART_CONFIG)})}};</script>")
 
 
 def figure(tl: Timeline, rules: Rules, redact: Redact = lambda s: s) -> Figure:
@@ -396,11 +415,7 @@ def _scenario(tl: Timeline | None, name: str, verdicts: Sequence[Mapping[str, An
     if tl is not None and chart:
         ready = _FIGURES.pop(id(tl), None)
         fig = ready[1] if ready is not None and ready[0] is tl else figure(tl, rules, redact)
-        # plotly.io writes it (its JSON encoding escapes what would end the script early)
-        out.append('<div class="chart">' + pio.to_html(
-            fig, validate=False, full_html=False, include_plotlyjs=False,
-            div_id=f"chart-{anchor}", config={"displaylogo": False, "responsive": True})
-            + "</div>")
+        out.append(f'<div class="chart">{chart_html(fig, f"chart-{anchor}")}</div>')
         used_js = True
     elif tl is None:
         out.append('<p class="note">no timeline was recorded for this scenario</p>')

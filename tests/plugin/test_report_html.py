@@ -205,3 +205,22 @@ def test_charts_drawn_ahead_are_the_charts_the_page_draws_and_are_used_once() ->
     assert id(tl) in report_html._FIGURES
     ahead = render_run(report, [tl], target, inline_js=False)
     assert ahead == after and not report_html._FIGURES
+
+
+def test_a_chart_whose_text_holds_a_script_end_tag_stays_one_script() -> None:
+    """Hover texts carry log lines and request bodies verbatim: one holding ``</script>``
+    must not end the chart's script element early (or start another)."""
+    import json
+
+    from harness.report_html import chart_html
+
+    fig = figure(sample_timeline(), Rules())
+    evil = "</script><script>alert(1)</script>\u2028&amp;"
+    fig["data"][0]["hovertext"] = [evil]
+    out = chart_html(fig, "chart-x")
+    assert out.count("<script") == 1 and out.count("</script>") == 1
+    assert out.endswith("</script>") and 'class="plotly-graph-div"' in out
+    body = out[out.index("Plotly.newPlot(") + len("Plotly.newPlot("):out.rindex(")}")]
+    args = json.loads(f"[{body}]")  # the call's arguments are JSON, the text intact
+    assert args[0] == "chart-x" and args[1][0]["hovertext"] == [evil]
+    assert args[3] == {"displaylogo": False, "responsive": True}
