@@ -413,6 +413,11 @@ def clean(run_id: str | None, stale: bool) -> None:
     console.print(f"removed {left.containers} containers, {left.volumes} volumes, "
                   f"{left.networks} networks"
                   + (f", {left.mounts} tmpfs mounts" if left.mounts else ""))
+    if left.host_only:
+        console.print(f"kept {len(left.host_only)} volume(s) whose tmpfs fulldisk mounted on "
+                      "the engine's host (unmounted only from there): run `fulldisk clean` "
+                      f"as root on the engine's host: {', '.join(left.host_only)}",
+                      markup=False)
     if left.unproven:
         console.print(f"kept {len(left.unproven)} run(s) not proven gone (alive, or without "
                       f"a lease): {', '.join(left.unproven)}; `fulldisk clean --run ID` "

@@ -923,11 +923,14 @@ class Leftovers:
     unproven: tuple[str, ...] = ()  # with --stale: runs kept because no lease proves them gone
     runs: tuple[str, ...] = ()  # the run ids found
     mounts: int = 0  # volumes' tmpfs mounted by fulldisk on this host (hostfs)
+    # volumes mounted by fulldisk on the engine's host, left for a clean run there
+    host_only: tuple[str, ...] = ()
 
     @property
     def total(self) -> int:
         """Sum of all resources."""
-        return self.containers + self.volumes + self.networks + self.mounts
+        return self.containers + self.volumes + self.networks + self.mounts \
+            + len(self.host_only)
 
 
 def _alive(pid: str, host: str, *, local_only: bool = False) -> bool:
@@ -1040,8 +1043,19 @@ def clean(run: str | None = None, *, stale_only: bool = False, dry_run: bool = F
         ctrs = [x for x in ctrs if _run_of(_labels(x)) in gone]
         vols = [v for v in vols if _run_of(v.attrs.get("Labels")) in gone]
         nets = [n for n in nets if _run_of(n.attrs.get("Labels")) in gone]
+    # A volume whose tmpfs fulldisk mounted on the engine's host is removed only by a
+    # clean that can unmount it there (root, the engine's mount namespace): removed from
+    # elsewhere, its mount would outlive it unseen.
+    here = hostfs.reachable()
+    elsewhere = [] if here else [v for v in vols
+                                 if (v.attrs.get("Labels") or {}).get(hostfs.LABEL)]
+    vols = [v for v in vols if v not in elsewhere]
+    # ... and its run's lease stays with it: the proof a clean there needs (--stale)
+    waiting = {_run_of(v.attrs.get("Labels")) for v in elsewhere}
+    ctrs = [x for x in ctrs if not (_labels(x).get(ROLE_LABEL) == "lease"
+                                    and _run_of(_labels(x)) in waiting)]
     # tmpfs this host's fulldisk mounted for the volumes (hostfs), named <run>-<stack>-<key>
-    mounts = [m for m in hostfs.mounted()
+    mounts = [] if not here else [m for m in hostfs.mounted()
               if (run is None and not stale_only) or any(m.startswith(f"{r}-") for r in
                                                           ({run} if run else runs))]
     if stale_only:
@@ -1066,7 +1080,8 @@ def clean(run: str | None = None, *, stale_only: bool = False, dry_run: bool = F
             if not stale_only:
                 _lease.release()
     return Leftovers(len(ctrs), len(vols), len(nets), tuple(sorted(unproven)),
-                     tuple(sorted(runs)), len(mounts))
+                     tuple(sorted(runs)), len(mounts),
+                     tuple(sorted(str(v.name) for v in elsewhere)))
 
 
 def _gone(remove: Callable[[], Any], end: float, name: str) -> None:

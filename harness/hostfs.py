@@ -81,6 +81,16 @@ def unavailable(kind: str = "auto") -> str | None:
     return why
 
 
+def reachable() -> bool:
+    """Whether the engine's host mounts are this process's to unmount (root, in the
+    engine's mount namespace): ``clean`` leaves a volume fulldisk mounted on the host to
+    a clean run there otherwise."""
+    return _why_not() is None
+
+
+LABEL = "fulldisk.hostfs"  # on a docker volume whose tmpfs fulldisk mounted on the host
+
+
 @cache
 def _why_not() -> str | None:
     host = os.environ.get("DOCKER_HOST", "")

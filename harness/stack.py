@@ -25,7 +25,7 @@ from typing import Generic, Self, TypeVar
 
 import requests
 
-from . import engine, seedcache
+from . import engine, hostfs, seedcache
 from .errors import (
     ConfigError,
     HarnessError,
@@ -217,14 +217,17 @@ class Stack:
             seeds = pool.submit(self._read_seeds)
             # the pool's end waits for it, so a start that fails later still removes it
             network = pool.submit(self._make_network)
-            made = _each(pool, {key: partial(TmpfsVolume.create, key, f"{self.id}-{key}", spec)
+            # who mounts the volumes is decided first: their labels say it (see clean)
+            kind = "host" if hostfs.unavailable(self.agent_kind) is None else "container"
+            made = _each(pool, {key: partial(TmpfsVolume.create, key, f"{self.id}-{key}", spec,
+                                             host=kind == "host")
                                 for key, spec in self.target.volumes.items()})
             self._docker_volumes += made.done.values()
             made.raise_first()
             # the agent needs the volumes only (no network): it starts while that is made
             self.agent = start_agent(f"{self.id}-agent", {
                 k: (f"{self.id}-{k}", spec) for k, spec in self.target.volumes.items()},
-                kind=self.agent_kind)
+                kind=kind)
             for key, spec in self.target.volumes.items():
                 self.volumes[key] = TmpfsVolume(key, f"{self.id}-{key}", spec, self.agent)
             self._seed(pool, seeds.result())

@@ -1,12 +1,14 @@
 """Volumes: small filesystems that can be filled, drained, measured and reset.
 
 The ``Volume`` Protocol is what loads, probes and scenarios use; ``TmpfsVolume`` is the
-docker backend (a docker local volume of type tmpfs). An ``Agent`` container of the
-harness's own (from the base image) mounts every volume of a stack for the whole run:
-it keeps tmpfs contents alive if a service crashes, and runs fills and measurements as
-the app's user, so target images need no tools of ours. Services see a folder of the
-volume (``data`` or the mount's ``subdir``); ballast lives beside it in ``.fulldisk``,
-invisible to the app and its cleaner.
+docker backend (a docker local volume of type tmpfs). Its agent does the work: where this
+process runs as root in the engine's mount namespace, ``HostAgent`` mounts each tmpfs on
+the host itself (``hostfs``) and works on it here; elsewhere an ``Agent`` container of the
+harness's own (from the base image) mounts every volume of a stack for the whole run. Both
+keep the contents if a service crashes and run fills as the app's user, so target images
+need no tools of ours. Services see a folder of the volume (``data`` or the mount's
+``subdir``); ballast lives beside it in ``.fulldisk``, invisible to the app and its
+cleaner.
 """
 
 from __future__ import annotations
@@ -255,7 +257,7 @@ def start_agent(name: str, volumes: dict[str, tuple[str, VolumeSpec]], *,
     """The agent of a stack's volumes (key -> (docker volume, spec)): this process on the
     engine's host where it may mount them (``hostfs``; ``kind`` as there), else a
     container."""
-    if hostfs.unavailable(kind) is None:
+    if kind == "host" or (kind == "auto" and hostfs.unavailable() is None):
         return HostAgent(name, {k: dv for k, (dv, _) in volumes.items()},
                          {dv: engine.tmpfs_options(size=s.size, inodes=s.inodes, uid=s.uid,
                                                    gid=s.gid, mode=s.mode)
@@ -394,11 +396,13 @@ class TmpfsVolume:
         self._seq = 0
 
     @classmethod
-    def create(cls, key: str, docker_name: str, spec: VolumeSpec) -> str:
-        """Create the docker volume and register it with the guard."""
+    def create(cls, key: str, docker_name: str, spec: VolumeSpec, *, host: bool = False) -> str:
+        """Create the docker volume and register it with the guard (``host``: its tmpfs
+        will be mounted by this process on the engine's host, and the label says so)."""
         engine.create_tmpfs_volume(docker_name, size=spec.size, inodes=spec.inodes,
                                    uid=spec.uid, gid=spec.gid, mode=spec.mode,
-                                   extra_labels={"fulldisk.volume": key})
+                                   extra_labels={"fulldisk.volume": key,
+                                                 **({hostfs.LABEL: "1"} if host else {})})
         GUARD.register(Owned("docker-tmpfs", docker_name, engine.run_id()))
         return docker_name
 

@@ -104,8 +104,8 @@ NEVER_IMPORTS = {
     "engine": UPSTREAM - {"engine", "hostfs", "backend"} | {"invariants", "report", "report_html"},
     "volume": UPSTREAM - {"volume", "engine", "hostfs", "guard", "backend"}
     | {"invariants", "report"},
-    "stack": UPSTREAM - {"stack", "engine", "guard", "seedcache", "volume", "writes",
-                         "backend"} | {"invariants", "report", "report_html"},
+    "stack": UPSTREAM - {"stack", "engine", "hostfs", "guard", "seedcache", "volume",
+                         "writes", "backend"} | {"invariants", "report", "report_html"},
     "probes": UPSTREAM - {"probes", "backend"} | {"invariants", "report", "report_html"},
     "loads": UPSTREAM - {"loads", "probes", "volume", "backend"}
     | {"invariants", "report", "report_html"},
