@@ -197,10 +197,16 @@ def release(name: str) -> bool:
     found = is_ours(path)
     if found:
         assert lib is not None
-        if lib.umount2(path.encode(), 0) != 0 and lib.umount2(path.encode(), _MNT_DETACH) != 0:
+        if lib.umount2(path.encode(), 0) != 0:
             err = ctypes.get_errno()
-            raise InfrastructureError(f"cannot unmount {path}: {os.strerror(err)}",
-                                      "run `fulldisk clean` as root")
+            # busy (a shell inside it): detached, gone once let go of; not a mount any
+            # more: another clean reaping the same stale run got there first
+            if err == errno.EBUSY and lib.umount2(path.encode(), _MNT_DETACH) == 0:
+                pass
+            elif is_ours(path):
+                err = ctypes.get_errno() if err == errno.EBUSY else err
+                raise InfrastructureError(f"cannot unmount {path}: {os.strerror(err)}",
+                                          "run `fulldisk clean` as root")
     try:
         os.remove(f"{path}.marks")
     except FileNotFoundError:

@@ -187,6 +187,9 @@ class Stack:
         self.agent: VolumeAgent | None = None
         self._network_made = False
         self._docker_volumes: list[str] = []
+        self._making = threading.Lock()  # held while the volumes and their agent are made
+        self._stopped = False  # stop() began: a start under way makes nothing more
+        self._started = False
 
     # --- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> Self:
@@ -208,6 +211,11 @@ class Stack:
         network) started, and services start level by level of ``depends_on`` (compose's
         order: after what they depend on has started).
         """
+        with self._making:
+            if self._stopped and not self._started:  # removed before it ever started
+                raise InfrastructureError(f"{self.id}: the stack is being removed",
+                                          "nothing to do: the run is ending")
+            self._stopped, self._started = False, True  # a stop and start again: a restart
         engine.require_image(engine.BASE_IMAGE, "run ci/setup to build the base image the "
                              "agent container runs from")
         for svc in self.target.services.values():
@@ -219,15 +227,22 @@ class Stack:
             network = pool.submit(self._make_network)
             # who mounts the volumes is decided first: their labels say it (see clean)
             kind = "host" if hostfs.unavailable(self.agent_kind) is None else "container"
-            made = _each(pool, {key: partial(TmpfsVolume.create, key, f"{self.id}-{key}", spec,
-                                             host=kind == "host")
-                                for key, spec in self.target.volumes.items()})
-            self._docker_volumes += made.done.values()
-            made.raise_first()
-            # the agent needs the volumes only (no network): it starts while that is made
-            self.agent = start_agent(f"{self.id}-agent", {
-                k: (f"{self.id}-{k}", spec) for k, spec in self.target.volumes.items()},
-                kind=kind)
+            # A stop from another thread (an interrupt) waits until the agent holds the
+            # volumes: an agent container started after they were removed would have the
+            # engine create unlabelled volumes of the same names, which nothing removes.
+            with self._making:
+                if self._stopped:
+                    raise InfrastructureError(f"{self.id}: the stack is being removed",
+                                              "nothing to do: the run is ending")
+                made = _each(pool, {key: partial(TmpfsVolume.create, key, f"{self.id}-{key}",
+                                                 spec, host=kind == "host")
+                                    for key, spec in self.target.volumes.items()})
+                self._docker_volumes += made.done.values()
+                made.raise_first()
+                # the agent needs the volumes only (no network): it starts while that is made
+                self.agent = start_agent(f"{self.id}-agent", {
+                    k: (f"{self.id}-{k}", spec) for k, spec in self.target.volumes.items()},
+                    kind=kind)
             for key, spec in self.target.volumes.items():
                 self.volumes[key] = TmpfsVolume(key, f"{self.id}-{key}", spec, self.agent)
             self._seed(pool, seeds.result())
@@ -247,7 +262,9 @@ class Stack:
         """Remove services and agent (together), then the volumes and the network
         (together); safe to call twice."""
         errors: list[str] = []
-        if self.agent is not None:  # a start in another thread ends its binds first
+        with self._making:  # a start in another thread has its agent, or makes nothing
+            self._stopped = True
+        if self.agent is not None:  # ... and ends its binds first
             self.agent.close()
         holders: dict[str, Callable[[], object]] = {
             h.name: h.remove for h in self.services.values()}
