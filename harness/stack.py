@@ -1,4 +1,5 @@
-"""Stack: a target's services on a private network, with every writable path on a Volume.
+"""Stack: a target's services on a private network (a lone service: the engine's default
+bridge), with every writable path on a Volume.
 
 Start order: the network, made while the volumes (together), the agent that holds them
 (on no network) and the seeds copied from the images (cached per image id) are; then the
