@@ -162,8 +162,19 @@ def mounted() -> list[str]:
 
 
 def is_ours(path: str) -> bool:
-    """A tmpfs this module mounted (the guard's check before any write)."""
+    """A tmpfs this module mounted."""
     return _mounts().get(path) == ("tmpfs", SOURCE)
+
+
+def require_ours(*paths: str) -> None:
+    """The guard's check before any write (and any measurement): each path is a tmpfs this
+    module mounted, by one read of the mount table; never another filesystem (a stack
+    removed meanwhile: its folder would be the host's own)."""
+    table = _mounts()
+    for path in paths:
+        if table.get(path) != ("tmpfs", SOURCE):
+            raise GuardError(f"Refusing to work on {path}: not a tmpfs this run mounted",
+                             "fulldisk only writes to tmpfs volumes it created")
 
 
 def mount_tmpfs(name: str, options: str) -> str:
@@ -269,15 +280,12 @@ def get_tar(path: str) -> bytes | None:
     return buf.getvalue()
 
 
-def statvfs(path: str) -> tuple[int, int, int, int, int]:
-    """(block size, blocks, blocks free, inodes, inodes free) of a tmpfs this module
-    mounted, as ``stat -f -c '%S %b %a %c %d'`` prints them; never of another filesystem
-    (a stack removed meanwhile: its folder would be the host's own)."""
-    if not is_ours(path):
-        raise GuardError(f"{path} is not a tmpfs this run mounted (removed?)",
-                         "measure volumes of a running stack")
-    st = os.statvfs(path)
-    return st.f_frsize, st.f_blocks, st.f_bavail, st.f_files, st.f_ffree
+def statvfs(*paths: str) -> list[tuple[int, int, int, int, int]]:
+    """(block size, blocks, blocks free, inodes, inodes free) of tmpfs this module mounted,
+    as ``stat -f -c '%S %b %a %c %d'`` prints them (``require_ours`` first)."""
+    require_ours(*paths)
+    return [(st.f_frsize, st.f_blocks, st.f_bavail, st.f_files, st.f_ffree)
+            for st in map(os.statvfs, paths)]
 
 
 def read_tail(root: str, rel: str, offset: int, *, limit: int = 64 << 20) -> tuple[int, bytes]:

@@ -175,7 +175,7 @@ class Stack:
     def __init__(self, target: Target, *, env: Mapping[str, Mapping[str, str]] | None = None,
                  name: str | None = None, agent: str = "auto") -> None:
         self.target = target
-        self.agent_kind = agent  # who works on the volumes: see volume.start_agent
+        self.agent_kind = agent  # who works on the volumes: see hostfs.unavailable
         self.id = name or f"{engine.run_id()}-{uuid.uuid4().hex[:6]}"
         self.env_overrides = {k: dict(v) for k, v in (env or {}).items()}
         # A lone service has no one to reach by name: it joins the engine's default
@@ -227,7 +227,7 @@ class Stack:
             # the pool's end waits for it, so a start that fails later still removes it
             network = pool.submit(self._make_network)
             # who mounts the volumes is decided first: their labels say it (see clean)
-            kind = "host" if hostfs.unavailable(self.agent_kind) is None else "container"
+            host = hostfs.unavailable(self.agent_kind) is None
             # A stop from another thread (an interrupt) waits until the agent holds the
             # volumes: an agent container started after they were removed would have the
             # engine create unlabelled volumes of the same names, which nothing removes.
@@ -236,14 +236,14 @@ class Stack:
                     raise InfrastructureError(f"{self.id}: the stack is being removed",
                                               "nothing to do: the run is ending")
                 made = _each(pool, {key: partial(TmpfsVolume.create, key, f"{self.id}-{key}",
-                                                 spec, host=kind == "host")
+                                                 spec, host=host)
                                     for key, spec in self.target.volumes.items()})
                 self._docker_volumes += made.done.values()
                 made.raise_first()
                 # the agent needs the volumes only (no network): it starts while that is made
                 self.agent = start_agent(f"{self.id}-agent", {
                     k: (f"{self.id}-{k}", spec) for k, spec in self.target.volumes.items()},
-                    kind=kind)
+                    host=host)
             for key, spec in self.target.volumes.items():
                 self.volumes[key] = TmpfsVolume(key, f"{self.id}-{key}", spec, self.agent)
             self._seed(pool, seeds.result())

@@ -227,9 +227,7 @@ class HostAgent(VolumeAgent):
 
     def put_archive(self, path: str, data: bytes) -> None:
         with self.holding():
-            if not hostfs.is_ours(path):
-                raise GuardError(f"Refusing to write to {path}: not a tmpfs this run "
-                                 "mounted", "fulldisk only writes to tmpfs volumes it created")
+            hostfs.require_ours(path)
             hostfs.put_tar(path, data)
 
     def get_archive(self, path: str) -> bytes | None:
@@ -253,16 +251,15 @@ class HostAgent(VolumeAgent):
 
 
 def start_agent(name: str, volumes: dict[str, tuple[str, VolumeSpec]], *,
-                kind: str = "auto") -> VolumeAgent:
+                host: bool) -> VolumeAgent:
     """The agent of a stack's volumes (key -> (docker volume, spec)): this process on the
-    engine's host where it may mount them (``hostfs``; ``kind`` as there), else a
-    container."""
-    if kind == "host" or (kind == "auto" and hostfs.unavailable() is None):
-        return HostAgent(name, {k: dv for k, (dv, _) in volumes.items()},
-                         {dv: engine.tmpfs_options(size=s.size, inodes=s.inodes, uid=s.uid,
-                                                   gid=s.gid, mode=s.mode)
-                          for dv, s in volumes.values()})
-    return Agent(name, {k: dv for k, (dv, _) in volumes.items()})
+    engine's host (``host``: the caller asked ``hostfs.unavailable``), else a container."""
+    names = {k: dv for k, (dv, _) in volumes.items()}
+    if host:
+        return HostAgent(name, names, {
+            dv: engine.tmpfs_options(size=s.size, inodes=s.inodes, uid=s.uid, gid=s.gid,
+                                     mode=s.mode) for dv, s in volumes.values()})
+    return Agent(name, names)
 
 
 def measure(volumes: list[TmpfsVolume]) -> list[Usage]:
@@ -275,7 +272,9 @@ def measure(volumes: list[TmpfsVolume]) -> list[Usage]:
     agent = volumes[0].agent
     assert all(v.agent is agent for v in volumes)
     if agent.host:  # statvfs here: microseconds, no process at all
-        return [v.usage() for v in volumes]
+        with agent.holding():
+            return [v._usage(*st) for v, st in
+                    zip(volumes, hostfs.statvfs(*(v.path for v in volumes)), strict=True)]
     paths = " ".join(shlex.quote(v.path) for v in volumes)
     for _ in range(3):  # under load docker exec can hand back an empty stream
         code, out = agent.sh(f"stat -f -c '%S %b %a %c %d' {paths}")
@@ -430,19 +429,12 @@ class TmpfsVolume:
         attrs = self._attrs
         GUARD.check_docker_volume(self.docker_name, attrs.get("Labels"), engine.run_id(),
                                   attrs.get("Options"))
-        if self.agent.host and not hostfs.is_ours(self.path):
-            raise GuardError(f"Refusing to write to volume {self.name!r}: {self.path} is not "
-                             "a tmpfs this run mounted", "fulldisk only writes to tmpfs "
-                             "volumes it created")
 
     def _check(self) -> str:
         """Shell prefix: refuse unless the path is a tmpfs mountpoint in the agent (on the
         host: checked here, in the mount table, before the script runs)."""
         if self.agent.host:
-            if not hostfs.is_ours(self.path):
-                raise GuardError(f"Refusing to write to volume {self.name!r}: {self.path} "
-                                 "is not a tmpfs this run mounted",
-                                 "fulldisk only writes to tmpfs volumes it created")
+            hostfs.require_ours(self.path)
             return ""
         p = shlex.quote(self.path)
         return (f'[ "$(stat -f -c %T {p})" = tmpfs ] && mountpoint -q {p} '
@@ -467,9 +459,12 @@ class TmpfsVolume:
         here afterwards costs no process."""
         return "" if self.agent.host else self._STAT.format(p=self.path)
 
-    def _parse(self, line: str) -> Usage:
-        bs, blocks, avail, files, ffree = (int(x) for x in line.split())
+    def _usage(self, bs: int, blocks: int, avail: int, files: int, ffree: int) -> Usage:
+        """Usage from statvfs's numbers (as ``_STAT`` prints them)."""
         return Usage(bs * blocks, bs * avail, files, ffree, self.user)
+
+    def _parse(self, line: str) -> Usage:
+        return self._usage(*(int(x) for x in line.split()))
 
     def _usage_in(self, out: str) -> Usage | None:
         """The usage printed by a script ending in ``_STAT``; None if the stream came back
@@ -482,9 +477,7 @@ class TmpfsVolume:
     def usage(self) -> Usage:
         """Measure bytes and inodes with statvfs inside the volume."""
         if self.agent.host:
-            with self.agent.holding():
-                bs, blocks, avail, files, ffree = hostfs.statvfs(self.path)
-            return Usage(bs * blocks, bs * avail, files, ffree, self.user)
+            return measure([self])[0]
         out = ""
         for _ in range(3):  # under load docker exec can hand back an empty stream
             out = self._run(self._STAT.format(p=shlex.quote(self.path)), guarded=False)
