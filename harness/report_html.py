@@ -20,6 +20,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
@@ -98,11 +99,15 @@ ROW_HEIGHTS = (0.27, 0.18, 0.30, 0.25)  # bytes, inodes, requests, log records
 ROW_SPACING = 0.035
 
 
+def _axis(row: int) -> str:
+    """The suffix of a row's axes (plotly.js names them x, x2, x3, ...)."""
+    return "" if row == 1 else str(row)
+
+
 def _trace(row: int, **props: Any) -> dict[str, Any]:
     """A scatter trace on a row of the chart (plotly.js's own keys, not plotly.py's
     underscore shorthands), None values left out."""
-    axis = "" if row == 1 else str(row)
-    return {"type": "scatter", "xaxis": f"x{axis}", "yaxis": f"y{axis}",
+    return {"type": "scatter", "xaxis": f"x{_axis(row)}", "yaxis": f"y{_axis(row)}",
             **{k: v for k, v in props.items() if v is not None}}
 
 
@@ -115,7 +120,7 @@ def _grid() -> dict[str, Any]:
     layout: dict[str, Any] = {}
     top = 1.0
     for i, h in enumerate(ROW_HEIGHTS, 1):
-        n = "" if i == 1 else str(i)
+        n = _axis(i)
         bottom = max(0.0, top - h * usable)
         layout[f"xaxis{n}"] = {"anchor": f"y{n}", "domain": [0.0, 1.0], "showgrid": True,
                                "gridcolor": "#eceff1",
@@ -127,16 +132,13 @@ def _grid() -> dict[str, Any]:
     return layout
 
 
+@cache
 def _template() -> dict[str, Any]:
     """plotly.py's "plotly_white" template (shipped as JSON in the package)."""
-    global _TEMPLATE
-    if _TEMPLATE is None:
-        path = importlib.resources.files("plotly") / "package_data" / "templates"
-        _TEMPLATE = json.loads((path / "plotly_white.json").read_text(encoding="utf-8"))
-    return _TEMPLATE
+    path = importlib.resources.files("plotly") / "package_data" / "templates"
+    return dict(json.loads((path / "plotly_white.json").read_text(encoding="utf-8")))
 
 
-_TEMPLATE: dict[str, Any] | None = None
 CHART_CONFIG = {"displaylogo": False, "responsive": True}
 
 
@@ -192,10 +194,10 @@ def figure(tl: Timeline, rules: Rules, redact: Redact = lambda s: s) -> Figure:
         span = windows[-1][1] - windows[0][0].t
         pad = 0.02 * span
         for i in range(1, len(ROW_HEIGHTS) + 1):
-            layout[f"xaxis{'' if i == 1 else i}"]["range"] = [windows[0][0].t - pad,
-                                                               windows[-1][1] + pad]
+            layout[f"xaxis{_axis(i)}"]["range"] = [windows[0][0].t - pad,
+                                                   windows[-1][1] + pad]
     for i, title in enumerate(("bytes used", "inodes used", "requests", "log records"), 1):
-        layout[f"yaxis{'' if i == 1 else i}"]["title"] = {"text": title}
+        layout[f"yaxis{_axis(i)}"]["title"] = {"text": title}
     for n in ("", "2"):
         layout[f"yaxis{n}"].update(range=[-3, 105], ticksuffix="%")
     for n in ("3", "4"):
