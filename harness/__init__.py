@@ -18,19 +18,6 @@ from .errors import (
     UsageError,
 )
 from .sizes import format_size, parse_size
-from .target import Target, load_target, reference_target
-from .timeline import (
-    CounterSample,
-    DiskSample,
-    HealthSample,
-    LoadEvent,
-    LogRecord,
-    PhaseMark,
-    ProbeResult,
-    StepResult,
-    Timeline,
-    Usage,
-)
 
 if TYPE_CHECKING:
     from .battery import Outcome, Run
@@ -41,6 +28,19 @@ if TYPE_CHECKING:
     from .scenario import ScenarioStack
     from .stack import Stack
     from .stock import check
+    from .target import Target, load_target, reference_target
+    from .timeline import (
+        CounterSample,
+        DiskSample,
+        HealthSample,
+        LoadEvent,
+        LogRecord,
+        PhaseMark,
+        ProbeResult,
+        StepResult,
+        Timeline,
+        Usage,
+    )
     from .volume import TmpfsVolume, Volume
 
 __all__ = [
@@ -83,6 +83,10 @@ __all__ = [
 ]
 
 _LAZY = {
+    "Target": "target", "load_target": "target", "reference_target": "target",
+    **{n: "timeline" for n in ("CounterSample", "DiskSample", "HealthSample", "LoadEvent",
+                               "LogRecord", "PhaseMark", "ProbeResult", "StepResult",
+                               "Timeline", "Usage")},
     "Outcome": "battery", "Run": "battery", "Rules": "invariants", "Verdict": "invariants",
     "evaluate": "invariants", "check": "stock", "Prober": "probes", "Stack": "stack",
     "ScenarioStack": "scenario",
@@ -92,7 +96,8 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    # Docker-backed parts load on first use, so `import harness` and `pytest --help` stay fast.
+    # Everything but the errors and sizes loads on first use, so `import harness`,
+    # `pytest --help` and the console script's own settings (harness.launch) come first.
     if name in _LAZY:
         import importlib
 

@@ -187,7 +187,7 @@ def volume_scenario(stack: Backend, volume: str, *, scenario: str | None = None,
             hold_full(run, vol, settle=settle)
             run.pr.disk()
         with run.phase("act"):
-            run.observe(marks=FLOOD)
+            run.observe(marks=flood(stack.target, volume))
             run.observe()
     finally:
         with run.phase("free"):
@@ -196,6 +196,13 @@ def volume_scenario(stack: Backend, volume: str, *, scenario: str | None = None,
     with run.phase("recover"):
         run.recover(baseline=run.baseline())
     return run.finish(invariants)
+
+
+def flood(target: Target, volume: str) -> int:
+    """Marked requests to send while a volume is full: FLOOD where a log of the app lives
+    on it (the unused tail of a log file's last page must not absorb them all); elsewhere
+    the app's logs are written to a disk that is not full, and MARKS show they go on."""
+    return FLOOD if target.holds_logs(volume) else MARKS
 
 
 def hold_full(run: Run, vol: Volume, *, settle: float = 0.3, deadline: float = 3.0) -> None:

@@ -171,11 +171,13 @@ def _straight(target_path: str | None, report_dir: str, json_path: str | None,
 
     target, out, html = _outputs(target_path, report_dir, None, json_path, html_path)
     engine.require()  # Docker down is exit 3 before anything starts
-    engine.start_lease()  # made by the engine while the rest is imported
     from .progress import RunProgress, terminal_console
     from .report import build, write_json
     from .runner import run_battery
 
+    # The lease is made by the engine while the first stack is prepared; not while the
+    # rest is imported: a thread waiting for the engine's answers gets the GIL late then.
+    engine.start_lease()
     with RunProgress(terminal_console(), target.name) as progress:
         progress.total = len(_cases(target))
         result = run_battery(target, done=lambda c, o: progress.finished(
@@ -565,6 +567,36 @@ def main(argv: list[str] | None = None) -> None:
                 engine.release_lease()
             except HarnessError:
                 pass
+
+
+def entry() -> NoReturn:
+    """The console script: ``main``, then the process ends without the interpreter's
+    teardown of its modules (60 ms of a one-second run). Every resource is released and
+    every file closed by then; exit handlers still run, and a thread still working (none
+    should be) gets the ordinary exit that waits for it."""
+    code: int | str | None = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code
+    if not isinstance(code, int):  # SystemExit("message") prints it and exits 1
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    import threading
+
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
+           if t is not threading.main_thread()):
+        sys.exit(code)
+    import atexit
+
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # a closed pipe (`fulldisk list | head`): nothing more can be said
+        code = code or 1
+    os._exit(code)
 
 
 def _main(argv: list[str] | None) -> None:

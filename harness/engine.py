@@ -5,7 +5,7 @@ creates carries ``fulldisk.run=<run id>`` and ``fulldisk.pid=<owner pid>`` so th
 ``fulldisk clean`` and the next session remove leftovers even after a SIGKILL.
 
 Stale means proven gone: before its first resource, a process creates a small lease
-container (started in the background) and touches a file in it every few seconds.
+container (started when its first renewal is due) and touches a file in it every few seconds.
 ``clean --stale`` reaps a run only when every lease of it has gone unrenewed past its grace
 period (judged on the engine's clock; a lease never started, on its creation time) and its
 pid is not alive here; a pid alone proves nothing across PID namespaces.
@@ -103,16 +103,23 @@ class _Lease:
                 return
             require_image(BASE_IMAGE, "run ci/setup to build the base image")
             grace = max(2.0, GRACE_FACTOR * self.interval)
+            name = f"{run_id()}-lease-{os.getpid()}"
+            api = client().api
             try:
-                self.container = client().containers.create(
+                # the low-level call: the model's create inspects the container afterwards,
+                # and every resource of the run waits for this one
+                made = api.create_container(
                     BASE_IMAGE, ["sh", "-c", f"touch {LEASE_FILE} && exec sleep infinity"],
-                    detach=True, name=f"{run_id()}-lease-{os.getpid()}", init=True,
-                    network_disabled=True, cap_drop=["ALL"], user="65534:65534",
-                    security_opt=["no-new-privileges"], mem_limit="16m",
-                    labels=labels("lease", **{GRACE_LABEL: f"{grace:g}"}))
+                    detach=True, name=name, network_disabled=True, user="65534:65534",
+                    labels=labels("lease", **{GRACE_LABEL: f"{grace:g}"}),
+                    host_config=api.create_host_config(
+                        init=True, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+                        mem_limit="16m"))
+                self.container = Container(attrs={"Id": made["Id"], "Name": f"/{name}"},
+                                           client=client(), collection=client().containers)
             except docker.errors.APIError as e:
                 if e.status_code == 409:  # this pid's lease of this run already exists
-                    self.container = client().containers.get(f"{run_id()}-lease-{os.getpid()}")
+                    self.container = client().containers.get(name)
                 else:
                     raise InfrastructureError(f"Cannot create this run's lease container: "
                                               f"{_short(e)}", "see `fulldisk doctor`") from e
@@ -123,8 +130,12 @@ class _Lease:
             self.thread.start()
 
     def _renew(self, c: Container, stop: threading.Event) -> None:
-        # The start (a container start: most of the lease's cost) is not waited for: a
-        # lease never started is judged on its creation time (``_lease_age``).
+        # The start (a container start: most of the lease's cost) waits until the first
+        # renewal is due: a lease never started is judged on its creation time
+        # (``_lease_age``), so a run shorter than the interval never pays for it, and the
+        # engine is not starting it while the run's own containers start.
+        if stop.wait(self.interval):
+            return
         try:
             c.start()
         except docker.errors.APIError as e:
@@ -179,13 +190,30 @@ def client() -> docker.DockerClient:
     with _lock:
         if _client is None:
             try:
-                c = docker.from_env(timeout=60)
-                c.ping()
+                c = _negotiated()
             except Exception as e:  # docker raises several unrelated types here
                 raise DockerUnavailable(f"No Docker engine answers ({_short(e)}).",
                                         DOCKER_HINT) from e
             _client = c
         return _client
+
+
+def _negotiated() -> docker.DockerClient:
+    """A client speaking the engine's API version, learnt from the ping that proves the
+    engine answers (its API-Version header): docker-py's own negotiation asks /version
+    first, a second round trip that the engine answers slowly (it gathers its components)."""
+    probe = docker.from_env(version=MIN_API_VERSION, timeout=60)
+    try:
+        answer = probe.api.get(f"{probe.api.base_url}/_ping", timeout=60)
+        answer.raise_for_status()
+        version = answer.headers.get("API-Version")
+    finally:
+        probe.close()
+    if not version:  # an engine without the header: docker-py negotiates as usual
+        c = docker.from_env(timeout=60)
+        c.ping()
+        return c
+    return docker.from_env(version=version, timeout=60)
 
 
 def require() -> None:
@@ -236,8 +264,10 @@ def _differs(old: os.stat_result, new: os.stat_result) -> bool:
 
 
 def _short(e: BaseException) -> str:
-    text = str(e).splitlines()[0] if str(e) else type(e).__name__
-    return text[:200]
+    # docker-py's message starts with the request's URL; the engine's own words say why.
+    said = getattr(e, "explanation", None) if isinstance(e, docker.errors.APIError) else None
+    text = str(said or e).splitlines()[0] if str(said or e) else type(e).__name__
+    return text[:300]
 
 
 @dataclass(frozen=True)
@@ -408,27 +438,34 @@ class Handle:
         self._state_change("unpause", self._container.unpause, "running")
 
     def _state_change(self, what: str, call: Callable[[], Any], wanted: str) -> None:
-        try:
-            call()
-        except docker.errors.APIError as e:
-            # Under load the engine may answer "already paused" (409) or "not paused" (500)
-            # to a change that a late or racing freezer transition already made: the state
-            # asked for is reached. Anything else (an exited container) is an error.
-            # A transition under way (freezing, restarting) settles within moments: the
-            # state is polled, bounded, before the change counts as failed.
-            end = time.monotonic() + STATE_SETTLE_SECONDS
+        # The engine records pause and unpause twice: when the call returns and when
+        # containerd's event arrives. Under load an event that arrives late undoes the
+        # record, so the engine may answer "already paused" (409) or "not paused" (500)
+        # to a change that is needed, or to one already made. The state is polled,
+        # bounded: reached counts as done; still the other one, the change is asked again.
+        end = time.monotonic() + STATE_SETTLE_SECONDS
+        asked = 0.0
+        while True:
+            try:
+                call()
+                return
+            except docker.errors.APIError as e:
+                error = e
+            asked = time.monotonic()
             status = self.status
             while status != wanted and status in ("running", "paused", "restarting") \
-                    and time.monotonic() < end:
+                    and time.monotonic() < end and time.monotonic() - asked < STATE_REASK_SECONDS:
                 time.sleep(0.05)  # poll interval of a deadline-bounded wait
                 status = self.status
             if status == wanted:
                 return
-            why = f"it is {status}" + ("" if status in ("running", "paused") else
-                                       f" (exit code {self.exit_code()}); last log lines:\n"
-                                       f"{self.last_lines()}")
-            raise InfrastructureError(f"{self.name}: {what} failed: {why}: {_short(e)}",
-                                      "is the container still running? see its logs") from e
+            if status not in ("running", "paused", "restarting") or time.monotonic() >= end:
+                break
+        why = f"it is {status}" + ("" if status in ("running", "paused") else
+                                   f" (exit code {self.exit_code()}); last log lines:\n"
+                                   f"{self.last_lines()}")
+        raise InfrastructureError(f"{self.name}: {what} failed: {why}: {_short(error)}",
+                                  "is the container still running? see its logs") from error
 
     @property
     def status(self) -> str:
@@ -786,7 +823,9 @@ class _Shell:
             pass
 
 
+MIN_API_VERSION = "1.24"  # asked of an engine only to read its own version (its ping)
 STATE_SETTLE_SECONDS = 3.0  # how long a refused pause/unpause may take to show as done
+STATE_REASK_SECONDS = 0.5  # how long a refused one is polled before it is asked again
 DEFAULT_BRIDGE = "bridge"  # the engine's own network: nothing to create or remove
 
 
@@ -842,7 +881,9 @@ def start(spec: ContainerSpec) -> Handle:
     require_image(spec.image, image_hint)
     # testcontainers' public builder: command, env, name, mounts and docker-py's own
     # create() arguments (with_kwargs); the container it starts is kept, not the wrapper
-    w = DockerContainer(spec.image).with_name(spec.name)
+    # its client speaks the API version ours negotiated (no second /version round trip)
+    w = DockerContainer(spec.image, docker_client_kw={
+        "version": client().api.api_version, "timeout": 60}).with_name(spec.name)
     if spec.command is not None:
         w.with_command(spec.command)
     w.with_envs(**spec.env)
@@ -865,8 +906,10 @@ def start(spec: ContainerSpec) -> Handle:
         "privileged": spec.privileged,
         "init": True,
     }
+    # A network is always named: testcontainers looks for a "host network" to join (a
+    # listing of every custom network) when a container has none.
     if spec.network == DEFAULT_BRIDGE:
-        kwargs["network_mode"] = DEFAULT_BRIDGE  # a lone service: nobody to talk to
+        kwargs["network"] = DEFAULT_BRIDGE  # a lone service: nobody to talk to
     elif spec.network:
         # a network of this run made by network_create (with_network wants one made by
         # testcontainers), joined under the service's aliases
@@ -874,7 +917,7 @@ def start(spec: ContainerSpec) -> Handle:
         kwargs["networking_config"] = {spec.network: EndpointConfig(
             client().api.api_version, aliases=list(spec.aliases))}
     else:
-        kwargs["network_mode"] = "none"
+        kwargs["network"] = "none"
     if spec.user:
         kwargs["user"] = spec.user
     w.with_kwargs(**kwargs)
@@ -963,8 +1006,9 @@ def _lease_age(c: Container, now: float) -> float | None:
     """Seconds since a lease was last renewed (None when its file cannot be read)."""
     attrs = c.attrs or {}
     if attrs.get("State") == "created" and isinstance(attrs.get("Created"), int):
-        # never started: its process creates it and starts it at once, so one still not
-        # started past the grace period has no process behind it (engine's clock both)
+        # never started: its process starts it when the first renewal is due (an interval,
+        # a twelfth of the grace period), so one still not started past the grace period
+        # has no process behind it (engine's clock both)
         return now - float(attrs["Created"])
     try:
         stream, _ = c.get_archive(LEASE_FILE)

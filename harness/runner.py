@@ -95,17 +95,19 @@ def run_battery(target: Target, *, done: CaseDone = lambda c, o: None,
     ensure_images(target)
     result = BatteryRun()
     with _sigterm_interrupts():
-        # leftovers of runs whose process is gone, removed while this run starts its own
-        # stacks: only runs proven gone are touched, never this one
+        # leftovers of runs whose process is gone, removed while this run removes its own
+        # stacks (an engine wait): while they start, the engine's listing slowed the
+        # first stack's start. Only runs proven gone are touched, never this one.
         stale = threading.Thread(target=_clean_stale, name="fulldisk-clean-stale", daemon=True)
-        stale.start()
         lanes = _Lanes(target, battery_cases(target), done)
         try:
-            lanes.run(at_once, meanwhile)
+            lanes.run(at_once, meanwhile, ending=stale.start)
         except KeyboardInterrupt as e:
             result.interrupted = str(e) or "SIGINT"
         finally:
             lanes.close()
+            if stale.ident is None:  # the cases never all ended (an interrupt, an error)
+                stale.start()
             stale.join(timeout=JOIN_SECONDS)
             try:  # whatever an interrupt left half made (as the plugin's session end does)
                 engine.clean(run=engine.run_id())
@@ -162,10 +164,12 @@ class _Lanes:
         return sorted((lane for lane in (plain, shared, *fresh) if lane), key=lambda lane: lane[0])
 
     def run(self, at_once: int,
-            meanwhile: Callable[[list[Outcome]], None] | None = None) -> None:
+            meanwhile: Callable[[list[Outcome]], None] | None = None, *,
+            ending: Callable[[], None] | None = None) -> None:
         """Run every lane, at most ``at_once`` at a time (a lane counts until its stack is
         removed); then remove the long-lived stacks (reading what their services wrote
-        outside the volumes). ``meanwhile``: see ``run_battery``."""
+        outside the volumes). ``meanwhile``: see ``run_battery``; ``ending`` is called
+        once, first, at the same moment."""
         pending = deque(self.lanes())
         active = busy = 0  # lanes not ended; lanes whose cases still run
         with phase_listener(self._on_phase):
@@ -185,9 +189,13 @@ class _Lanes:
                     active -= 1
                     continue
                 busy -= 1
-                if meanwhile and not busy and (not pending or self.broken.is_set()):
-                    call, meanwhile = meanwhile, None
-                    _meanwhile(call, self.outcomes())
+                if not busy and (not pending or self.broken.is_set()):
+                    if ending is not None:
+                        ending_now, ending = ending, None
+                        ending_now()
+                    if meanwhile:
+                        call, meanwhile = meanwhile, None
+                        _meanwhile(call, self.outcomes())
         self.stacks.stop_all(untested=True)
 
     def outcomes(self) -> list[Outcome]:

@@ -758,6 +758,13 @@ class Target(_Model):
                         best = (len(m.path), vname)
         return best[1] if best else None
 
+    def holds_logs(self, volume: str) -> bool:
+        """Whether a log the app writes lives on this volume: a declared file log, a mount
+        that holds open log files, or a volume whose role is logs."""
+        v = self.volumes[volume]
+        return v.role == "logs" or any(m.logs for m in v.mounts) or any(
+            self.log_volume(log) == volume for log in self.logs)
+
     def shared(self, name: str = "shared", size: int | None = None) -> Target:
         """The same target with every writable path on one volume, as on the real server.
 
