@@ -209,11 +209,16 @@ def _negotiated() -> docker.DockerClient:
         version = answer.headers.get("API-Version")
     finally:
         probe.close()
-    if not version:  # an engine without the header: docker-py negotiates as usual
+    if version:
+        c = docker.from_env(version=version, timeout=60)
+    else:  # an engine without the header: docker-py negotiates as usual
         c = docker.from_env(timeout=60)
         c.ping()
-        return c
-    return docker.from_env(version=version, timeout=60)
+    if c.api.base_url.startswith("http+docker://"):
+        # a local socket: no proxy applies, so requests need not look for one, nor for
+        # ~/.netrc, before every call (a remote engine keeps the environment's proxy)
+        c.api.trust_env = False
+    return c
 
 
 def require() -> None:
@@ -289,12 +294,20 @@ def info() -> EngineInfo:
 
 
 def image_exists(tag: str) -> bool:
-    """Whether an image is present locally."""
+    """Whether an image is present locally. A tag found once is not asked again in this
+    process (a stack start asked up to five times): one removed since fails its
+    container's create, which names the image and the fix as this check would."""
+    if tag in _present:
+        return True
     try:
         client().images.get(tag)
     except docker.errors.ImageNotFound:
         return False
+    _present.add(tag)
     return True
+
+
+_present: set[str] = set()  # tags image_exists found
 
 
 @dataclass(frozen=True)

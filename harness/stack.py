@@ -428,7 +428,7 @@ class Stack:
                         "in this message")
             if pending:  # poll interval of a deadline-bounded readiness loop: short while
                 # a server is most likely to come up, then easier on a slow one
-                time.sleep(0.01 if time.monotonic() - t0 < 1.0 else 0.05)
+                time.sleep(0.005 if time.monotonic() - t0 < 1.0 else 0.05)
 
     def check_alive(self) -> None:
         """Raise the "exited at start" error of the first service that is no longer running

@@ -402,3 +402,22 @@ def test_default_cause_patterns_name_what_real_servers_write(line: str) -> None:
 def test_default_cause_patterns_leave_other_statuses_and_numbers_alone() -> None:
     for line in ('"GET / HTTP/1.1" 500 12', "error 280 in module", "served 507 requests"):
         assert not any(re.search(p, line) for p in DEFAULT_CAUSE_PATTERNS), line
+
+
+def test_a_log_flood_goes_only_where_a_log_of_the_app_lives() -> None:
+    """While a volume is full the battery floods the logs (more than a page) only where a
+    log of the app is written to that volume; elsewhere a few marks show logging goes on."""
+    from harness.battery import FLOOD, MARKS, flood
+
+    ref = reference_target()
+    assert [v for v in ref.volumes if ref.holds_logs(v)] == ["applogs", "weblogs"]
+    assert flood(ref, "applogs") == FLOOD and flood(ref, "downloads") == MARKS
+    bench = load_target(str(Path(__file__).parents[2] / "bench" / "fulldisk.toml"))
+    assert not bench.holds_logs("www") and flood(bench, "www") == MARKS  # container log
+    data = bench.model_dump(mode="json", exclude_none=True,
+                            exclude={"path", "root", "derived"})
+    as_file = {**data, "logs": [{"kind": "file", "service": "web", "path": "/srv/www/a.log"}]}
+    assert target_from_dict(as_file).holds_logs("www")  # a declared file log inside it
+    marked = {**data, "volumes": {"www": {**data["volumes"]["www"], "mounts": [
+        {"service": "web", "path": "/srv/www", "logs": True}]}}}
+    assert target_from_dict(marked).holds_logs("www")  # a mount that holds open logs
