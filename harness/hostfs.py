@@ -23,7 +23,7 @@ import subprocess
 import tarfile
 from functools import cache
 
-from .errors import GuardError, InfrastructureError
+from .errors import GuardError, InfrastructureError, UsageError
 
 ROOT = "/run/fulldisk"
 SOURCE = "fulldisk"  # the mount's source field: how mountinfo tells our tmpfs apart
@@ -127,12 +127,16 @@ def _selinux_enforcing() -> bool:
 
 @cache
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    try:
-        lib = ctypes.CDLL(name or None, use_errno=True)
-        return lib if hasattr(lib, "mount") and hasattr(lib, "umount2") else None
-    except OSError:
-        return None
+    # This process's own symbols hold libc's (dlopen of NULL); find_library, the fallback,
+    # runs `ldconfig -p` (a process on the stack's start path).
+    for find in (lambda: None, lambda: ctypes.util.find_library("c")):
+        try:
+            lib = ctypes.CDLL(find(), use_errno=True)
+        except OSError:
+            continue
+        if hasattr(lib, "mount") and hasattr(lib, "umount2"):
+            return lib
+    return None
 
 
 def path_of(name: str) -> str:
@@ -235,6 +239,29 @@ def release(name: str) -> bool:
 def _ids(user: str) -> tuple[int, int]:
     uid, _, gid = (user or "0:0").partition(":")
     return int(uid), int(gid or uid)
+
+
+def make_dir(root: str, name: str, uid: int, gid: int, mode: int | None = None) -> None:
+    """``mkdir -p root/name``, then owner (and mode) set on what was opened, never
+    through a link: a folder of a volume fulldisk mounted, made as root without a shell."""
+    if not name or "/" in name or name in (".", ".."):
+        raise UsageError(f"folder {name!r} must be one plain name", "e.g. 'data'")
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    top = os.open(root, flags)
+    try:
+        try:
+            os.mkdir(name, 0o777, dir_fd=top)  # the umask applies, as to mkdir -p
+        except FileExistsError:
+            pass
+        fd = os.open(name, flags, dir_fd=top)
+        try:
+            os.fchown(fd, uid, gid)
+            if mode is not None:
+                os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(top)
 
 
 def shell(script: str, *, user: str = "0:0") -> tuple[int, bytes]:

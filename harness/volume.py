@@ -289,9 +289,17 @@ def measure(volumes: list[TmpfsVolume]) -> list[Usage]:
 def lay_out(volumes: list[TmpfsVolume]) -> None:
     """The guard's check (a tmpfs mountpoint in the agent) of volumes that share an agent,
     then their folders (:meth:`TmpfsVolume.layout_script`), all in one exec."""
-    if volumes:
-        checks = "".join(v._check() for v in volumes[1:])
-        volumes[0]._run(checks + " && ".join(v.layout_script() for v in volumes), user="0:0")
+    if not volumes:
+        return
+    agent = volumes[0].agent
+    if agent.host:  # made here: no shell and its six processes on the stack's start path
+        with agent.holding():
+            hostfs.require_ours(*(v.path for v in volumes))
+            for v in volumes:
+                v.lay_out_here()
+        return
+    checks = "".join(v._check() for v in volumes[1:])
+    volumes[0]._run(checks + " && ".join(v.layout_script() for v in volumes), user="0:0")
 
 
 def read_tails(items: list[tuple[TmpfsVolume, str, int]]) -> list[tuple[int, bytes]]:
@@ -510,6 +518,14 @@ class TmpfsVolume:
                 d = shlex.quote(f"{self.path}/{sub}")
                 parts.append(f"mkdir -p {d} && chown {own} {d} && chmod {self.spec.mode} {d}")
         return " && ".join(parts)
+
+    def lay_out_here(self) -> None:
+        """What :meth:`layout_script` makes, made by this process (a host agent)."""
+        uid, gid = self.spec.uid, self.spec.gid
+        hostfs.make_dir(self.path, BALLAST, uid, gid)
+        for sub in self.subdirs():
+            if sub not in self.seeds:
+                hostfs.make_dir(self.path, sub, uid, gid, int(self.spec.mode, 8))
 
     def _tree(self, sub: str) -> bytes:
         return self.seeds.get(sub) or engine.mkdir_tar(sub, self.spec.uid, self.spec.gid,

@@ -118,3 +118,21 @@ def test_only_tmpfs_mounted_with_our_source_below_the_root_count_as_ours(
     assert hostfs.is_ours(f"{hostfs.ROOT}/fd-a-1-db")
     assert not hostfs.is_ours(f"{hostfs.ROOT}/fd-a-1-x")
     assert not hostfs.is_ours("/run")
+
+
+def test_make_dir_sets_owner_and_mode_and_never_goes_through_a_link(tmp_path: Path) -> None:
+    import os
+
+    uid, gid = os.getuid(), os.getgid()  # root in CI: any owner; elsewhere only one's own
+    hostfs.make_dir(str(tmp_path), "data", uid, gid, 0o750)
+    hostfs.make_dir(str(tmp_path), "data", uid, gid, 0o750)  # mkdir -p: again is fine
+    st = (tmp_path / "data").stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (uid, gid, 0o750)
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o700)
+    (tmp_path / "planted").symlink_to(outside)  # an app's link where a folder should be
+    with pytest.raises(OSError):
+        hostfs.make_dir(str(tmp_path), "planted", uid, gid, 0o777)
+    assert outside.stat().st_mode & 0o777 == 0o700  # the link's target was not touched
+    with pytest.raises(Exception, match="one plain name"):
+        hostfs.make_dir(str(tmp_path), "../escape", uid, gid)
