@@ -129,14 +129,15 @@ def _selinux_enforcing() -> bool:
 def _libc() -> ctypes.CDLL | None:
     # This process's own symbols hold libc's (dlopen of NULL); find_library, the fallback,
     # runs `ldconfig -p` (a process on the stack's start path).
-    for find in (lambda: None, lambda: ctypes.util.find_library("c")):
-        try:
-            lib = ctypes.CDLL(find(), use_errno=True)
-        except OSError:
-            continue
-        if hasattr(lib, "mount") and hasattr(lib, "umount2"):
-            return lib
-    return None
+    return _with_mount(None) or _with_mount(ctypes.util.find_library("c"))
+
+
+def _with_mount(name: str | None) -> ctypes.CDLL | None:
+    try:
+        lib = ctypes.CDLL(name, use_errno=True)
+    except OSError:
+        return None
+    return lib if hasattr(lib, "mount") and hasattr(lib, "umount2") else None
 
 
 def path_of(name: str) -> str:
