@@ -162,9 +162,9 @@ _lease = _Lease()
 
 
 def start_lease() -> None:
-    """Start this process's lease now, in the background, so that the first resource
-    (which waits for it) finds it made instead of paying a container start. A failure
-    here is only retried there, where it is reported."""
+    """Make this process's lease now, in the background, so that the first resource
+    (which waits for it) finds it made instead of paying for its create. A failure here
+    is only retried there, where it is reported."""
 
     def make() -> None:
         try:
@@ -457,7 +457,6 @@ class Handle:
         # to a change that is needed, or to one already made. The state is polled,
         # bounded: reached counts as done; still the other one, the change is asked again.
         end = time.monotonic() + STATE_SETTLE_SECONDS
-        asked = 0.0
         while True:
             try:
                 call()

@@ -507,25 +507,28 @@ class TmpfsVolume:
         if seeded:
             self.agent.put_archive(self.path, engine.join_tars(seeded))
 
+    def _layout(self) -> list[tuple[str, str | None]]:
+        """The folders a stack start makes, each with its mode (None: the umask's): the
+        ballast folder and every service folder without a seed, all the owner's (no
+        archive call for an empty folder)."""
+        return [(BALLAST, None)] + [(sub, self.spec.mode) for sub in self.subdirs()
+                                    if sub not in self.seeds]
+
     def layout_script(self) -> str:
-        """Shell that makes the ballast folder and every service folder without a seed
-        (as the owner, with the volume's mode): no archive call for an empty folder."""
+        """Shell that makes :meth:`_layout`'s folders (in an agent container)."""
         own = f"{self.spec.uid}:{self.spec.gid}"
-        b = shlex.quote(f"{self.path}/{BALLAST}")
-        parts = [f"mkdir -p {b} && chown {own} {b}"]
-        for sub in self.subdirs():
-            if sub not in self.seeds:
-                d = shlex.quote(f"{self.path}/{sub}")
-                parts.append(f"mkdir -p {d} && chown {own} {d} && chmod {self.spec.mode} {d}")
+        parts = []
+        for name, mode in self._layout():
+            d = shlex.quote(f"{self.path}/{name}")
+            parts.append(f"mkdir -p {d} && chown {own} {d}"
+                         + (f" && chmod {mode} {d}" if mode else ""))
         return " && ".join(parts)
 
     def lay_out_here(self) -> None:
-        """What :meth:`layout_script` makes, made by this process (a host agent)."""
-        uid, gid = self.spec.uid, self.spec.gid
-        hostfs.make_dir(self.path, BALLAST, uid, gid)
-        for sub in self.subdirs():
-            if sub not in self.seeds:
-                hostfs.make_dir(self.path, sub, uid, gid, int(self.spec.mode, 8))
+        """:meth:`_layout`'s folders made by this process (a host agent)."""
+        for name, mode in self._layout():
+            hostfs.make_dir(self.path, name, self.spec.uid, self.spec.gid,
+                            None if mode is None else int(mode, 8))
 
     def _tree(self, sub: str) -> bytes:
         return self.seeds.get(sub) or engine.mkdir_tar(sub, self.spec.uid, self.spec.gid,
