@@ -49,6 +49,11 @@ class Backend(Protocol):
     """A running target: its config, HTTP access, volumes, logs and restarts."""
 
     target: Target
+    # Whether its log sources have shown a log mark: None until a run has learnt it.
+    marks_shown: bool | None
+    # Its log records are written as it answers (an in-process app): reading them needs
+    # no wait for a server's late flush.
+    logs_synchronous: bool
 
     def url(self, service: str, port: int | None = None) -> str:
         """Base URL of a service (always http://127.0.0.1:PORT)."""

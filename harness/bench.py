@@ -67,9 +67,9 @@ def inprocess_battery(reps: int = 5) -> dict[str, float]:
 
 BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
 CTK_VENV = BENCH_DIR / ".ctk-venv"
-TARGETS = {  # issue 12: on 2 cores, warm, medians
-    "same_scope_ratio": 1.0, "battery_s": 12.0, "volume_scenario_median_s": 0.25,
-    "stack_start_s": 1.5, "run_peak_rss_mib": 100.0}
+TARGETS = {  # on 2 cores, warm, medians
+    "same_scope_ratio": 0.7, "floor_ratio": 1.0, "battery_s": 6.0,
+    "volume_scenario_median_s": 0.25, "stack_start_s": 1.5, "run_peak_rss_mib": 60.0}
 SECTIONS = ("inprocess", "same-scope", "run", "explore", "floors", "stack", "fill", "battery")
 DEFAULT = ("inprocess", "same-scope", "run", "stack", "explore")  # "battery" repeats "run"
 EXPLORE_STEPS_PER_S = 20.0  # issue 15: explore's speed on the reference stack, at least
@@ -148,38 +148,60 @@ def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
+FORMS = {  # the same-scope job's fulldisk forms: (target file in bench/, engine path)
+    "newuser": ("newuser.toml", "auto"),        # as a new user writes it: no logs, no owner
+    "bench": ("fulldisk.toml", "auto"),         # with a container log source declared
+    "newuser_agent": ("newuser.toml", "container"),  # the agent container (non-root path)
+    "bench_agent": ("fulldisk.toml", "container"),
+}
+
+
 def same_scope(reps: int) -> dict[str, Any]:
-    """Chaos Toolkit and fulldisk doing the same job (bench/), alternated ``reps`` times:
-    medians of wall and CPU time, the ratio, fulldisk's peak memory."""
+    """Chaos Toolkit, every fulldisk form of the same job (bench/: the target as a new user
+    writes it and as bench/fulldisk.toml does, each on both engine paths) and the bare
+    docker CLI floor (bench/floor-job.sh), alternated ``reps`` times: medians of wall and
+    CPU time, ratios to Chaos Toolkit and to the floor, fulldisk's peak memory."""
     from .target import load_target
 
     chaos, version = ctk_chaos()
-    target = load_target(str(BENCH_DIR / "fulldisk.toml"))
-    image = target.services["web"].image
-    ctk_cmd = ["bash", str(BENCH_DIR / "ctk-job.sh"), chaos, image]
-    ctk: list[Job] = []
-    fd: list[Job] = []
+    image = load_target(str(BENCH_DIR / "fulldisk.toml")).services["web"].image
     loads = [_load()]
     with tempfile.TemporaryDirectory(prefix="fulldisk-bench-") as tmp:
-        fd_cmd = [_fulldisk_bin(), "run", "--target", str(BENCH_DIR / "fulldisk.toml"),
-                  "--report-dir", tmp]
-        run_job(ctk_cmd)  # warm-up of both: page cache, images, pyc files
-        run_job(fd_cmd)
+        cmds: dict[str, tuple[list[str], dict[str, str] | None]] = {
+            "ctk": (["bash", str(BENCH_DIR / "ctk-job.sh"), chaos, image], None),
+            "floor": (["bash", str(BENCH_DIR / "floor-job.sh"), image], None)}
+        for form, (toml, agent) in FORMS.items():
+            cmds[form] = ([_fulldisk_bin(), "run", "--target", str(BENCH_DIR / toml),
+                           "--report-dir", str(Path(tmp) / form)],
+                          {**os.environ, "FULLDISK_AGENT": agent})
+        for cmd, env in cmds.values():  # warm-up of each: page cache, images, pyc files
+            run_job(cmd, env=env)
+        jobs: dict[str, list[Job]] = {name: [] for name in cmds}
         for _ in range(reps):
-            ctk.append(run_job(ctk_cmd))
-            fd.append(run_job(fd_cmd))
+            for name, (cmd, env) in cmds.items():
+                jobs[name].append(run_job(cmd, env=env))
             loads.append(_load())
-        report = json.loads((Path(tmp) / "report.json").read_text())
-    if not report.get("passed") or report["counts"]["fail"]:
-        raise RuntimeError(f"fulldisk's same-scope job did not pass: {report['counts']}")
+        verdicts = {}
+        for form in FORMS:
+            report = json.loads((Path(tmp) / form / "report.json").read_text())
+            if not report.get("passed") or report["counts"]["fail"]:
+                raise RuntimeError(f"fulldisk's same-scope job ({form}) did not pass: "
+                                   f"{report['counts']}")
+            verdicts[form] = report["counts"]
     med = statistics.median
-    out = {"ctk_version": version, "reps": reps,
-           "ctk_s": med(j.wall_s for j in ctk), "ctk_cpu_s": med(j.cpu_s for j in ctk),
-           "fulldisk_s": med(j.wall_s for j in fd), "fulldisk_cpu_s": med(j.cpu_s for j in fd),
-           "fulldisk_peak_rss_mib": max(j.maxrss_mib for j in fd),
-           "fulldisk_verdicts": report["counts"], "load": loads}
-    out["ratio"] = out["fulldisk_s"] / out["ctk_s"]
-    out["cpu_ratio"] = out["fulldisk_cpu_s"] / out["ctk_cpu_s"]
+    out: dict[str, Any] = {"ctk_version": version, "reps": reps, "load": loads,
+                           "fulldisk_verdicts": verdicts}
+    for name, js in jobs.items():
+        out[f"{name}_s"] = med(j.wall_s for j in js)
+        out[f"{name}_cpu_s"] = med(j.cpu_s for j in js)
+    for form in FORMS:
+        out[f"{form}_peak_rss_mib"] = max(j.maxrss_mib for j in jobs[form])
+        out[f"{form}_ratio"] = out[f"{form}_s"] / out["ctk_s"]
+        out[f"{form}_floor_ratio"] = out[f"{form}_s"] / out["floor_s"]
+    # the figures earlier reports named, for the bench target on the root path
+    out.update(fulldisk_s=out["bench_s"], fulldisk_cpu_s=out["bench_cpu_s"],
+               fulldisk_peak_rss_mib=out["bench_peak_rss_mib"], ratio=out["bench_ratio"],
+               cpu_ratio=out["bench_cpu_s"] / out["ctk_cpu_s"])
     return out
 
 
@@ -229,7 +251,7 @@ def _row(name: str, value: float, unit: str, key: str | None = None) -> str:
     goal = TARGETS.get(key or "")
     verdict = "" if goal is None else (f"  target <= {goal:g}: "
                                        f"{'met' if value <= goal else 'NOT met'}")
-    return f"{name:40} {value:8.2f} {unit}{verdict}"
+    return f"{name:52} {value:8.2f} {unit}{verdict}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -266,12 +288,19 @@ def main(argv: list[str] | None = None) -> int:
         rows += [_row(f"Chaos Toolkit {ss['ctk_version']} job (median of {ss['reps']})",
                       ss["ctk_s"], "s"),
                  _row("  its CPU time", ss["ctk_cpu_s"], "s"),
-                 _row("fulldisk run, same scope", ss["fulldisk_s"], "s"),
-                 _row("  its CPU time", ss["fulldisk_cpu_s"], "s"),
-                 _row("  its peak memory (ru_maxrss)", ss["fulldisk_peak_rss_mib"], "MiB"),
-                 _row("ratio fulldisk / Chaos Toolkit (wall)", ss["ratio"], "x",
-                      "same_scope_ratio"),
-                 _row("ratio fulldisk / Chaos Toolkit (CPU)", ss["cpu_ratio"], "x")]
+                 _row("floor: docker CLI + curl, same steps", ss["floor_s"], "s")]
+        for form, label in (("newuser", "new user's target, root path"),
+                            ("bench", "bench target, root path"),
+                            ("newuser_agent", "new user's target, agent container"),
+                            ("bench_agent", "bench target, agent container")):
+            rows += [_row(f"fulldisk run, {label}", ss[f"{form}_s"], "s"),
+                     _row("  its CPU time", ss[f"{form}_cpu_s"], "s"),
+                     _row("  its peak memory (ru_maxrss)", ss[f"{form}_peak_rss_mib"], "MiB",
+                          "run_peak_rss_mib"),
+                     _row("  / Chaos Toolkit (wall)", ss[f"{form}_ratio"], "x",
+                          "same_scope_ratio"),
+                     _row("  / docker CLI floor (wall)", ss[f"{form}_floor_ratio"], "x",
+                          "floor_ratio" if not form.endswith("_agent") else None)]
     if "run" in only:
         rr = out["reference_run"] = reference_run(args.battery_reps)
         rows += [_row(f"fulldisk run, reference (median of {rr['reps']})", rr["run_s"], "s",

@@ -234,6 +234,8 @@ class InProcessStack:
     mount paths of the service exist as plain folders without a size limit.
     """
 
+    logs_synchronous = True  # the app's records are written as it answers
+
     def __init__(self, target: Target, app: Callable[[], WSGIApp], *, disks: FakeDisks,
                  service: str | None = None, volumes: Iterable[str] | None = None,
                  recovery_seconds: float = RECOVERY_SECONDS) -> None:
@@ -263,6 +265,7 @@ class InProcessStack:
         self.out = Output()
         self.app: WSGIApp | None = None
         self._saved: tuple[Any, ...] | None = None
+        self.marks_shown: bool | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> Self:

@@ -471,15 +471,44 @@ class Prober:
         since the last of them still waiting. Servers flush late (lighttpd's access log
         about once a second): a record read after the judgement counts as missing."""
         out = self.collect_logs()
-        bound = self.target.bounds.error_record_seconds
+        if not self.target.logs:
+            return out  # no source at all: nothing could ever come
+        # An in-process app logs as it answers: what is not there now never comes.
+        bound = 0.0 if self.stack.logs_synchronous else self.target.bounds.error_record_seconds
         rx = re.compile("|".join(f"(?:{p})" for p in (*self.target.error_patterns,
                                                        *self.target.cause_patterns)) or "(?!)")
         while True:
             waiting = self._awaited_records(rx)
             if waiting is None or self.tl.now() >= waiting + bound:
-                return out
+                break
             time.sleep(LOG_POLL)  # poll interval inside a deadline-bounded loop
             out += self.collect_logs()
+        self._learn_marks()
+        return out
+
+    def _unseen_marks(self) -> tuple[list[LoadEvent], list[LoadEvent]]:
+        """This run's log marks, and those no source has shown yet."""
+        marks = [e for e in self.tl.of(LoadEvent) if e.load == "log_mark" and e.detail]
+        if not marks:
+            return [], []
+        text = "\n".join(r.text for r in self.tl.of(LogRecord))
+        return marks, [e for e in marks if e.detail not in text]
+
+    def _learn_marks(self) -> None:
+        """Remember on the stack whether its log sources show marks at all: once a whole
+        bound passed after a mark with none shown, later runs on it do not wait for them."""
+        marks, unseen = self._unseen_marks()
+        if not marks:
+            return
+        if len(unseen) < len(marks):
+            self.stack.marks_shown = True
+        elif self.stack.marks_shown is None:
+            self.stack.marks_shown = False
+        if self.stack.marks_shown is False:
+            self.tl.facts["log_marks_shown"] = (
+                "no log source of the target showed a log mark (a request with a marker in "
+                "its path), so none was waited for; declare the access log of the front "
+                "service ([[logs]]) to have marks judged")
 
     def _awaited_records(self, error_rx: re.Pattern[str]) -> float | None:
         """When the last failed request without an error record after it, or the last mark
@@ -498,10 +527,14 @@ class Prober:
                     since = float("-inf") if s.service_down else t - s.elapsed - RECORD_SLACK
                     if not errors or latest < since:
                         awaited.append(t)
-        marks = [e for e in self.tl.of(LoadEvent) if e.load == "log_mark" and e.detail]
-        if marks:
-            text = "\n".join(r.text for r in records)
-            awaited += [e.t for e in marks if e.detail not in text]
+        marks, unseen = self._unseen_marks()
+        if unseen and self.stack.marks_shown is not False:
+            if self.stack.marks_shown is None and len(unseen) == len(marks):
+                # Not known yet whether any source shows a mark: wait for the first one
+                # only; if a whole bound passes without it, none will come.
+                awaited.append(unseen[0].t)
+            else:
+                awaited += [e.t for e in unseen]
         return max(awaited, default=None)
 
     @property

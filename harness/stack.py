@@ -171,6 +171,7 @@ class Stack:
     """A running target: services, network, volumes and the agent, torn down together."""
 
     remote_reads = True  # each log read is a round trip to the engine: worth making at once
+    logs_synchronous = False  # servers flush their logs late (lighttpd: about once a second)
 
     def __init__(self, target: Target, *, env: Mapping[str, Mapping[str, str]] | None = None,
                  name: str | None = None, agent: str = "auto") -> None:
@@ -191,6 +192,7 @@ class Stack:
         self._making = threading.Lock()  # held while the volumes and their agent are made
         self._stopped = False  # stop() began: a start under way makes nothing more
         self._started = False
+        self.marks_shown: bool | None = None  # learnt by the first run that sends marks
 
     # --- lifecycle ---------------------------------------------------------------------
     def __enter__(self) -> Self:

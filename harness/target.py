@@ -150,6 +150,9 @@ class Service(_Model):
     # (images that start as root and drop to a service user need CHOWN, SETUID, SETGID).
     cap_drop: list[str] = []
     cap_add: list[str] = []
+    # Its standard output and error are an operator-visible sink (`docker logs`), read as a
+    # log source without a [[logs]] entry; false where nobody collects them in production.
+    log_output: bool = True
 
     @field_validator("cap_drop", "cap_add")
     @classmethod
@@ -692,6 +695,12 @@ class Target(_Model):
         for i, log in enumerate(self.logs):
             need("service", log.service, svc, f"logs[{i}].service")
             need("volume", log.volume, vols, f"logs[{i}].volume")
+            if log.kind == "container" and log.service and \
+                    not self.services[log.service].log_output:
+                raise ValueError(f"logs[{i}]: service {log.service!r} has log_output = "
+                                 "false, yet its container output is declared a log source; "
+                                 "remove one of the two")
+        self._container_sources()
         if self.downloads:
             need("probe", self.downloads.probe, probes, "downloads.probe")
             need("volume", self.downloads.volume, vols, "downloads.volume")
@@ -709,6 +718,15 @@ class Target(_Model):
                 except re.error as e:
                     raise ValueError(f"{pkey}: bad regex {rx!r} ({e})") from None
         return self
+
+    def _container_sources(self) -> None:
+        """Every service's container output is a log source unless it says otherwise
+        (``log_output = false``): it always exists, and a target without [[logs]] would
+        otherwise have no sink at all to judge errors_surface or log marks by."""
+        declared = {log.service for log in self.logs if log.kind == "container"}
+        for name, s in self.services.items():
+            if s.log_output and name not in declared:
+                self.logs.append(LogSource(kind="container", service=name))
 
     def _memory(self) -> None:
         """tmpfs lives in RAM: the volumes' sum (the shared scenario fills it at once) must

@@ -153,3 +153,34 @@ def test_what_cannot_run_in_process_is_refused_with_the_fix(fulldisk_fs: FakeDis
             st.volume("sessions")
         assert os.path.isdir(SESS)  # a volume left out is a plain folder, no size limit
     assert st.target.bounds.recovery_seconds <= 1.0
+
+
+def with_access_log(app: WSGIApp) -> WSGIApp:
+    """The same app with one access-log line per request on stderr (as a server writes)."""
+    def logged(environ: dict[str, Any], start: Callable[..., Any]) -> Iterable[bytes]:
+        def start_logged(status: str, headers: Any, *a: Any) -> Any:
+            print(f'"{environ["REQUEST_METHOD"]} {environ["PATH_INFO"]}" {status[:3]}',
+                  file=sys.stderr)
+            return start(status, headers, *a)
+        return app(environ, start_logged)
+    return logged
+
+
+@pytest.mark.parametrize("access_log", [False, True], ids=["no-access-log", "access-log"])
+def test_an_app_without_an_access_log_is_not_waited_for(
+        fulldisk_fs: FakeDisks, monkeypatch: pytest.MonkeyPatch, access_log: bool) -> None:
+    """Log marks only an access log shows: with none, the battery neither waits for them nor
+    judges by them, and reaches the same verdicts as the same app with an access log. An
+    in-process app writes its records as it answers, so nothing is ever polled for."""
+    import harness.probes as probes
+
+    polls: list[float] = []
+    monkeypatch.setattr(probes.time, "sleep", polls.append)
+    app = notes_app(False)
+    factory = (lambda: with_access_log(app)) if access_log else (lambda: app)
+    with InProcessStack(notes_target(logs=[]), factory, disks=fulldisk_fs) as st:
+        [outcome] = battery(st)
+    assert polls == []  # no wait for a late flush
+    assert st.marks_shown is access_log
+    assert ("log_marks_shown" in outcome.timeline.facts) is not access_log
+    assert outcome.passed and outcome.verdict("errors_surface").status == "pass"

@@ -20,7 +20,7 @@ from harness.backend import ExecResult
 from harness.probes import Prober, make_body, new_nonce
 from harness.stack import Stack
 from harness.target import Target, target_from_dict
-from harness.timeline import ProbeResult, StepResult, Timeline
+from harness.timeline import LoadEvent, ProbeResult, StepResult, Timeline
 
 GZ = gzip.compress(b"compressed hello " * 500)
 
@@ -117,9 +117,12 @@ def server() -> Iterator[int]:
 class FakeStack:
     """Just enough of a Stack for HTTP probes: the target and a base URL."""
 
+    logs_synchronous = False
+
     def __init__(self, target: Target, port: int) -> None:
         self.target = target
         self.port = port
+        self.marks_shown: bool | None = None
 
     def url(self, service: str, port: int | None = None) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -414,3 +417,64 @@ def test_final_logs_wait_for_a_late_flush_and_only_as_long_as_needed() -> None:
     assert calm.reads == 1 and took < 0.5  # no failed request: nothing to wait for
     never, took, _ = settle(flush_at=None)
     assert 1.2 <= took < 3.0 and never.reads > 3  # polled up to the bound, then judged
+
+
+def marks_settle(stack: LateLogStack, marks: list[str]) -> tuple[float, Timeline]:
+    """Log marks sent (recorded as the battery records them), then the final read."""
+    pr = Prober(cast(Stack, stack), Timeline(scenario="unit"))
+    for m in marks:
+        pr.tl.add(LoadEvent(pr.tl.now(), "log_mark", None, 0, m))
+    t0 = time.monotonic()
+    pr.final_logs()
+    return time.monotonic() - t0, pr.tl
+
+
+def late_target(**extra: Any) -> Target:
+    return target_from_dict({
+        "name": "late", "services": {"web": {"image": "x", "ports": [8080]}},
+        "volumes": {"v": {"size": "1MiB", "mounts": [{"service": "web", "path": "/v"}]}},
+        "bounds": {"error_record_seconds": 1.0}, **extra}, file="<late>")
+
+
+def test_marks_no_source_shows_are_waited_for_once_per_stack() -> None:
+    """An app whose logs never show a request (no access log): the first run waits one bound
+    for its first mark, learns that none comes, and later runs on the stack do not wait."""
+    stack = LateLogStack(late_target(), ["app started"], flush_at=1)
+    took, tl = marks_settle(stack, ["fulldisk-mark-a-1", "fulldisk-mark-a-2"])
+    assert 0.8 <= took < 2.5 and stack.marks_shown is False
+    assert "log_marks_shown" in tl.facts
+    stack.reads = 0
+    took, tl = marks_settle(stack, ["fulldisk-mark-b-1"])
+    assert stack.reads == 1 and took < 0.5  # nothing awaited: one read, no poll
+    assert "log_marks_shown" in tl.facts
+
+
+def test_marks_a_source_shows_are_awaited_until_they_appear() -> None:
+    """Once a source has shown a mark, a mark not shown yet is waited for (a late flush)."""
+    stack = LateLogStack(late_target(), ["GET /fulldisk-mark-a-1 200",
+                                         "GET /fulldisk-mark-a-2 200"], flush_at=3)
+    took, tl = marks_settle(stack, ["fulldisk-mark-a-1", "fulldisk-mark-a-2"])
+    assert stack.marks_shown is True and stack.reads >= 3 and took < 1.0
+    assert "log_marks_shown" not in tl.facts
+    stack.reads = 0
+    took, _ = marks_settle(stack, ["fulldisk-mark-c-9"])  # never shown: waited a bound
+    assert 0.8 <= took < 2.5 and stack.marks_shown is True
+
+
+def test_synchronous_logs_are_read_once() -> None:
+    """An in-process app writes its records as it answers: no wait for a late flush,
+    whether a mark or the record of a failed request is missing."""
+    stack = LateLogStack(late_target(), [], flush_at=None)
+    stack.logs_synchronous = True  # type: ignore[misc]
+    took, _ = marks_settle(stack, ["fulldisk-mark-a-1"])
+    assert stack.reads == 1 and took < 0.5 and stack.marks_shown is False
+
+
+def test_no_log_source_means_no_wait() -> None:
+    """A target whose every service opts out of its container output has no sink: nothing
+    is read or waited for."""
+    t = late_target(services={"web": {"image": "x", "ports": [8080], "log_output": False}})
+    assert t.logs == []
+    stack = LateLogStack(t, [], flush_at=None)
+    took, _ = marks_settle(stack, ["fulldisk-mark-a-1"])
+    assert stack.reads == 0 and took < 0.5

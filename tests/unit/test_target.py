@@ -274,7 +274,7 @@ def test_file_logs_in_a_volume_or_in_a_service() -> None:
         path = "app.log"
     """))
     assert [log.label for log in t.logs] == ["file:web:/var/log/apache2/error.log",
-                                              "file:uploads/app.log"]
+                                              "file:uploads/app.log", "web:stdout+stderr"]
     for bad, words in [('service = "web"\npath = "var/log/x.log"', "must be absolute"),
                        ('volume = "uploads"\npath = "/x.log"', "give the path inside"),
                        ('service = "web"\nvolume = "uploads"\npath = "x.log"', "one of"),
@@ -421,3 +421,23 @@ def test_a_log_flood_goes_only_where_a_log_of_the_app_lives() -> None:
     marked = {**data, "volumes": {"www": {**data["volumes"]["www"], "mounts": [
         {"service": "web", "path": "/srv/www", "logs": True}]}}}
     assert target_from_dict(marked).holds_logs("www")  # a mount that holds open logs
+
+
+def test_container_output_is_a_log_source_unless_a_service_opts_out() -> None:
+    """Every service's container output is read as a log source without a [[logs]] entry;
+    ``log_output = false`` leaves it out, and declaring it anyway is refused."""
+    base = {"name": "t", "volumes": {"v": {"size": "1MiB", "mounts": [
+        {"service": "web", "path": "/v"}]}}}
+    t = target_from_dict({**base, "services": {"web": {"image": "x"}, "db": {"image": "y"}}},
+                         file="<t>")
+    assert [(s.kind, s.service) for s in t.logs] == [("container", "web"),
+                                                     ("container", "db")]
+    t = target_from_dict({**base, "services": {"web": {"image": "x"}},
+                          "logs": [{"kind": "container", "service": "web"}]}, file="<t>")
+    assert len(t.logs) == 1  # declared once, not added again
+    t = target_from_dict({**base, "services": {"web": {"image": "x", "log_output": False}}},
+                         file="<t>")
+    assert t.logs == []
+    with pytest.raises(ConfigError, match="log_output = false"):
+        target_from_dict({**base, "services": {"web": {"image": "x", "log_output": False}},
+                          "logs": [{"kind": "container", "service": "web"}]}, file="<t>")
