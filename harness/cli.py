@@ -8,7 +8,6 @@ with its fix, never a traceback.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import signal
@@ -47,14 +46,6 @@ target_opt = click.option("--target", "-t", "target_path", default=None, metavar
 
 html_opt = click.option("--html", "html_path", default=None, metavar="PATH",
                         help="the HTML report (default: REPORT_DIR/report.html)")
-
-
-def _scenarios_dir() -> str:
-    spec = importlib.util.find_spec("scenarios")
-    if spec is None or not spec.submodule_search_locations:
-        raise InfrastructureError("the scenarios package is not installed",
-                                  "reinstall fulldisk (pip install -e .)")
-    return next(iter(spec.submodule_search_locations))
 
 
 def output_dir(path: str, what: str) -> Path:
@@ -111,14 +102,17 @@ def _battery(target_path: str | None, report_dir: str, junit: str | None,
     engine.require()  # Docker down is exit 3 before anything starts
     report_file = out / "report.json"
     report_file.unlink(missing_ok=True)  # never read an earlier run's report as this one's
-    # The scenarios folder holds no battery file of its own: --fulldisk-battery adds the
-    # fulldisk::... collector, and the folder keeps the run away from the cwd's own tests.
+    # An empty temporary folder is the session's root: --fulldisk-battery adds the
+    # fulldisk::... collector, and the folder keeps the run away from the cwd's own tests
+    # and conftest files.
+    root_dir = tempfile.TemporaryDirectory(prefix="fulldisk-pytest-")
+    root = root_dir.name
     # Plugins the battery never uses stay off: hypothesis's alone costs seconds of CPU per
     # run (pytest rewrites its asserts, and PYTHONDONTWRITEBYTECODE keeps no cache of that).
-    args = [_scenarios_dir(), "--fulldisk-battery", "-m", "chaos", "-q", "-p",
+    args = [root, "--fulldisk-battery", "-m", "chaos", "-q", "-p",
             "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:fakefs", "--no-header",
             "-o", "console_output_style=classic", "--fulldisk-require-docker",
-            "--tb=short", "--fulldisk-report", str(out), "--rootdir", _scenarios_dir(),
+            "--tb=short", "--fulldisk-report", str(out), "--rootdir", root,
             "--fulldisk-html", str(html.resolve())]
     if target_path:
         args += ["--fulldisk-target", str(Path(target_path).resolve())]
@@ -130,7 +124,7 @@ def _battery(target_path: str | None, report_dir: str, junit: str | None,
         args += ["-n", str(workers), "--dist", "loadgroup"]
     log = out / "pytest.log"
     # pytest's own output goes to a file: the terminal shows live progress, then the summary
-    with (RunProgress(terminal_console(), target.name) as progress,
+    with (root_dir, RunProgress(terminal_console(), target.name) as progress,
           open(log, "w", encoding="utf-8") as stream, contextlib.redirect_stdout(stream)):
         code = int(pytest.main(args, plugins=[progress]))
     report: dict[str, Any] = (json.loads(report_file.read_text()) if report_file.exists()

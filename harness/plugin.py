@@ -412,7 +412,7 @@ def fulldisk_images(fulldisk_target: Target) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def make_stack() -> Iterator[Callable[..., Stack]]:
+def fulldisk_make_stack() -> Iterator[Callable[..., Stack]]:
     """Factory: start a Stack for a target (env overrides per service); all torn down at end."""
     from .stack import Stack, ensure_images
 
@@ -441,44 +441,41 @@ def make_stack() -> Iterator[Callable[..., Stack]]:
 
 
 @pytest.fixture(scope="module")
-def stack(make_stack: Callable[..., Stack], fulldisk_target: Target) -> Stack:
+def fulldisk_module_stack(fulldisk_make_stack: Callable[..., Stack],
+                          fulldisk_target: Target) -> Stack:
     """The target's stack, one per test module, each writable path on its own volume."""
-    return make_stack(fulldisk_target)
+    return fulldisk_make_stack(fulldisk_target)
 
 
 @pytest.fixture(scope="module")
-def shared_stack(make_stack: Callable[..., Stack], fulldisk_target: Target) -> Stack:
+def fulldisk_module_shared_stack(fulldisk_make_stack: Callable[..., Stack],
+                                 fulldisk_target: Target) -> Stack:
     """The target with every writable path on one shared volume, as on the real server."""
-    return make_stack(fulldisk_target.shared())
+    return fulldisk_make_stack(fulldisk_target.shared())
 
 
 @pytest.fixture
-def fresh_stack(stack: Stack) -> Stack:
-    """The module's stack with every volume reset to its seed (per-test isolation)."""
-    stack.reset()
-    return stack
-
-
-@pytest.fixture
-def fulldisk_stack(stack: Stack, request: pytest.FixtureRequest,
-                   record_outcome: Callable[..., None]) -> ScenarioStack:
+def fulldisk_stack(fulldisk_module_stack: Stack, request: pytest.FixtureRequest,
+                   fulldisk_record_outcome: Callable[..., None]) -> ScenarioStack:
     """A scenario script's handle on the target's stack, reset to its seed: ``full``,
     ``probe``, ``downloads``, ``log_flood``, ``session_flood``, ``wait_recovered``, ``judge``."""
     from .scenario import ScenarioStack
 
-    stack.reset()
-    return ScenarioStack(stack, request.node.name, record=record_outcome)
+    fulldisk_module_stack.reset()
+    return ScenarioStack(fulldisk_module_stack, request.node.name,
+                         record=fulldisk_record_outcome)
 
 
 @pytest.fixture
-def fulldisk_shared_stack(shared_stack: Stack, request: pytest.FixtureRequest,
-                          record_outcome: Callable[..., None]) -> ScenarioStack:
+def fulldisk_shared_stack(fulldisk_module_shared_stack: Stack, request: pytest.FixtureRequest,
+                          fulldisk_record_outcome: Callable[..., None]) -> ScenarioStack:
     """Like ``fulldisk_stack``, with every writable path on one shared disk (volume
     ``shared``), as on the real server."""
     from .scenario import ScenarioStack
 
-    shared_stack.reset()
-    return ScenarioStack(shared_stack, request.node.name, record=record_outcome)
+    fulldisk_module_shared_stack.reset()
+    return ScenarioStack(fulldisk_module_shared_stack, request.node.name,
+                         record=fulldisk_record_outcome)
 
 
 @pytest.fixture
@@ -491,7 +488,7 @@ def fulldisk_fs() -> Iterator[FakeDisks]:
 
 
 @pytest.fixture
-def record_outcome(request: pytest.FixtureRequest) -> Callable[..., None]:
+def fulldisk_record_outcome(request: pytest.FixtureRequest) -> Callable[..., None]:
     """Attach verdicts (and their evidence) to the test report, JUnit and the JSON report."""
     def record(outcome: Outcome, invariant: str | None = None) -> None:
         from .report import verdict_text
@@ -512,30 +509,30 @@ def record_outcome(request: pytest.FixtureRequest) -> Callable[..., None]:
 
 
 @pytest.fixture
-def battery_case(request: pytest.FixtureRequest) -> tuple[Case, str]:
+def fulldisk_battery_case(request: pytest.FixtureRequest) -> tuple[Case, str]:
     """This battery item's case and the invariant it judges (``fulldisk::<case>::<inv>``)."""
     from .collect import CASE_KEY
 
     node: pytest.Item = request.node
     if CASE_KEY not in node.stash:
-        pytest.fail("battery_case is only available to the stock battery's items "
-                    "(fulldisk::<case>::<invariant>); use outcome_of(case_id) in your own "
+        pytest.fail("fulldisk_battery_case is only available to the stock battery's items "
+                    "(fulldisk::<case>::<invariant>); use fulldisk_outcome_of(case_id) in your own "
                     "tests", pytrace=False)
     return node.stash[CASE_KEY]
 
 
 @pytest.fixture(scope="session")
-def _outcomes() -> dict[str, Outcome]:
+def fulldisk_outcome_cache() -> dict[str, Outcome]:
     return {}
 
 
 @pytest.fixture
-def outcome_of(_outcomes: dict[str, Outcome], fulldisk_target: Target,
+def fulldisk_outcome_of(fulldisk_outcome_cache: dict[str, Outcome], fulldisk_target: Target,
                request: pytest.FixtureRequest) -> Callable[[str], Outcome]:
     """Run a battery case by id once (cached for its other invariants); cases that leave
     the app's data behind get a stack of their own, the others share one (never reset)."""
     def run(case_id: str) -> Outcome:
-        if case_id not in _outcomes:
+        if case_id not in fulldisk_outcome_cache:
             from .battery import battery_cases, run_case
 
             by_id = {c.id: c for c in battery_cases(fulldisk_target)}
@@ -546,17 +543,18 @@ def outcome_of(_outcomes: dict[str, Outcome], fulldisk_target: Target,
             case = by_id[case_id]
 
             def stack_for(shared: bool) -> Stack:
-                s: Stack = request.getfixturevalue("shared_stack" if shared else "stack")
+                s: Stack = request.getfixturevalue("fulldisk_module_shared_stack" if shared
+                                                   else "fulldisk_module_stack")
                 return s
 
             # a HarnessError here becomes one line and stops the session (makereport)
-            _outcomes[case_id] = run_case(case, fulldisk_target, stack_for)
-        return _outcomes[case_id]
+            fulldisk_outcome_cache[case_id] = run_case(case, fulldisk_target, stack_for)
+        return fulldisk_outcome_cache[case_id]
     return run
 
 
 @pytest.fixture
-def battery_outcome(battery_case: tuple[Case, str],
-                    outcome_of: Callable[[str], Outcome]) -> Outcome:
+def fulldisk_battery_outcome(fulldisk_battery_case: tuple[Case, str],
+                    fulldisk_outcome_of: Callable[[str], Outcome]) -> Outcome:
     """The outcome of this test's battery case."""
-    return outcome_of(battery_case[0].id)
+    return fulldisk_outcome_of(fulldisk_battery_case[0].id)

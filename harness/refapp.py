@@ -12,12 +12,12 @@ import os
 import re
 import sys
 from collections.abc import Iterable
-from pathlib import Path
 
 from .fakedisk import FakeDisks
 from .inprocess import WSGIApp
+from .target import reference_stack_dir
 
-APP_DIR = Path(__file__).resolve().parent.parent / "docker" / "datahub" / "app"
+APP_DIR = reference_stack_dir() / "datahub" / "app"
 SERVICE = "app"
 VOLUMES = ("sessions", "cache", "downloads", "applogs")
 """Volumes the app writes from Python (db is SQLite, weblogs is nginx's)."""

@@ -134,9 +134,9 @@ def _grid() -> dict[str, Any]:
 
 @cache
 def _template() -> dict[str, Any]:
-    """plotly.py's "plotly_white" template (shipped as JSON in the package)."""
-    path = importlib.resources.files("plotly") / "package_data" / "templates"
-    return dict(json.loads((path / "plotly_white.json").read_text(encoding="utf-8")))
+    """plotly.py's "plotly_white" template, vendored as JSON (harness/static/README.md)."""
+    path = importlib.resources.files("harness") / "static" / "plotly_white.json"
+    return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
 CHART_CONFIG = {"displaylogo": False, "responsive": True}
@@ -572,7 +572,9 @@ _JS_HEAD = ("<script>window.PlotlyConfig = {MathJaxConfig: 'local'};</script>"
 
 
 def _plotly_js() -> Traversable:
-    return importlib.resources.files("plotly") / "package_data" / "plotly.min.js"
+    """plotly.js's basic bundle, vendored (harness/static/README.md): the charts draw only
+    scatter traces, and the full bundle would make every report 4 MB heavier."""
+    return importlib.resources.files("harness") / "static" / "plotly-basic.min.js"
 
 
 def _inline(page: str, inline_js: bool) -> str:

@@ -941,9 +941,17 @@ def has_tool_table(p: Path) -> bool:
     return isinstance(tool, dict) and "fulldisk" in tool
 
 
+def reference_stack_dir() -> Path:
+    """The reference stack's build contexts: ``docker/`` of a source checkout, else the copy
+    an installed wheel ships as ``harness/refstack``."""
+    repo_docker = Path(__file__).resolve().parent.parent / "docker"
+    if (repo_docker / "datahub" / "Dockerfile").is_file():
+        return repo_docker
+    return Path(str(resources.files("harness") / "refstack"))
+
+
 def reference_target() -> Target:
     """The bundled reference stack (``docker/datahub``), the default target."""
     ref = resources.files("harness") / "targets" / "datahub.toml"
-    repo_docker = Path(__file__).resolve().parent.parent / "docker"
     data = tomllib.loads(ref.read_text(encoding="utf-8"))
-    return target_from_dict(data, file=str(ref), root=str(repo_docker))
+    return target_from_dict(data, file=str(ref), root=str(reference_stack_dir()))

@@ -39,10 +39,10 @@ def keeper() -> Target:
 
 
 def test_exec_only_battery_keeps_app_files_and_reads_writes_back(
-        make_stack: Callable[..., Stack]) -> None:
+        fulldisk_make_stack: Callable[..., Stack]) -> None:
     target = keeper()
-    plain = make_stack(target)
-    shared = make_stack(target.shared())
+    plain = fulldisk_make_stack(target)
+    shared = fulldisk_make_stack(target.shared())
     ids = [c.id for c in battery_cases(target)]
     assert ids[0] == "data" and "session-flood" in ids, ids  # the whole battery, no HTTP
     outcomes = {c.id: run_case(c, target, lambda sh: shared if sh else plain)

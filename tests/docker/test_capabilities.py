@@ -56,8 +56,8 @@ def test_hint_names_the_capability_keys_for_typical_refusals() -> None:
 
 @pytest.mark.docker
 def test_root_started_image_runs_with_default_capabilities(
-        make_stack: Callable[..., Stack], inspect_container: Inspect) -> None:
-    s = make_stack(root_target())
+        fulldisk_make_stack: Callable[..., Stack], inspect_container: Inspect) -> None:
+    s = fulldisk_make_stack(root_target())
     code, out = s.service("srv").exec(["stat", "-c", "%u", "/run/app"])
     assert code == 0 and out.split()[0] == "1000", out
     hc = inspect_container(s.service("srv").name)["HostConfig"]
@@ -66,17 +66,17 @@ def test_root_started_image_runs_with_default_capabilities(
 
 @pytest.mark.docker
 def test_narrowed_capabilities_fail_at_start_with_the_hint(
-        make_stack: Callable[..., Stack]) -> None:
+        fulldisk_make_stack: Callable[..., Stack]) -> None:
     with pytest.raises(InfrastructureError) as e:
-        make_stack(root_target(cap_drop=["CHOWN"]))
+        fulldisk_make_stack(root_target(cap_drop=["CHOWN"]))
     text = str(e.value)
     assert "Operation not permitted" in text  # the service's own log line
     assert "cap_add = ['CHOWN']" in text and "cap_drop" in text, text
 
 
 @pytest.mark.docker
-def test_cap_add_gives_back_what_cap_drop_all_removed(make_stack: Callable[..., Stack],
+def test_cap_add_gives_back_what_cap_drop_all_removed(fulldisk_make_stack: Callable[..., Stack],
                                                       inspect_container: Inspect) -> None:
-    s = make_stack(root_target(cap_drop=["ALL"], cap_add=["CHOWN", "SETUID", "SETGID"]))
+    s = fulldisk_make_stack(root_target(cap_drop=["ALL"], cap_add=["CHOWN", "SETUID", "SETGID"]))
     hc = inspect_container(s.service("srv").name)["HostConfig"]
     assert hc["CapDrop"] == ["ALL"] and set(hc["CapAdd"]) == {"CHOWN", "SETUID", "SETGID"}

@@ -42,8 +42,9 @@ def exec_target() -> Target:
 
 
 @pytest.fixture(scope="module")
-def db(make_stack: Callable[..., Stack]) -> Stack:
-    return make_stack(exec_target(), check_probes=False)  # its probes hang and fail on purpose
+def db(fulldisk_make_stack: Callable[..., Stack]) -> Stack:
+    # its probes hang and fail on purpose
+    return fulldisk_make_stack(exec_target(), check_probes=False)
 
 
 def sh(stack: Stack, script: str) -> None:

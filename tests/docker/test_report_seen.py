@@ -134,6 +134,8 @@ def test_defect_run_page_shows_the_failure_and_its_evidence_on_the_first_screen(
     from selenium.webdriver.common.by import By
 
     _, out = defect_run
+    # plotly.js's basic bundle: light enough to keep as a CI artifact of every run
+    assert (out / "report.html").stat().st_size < 2_000_000
     open_report(browser, out / "report.html", charts=1)
     REPORTS.mkdir(exist_ok=True)
     browser.save_screenshot(str(REPORTS / "report-first-screen.png"))

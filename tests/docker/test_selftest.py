@@ -105,7 +105,7 @@ def test_hardened_build_raises_no_false_alarm_and_judges_everything(
 
 @pytest.mark.docker
 def test_login_302_that_loses_the_session_and_logs_nothing_fails_three_rules(
-        make_stack: object, fulldisk_target: object) -> None:
+        fulldisk_make_stack: object, fulldisk_target: object) -> None:
     """Exversion's login on a full session disk, with the log errors swallowed too: the
     app answers 302 as if fine, the next page is logged out, nothing anywhere says why."""
     from collections.abc import Callable
@@ -114,8 +114,8 @@ def test_login_302_that_loses_the_session_and_logs_nothing_fails_three_rules(
     from harness.stack import Stack
     from harness.target import Target
 
-    assert callable(make_stack) and isinstance(fulldisk_target, Target)
-    make: Callable[..., Stack] = make_stack
+    assert callable(fulldisk_make_stack) and isinstance(fulldisk_target, Target)
+    make: Callable[..., Stack] = fulldisk_make_stack
     env = {"DATAHUB_DEFECTS": "silent_sessions,log_blackhole"}
     stack = make(fulldisk_target, env={n: env for n, s in fulldisk_target.services.items()
                                        if "DATAHUB_DEFECTS" in s.env})

@@ -41,7 +41,7 @@ def floor_target() -> Target:
 
 
 @pytest.fixture(scope="module", params=["host", "container"])
-def floor(request: pytest.FixtureRequest, make_stack: Callable[..., Stack]) -> Stack:
+def floor(request: pytest.FixtureRequest, fulldisk_make_stack: Callable[..., Stack]) -> Stack:
     """The floor target, its volumes worked on by each kind of agent: this process on the
     engine's host (hostfs, where CI runs) and the agent container (everywhere else)."""
     from harness import hostfs
@@ -49,7 +49,7 @@ def floor(request: pytest.FixtureRequest, make_stack: Callable[..., Stack]) -> S
     if request.param == "host" and hostfs.unavailable("auto") is not None \
             and not os.environ.get("CI"):
         pytest.skip(f"volumes cannot be mounted here: {hostfs.unavailable('auto')}")
-    return make_stack(floor_target(), agent=request.param)
+    return fulldisk_make_stack(floor_target(), agent=request.param)
 
 
 @pytest.fixture
@@ -192,13 +192,15 @@ def test_guard_refuses_a_path_that_is_not_the_tmpfs_mount_in_the_agent(
 
 
 def test_containers_run_with_least_privilege_and_loopback_ports(
-        floor: Stack, stack: Stack, inspect_container: Callable[[str], dict[str, Any]]) -> None:
+        floor: Stack, fulldisk_module_stack: Stack,
+        inspect_container: Callable[[str], dict[str, Any]]) -> None:
     """No --privileged and no-new-privileges everywhere; services keep the engine's default
     capabilities unless the target narrows them (the reference stack drops ALL: it runs as
     uid 1000); the agent gets back only what it needs to manage other users' files; ports
     on 127.0.0.1 only."""
     from harness.volume import Agent
 
+    stack = fulldisk_module_stack
     handles = [*floor.services.values(), *stack.services.values()]
     agent = floor.agent
     assert agent is not None

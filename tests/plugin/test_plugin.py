@@ -207,19 +207,19 @@ NOT_JUDGED_TEST = """
             Verdict("graceful_refusal", False, "1 of 2 requests hung", scenario="sessions"),
         ])
 
-    def test_recovery(record_outcome):
+    def test_recovery(fulldisk_record_outcome):
         o = outcome()
-        record_outcome(o, "recovery")
+        fulldisk_record_outcome(o, "recovery")
         check(o, "recovery")
 
-    def test_health(record_outcome):
+    def test_health(fulldisk_record_outcome):
         o = outcome()
-        record_outcome(o, "health_truthful")
+        fulldisk_record_outcome(o, "health_truthful")
         check(o, "health_truthful")
 
-    def test_refusal(record_outcome):
+    def test_refusal(fulldisk_record_outcome):
         o = outcome()
-        record_outcome(o, "graceful_refusal")
+        fulldisk_record_outcome(o, "graceful_refusal")
         check(o, "graceful_refusal")
 """
 
@@ -251,3 +251,53 @@ def test_not_judged_is_a_skip_with_the_reason_in_junit_json_and_summary(
     nj = next(v for v in report["verdicts"] if v["invariant"] == "recovery")
     assert nj["status"] == "not_judged" and nj["judged"] is False and nj["passed"] is False
     assert nj["reason"] == "no probe was green in steady"
+
+
+def test_every_fixture_of_the_plugin_is_prefixed() -> None:
+    """The plugin adds fixtures to every session that loads it: each starts with
+    ``fulldisk_``, so none replaces (or is replaced by) a team's own fixture."""
+    import harness.plugin as plugin
+
+    names = [name for name, obj in vars(plugin).items()
+             if type(obj).__name__ == "FixtureFunctionDefinition"
+             or hasattr(obj, "_fixture_function_marker")
+             or hasattr(obj, "_pytestfixturefunction")]
+    assert len(names) >= 10, names  # the detection itself works
+    assert [n for n in names if not n.startswith("fulldisk_")] == []
+
+
+def test_a_teams_own_stack_fixtures_do_not_collide(pytester: pytest.Pytester) -> None:
+    """A team's conftest defines ``stack``, ``make_stack``, ``outcome_of`` and
+    ``record_outcome`` of its own; its tests get those, and fulldisk's fixtures are still
+    there under their own names."""
+    pytester.makeconftest("""
+        import pytest
+
+        @pytest.fixture
+        def stack():
+            return "team stack"
+
+        @pytest.fixture
+        def make_stack():
+            return lambda: "team factory"
+
+        @pytest.fixture
+        def outcome_of():
+            return "team outcome"
+
+        @pytest.fixture
+        def record_outcome():
+            return "team recorder"
+    """)
+    pytester.makepyfile(test_team="""
+        def test_team(stack, make_stack, outcome_of, record_outcome):
+            assert stack == "team stack" and make_stack() == "team factory"
+            assert outcome_of == "team outcome" and record_outcome == "team recorder"
+    """)
+    r = pytester.runpytest("-p", "no:xdist", "-q")
+    r.assert_outcomes(passed=1)
+    r = pytester.runpytest("-p", "no:xdist", "--fixtures")
+    listed = r.stdout.str()
+    for name in ("fulldisk_stack --", "fulldisk_make_stack [session scope]",
+                 "fulldisk_outcome_of --", "stack -- conftest.py"):
+        assert name in listed, listed[-3000:]

@@ -161,11 +161,11 @@ def test_plugin_writes_the_page_with_timelines_from_xdist_workers(
         from harness.invariants import Rules, evaluate
 
         @pytest.mark.parametrize("name", ["alpha", "beta"])
-        def test_run(name, record_outcome):
+        def test_run(name, fulldisk_record_outcome):
             tl = sample_timeline()
             tl.scenario = "scenario-" + name
             verdicts = evaluate(tl, Rules(), ["no_silent_write_loss", "recovery"])
-            record_outcome(Outcome(tl.scenario, tl.volume, tl, verdicts))
+            fulldisk_record_outcome(Outcome(tl.scenario, tl.volume, tl, verdicts))
     """)
     r = pytester.runpytest_subprocess("-n", "2", "--fulldisk-html", "out/report.html",
                                       "--junitxml", "out/junit.xml", "-p", "no:cacheprovider")

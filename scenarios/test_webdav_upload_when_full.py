@@ -11,7 +11,8 @@ from harness import load_target
 
 @pytest.fixture(scope="module")
 def fulldisk_target():
-    return load_target(Path(__file__).resolve().parents[1] / "webdav" / "fulldisk.toml")
+    root = Path(__file__).resolve().parents[1]
+    return load_target(root / "examples" / "webdav" / "fulldisk.toml")
 
 
 @pytest.mark.chaos
