@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-CORPUS = ("mediawiki", "webdav", "mariadb", "redis")
+CORPUS = ("mediawiki", "webdav", "mariadb", "redis", "apachecache", "influxdb")
 RUN_SECONDS = 240
 KNOWN_WRONG: dict[tuple[str, str, str], str] = {
 }
@@ -59,7 +59,31 @@ def _cases() -> list[Any]:
 
 def _scenario_id(v: dict[str, Any]) -> str:
     """The battery case id of a verdict (a volume case is named after its volume)."""
-    return str(v.get("scenario", "")).removeprefix("battery-")
+    return str(v.get("scenario", "")).removeprefix("battery-").removeprefix("incident-")
+
+
+def _select(name: str) -> str:
+    """The -k expression for the cases a target's truth covers: battery nodes are
+    fulldisk::<case id>::<invariant>; an incident case runs under the stories that read it
+    (fulldisk::incident::<story>)."""
+    from harness.stock import INCIDENT
+
+    stories: dict[str, list[str]] = {}
+    for story in INCIDENT:
+        for case, _ in getattr(story, "fulldisk_needs", ()):
+            stories.setdefault(case, []).append(story.__name__)
+    terms = []
+    for case in truth(name):
+        incident = case in stories and case not in _volumes(name)
+        terms += stories[case] if incident else [case]
+    return " or ".join(terms)
+
+
+def _volumes(name: str) -> set[str]:
+    """The volume names of a corpus target (their cases are battery nodes, not stories)."""
+    from harness import load_target
+
+    return set(load_target(str(EXAMPLES / name / "fulldisk.toml")).volumes)
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +95,7 @@ def corpus_report(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], d
         if name in runs:
             return runs[name]
         out = tmp_path_factory.mktemp(f"corpus-{name}")
-        select = " or ".join(truth(name))  # battery nodes: fulldisk::<case id>::<invariant>
+        select = _select(name)
         exe = Path(sys.executable).with_name("fulldisk")
         proc = subprocess.run(
             [str(exe), "run", "--target", str(EXAMPLES / name / "fulldisk.toml"),
