@@ -6,19 +6,11 @@
 # Usage: bench/floor-job.sh IMAGE
 set -euo pipefail
 image=$1
+here=$(cd "$(dirname "$0")" && pwd)
 name="fulldisk-bench-floor-$$"
-trap 'docker rm -f "$name" >/dev/null 2>&1 || true' EXIT
-docker run -d --name "$name" --label fulldisk.bench=floor --user 1000:1000 \
-  --mount type=tmpfs,destination=/srv/www,tmpfs-size=16m,tmpfs-mode=1777 \
-  -p 127.0.0.1::8000 "$image" python3 -m http.server 8000 --directory /srv/www >/dev/null
-port=$(docker port "$name" 8000/tcp | head -1 | sed 's/.*://')
-url="http://127.0.0.1:$port/"
-for _ in $(seq 300); do  # at most 300 tries, 10 ms apart
-  curl -fs -o /dev/null --max-time 1 "$url" && break
-  sleep 0.01
-done
-curl -fsS -o /dev/null --max-time 3 "$url"
+. "$here/httpserver.sh" floor
+curl -fsS -o /dev/null --max-time 3 "$url/"
 docker exec "$name" sh -c 'fallocate -l 16M /srv/www/.ballast || true'
-curl -fsS -o /dev/null --max-time 3 "$url"
+curl -fsS -o /dev/null --max-time 3 "$url/"
 docker exec "$name" rm -f /srv/www/.ballast
-curl -fsS -o /dev/null --max-time 3 "$url"
+curl -fsS -o /dev/null --max-time 3 "$url/"
