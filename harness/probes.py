@@ -26,7 +26,7 @@ from requests.cookies import RequestsCookieJar
 from .backend import Backend
 from .errors import UnknownName
 from .http import loopback as _loopback
-from .target import LogSource, Probe, Step
+from .target import BUILTIN_VARS, LogSource, Probe, Step
 from .timeline import (
     CounterSample,
     DiskSample,
@@ -46,6 +46,33 @@ RECORD_SLACK = 1.0
 """Seconds a log record may carry before the request it reports (the judge's slack)."""
 MEMO = 400  # probe runs remembered for a reread after recovery (values and cookies)
 NO_BODY = (204, 304)
+
+
+_Ran = tuple[tuple[StepResult, ...], tuple[str, ...], str]
+"""A flow's results: the steps sent, the names of those not sent, and why they were not."""
+
+
+def step_name(step: Step) -> str:
+    """A step's name as results show it: its own, else its method and path."""
+    return step.name or f"{step.method} {step.path}"
+
+
+def _texts(node: Any) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, list):
+        return [t for v in node for t in _texts(v)]
+    if isinstance(node, dict):
+        return [t for v in node.values() for t in _texts(v)]
+    return []
+
+
+def unresolved(step: Step, values: Mapping[str, str]) -> list[str]:
+    """The ``{name}`` placeholders of what a step sends (path, form, headers, JSON) that
+    have no value yet; the generated-body values count as set when the step makes one."""
+    known = set(values) | (set(BUILTIN_VARS) if step.body_size is not None else set())
+    sent = [step.path, *step.form.values(), *step.headers.values(), *_texts(step.json_body)]
+    return sorted({m for t in sent for m in _VAR.findall(t)} - known)
 
 
 def render(text: str, values: Mapping[str, str]) -> str:
@@ -177,11 +204,11 @@ class Prober:
         memo = _Memo({**(values or {}), "nonce": new_nonce()}, probe=probe)
         t = self.tl.now()
         if probe.kind == "exec":
-            steps = self._exec_flow(probe, memo.values)
+            steps, not_run, why = self._exec_flow(probe, memo.values)
         else:
-            steps = self._flow(probe, memo, probe.steps)
+            steps, not_run, why = self._flow(probe, memo, probe.steps)
         result = ProbeResult(t, name, probe.kind, steps, core=probe.core, write=probe.write,
-                             tags=tags)
+                             tags=tags, not_run=not_run, stopped=why)
         self._remember((name, t), memo)
         self.tl.add(result)
         return result
@@ -196,18 +223,25 @@ class Prober:
             return None
         t = self.tl.now()
         values = dict(memo.values)
+        not_run: tuple[str, ...] = ()
+        why = ""
         if probe.kind == "exec":
             if probe.write and not probe.readback:
                 return None
-            steps = ((self._exec_step(probe, probe.readback, values, readback=True),)
-                     if probe.write else self._exec_flow(probe, values))
+            if probe.write:
+                steps: tuple[StepResult, ...] = (
+                    self._exec_step(probe, probe.readback, values, readback=True),)
+            else:
+                steps, not_run, why = self._exec_flow(probe, values)
         else:
             todo = [s for s in probe.steps if s.readback] if probe.write else probe.steps
             if not todo:
                 return None
-            steps = self._flow(probe, _Memo(values, memo.cookies.copy(), probe), todo)
+            steps, not_run, why = self._flow(probe, _Memo(values, memo.cookies.copy(), probe),
+                                             todo)
         result = ProbeResult(t, earlier.probe, probe.kind, steps, core=probe.core,
-                             write=False, tags=("reread",), reread_of=earlier.t)
+                             write=False, tags=("reread",), reread_of=earlier.t,
+                             not_run=not_run, stopped=why)
         self.tl.add(result)
         return result
 
@@ -222,17 +256,28 @@ class Prober:
         while len(self._memo) > MEMO:  # bounded: the oldest runs are forgotten first
             del self._memo[next(iter(self._memo))]
 
-    def _flow(self, probe: Probe, memo: _Memo, steps: list[Step]) -> tuple[StepResult, ...]:
+    def _flow(self, probe: Probe, memo: _Memo, steps: list[Step]) -> _Ran:
+        """The steps in order until the first that fails: what follows a failed step would
+        only report its consequences (a page of an item never made, a form without its
+        token), which the app never caused. A step with a {value} no earlier step captured
+        is not sent either. Returns the results, the names of the steps not sent, and why."""
         base = self.stack.url(probe.service, probe.port)
         out: list[StepResult] = []
         with self.stack.session() as http:
             http.cookies = memo.cookies  # the run's own jar, kept for a reread
-            for step in steps:
+            for i, step in enumerate(steps):
+                missing = unresolved(step, memo.values)
+                if missing:
+                    why = (f"step {step_name(step)!r} not sent: {{{missing[0]}}} has no value "
+                           "(no earlier step of this run captured it)")
+                    return tuple(out), tuple(step_name(s) for s in steps[i:]), why
                 r = self.request(http, base, step, memo.values)
                 out.append(r)
-                if r.status is None:
-                    break  # no answer: later steps would only repeat the transport error
-        return tuple(out)
+                if not r.passed and i + 1 < len(steps):
+                    why = (f"stopped after step {r.name!r} failed "
+                           f"({r.error or f'status {r.status}'})")
+                    return tuple(out), tuple(step_name(s) for s in steps[i + 1:]), why
+        return tuple(out), (), ""
 
     def request(self, http: requests.Session, base: str, step: Step,
                 values: dict[str, str]) -> StepResult:
@@ -251,7 +296,7 @@ class Prober:
             data = values["body"].encode("ascii")
         timeout = min(step.timeout, self.target.bounds.request_timeout)
         t0 = time.monotonic()
-        name = step.name or f"{step.method} {step.path}"
+        name = step_name(step)
         common: dict[str, Any] = {"name": name, "method": step.method, "target": path,
                                   "write": step.write, "readback": step.readback}
         try:
@@ -286,14 +331,21 @@ class Prober:
                 complete, error = False, f"body has {wire} of {declared} declared bytes"
         framed = not has_body or chunked or (declared is not None and declared.isdigit())
         text = body.decode("utf-8", "replace")
+        uncaught: list[str] = []
         for var, rx in step.capture.items():
             m = re.search(rx, text)
             if m:
                 values[var] = m.group(1)
+            else:
+                uncaught.append(var)
         passed = complete and resp.status_code in step.expect_status
         missing = step.expect_text is not None and render(step.expect_text, values) not in text
         if complete and resp.status_code not in step.expect_status:
             error = f"status {resp.status_code}, expected {step.expect_status}"
+        if passed and uncaught:
+            # the answer lacks what later steps need: the step did not do its job
+            passed, error = False, (f"capture {uncaught[0]!r} found no match for "
+                                    f"{step.capture[uncaught[0]]!r} in the body")
         if passed:
             problem = self._content_problem(step, body, text, values)
             if problem is not None:
@@ -327,13 +379,16 @@ class Prober:
                 return f"body contains {bad[:80]!r}"
         return None
 
-    def _exec_flow(self, probe: Probe, values: dict[str, str]) -> tuple[StepResult, ...]:
+    def _exec_flow(self, probe: Probe, values: dict[str, str]) -> _Ran:
         if probe.body_size is not None:
             _set_body(values, probe.body_size)
         first = self._exec_step(probe, probe.command, values, write=probe.write)
-        if not (probe.readback and first.passed):
-            return (first,)
-        return first, self._exec_step(probe, probe.readback, values, readback=True)
+        if not probe.readback:
+            return (first,), (), ""
+        if not first.passed:
+            return (first,), ("readback",), (f"stopped after the command failed "
+                                             f"({first.error or f'exit {first.status}'})")
+        return (first, self._exec_step(probe, probe.readback, values, readback=True)), (), ""
 
     def _exec_step(self, probe: Probe, command: list[str], values: Mapping[str, str], *,
                    write: bool = False, readback: bool = False) -> StepResult:
