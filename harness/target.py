@@ -140,9 +140,14 @@ class Service(_Model):
     build: str | None = None  # build context, relative to the config file
     dockerfile: str | None = None
     command: list[str] | str | None = None
+    entrypoint: list[str] | str | None = None  # replaces the image's ENTRYPOINT
+    build_args: dict[str, str] = {}  # build-time ARGs (BASE defaults to fulldisk's base)
     env: dict[str, str] = {}
     user: str | None = None
     ports: list[int] = []
+    # scratch tmpfs mounts the harness neither sizes nor fills: path -> mount options
+    # ("size=64m,mode=1777"); for /run, /tmp and the like
+    tmpfs: dict[str, str] = {}
     ready: Ready | None = None
     depends_on: list[str] = []
     privileged: bool = False  # only if the target says so
@@ -161,6 +166,17 @@ class Service(_Model):
                 raise ValueError(f"{c!r} is not a capability name; use e.g. \"CHOWN\", "
                                  "\"SETUID\", \"NET_BIND_SERVICE\" or \"ALL\"")
             out.append(name)
+        return out
+
+    @field_validator("tmpfs")
+    @classmethod
+    def _tmpfs(cls, v: dict[str, str]) -> dict[str, str]:
+        out = {}
+        for path, opts in v.items():
+            if not re.fullmatch(r"[A-Za-z0-9=,._-]*", opts):
+                raise ValueError(f"tmpfs {path!r}: options {opts!r} must be comma-separated "
+                                 "key=value words, such as \"size=64m,mode=1777\"")
+            out[Mount._abs(path)] = opts
         return out
 
     @field_validator("ports")
@@ -588,6 +604,10 @@ class Target(_Model):
     bounds: Bounds = Bounds()
     cause_patterns: list[str] = list(DEFAULT_CAUSE_PATTERNS)
     error_patterns: list[str] = list(DEFAULT_ERROR_PATTERNS)
+    # A docker-compose.yml (relative to this file) whose services become ``services``
+    # (harness/compose.py merges them in before validation); compose_services picks some.
+    compose: str | None = None
+    compose_services: list[str] = []
     # Set by the loader, never by the config (a config that names them has unknown keys).
     _path: str = PrivateAttr("")
     _root: str = PrivateAttr("")
@@ -620,6 +640,9 @@ class Target(_Model):
                 choices = ", ".join(sorted(known)) or "none declared"
                 raise ValueError(f"{where}: unknown {kind} {name!r} (declared: {choices})")
 
+        if self.compose_services and not self.compose:
+            raise ValueError("compose_services: picks services of a compose file; name the "
+                             "file with compose = \"docker-compose.yml\"")
         for name in RESERVED_SERVICES:
             if name in svc:
                 raise ValueError(f"services.{name}: the name {name!r} is fulldisk's own "
@@ -665,6 +688,10 @@ class Target(_Model):
                                      "normalising, so '/data/' is '/data'); mount each path "
                                      "once")
                 seen[key] = vname
+                if m.path in self.services[m.service].tmpfs:
+                    raise ValueError(f"volumes.{vname}.mounts: {m.service}:{m.path} is also "
+                                     f"in services.{m.service}.tmpfs; a path is one mount "
+                                     "(drop it from tmpfs, which fulldisk does not fill)")
         given = {"seq", "size"} if self.downloads else set()
         for pname, p in self.probes.items():
             need("service", p.service, svc, f"probes.{pname}.service")
@@ -863,6 +890,10 @@ def target_from_dict(data: dict[str, Any], *, file: str = "<config>", root: str 
     if not isinstance(data, dict):
         raise ConfigError("config is not a table", f"write TOML tables as in {DOCS}", file=file)
     data = _expand(data)
+    if not derived and data.get("compose"):
+        from .compose import apply_compose  # only targets that name a compose file
+
+        data = apply_compose(data, root=root, file=file)
     try:
         target = Target.model_validate(data, context={"derived": derived, "root": root})
     except ValidationError as e:
