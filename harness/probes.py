@@ -70,8 +70,9 @@ def _texts(node: Any) -> list[str]:
 def unresolved(step: Step, values: Mapping[str, str]) -> list[str]:
     """The ``{name}`` placeholders of what a step sends (path, form, headers, JSON) that
     have no value yet; the generated-body values count as set when the step makes one."""
-    known = set(values) | (set(BUILTIN_VARS) if step.body_size is not None else set())
-    sent = [step.path, *step.form.values(), *step.headers.values(), *_texts(step.json_body)]
+    known = set(values) | (set(BUILTIN_VARS) if step.generates else set())
+    sent = [step.path, *step.form.values(), *step.headers.values(), *_texts(step.json_body),
+            *(f.filename for f in step.files.values())]
     return sorted({m for t in sent for m in _VAR.findall(t)} - known)
 
 
@@ -112,10 +113,23 @@ def make_body(nonce: str, size: int) -> bytes:
     return data[:-1] + b"x" if data and data[-1:] in (b"\n", b" ") else data
 
 
-def _set_body(values: dict[str, str], size: int) -> None:
-    data = make_body(values["nonce"], size)
+def _set_body(values: dict[str, str], size: int, seed: str = "") -> bytes:
+    data = make_body(values["nonce"] + seed, size)
     values.update(body=data.decode("ascii"), body_sha256=hashlib.sha256(data).hexdigest(),
                   body_bytes=str(len(data)))
+    return data
+
+
+def _files(step: Step, values: dict[str, str]) -> dict[str, tuple[str, bytes, str]] | None:
+    """The files of a multipart upload, each of fresh content (the first file's content is
+    this run's {body}; a later file's is derived from the nonce and its field name)."""
+    if not step.files:
+        return None
+    contents = [_set_body(dict(values), part.body_size, f"-{name}" if i else "")
+                for i, (name, part) in enumerate(step.files.items())]
+    _set_body(values, next(iter(step.files.values())).body_size)  # the first file's values
+    return {name: (render(part.filename, values), data, part.content_type)
+            for (name, part), data in zip(step.files.items(), contents, strict=True)}
 
 
 @dataclass
@@ -286,6 +300,7 @@ class Prober:
         values.setdefault("nonce", new_nonce())
         if step.body_size is not None:
             _set_body(values, step.body_size)
+        files = _files(step, values)
         path = render(step.path, values)
         url = _loopback(base + path)
         form = {k: render(v, values) for k, v in step.form.items()}
@@ -300,7 +315,7 @@ class Prober:
         common: dict[str, Any] = {"name": name, "method": step.method, "target": path,
                                   "write": step.write, "readback": step.readback}
         try:
-            resp = http.request(step.method, url, data=data, json=json_body,
+            resp = http.request(step.method, url, data=data, json=json_body, files=files,
                                 headers=headers, timeout=timeout, allow_redirects=False,
                                 stream=True)
         except requests.Timeout:

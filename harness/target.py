@@ -13,6 +13,8 @@ import os
 import posixpath
 import re
 import tomllib
+import types
+import typing
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
@@ -280,6 +282,35 @@ class VolumeSpec(_Model):
         return int(self.owner.split(":")[1])
 
 
+class FilePart(_Model):
+    """A file of a multipart upload: fresh content of ``body_size`` bytes per run (derived
+    from ``{nonce}``), sent under ``filename`` with ``content_type``."""
+
+    body_size: Size
+    filename: str = "fulldisk-{nonce}.bin"
+    content_type: str = "application/octet-stream"
+
+    @field_validator("body_size", mode="before")
+    @classmethod
+    def _bsize(cls, v: Any) -> int:
+        return _size(v)
+
+    @field_validator("filename")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v or "/" in v or "\\" in v or v in (".", ".."):
+            raise ValueError(f"filename {v!r} must be one plain file name, such as "
+                             "\"photo-{nonce}.jpg\"")
+        return v
+
+    @field_validator("content_type")
+    @classmethod
+    def _ctype(cls, v: str) -> str:
+        if not re.fullmatch(r"[\w.+-]+/[\w.+-]+(;.*)?", v):
+            raise ValueError(f"content_type {v!r} must be a media type such as \"image/jpeg\"")
+        return v
+
+
 class Step(_Model):
     """One request of an HTTP flow, with expectations and captures for later steps."""
 
@@ -287,6 +318,9 @@ class Step(_Model):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
     path: str
     form: dict[str, str] = {}
+    # a multipart/form-data upload: field name -> a file of fresh content (``form`` values
+    # go beside it as plain fields); {body}, {body_sha256}, {body_bytes} are the first file's
+    files: dict[str, FilePart] = {}
     json_body: dict[str, Any] | None = Field(None, alias="json")
     headers: dict[str, str] = {}
     expect_status: list[int] = [200]
@@ -318,6 +352,12 @@ class Step(_Model):
 
     @model_validator(mode="after")
     def _body(self) -> Step:
+        if self.files:
+            if self.method in ("GET", "HEAD", "DELETE"):
+                raise ValueError(f"files on a {self.method}: an upload is a POST, PUT or PATCH")
+            if self.body_size is not None or self.json_body is not None:
+                raise ValueError("files with body_size or json: a multipart upload gives each "
+                                 "file its own body_size, and sends form values beside them")
         if self.body_size is not None:
             if (self.form or self.json_body is not None) and not self._body_used():
                 raise ValueError("body_size with 'form' or 'json': put \"{body}\" in one of "
@@ -359,9 +399,16 @@ class Step(_Model):
             raise ValueError("expect_status is empty: the step could never pass")
         return v
 
+    @property
+    def generates(self) -> bool:
+        """The step makes fresh content ({body}, {body_sha256}, {body_bytes}): a raw body
+        or value of ``body_size``, or the files of an upload."""
+        return self.body_size is not None or bool(self.files)
+
     def placeholders(self) -> set[str]:
-        """The ``{name}`` values the step uses (path, form and header values)."""
-        texts = [self.path, *self.form.values(), *self.headers.values()]
+        """The ``{name}`` values the step uses (path, form and header values, file names)."""
+        texts = [self.path, *self.form.values(), *self.headers.values(),
+                 *(f.filename for f in self.files.values())]
         return {m for t in texts for m in _VAR.findall(t)}
 
     @field_validator("capture")
@@ -700,7 +747,7 @@ class Target(_Model):
             known = set(given) if self.downloads and self.downloads.probe == pname else set()
             known.add("nonce")
             for i, step in enumerate(p.steps):
-                if step.body_size is not None:
+                if step.generates:
                     known |= set(BUILTIN_VARS)
                 missing = sorted(step.placeholders() - known)
                 if missing:
@@ -873,12 +920,46 @@ def _key(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def accepted_keys(loc: tuple[int | str, ...]) -> list[str] | None:
+    """The keys the table holding the last key of ``loc`` accepts (by their names in the
+    config, aliases included), walking the models from Target; None when not a table."""
+    node: Any = Target
+    for part in loc[:-1]:
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            fields = {f.alias or n: f for n, f in node.model_fields.items()}
+            if str(part) not in fields:
+                return None
+            node = fields[str(part)].annotation
+            continue
+        while typing.get_origin(node) in (typing.Union, types.UnionType):  # X | None
+            node = next(a for a in typing.get_args(node) if a is not type(None))
+        if typing.get_origin(node) in (list, dict):
+            node = typing.get_args(node)[-1]  # an item of a list, a value of a table
+        else:
+            return None
+    while typing.get_origin(node) in (typing.Union, types.UnionType):
+        node = next(a for a in typing.get_args(node) if a is not type(None))
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return [f.alias or n for n, f in node.model_fields.items()]
+    return None
+
+
+def _message(err: Any) -> str:
+    """The error's text, an unknown key's with the keys its table accepts."""
+    if err["type"] == "extra_forbidden":
+        keys = accepted_keys(tuple(err["loc"]))
+        if keys:
+            return f"unknown key {err['loc'][-1]!r}; accepted here: {', '.join(keys)}"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
 def _hint(err: Any) -> str:
     kind = err["type"]
     if kind == "missing":
         return f"add this key; see {DOCS} for every key and an example."
     if kind == "extra_forbidden":
-        return "remove it or fix its spelling; unknown keys are refused so typos do not pass."
+        return ("fix its spelling or remove it; unknown keys are refused so typos do not pass "
+                f"({DOCS} shows every key).")
     if kind.endswith("_type") or kind.endswith("_parsing"):
         return f"give a value of the right type ({err['msg'].lower()})."
     return f"fix the value as the message says ({DOCS} shows every key)."
@@ -898,7 +979,7 @@ def target_from_dict(data: dict[str, Any], *, file: str = "<config>", root: str 
         target = Target.model_validate(data, context={"derived": derived, "root": root})
     except ValidationError as e:
         err = e.errors()[0]
-        msg = str(err["msg"]).removeprefix("Value error, ")
+        msg = _message(err)
         more = f" (and {e.error_count() - 1} more problem(s))" if e.error_count() > 1 else ""
         raise ConfigError(msg + more, _hint(err), file=file, key=_key(err["loc"]) or None) from None
     target._path, target._root = file, root

@@ -4,6 +4,8 @@ failure the app caused (graceful_refusal does not count the consequences)."""
 
 from __future__ import annotations
 
+import email.parser
+import hashlib
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,6 +15,7 @@ import pytest
 import requests
 
 from harness import http
+from harness.errors import ConfigError
 from harness.invariants import Rules, graceful_refusal
 from harness.probes import Prober
 from harness.stack import Stack
@@ -26,6 +29,8 @@ class NotesApp(BaseHTTPRequestHandler):
 
     seen: ClassVar[list[str]] = []
     broken: ClassVar[bool] = False
+    uploads: ClassVar[dict[str, tuple[str, bytes, str]]] = {}  # filename -> (field, data, type)
+    fields: ClassVar[dict[str, str]] = {}
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args: Any) -> None:
@@ -48,12 +53,36 @@ class NotesApp(BaseHTTPRequestHandler):
             self._send(200, b'<form><input name="csrf" value="tok123"></form>')
         elif self.path == "/login-without-token/":
             self._send(200, b"<form>no token here</form>")
+        elif self.path.startswith("/photos/") and self.path[8:] in self.uploads:
+            self._send(200, self.uploads[self.path[8:]][1])
         elif self.path.startswith("/notes/") and "sid=1" in self.headers.get("Cookie", ""):
             self._send(200, b"your note")
         else:
             self._send(403 if self.path.startswith("/notes/") else 404, b"no")
 
+    def _multipart(self) -> None:
+        """Store each uploaded file under its file name, as a photo upload does."""
+        raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        head = f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode()
+        msg = email.parser.BytesParser().parsebytes(head + raw)
+        if not msg.is_multipart():
+            self._send(400, b"not multipart")
+            return
+        for part in msg.get_payload():  # type: ignore[union-attr]
+            name = part.get_param("name", header="content-disposition")
+            data = part.get_payload(decode=True)
+            filename = part.get_filename()
+            if filename:
+                self.uploads[filename] = (name, data, part.get_content_type())
+            else:
+                self.fields[name] = data.decode()
+        self._send(500, b"disk full") if self.broken else self._send(201, b"stored")
+
     def do_POST(self) -> None:
+        if self.path == "/upload":
+            self.seen.append("POST /upload")
+            self._multipart()
+            return
         self._read()
         self.seen.append(f"POST {self.path}")
         if self.path == "/login/":
@@ -82,6 +111,8 @@ def app() -> Iterator[int]:
 def fresh() -> Iterator[None]:
     NotesApp.seen.clear()
     NotesApp.broken = False
+    NotesApp.uploads.clear()
+    NotesApp.fields.clear()
     yield
     NotesApp.broken = False
 
@@ -200,3 +231,54 @@ def test_a_flow_that_runs_on_would_fail_graceful_refusal(app: int) -> None:
     v = graceful_refusal(tl, Rules())
     assert v.applicable and not v.passed, v
     assert "client error 403" in v.summary
+
+
+UPLOAD = [
+    {"name": "upload", "method": "POST", "path": "/upload", "form": {"album": "a-{nonce}"},
+     "files": {"photo": {"body_size": "64KiB", "filename": "x-{nonce}.jpg",
+                         "content_type": "image/jpeg"},
+               "thumb": {"body_size": "4KiB"}},
+     "expect_status": [201], "write": True},
+    {"name": "view", "path": "/photos/x-{nonce}.jpg", "expect_bytes": "64KiB",
+     "expect_sha256": "{body_sha256}", "readback": True},
+]
+
+
+def test_a_multipart_upload_sends_fresh_files_and_reads_back_by_digest(app: int) -> None:
+    pr = prober(app, UPLOAD)
+    a, b = pr.run("p"), pr.run("p")
+    assert a.passed and b.passed, (a, b)
+    photos = {k: v for k, v in NotesApp.uploads.items() if k.startswith("x-")}
+    assert len(photos) == 2  # one per run, named with the run's nonce
+    digests = {hashlib.sha256(data).hexdigest() for _, data, _ in photos.values()}
+    assert len(digests) == 2  # fresh content per run
+    field, data, ctype = next(iter(photos.values()))
+    assert field == "photo" and len(data) == 64 * 1024 and ctype == "image/jpeg"
+    thumbs = [v for k, v in NotesApp.uploads.items() if k.startswith("fulldisk-")]
+    assert len(thumbs) == 2 and all(len(d) == 4096 and t == "application/octet-stream"
+                                    for _, d, t in thumbs)
+    assert not {hashlib.sha256(d).hexdigest() for _, d, _ in thumbs} & digests
+    assert NotesApp.fields["album"].startswith("a-fd")  # form values go beside the files
+
+
+def test_a_refused_upload_is_not_read_back(app: int) -> None:
+    NotesApp.broken = True
+    res = prober(app, UPLOAD).run("p")
+    assert [s.status for s in res.steps] == [500] and res.not_run == ("view",)
+
+
+@pytest.mark.parametrize(("step", "said"), [
+    ({"multipart": {}}, "unknown key 'multipart'; accepted here: name, method, path, form, "
+                        "files, json,"),
+    ({"files": {"photo": {"sizee": "1KiB", "body_size": "1KiB"}}},
+     "unknown key 'sizee'; accepted here: body_size, filename, content_type"),
+    ({"method": "GET", "files": {"photo": {"body_size": "1KiB"}}}, "files on a GET"),
+    ({"files": {"photo": {"body_size": "1KiB", "filename": "../x"}}}, "one plain file name"),
+    ({"files": {"photo": {"body_size": "1KiB", "content_type": "jpeg"}}}, "media type"),
+    ({"body_size": "1KiB", "files": {"photo": {"body_size": "1KiB"}}}, "own body_size"),
+])
+def test_a_bad_upload_step_is_refused_with_the_keys_it_accepts(
+        step: dict[str, Any], said: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        prober(1, [{"method": "POST", "path": "/upload", **step}])
+    assert said in e.value.message, e.value
