@@ -33,6 +33,7 @@ from .timeline import (
     HealthSample,
     LoadEvent,
     LogRecord,
+    PhaseMark,
     ProbeResult,
     StepResult,
     Timeline,
@@ -198,6 +199,9 @@ class Prober:
         self._log_seen: dict[str, int] = {}
         self._file_head: dict[str, bytes] = {}
         self._memo: dict[tuple[str, float], _Memo] = {}
+        # cookies of the last green run before any fill, per probe another one uses as session
+        self._sessions: dict[str, RequestsCookieJar] = {}
+        self._session_sources = {p.session for p in self.target.probes.values() if p.session}
 
     @property
     def http(self) -> requests.Session:
@@ -216,8 +220,14 @@ class Prober:
                   tags: tuple[str, ...] = ()) -> ProbeResult:
         """Run a probe given as an object (e.g. an ad hoc request of a scenario script)."""
         memo = _Memo({**(values or {}), "nonce": new_nonce()}, probe=probe)
+        jar, no_session = self._session(probe.session) if probe.session else (None, "")
+        if jar is not None:
+            memo.cookies = jar.copy()
         t = self.tl.now()
-        if probe.kind == "exec":
+        if no_session:
+            steps: tuple[StepResult, ...] = ()
+            not_run, why = tuple(step_name(s) for s in probe.steps), no_session
+        elif probe.kind == "exec":
             steps, not_run, why = self._exec_flow(probe, memo.values)
         else:
             steps, not_run, why = self._flow(probe, memo, probe.steps)
@@ -225,7 +235,24 @@ class Prober:
                              tags=tags, not_run=not_run, stopped=why)
         self._remember((name, t), memo)
         self.tl.add(result)
+        if name in self._session_sources and result.passed and self._before_fill():
+            self._sessions[name] = memo.cookies.copy()
         return result
+
+    def _before_fill(self) -> bool:
+        """No fill has started in this timeline: no phase mark yet, or only steady."""
+        mark = next((e for e in reversed(self.tl.events) if isinstance(e, PhaseMark)), None)
+        return mark is None or mark.phase == "steady"
+
+    def _session(self, source: str) -> tuple[RequestsCookieJar | None, str]:
+        """The cookies of the source probe's last green run before the fill (logging in
+        now if it has none and no fill has started), or why there are none."""
+        if source not in self._sessions and self._before_fill():
+            self.run(source, tags=("session",))
+        if source in self._sessions:
+            return self._sessions[source], ""
+        return None, (f"not sent: session probe {source!r} had no green run before the "
+                      "fill to take its cookies from")
 
     def reread(self, earlier: ProbeResult) -> ProbeResult | None:
         """Repeat, with the same nonce, values and cookies, what an earlier run asked: the

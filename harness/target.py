@@ -446,6 +446,9 @@ class Probe(_Model):
     body_size: Size | None = None  # exec: {body} in the commands is this much fresh content
     core: bool = False
     description: str = ""
+    # http: start each run with the cookies of the named probe's last green run made before
+    # any fill (a login), so the write under test is the only write the probe makes while full
+    session: str | None = None
 
     @field_validator("body_size", mode="before")
     @classmethod
@@ -742,6 +745,14 @@ class Target(_Model):
         given = {"seq", "size"} if self.downloads else set()
         for pname, p in self.probes.items():
             need("service", p.service, svc, f"probes.{pname}.service")
+            if p.session is not None:
+                need("probe", p.session, probes, f"probes.{pname}.session")
+                src = self.probes[p.session]
+                if p.session == pname or p.kind != "http" or src.kind != "http" \
+                        or src.session is not None:
+                    raise ValueError(f"probes.{pname}.session: name another http probe that "
+                                     "logs in by itself (not this probe, not an exec probe, "
+                                     "not one that uses a session of its own)")
             if p.kind == "http":
                 self._port(p.service, p.port, f"probes.{pname}")
             known = set(given) if self.downloads and self.downloads.probe == pname else set()

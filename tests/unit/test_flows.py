@@ -29,6 +29,7 @@ class NotesApp(BaseHTTPRequestHandler):
 
     seen: ClassVar[list[str]] = []
     broken: ClassVar[bool] = False
+    login_broken: ClassVar[bool] = False  # the login's own write (a session row) fails
     uploads: ClassVar[dict[str, tuple[str, bytes, str]]] = {}  # filename -> (field, data, type)
     fields: ClassVar[dict[str, str]] = {}
     protocol_version = "HTTP/1.1"
@@ -86,10 +87,12 @@ class NotesApp(BaseHTTPRequestHandler):
         self._read()
         self.seen.append(f"POST {self.path}")
         if self.path == "/login/":
-            if self.broken:
+            if self.broken or self.login_broken:
                 self._send(500, b"Internal Server Error")
             else:
                 self._send(302, b"", Location="/notes/", **{"Set-Cookie": "sid=1; Path=/"})
+        elif self.path == "/notes/" and "sid=1" not in self.headers.get("Cookie", ""):
+            self._send(403, b"log in first")
         elif self.path == "/notes/":
             self._send(201, b"note id=n42") if not self.broken else self._send(500, b"error")
         else:
@@ -111,6 +114,7 @@ def app() -> Iterator[int]:
 def fresh() -> Iterator[None]:
     NotesApp.seen.clear()
     NotesApp.broken = False
+    NotesApp.login_broken = False
     NotesApp.uploads.clear()
     NotesApp.fields.clear()
     yield
@@ -143,11 +147,12 @@ LOGIN_FLOW = [
 ]
 
 
-def prober(port: int, steps: list[dict[str, Any]], tl: Timeline | None = None) -> Prober:
+def prober(port: int, steps: list[dict[str, Any]], tl: Timeline | None = None,
+           **probes: dict[str, Any]) -> Prober:
     t = target_from_dict({
         "name": "local", "services": {"web": {"image": "x", "ports": [8080]}},
         "volumes": {"v": {"size": "1MiB", "mounts": [{"service": "web", "path": "/v"}]}},
-        "probes": {"p": {"service": "web", "steps": steps}}}, file="<local>")
+        "probes": {"p": {"service": "web", "steps": steps}, **probes}}, file="<local>")
     return Prober(cast(Stack, FakeStack(t, port)), tl or Timeline(scenario="unit"))
 
 
@@ -282,3 +287,55 @@ def test_a_bad_upload_step_is_refused_with_the_keys_it_accepts(
     with pytest.raises(ConfigError) as e:
         prober(1, [{"method": "POST", "path": "/upload", **step}])
     assert said in e.value.message, e.value
+
+
+NOTE = {"service": "web", "session": "p", "steps": [
+    {"name": "create", "method": "POST", "path": "/notes/", "form": {"text": "{nonce}"},
+     "expect_status": [201], "capture": {"note": r"id=(\w+)"}, "write": True},
+    {"name": "view", "path": "/notes/{note}/", "expect_text": "your note", "readback": True},
+]}
+
+
+def test_a_logged_in_write_while_full_uses_the_session_made_before_the_fill(app: int) -> None:
+    tl = Timeline(scenario="unit", volume="v")
+    pr = prober(app, LOGIN_FLOW, tl, note=NOTE)
+    tl.phase("steady")
+    first = pr.run("note")  # no session yet: the login probe runs first, then the note
+    assert first.passed, first
+    logins = tl.probes("p", tag="session")
+    assert len(logins) == 1 and logins[0].passed and logins[0].t < first.t
+    tl.phase("fill")
+    NotesApp.login_broken = True  # the login's own write fails while full
+    NotesApp.seen.clear()
+    assert not pr.run("p").passed  # a login while full fails, and leaves the session alone
+    NotesApp.seen.clear()
+    note = pr.run("note")
+    assert note.passed, note
+    assert NotesApp.seen == ["POST /notes/", "GET /notes/n42/"]  # the write is its only write
+
+
+def test_without_a_session_made_before_the_fill_nothing_is_sent(app: int) -> None:
+    tl = Timeline(scenario="unit", volume="v")
+    pr = prober(app, LOGIN_FLOW, tl, note=NOTE)
+    tl.phase("fill")
+    res = pr.run("note")
+    assert res.steps == () and res.not_run == ("create", "view") and not res.passed
+    assert "session probe 'p' had no green run before the fill" in res.stopped
+    assert NotesApp.seen == []
+
+
+def test_a_probe_without_the_session_is_refused_by_the_app(app: int) -> None:
+    """The other way: the same note flow with no session is answered 403 (so the test
+    above passes because of the session, not because the app lets anyone write)."""
+    res = prober(app, LOGIN_FLOW, note={**NOTE, "session": None}).run("note")
+    assert [s.status for s in res.steps] == [403]
+
+
+@pytest.mark.parametrize(("session", "said"), [
+    ("nope", "unknown probe 'nope'"),
+    ("note", "name another http probe"),
+])
+def test_a_bad_session_is_refused(session: str, said: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        prober(1, LOGIN_FLOW, note={**NOTE, "session": session})
+    assert said in e.value.message and "probes.note.session" in e.value.message
