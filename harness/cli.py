@@ -1,4 +1,5 @@
-"""The ``fulldisk`` command: run, gate, explore, selftest, list, doctor, clean, build, init.
+"""The ``fulldisk`` command: run, gate, explore, selftest, list, doctor, clean, build, init,
+schema.
 
 Exit codes (README, "Exit codes"): 0 all passed; 1 an invariant failed; 2 usage, config
 or target problem (a probe that fails on empty disks); 3 the machine cannot run the check
@@ -424,6 +425,14 @@ def clean(run_id: str | None, stale: bool) -> None:
         console.print(f"kept {len(left.unproven)} run(s) not proven gone (alive, or without "
                       f"a lease): {', '.join(left.unproven)}; `fulldisk clean --run ID` "
                       "removes one whose owner you know has ended")
+
+
+@cli.command("schema")
+def schema_cmd() -> None:
+    """Print the JSON Schema of a target config (fulldisk.schema.json), for editors."""
+    from .config_schema import schema_text
+
+    click.echo(schema_text(), nl=False)
 
 
 @cli.command()

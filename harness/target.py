@@ -26,6 +26,7 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -86,7 +87,11 @@ def _size(v: Any) -> int:
         raise ValueError(f"{v!r} is not a size; use {ACCEPTED}") from e
 
 
-Size = Annotated[int, Field(ge=0)]
+# A size is written as bytes or as text ("512KiB", "16MiB"); the JSON Schema says both.
+Size = Annotated[int, Field(ge=0), WithJsonSchema({
+    "anyOf": [{"type": "integer", "minimum": 0},
+              {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[A-Za-z]*\s*$"}],
+    "description": ACCEPTED})]
 
 
 class Ready(_Model):
@@ -616,7 +621,9 @@ class Cleanup(_Model):
 
     volume: str
     service: str | None = None  # the cleaner's container, paused where the app is on its own
-    ceiling: float = 90.0  # percent of bytes
+    ceiling: Annotated[float, WithJsonSchema({"anyOf": [
+        {"type": "number"}, {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%?\s*$"}],
+        "description": "percent of bytes: 90 or \"90%\""})] = 90.0
     max_full_seconds: float = 1.0
     rate: float = Field(20.0, gt=0, le=500)  # downloads per second
     duration: float = Field(4.0, gt=0, le=120)
