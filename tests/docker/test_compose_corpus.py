@@ -119,3 +119,46 @@ def test_a_compose_service_starts_with_its_entrypoint_environment_and_tmpfs(
     info = inspect_container(stack.service("app").name)
     assert info["Config"]["Entrypoint"] == ["sh", "-c"]
     assert info["HostConfig"]["Tmpfs"] == {"/scratch": "size=1m"}
+
+
+@pytest.mark.parametrize("name", COMPOSED)
+def test_init_from_a_corpus_compose_file_proposes_its_volumes(name: str, tmp_path: Path) -> None:
+    """``fulldisk init --compose`` on a corpus compose file proposes the corpus target's
+    volumes, at its mount paths, with the owner its truth.sh fills as, sized at least 4 MiB,
+    and writes a target that loads."""
+    import shutil
+
+    from harness.target import load_target
+
+    work = tmp_path / name
+    shutil.copytree(EXAMPLES / name, work)
+    exe = Path(sys.executable).with_name("fulldisk")
+    proc = subprocess.run([str(exe), "init", "--compose", "docker-compose.yml", "-o",
+                           "starter.toml"], cwd=work, capture_output=True, text=True,
+                          timeout=RUN_SECONDS, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "used" in proc.stderr  # the warm-up's figures are shown
+    starter = load_target(work / "starter.toml")
+    by_hand = load_target(work / "fulldisk.toml")
+    assert starter.compose == "docker-compose.yml"
+    got = {v: ([(m.service, m.path) for m in s.mounts], s.owner)
+           for v, s in starter.volumes.items()}
+    want = {v: ([(m.service, m.path) for m in s.mounts], s.owner)
+            for v, s in by_hand.volumes.items()}
+    assert got == want
+    assert all(s.size >= 4 * 1024 * 1024 for s in starter.volumes.values())
+
+
+def test_init_from_compose_reports_a_service_that_dies_at_start(tmp_path: Path) -> None:
+    from harness.engine import BASE_IMAGE
+
+    (tmp_path / "docker-compose.yml").write_text(
+        f"services:\n  app:\n    image: {BASE_IMAGE}\n"
+        "    command: [sh, -c, 'echo cannot create directory /data/x: Permission denied >&2;"
+        " exit 1']\n    volumes: [data:/data]\nvolumes:\n  data:\n")
+    exe = Path(sys.executable).with_name("fulldisk")
+    proc = subprocess.run([str(exe), "init", "--compose", "docker-compose.yml"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=RUN_SECONDS, check=False)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "Permission denied" in proc.stderr and "app" in proc.stderr
+    assert not (tmp_path / "fulldisk.toml").exists()
