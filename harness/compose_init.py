@@ -157,6 +157,7 @@ def observe_compose(compose: Path, out: Path, *, name: str, seconds: float = 2.0
                 progress(f"warm-up: crawled {sname}:{port}, {pages} pages")
         # a deliberate observation window: background writers (cleaners, log flushes)
         threading.Event().wait(max(0.0, min(seconds, deadline - time.monotonic())))
+        stack.check_alive()  # a service that died meanwhile: its log lines, never volumes
         usage = stack.usage()
     used = {v: u.bytes_used for v, u in usage.items()}
     inodes = {v: u.inodes_total - u.inodes_free for v, u in usage.items()}

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-COMPOSED = ("redis", "webdav")  # one exec target, one HTTP target: a few seconds each
+COMPOSED = ("redis", "webdav", "mariadb", "mediawiki")  # every corpus target
 RUN_SECONDS = 240
 
 pytestmark = [pytest.mark.docker]
