@@ -339,3 +339,19 @@ def test_a_bad_session_is_refused(session: str, said: str) -> None:
     with pytest.raises(ConfigError) as e:
         prober(1, LOGIN_FLOW, note={**NOTE, "session": session})
     assert said in e.value.message and "probes.note.session" in e.value.message
+
+
+def test_the_readme_django_pattern_loads() -> None:
+    """README's logged-in write example is a valid config (its probes with a service)."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```toml\n(.*?)```", text, re.S)
+                 if 'session = "login"' in b)
+    t = target_from_dict({
+        "name": "django", "services": {"web": {"image": "x", "ports": [8000]}},
+        "volumes": {"v": {"size": "1MiB", "mounts": [{"service": "web", "path": "/v"}]}},
+        **tomllib.loads(block)}, file="README.md")
+    assert t.probes["note"].session == "login" and t.probes["note"].write
