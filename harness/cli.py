@@ -1,4 +1,5 @@
-"""The ``fulldisk`` command: run, gate, explore, selftest, list, doctor, clean, build, init.
+"""The ``fulldisk`` command: run, gate, explore, selftest, list, doctor, clean, build, init,
+schema.
 
 Exit codes (README, "Exit codes"): 0 all passed; 1 an invariant failed; 2 usage, config
 or target problem (a probe that fails on empty disks); 3 the machine cannot run the check
@@ -420,6 +421,14 @@ def clean(run_id: str | None, stale: bool) -> None:
                       "removes one whose owner you know has ended")
 
 
+@cli.command("schema")
+def schema_cmd() -> None:
+    """Print the JSON Schema of a target config (fulldisk.schema.json), for editors."""
+    from .config_schema import schema_text
+
+    click.echo(schema_text(), nl=False)
+
+
 @cli.command()
 @target_opt
 @click.option("--quiet", "-q", is_flag=True)
@@ -486,7 +495,10 @@ def selftest(json_path: str | None, only: str | None, html_path: str) -> None:
 
 
 @cli.command()
-@click.argument("images", nargs=-1, required=True, metavar="[NAME=]IMAGE...")
+@click.argument("images", nargs=-1, metavar="[NAME=]IMAGE...")
+@click.option("--compose", "compose", default=None, metavar="FILE",
+              help="a docker-compose.yml: the starter names it for the services and sizes "
+                   "its named volumes from a warm-up of the services as it defines them")
 @click.option("--command", "commands", multiple=True, metavar="NAME=COMMAND",
               help="the command a service runs (e.g. --command web='nginx -g ...')")
 @click.option("--warmup", default=None, metavar="SHELL",
@@ -502,14 +514,29 @@ def selftest(json_path: str | None, only: str | None, html_path: str) -> None:
 @click.option("--output", "-o", default="fulldisk.toml", show_default=True, metavar="PATH")
 @click.option("--name", default=None, help="the target's name (default: the first service)")
 @click.option("--force", is_flag=True, help="overwrite an existing file")
-def init(images: tuple[str, ...], commands: tuple[str, ...], warmup: str | None,
-         seconds: float, timeout: float, ready_timeout: float, output: str, name: str | None,
-         force: bool) -> None:
-    """Write a starter fulldisk.toml from images: the folders they write, ports, logs."""
+def init(images: tuple[str, ...], compose: str | None, commands: tuple[str, ...],
+         warmup: str | None, seconds: float, timeout: float, ready_timeout: float, output: str,
+         name: str | None, force: bool) -> None:
+    """Write a starter fulldisk.toml from images (the folders they write, ports, logs), or
+    from a compose file (--compose)."""
     from .starter import parse_services, write_starter
 
-    specs = parse_services(images, commands)
     t0 = time.monotonic()
+    if compose is not None:
+        if images or commands or warmup:
+            raise UsageError("--compose takes its services from the compose file",
+                             "drop the images, --command and --warmup, or drop --compose")
+        from .compose_init import write_compose_starter
+
+        out = write_compose_starter(Path(compose), Path(output), force=force, name=name,
+                                    seconds=seconds, timeout=timeout,
+                                    progress=lambda m: err_console.print(m, markup=False))
+        console.print(f"wrote {out} in {time.monotonic() - t0:.1f} s; read its comments, then "
+                      f"`fulldisk list --target {out}`")
+        return
+    if not images:
+        raise click.MissingParameter(param_hint="'[NAME=]IMAGE...'", param_type="argument")
+    specs = parse_services(images, commands)
     out = write_starter(specs, Path(output), force=force, name=name, warmup=warmup,
                         seconds=seconds, timeout=timeout, ready_timeout=ready_timeout,
                         progress=lambda m: err_console.print(m, markup=False))

@@ -883,6 +883,8 @@ class ContainerSpec:
     cap_drop: Sequence[str] = ("ALL",)
     cap_add: Sequence[str] = ()
     extra_labels: Mapping[str, str] | None = None
+    entrypoint: list[str] | str | None = None  # None: the image's own
+    tmpfs: Mapping[str, str] | None = None  # scratch tmpfs mounts: path -> options
 
 
 def start(spec: ContainerSpec) -> Handle:
@@ -932,6 +934,10 @@ def start(spec: ContainerSpec) -> Handle:
         kwargs["network"] = "none"
     if spec.user:
         kwargs["user"] = spec.user
+    if spec.entrypoint is not None:
+        kwargs["entrypoint"] = spec.entrypoint
+    for path, opts in (spec.tmpfs or {}).items():
+        w.tmpfs[path] = opts  # the wrapper's map docker-py receives as ``tmpfs`` (path: options)
     w.with_kwargs(**kwargs)
     try:
         w.start()

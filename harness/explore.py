@@ -263,6 +263,8 @@ class Explorer:
         assert step.seq is not None
         size = self.sizes[(step.seq - 1) % len(self.sizes)]  # one export per number
         r = Downloads(self.pr).one(seq=step.seq, size=size)
+        if not r.steps:  # not sent (a session probe with no green run before the fill)
+            return f"download #{step.seq} -> not sent: {r.stopped}"
         s = r.steps[-1]
         if s.status is not None and 200 <= s.status < 300:
             got = (format_size(size) if s.body_complete and s.bytes_received == size else

@@ -71,7 +71,7 @@ class Downloads:
         res = self.pr.run(self.cfg.probe, {"seq": str(seq), "size": str(size)},
                           tags=("download",))
         self.pr.tl.add(LoadEvent(t, "download", self.cfg.volume, size if res.passed else 0,
-                                 f"seq={seq} status={res.steps[-1].status}"))
+                                 f"seq={seq} status={res.steps[-1].status if res.steps else None}"))
         return res
 
     def burst(self, count: int, *, deadline: float = 30.0) -> list[ProbeResult]:

@@ -37,7 +37,9 @@ def preflight(stack: Backend) -> None:
         if t.downloads and name == t.downloads.probe:
             values = {"seq": "1", "size": str(t.downloads.sizes[0])}
         res = _run(pr, name, values)
-        if not res.passed:
+        if not res.passed and all(s.passed for s in res.steps):
+            problems.append(f"probe {name!r}: {res.stopped}")
+        elif not res.passed:
             bad = next(s for s in res.steps if not s.passed)
             got = bad.error or f"status {bad.status}"
             excerpt = " ".join(bad.body_excerpt.split())[:120]

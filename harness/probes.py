@@ -26,13 +26,14 @@ from requests.cookies import RequestsCookieJar
 from .backend import Backend
 from .errors import UnknownName
 from .http import loopback as _loopback
-from .target import LogSource, Probe, Step
+from .target import BUILTIN_VARS, LogSource, Probe, Step
 from .timeline import (
     CounterSample,
     DiskSample,
     HealthSample,
     LoadEvent,
     LogRecord,
+    PhaseMark,
     ProbeResult,
     StepResult,
     Timeline,
@@ -46,6 +47,34 @@ RECORD_SLACK = 1.0
 """Seconds a log record may carry before the request it reports (the judge's slack)."""
 MEMO = 400  # probe runs remembered for a reread after recovery (values and cookies)
 NO_BODY = (204, 304)
+
+
+_Ran = tuple[tuple[StepResult, ...], tuple[str, ...], str]
+"""A flow's results: the steps sent, the names of those not sent, and why they were not."""
+
+
+def step_name(step: Step) -> str:
+    """A step's name as results show it: its own, else its method and path."""
+    return step.name or f"{step.method} {step.path}"
+
+
+def _texts(node: Any) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, list):
+        return [t for v in node for t in _texts(v)]
+    if isinstance(node, dict):
+        return [t for v in node.values() for t in _texts(v)]
+    return []
+
+
+def unresolved(step: Step, values: Mapping[str, str]) -> list[str]:
+    """The ``{name}`` placeholders of what a step sends (path, form, headers, JSON) that
+    have no value yet; the generated-body values count as set when the step makes one."""
+    known = set(values) | (set(BUILTIN_VARS) if step.generates else set())
+    sent = [step.path, *step.form.values(), *step.headers.values(), *_texts(step.json_body),
+            *(f.filename for f in step.files.values())]
+    return sorted({m for t in sent for m in _VAR.findall(t)} - known)
 
 
 def render(text: str, values: Mapping[str, str]) -> str:
@@ -85,10 +114,23 @@ def make_body(nonce: str, size: int) -> bytes:
     return data[:-1] + b"x" if data and data[-1:] in (b"\n", b" ") else data
 
 
-def _set_body(values: dict[str, str], size: int) -> None:
-    data = make_body(values["nonce"], size)
+def _set_body(values: dict[str, str], size: int, seed: str = "") -> bytes:
+    data = make_body(values["nonce"] + seed, size)
     values.update(body=data.decode("ascii"), body_sha256=hashlib.sha256(data).hexdigest(),
                   body_bytes=str(len(data)))
+    return data
+
+
+def _files(step: Step, values: dict[str, str]) -> dict[str, tuple[str, bytes, str]] | None:
+    """The files of a multipart upload, each of fresh content (the first file's content is
+    this run's {body}; a later file's is derived from the nonce and its field name)."""
+    if not step.files:
+        return None
+    contents = [_set_body(dict(values), part.body_size, f"-{name}" if i else "")
+                for i, (name, part) in enumerate(step.files.items())]
+    _set_body(values, next(iter(step.files.values())).body_size)  # the first file's values
+    return {name: (render(part.filename, values), data, part.content_type)
+            for (name, part), data in zip(step.files.items(), contents, strict=True)}
 
 
 @dataclass
@@ -157,6 +199,9 @@ class Prober:
         self._log_seen: dict[str, int] = {}
         self._file_head: dict[str, bytes] = {}
         self._memo: dict[tuple[str, float], _Memo] = {}
+        # cookies of the last green run before any fill, per probe another one uses as session
+        self._sessions: dict[str, RequestsCookieJar] = {}
+        self._session_sources = {p.session for p in self.target.probes.values() if p.session}
 
     @property
     def http(self) -> requests.Session:
@@ -175,16 +220,39 @@ class Prober:
                   tags: tuple[str, ...] = ()) -> ProbeResult:
         """Run a probe given as an object (e.g. an ad hoc request of a scenario script)."""
         memo = _Memo({**(values or {}), "nonce": new_nonce()}, probe=probe)
+        jar, no_session = self._session(probe.session) if probe.session else (None, "")
+        if jar is not None:
+            memo.cookies = jar.copy()
         t = self.tl.now()
-        if probe.kind == "exec":
-            steps = self._exec_flow(probe, memo.values)
+        if no_session:
+            steps: tuple[StepResult, ...] = ()
+            not_run, why = tuple(step_name(s) for s in probe.steps), no_session
+        elif probe.kind == "exec":
+            steps, not_run, why = self._exec_flow(probe, memo.values)
         else:
-            steps = self._flow(probe, memo, probe.steps)
+            steps, not_run, why = self._flow(probe, memo, probe.steps)
         result = ProbeResult(t, name, probe.kind, steps, core=probe.core, write=probe.write,
-                             tags=tags)
+                             tags=tags, not_run=not_run, stopped=why)
         self._remember((name, t), memo)
         self.tl.add(result)
+        if name in self._session_sources and result.passed and self._before_fill():
+            self._sessions[name] = memo.cookies.copy()
         return result
+
+    def _before_fill(self) -> bool:
+        """No fill has started in this timeline: no phase mark yet, or only steady."""
+        mark = next((e for e in reversed(self.tl.events) if isinstance(e, PhaseMark)), None)
+        return mark is None or mark.phase == "steady"
+
+    def _session(self, source: str) -> tuple[RequestsCookieJar | None, str]:
+        """The cookies of the source probe's last green run before the fill (logging in
+        now if it has none and no fill has started), or why there are none."""
+        if source not in self._sessions and self._before_fill():
+            self.run(source, tags=("session",))
+        if source in self._sessions:
+            return self._sessions[source], ""
+        return None, (f"not sent: session probe {source!r} had no green run before the "
+                      "fill to take its cookies from")
 
     def reread(self, earlier: ProbeResult) -> ProbeResult | None:
         """Repeat, with the same nonce, values and cookies, what an earlier run asked: the
@@ -196,18 +264,25 @@ class Prober:
             return None
         t = self.tl.now()
         values = dict(memo.values)
+        not_run: tuple[str, ...] = ()
+        why = ""
         if probe.kind == "exec":
             if probe.write and not probe.readback:
                 return None
-            steps = ((self._exec_step(probe, probe.readback, values, readback=True),)
-                     if probe.write else self._exec_flow(probe, values))
+            if probe.write:
+                steps: tuple[StepResult, ...] = (
+                    self._exec_step(probe, probe.readback, values, readback=True),)
+            else:
+                steps, not_run, why = self._exec_flow(probe, values)
         else:
             todo = [s for s in probe.steps if s.readback] if probe.write else probe.steps
             if not todo:
                 return None
-            steps = self._flow(probe, _Memo(values, memo.cookies.copy(), probe), todo)
+            steps, not_run, why = self._flow(probe, _Memo(values, memo.cookies.copy(), probe),
+                                             todo)
         result = ProbeResult(t, earlier.probe, probe.kind, steps, core=probe.core,
-                             write=False, tags=("reread",), reread_of=earlier.t)
+                             write=False, tags=("reread",), reread_of=earlier.t,
+                             not_run=not_run, stopped=why)
         self.tl.add(result)
         return result
 
@@ -222,17 +297,28 @@ class Prober:
         while len(self._memo) > MEMO:  # bounded: the oldest runs are forgotten first
             del self._memo[next(iter(self._memo))]
 
-    def _flow(self, probe: Probe, memo: _Memo, steps: list[Step]) -> tuple[StepResult, ...]:
+    def _flow(self, probe: Probe, memo: _Memo, steps: list[Step]) -> _Ran:
+        """The steps in order until the first that fails: what follows a failed step would
+        only report its consequences (a page of an item never made, a form without its
+        token), which the app never caused. A step with a {value} no earlier step captured
+        is not sent either. Returns the results, the names of the steps not sent, and why."""
         base = self.stack.url(probe.service, probe.port)
         out: list[StepResult] = []
         with self.stack.session() as http:
             http.cookies = memo.cookies  # the run's own jar, kept for a reread
-            for step in steps:
+            for i, step in enumerate(steps):
+                missing = unresolved(step, memo.values)
+                if missing:
+                    why = (f"step {step_name(step)!r} not sent: {{{missing[0]}}} has no value "
+                           "(no earlier step of this run captured it)")
+                    return tuple(out), tuple(step_name(s) for s in steps[i:]), why
                 r = self.request(http, base, step, memo.values)
                 out.append(r)
-                if r.status is None:
-                    break  # no answer: later steps would only repeat the transport error
-        return tuple(out)
+                if not r.passed and i + 1 < len(steps):
+                    why = (f"stopped after step {r.name!r} failed "
+                           f"({r.error or f'status {r.status}'})")
+                    return tuple(out), tuple(step_name(s) for s in steps[i + 1:]), why
+        return tuple(out), (), ""
 
     def request(self, http: requests.Session, base: str, step: Step,
                 values: dict[str, str]) -> StepResult:
@@ -241,6 +327,7 @@ class Prober:
         values.setdefault("nonce", new_nonce())
         if step.body_size is not None:
             _set_body(values, step.body_size)
+        files = _files(step, values)
         path = render(step.path, values)
         url = _loopback(base + path)
         form = {k: render(v, values) for k, v in step.form.items()}
@@ -251,11 +338,11 @@ class Prober:
             data = values["body"].encode("ascii")
         timeout = min(step.timeout, self.target.bounds.request_timeout)
         t0 = time.monotonic()
-        name = step.name or f"{step.method} {step.path}"
+        name = step_name(step)
         common: dict[str, Any] = {"name": name, "method": step.method, "target": path,
                                   "write": step.write, "readback": step.readback}
         try:
-            resp = http.request(step.method, url, data=data, json=json_body,
+            resp = http.request(step.method, url, data=data, json=json_body, files=files,
                                 headers=headers, timeout=timeout, allow_redirects=False,
                                 stream=True)
         except requests.Timeout:
@@ -286,14 +373,21 @@ class Prober:
                 complete, error = False, f"body has {wire} of {declared} declared bytes"
         framed = not has_body or chunked or (declared is not None and declared.isdigit())
         text = body.decode("utf-8", "replace")
+        uncaught: list[str] = []
         for var, rx in step.capture.items():
             m = re.search(rx, text)
             if m:
                 values[var] = m.group(1)
+            else:
+                uncaught.append(var)
         passed = complete and resp.status_code in step.expect_status
         missing = step.expect_text is not None and render(step.expect_text, values) not in text
         if complete and resp.status_code not in step.expect_status:
             error = f"status {resp.status_code}, expected {step.expect_status}"
+        if passed and uncaught:
+            # the answer lacks what later steps need: the step did not do its job
+            passed, error = False, (f"capture {uncaught[0]!r} found no match for "
+                                    f"{step.capture[uncaught[0]]!r} in the body")
         if passed:
             problem = self._content_problem(step, body, text, values)
             if problem is not None:
@@ -327,13 +421,16 @@ class Prober:
                 return f"body contains {bad[:80]!r}"
         return None
 
-    def _exec_flow(self, probe: Probe, values: dict[str, str]) -> tuple[StepResult, ...]:
+    def _exec_flow(self, probe: Probe, values: dict[str, str]) -> _Ran:
         if probe.body_size is not None:
             _set_body(values, probe.body_size)
         first = self._exec_step(probe, probe.command, values, write=probe.write)
-        if not (probe.readback and first.passed):
-            return (first,)
-        return first, self._exec_step(probe, probe.readback, values, readback=True)
+        if not probe.readback:
+            return (first,), (), ""
+        if not first.passed:
+            return (first,), ("readback",), (f"stopped after the command failed "
+                                             f"({first.error or f'exit {first.status}'})")
+        return (first, self._exec_step(probe, probe.readback, values, readback=True)), (), ""
 
     def _exec_step(self, probe: Probe, command: list[str], values: Mapping[str, str], *,
                    write: bool = False, readback: bool = False) -> StepResult:

@@ -138,7 +138,7 @@ def ensure_images(target: Target, *, rebuild: bool = False) -> list[str]:
                                   "give a folder relative to the config file",
                                   file=target.path, key=f"services.{name}.build")
             engine.build_image(str(ctx), svc.image, dockerfile=svc.dockerfile,
-                               buildargs={"BASE": engine.BASE_IMAGE})
+                               buildargs={"BASE": engine.BASE_IMAGE, **svc.build_args})
             built.append(svc.image)
     return built
 
@@ -376,7 +376,8 @@ class Stack:
             user=svc.user, ports=svc.ports, network=self.network, aliases=(name,),
             binds=binds, volumes={}, role="service", privileged=svc.privileged,
             cap_drop=svc.cap_drop, cap_add=svc.cap_add,
-            extra_labels={"fulldisk.service": name})
+            extra_labels={"fulldisk.service": name}, entrypoint=svc.entrypoint,
+            tmpfs=svc.tmpfs)
 
     def _wait_ready(self, t0: float) -> None:
         pending = {n: s.ready for n, s in self.target.services.items() if s.ready}

@@ -13,6 +13,8 @@ import os
 import posixpath
 import re
 import tomllib
+import types
+import typing
 from importlib import resources
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
@@ -24,6 +26,7 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -84,7 +87,11 @@ def _size(v: Any) -> int:
         raise ValueError(f"{v!r} is not a size; use {ACCEPTED}") from e
 
 
-Size = Annotated[int, Field(ge=0)]
+# A size is written as bytes or as text ("512KiB", "16MiB"); the JSON Schema says both.
+Size = Annotated[int, Field(ge=0), WithJsonSchema({
+    "anyOf": [{"type": "integer", "minimum": 0},
+              {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[A-Za-z]*\s*$"}],
+    "description": ACCEPTED})]
 
 
 class Ready(_Model):
@@ -140,9 +147,14 @@ class Service(_Model):
     build: str | None = None  # build context, relative to the config file
     dockerfile: str | None = None
     command: list[str] | str | None = None
+    entrypoint: list[str] | str | None = None  # replaces the image's ENTRYPOINT
+    build_args: dict[str, str] = {}  # build-time ARGs (BASE defaults to fulldisk's base)
     env: dict[str, str] = {}
     user: str | None = None
     ports: list[int] = []
+    # scratch tmpfs mounts the harness neither sizes nor fills: path -> mount options
+    # ("size=64m,mode=1777"); for /run, /tmp and the like
+    tmpfs: dict[str, str] = {}
     ready: Ready | None = None
     depends_on: list[str] = []
     privileged: bool = False  # only if the target says so
@@ -164,6 +176,17 @@ class Service(_Model):
                 raise ValueError(f"{c!r} is not a capability name; use e.g. \"CHOWN\", "
                                  "\"SETUID\", \"NET_BIND_SERVICE\" or \"ALL\"")
             out.append(name)
+        return out
+
+    @field_validator("tmpfs")
+    @classmethod
+    def _tmpfs(cls, v: dict[str, str]) -> dict[str, str]:
+        out = {}
+        for path, opts in v.items():
+            if not re.fullmatch(r"[A-Za-z0-9=,._-]*", opts):
+                raise ValueError(f"tmpfs {path!r}: options {opts!r} must be comma-separated "
+                                 "key=value words, such as \"size=64m,mode=1777\"")
+            out[Mount._abs(path)] = opts
         return out
 
     @field_validator("ports")
@@ -267,6 +290,35 @@ class VolumeSpec(_Model):
         return int(self.owner.split(":")[1])
 
 
+class FilePart(_Model):
+    """A file of a multipart upload: fresh content of ``body_size`` bytes per run (derived
+    from ``{nonce}``), sent under ``filename`` with ``content_type``."""
+
+    body_size: Size
+    filename: str = "fulldisk-{nonce}.bin"
+    content_type: str = "application/octet-stream"
+
+    @field_validator("body_size", mode="before")
+    @classmethod
+    def _bsize(cls, v: Any) -> int:
+        return _size(v)
+
+    @field_validator("filename")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v or "/" in v or "\\" in v or v in (".", ".."):
+            raise ValueError(f"filename {v!r} must be one plain file name, such as "
+                             "\"photo-{nonce}.jpg\"")
+        return v
+
+    @field_validator("content_type")
+    @classmethod
+    def _ctype(cls, v: str) -> str:
+        if not re.fullmatch(r"[\w.+-]+/[\w.+-]+(;.*)?", v):
+            raise ValueError(f"content_type {v!r} must be a media type such as \"image/jpeg\"")
+        return v
+
+
 class Step(_Model):
     """One request of an HTTP flow, with expectations and captures for later steps."""
 
@@ -274,6 +326,9 @@ class Step(_Model):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] = "GET"
     path: str
     form: dict[str, str] = {}
+    # a multipart/form-data upload: field name -> a file of fresh content (``form`` values
+    # go beside it as plain fields); {body}, {body_sha256}, {body_bytes} are the first file's
+    files: dict[str, FilePart] = {}
     json_body: dict[str, Any] | None = Field(None, alias="json")
     headers: dict[str, str] = {}
     expect_status: list[int] = [200]
@@ -305,6 +360,12 @@ class Step(_Model):
 
     @model_validator(mode="after")
     def _body(self) -> Step:
+        if self.files:
+            if self.method in ("GET", "HEAD", "DELETE"):
+                raise ValueError(f"files on a {self.method}: an upload is a POST, PUT or PATCH")
+            if self.body_size is not None or self.json_body is not None:
+                raise ValueError("files with body_size or json: a multipart upload gives each "
+                                 "file its own body_size, and sends form values beside them")
         if self.body_size is not None:
             if (self.form or self.json_body is not None) and not self._body_used():
                 raise ValueError("body_size with 'form' or 'json': put \"{body}\" in one of "
@@ -346,9 +407,16 @@ class Step(_Model):
             raise ValueError("expect_status is empty: the step could never pass")
         return v
 
+    @property
+    def generates(self) -> bool:
+        """The step makes fresh content ({body}, {body_sha256}, {body_bytes}): a raw body
+        or value of ``body_size``, or the files of an upload."""
+        return self.body_size is not None or bool(self.files)
+
     def placeholders(self) -> set[str]:
-        """The ``{name}`` values the step uses (path, form and header values)."""
-        texts = [self.path, *self.form.values(), *self.headers.values()]
+        """The ``{name}`` values the step uses (path, form and header values, file names)."""
+        texts = [self.path, *self.form.values(), *self.headers.values(),
+                 *(f.filename for f in self.files.values())]
         return {m for t in texts for m in _VAR.findall(t)}
 
     @field_validator("capture")
@@ -386,6 +454,9 @@ class Probe(_Model):
     body_size: Size | None = None  # exec: {body} in the commands is this much fresh content
     core: bool = False
     description: str = ""
+    # http: start each run with the cookies of the named probe's last green run made before
+    # any fill (a login), so the write under test is the only write the probe makes while full
+    session: str | None = None
 
     @field_validator("body_size", mode="before")
     @classmethod
@@ -553,7 +624,9 @@ class Cleanup(_Model):
 
     volume: str
     service: str | None = None  # the cleaner's container, paused where the app is on its own
-    ceiling: float = 90.0  # percent of bytes
+    ceiling: Annotated[float, WithJsonSchema({"anyOf": [
+        {"type": "number"}, {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%?\s*$"}],
+        "description": "percent of bytes: 90 or \"90%\""})] = 90.0
     max_full_seconds: float = 1.0
     rate: float = Field(20.0, gt=0, le=500)  # downloads per second
     duration: float = Field(4.0, gt=0, le=120)
@@ -591,6 +664,10 @@ class Target(_Model):
     bounds: Bounds = Bounds()
     cause_patterns: list[str] = list(DEFAULT_CAUSE_PATTERNS)
     error_patterns: list[str] = list(DEFAULT_ERROR_PATTERNS)
+    # A docker-compose.yml (relative to this file) whose services become ``services``
+    # (harness/compose.py merges them in before validation); compose_services picks some.
+    compose: str | None = None
+    compose_services: list[str] = []
     # Set by the loader, never by the config (a config that names them has unknown keys).
     _path: str = PrivateAttr("")
     _root: str = PrivateAttr("")
@@ -623,6 +700,9 @@ class Target(_Model):
                 choices = ", ".join(sorted(known)) or "none declared"
                 raise ValueError(f"{where}: unknown {kind} {name!r} (declared: {choices})")
 
+        if self.compose_services and not self.compose:
+            raise ValueError("compose_services: picks services of a compose file; name the "
+                             "file with compose = \"docker-compose.yml\"")
         for name in RESERVED_SERVICES:
             if name in svc:
                 raise ValueError(f"services.{name}: the name {name!r} is fulldisk's own "
@@ -668,15 +748,27 @@ class Target(_Model):
                                      "normalising, so '/data/' is '/data'); mount each path "
                                      "once")
                 seen[key] = vname
+                if m.path in self.services[m.service].tmpfs:
+                    raise ValueError(f"volumes.{vname}.mounts: {m.service}:{m.path} is also "
+                                     f"in services.{m.service}.tmpfs; a path is one mount "
+                                     "(drop it from tmpfs, which fulldisk does not fill)")
         given = {"seq", "size"} if self.downloads else set()
         for pname, p in self.probes.items():
             need("service", p.service, svc, f"probes.{pname}.service")
+            if p.session is not None:
+                need("probe", p.session, probes, f"probes.{pname}.session")
+                src = self.probes[p.session]
+                if p.session == pname or p.kind != "http" or src.kind != "http" \
+                        or src.session is not None:
+                    raise ValueError(f"probes.{pname}.session: name another http probe that "
+                                     "logs in by itself (not this probe, not an exec probe, "
+                                     "not one that uses a session of its own)")
             if p.kind == "http":
                 self._port(p.service, p.port, f"probes.{pname}")
             known = set(given) if self.downloads and self.downloads.probe == pname else set()
             known.add("nonce")
             for i, step in enumerate(p.steps):
-                if step.body_size is not None:
+                if step.generates:
                     known |= set(BUILTIN_VARS)
                 missing = sorted(step.placeholders() - known)
                 if missing:
@@ -864,12 +956,46 @@ def _key(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+def accepted_keys(loc: tuple[int | str, ...]) -> list[str] | None:
+    """The keys the table holding the last key of ``loc`` accepts (by their names in the
+    config, aliases included), walking the models from Target; None when not a table."""
+    node: Any = Target
+    for part in loc[:-1]:
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            fields = {f.alias or n: f for n, f in node.model_fields.items()}
+            if str(part) not in fields:
+                return None
+            node = fields[str(part)].annotation
+            continue
+        while typing.get_origin(node) in (typing.Union, types.UnionType):  # X | None
+            node = next(a for a in typing.get_args(node) if a is not type(None))
+        if typing.get_origin(node) in (list, dict):
+            node = typing.get_args(node)[-1]  # an item of a list, a value of a table
+        else:
+            return None
+    while typing.get_origin(node) in (typing.Union, types.UnionType):
+        node = next(a for a in typing.get_args(node) if a is not type(None))
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return [f.alias or n for n, f in node.model_fields.items()]
+    return None
+
+
+def _message(err: Any) -> str:
+    """The error's text, an unknown key's with the keys its table accepts."""
+    if err["type"] == "extra_forbidden":
+        keys = accepted_keys(tuple(err["loc"]))
+        if keys:
+            return f"unknown key {err['loc'][-1]!r}; accepted here: {', '.join(keys)}"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
 def _hint(err: Any) -> str:
     kind = err["type"]
     if kind == "missing":
         return f"add this key; see {DOCS} for every key and an example."
     if kind == "extra_forbidden":
-        return "remove it or fix its spelling; unknown keys are refused so typos do not pass."
+        return ("fix its spelling or remove it; unknown keys are refused so typos do not pass "
+                f"({DOCS} shows every key).")
     if kind.endswith("_type") or kind.endswith("_parsing"):
         return f"give a value of the right type ({err['msg'].lower()})."
     return f"fix the value as the message says ({DOCS} shows every key)."
@@ -881,11 +1007,15 @@ def target_from_dict(data: dict[str, Any], *, file: str = "<config>", root: str 
     if not isinstance(data, dict):
         raise ConfigError("config is not a table", f"write TOML tables as in {DOCS}", file=file)
     data = _expand(data)
+    if not derived and data.get("compose"):
+        from .compose import apply_compose  # only targets that name a compose file
+
+        data = apply_compose(data, root=root, file=file)
     try:
         target = Target.model_validate(data, context={"derived": derived, "root": root})
     except ValidationError as e:
         err = e.errors()[0]
-        msg = str(err["msg"]).removeprefix("Value error, ")
+        msg = _message(err)
         more = f" (and {e.error_count() - 1} more problem(s))" if e.error_count() > 1 else ""
         raise ConfigError(msg + more, _hint(err), file=file, key=_key(err["loc"]) or None) from None
     target._path, target._root = file, root

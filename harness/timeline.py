@@ -91,11 +91,17 @@ class ProbeResult:
     # made while a volume was full (same nonce, values and cookies): the readback steps of
     # a write probe, or the whole of a probe without writes. Damage that persists shows here.
     reread_of: float | None = None
+    # Steps of the flow that were never sent, and why: a flow stops at its first failed
+    # step (later steps would only report its consequences), and a step whose {value}
+    # was never captured is not sent with the braces in it. Judges see ``steps`` only.
+    not_run: tuple[str, ...] = ()
+    stopped: str = ""
 
     @property
     def passed(self) -> bool:
-        """Every step met its expectations (a run with no step passed nothing)."""
-        return bool(self.steps) and all(s.passed for s in self.steps)
+        """Every step met its expectations and none was left unsent (a run with no step
+        passed nothing)."""
+        return bool(self.steps) and all(s.passed for s in self.steps) and not self.not_run
 
     @property
     def end(self) -> float:
@@ -349,5 +355,6 @@ class Timeline:
             if kind is ProbeResult:
                 fields["steps"] = tuple(StepResult(**s) for s in fields["steps"])
                 fields["tags"] = tuple(fields.get("tags", ()))
+                fields["not_run"] = tuple(fields.get("not_run", ()))
             tl.events.append(kind(**fields))
         return tl

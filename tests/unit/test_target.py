@@ -329,7 +329,8 @@ def test_path_and_root_come_from_the_loader_only(tmp_path: Path) -> None:
         assert (copy.path, copy.root) == (t.path, t.root)
     assert t.redacted_config()["path"] == str(cfg)
     assert "path" not in t.model_dump() and "root" not in t.model_dump()
-    with pytest.raises(ConfigError, match=r"(?s)t.toml:root: Extra inputs.*unknown keys"):
+    with pytest.raises(ConfigError, match=r"(?s)t.toml:root: unknown key 'root'; accepted "
+                       r"here: name, description, services.*unknown keys"):
         target_from_dict({**__import__("tomllib").loads(GOOD), "root": "/"}, file="t.toml")
 
 
