@@ -99,7 +99,7 @@ volumes:
 
 
 def test_a_compose_service_starts_with_its_entrypoint_environment_and_tmpfs(
-        tmp_path: Path, make_stack: Callable[..., Any],
+        tmp_path: Path, fulldisk_make_stack: Callable[..., Any],
         inspect_container: Callable[[str], dict[str, Any]]) -> None:
     """Entrypoint, command, user, environment, tmpfs and a named volume from a compose file
     reach the running container."""
@@ -112,7 +112,7 @@ def test_a_compose_service_starts_with_its_entrypoint_environment_and_tmpfs(
         'name = "composed"\ncompose = "docker-compose.yml"\n'
         '[services.app]\nready = { log = "started as 1000 with hello", timeout = 20 }\n'
         '[volumes.data]\nsize = "256KiB"\nowner = "1000:1000"\n')
-    stack = make_stack(load_target(tmp_path / "fulldisk.toml"))
+    stack = fulldisk_make_stack(load_target(tmp_path / "fulldisk.toml"))
     code, out = stack.service("app").exec(
         ["sh", "-c", "stat -f -c %T /scratch; stat -c %u /data; touch /data/x && echo ok"])
     assert code == 0 and out.split() == ["tmpfs", "1000", "ok"], out
