@@ -54,6 +54,8 @@ LEASE_FILE = "/tmp/fulldisk-lease"
 GRACE_FACTOR = 12  # missed renewals before a lease counts as expired (a loaded engine is slow)
 BASE_IMAGE = os.environ.get("FULLDISK_BASE_IMAGE", "fulldisk/base:bookworm")
 LOOPBACK = "127.0.0.1"
+# The archive API's file mode is Go's: folder, device, pipe, socket, char device, irregular
+_NOT_A_FILE = (1 << 31) | (1 << 26) | (1 << 25) | (1 << 24) | (1 << 21) | (1 << 19)
 
 _lock = threading.Lock()
 _client: docker.DockerClient | None = None
@@ -88,7 +90,17 @@ class _Lease:
 
     @property
     def interval(self) -> float:
-        return max(0.1, float(os.environ.get("FULLDISK_LEASE_INTERVAL", "5")))
+        """Seconds between renewals: ``FULLDISK_LEASE_INTERVAL`` (0.1-3600), default 5."""
+        text = os.environ.get("FULLDISK_LEASE_INTERVAL", "5")
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not 0 < value <= 3600:  # also nan and inf
+            raise UsageError(f"FULLDISK_LEASE_INTERVAL={text[:40]!r} is not a number of "
+                             "seconds from 0.1 to 3600",
+                             "set it to e.g. 5 (seconds between lease renewals), or unset it")
+        return max(0.1, value)
 
     def ensure(self) -> None:
         """Create the lease (resources may follow at once: see ``stale_runs``) and start
@@ -647,13 +659,15 @@ class Handle:
     def read_file(self, path: str, *, follow: bool = True) -> bytes | None:
         """A regular file of the container's own filesystem, through the engine's archive
         API (no tools needed in the image); one symlink is followed. None when absent or
-        not a regular file (or the container is gone)."""
+        not a regular file (or the container is gone): a folder or a device declared as a
+        log file is never downloaded whole (/usr/lib, /dev/zero)."""
         try:
-            data = self.get_archive(path)
-        except docker.errors.APIError:
+            stream, stat = self._container.get_archive(path)
+        except docker.errors.APIError:  # NotFound included
             return None
-        if data is None:
+        if int((stat or {}).get("mode", 0)) & _NOT_A_FILE:
             return None
+        data = b"".join(stream)
         with tarfile.open(fileobj=io.BytesIO(data)) as t:
             for m in t.getmembers():
                 if m.isfile():

@@ -152,6 +152,35 @@ CONFIG_CASES: list[tuple[str, str, str, str, str]] = [
     ("missing name", 'name = "shop"\n', "", "name", "add this key"),
     ("env default makes a bad size", 'size = "1MiB"', 'size = "${FULLDISK_NO_SUCH_VAR:-huge}"',
      "volumes.uploads.size", "not a size"),
+    # issue 23: inputs that gave a traceback, a wrong exit code or a nonsense verdict
+    ("service name ends in a newline", "[services.web]", '[services."web\\n"]', "services",
+     "lowercase"),
+    ("request_timeout negative", "[probes.home]", "[bounds]\nrequest_timeout = -1\n"
+     "[probes.home]", "bounds.request_timeout", "greater than 0"),
+    ("recovery_seconds nan", "[probes.home]", "[bounds]\nrecovery_seconds = nan\n"
+     "[probes.home]", "bounds.recovery_seconds", "finite"),
+    ("error_record_seconds inf", "[probes.home]", "[bounds]\nerror_record_seconds = inf\n"
+     "[probes.home]", "bounds.error_record_seconds", "finite"),
+    ("empty target name", 'name = "shop"', 'name = ""', "name", "name is empty"),
+    ("image not a reference", 'image = "shop:1"', 'image = "Bad Image!"', "services.web.image",
+     "not an image reference"),
+    ("image from an unset variable", 'image = "shop:1"', 'image = "${FULLDISK_NO_SUCH_VAR}"',
+     "services.web.image", "${FULLDISK_NO_SUCH_VAR} is not set"),
+    ("unset variable in an env value", "ports = [8080]",
+     'ports = [8080]\nenv = { A = "x${FULLDISK_NO_SUCH_VAR}y" }', "services.web.env.A",
+     "is not set"),
+    ("size of 400 digits", 'size = "1MiB"', f'size = "{"9" * 400}"', "volumes.uploads.size",
+     "too large"),
+    ("body_size above 16 MiB", 'path = "/" }', 'path = "/", method = "PUT", body_size = "1GiB" }',
+     "probes.home.steps[0].body_size", "16 MiB"),
+    ("log file is a device", "[probes.home]",
+     '[[logs]]\nkind = "file"\nservice = "web"\npath = "/dev/zero"\n[probes.home]', "logs[0]",
+     "kernel file"),
+    ("log file is a folder", "[probes.home]",
+     '[[logs]]\nkind = "file"\nservice = "web"\npath = "/usr/lib/"\n[probes.home]', "logs[0]",
+     "folder"),
+    ("2000-deep nested array", 'name = "shop"', 'x = ' + "[" * 2000 + "]" * 2000 +
+     '\nname = "shop"', "", "nested too deep"),
 ]
 
 
@@ -216,6 +245,10 @@ def cases() -> list[Case]:
         Case("usage", "-n not a number", ["run", "-n", "zero"], 2, "zero"),
         Case("usage", "demo size not a size", ["demo", "--size", "12XB"], 2, "12XB"),
         Case("usage", "demo size below a page", ["demo", "--size", "100"], 2, "page"),
+        Case("usage", "demo size of 400 digits", ["demo", "--size", "9" * 400], 2, "too large"),
+        Case("config", "$${ is a literal ${ (accepted)", ["list", "-t", "fulldisk.toml"], 0,
+             "target shop", {"fulldisk.toml": GOOD.replace(
+                 "ports = [8080]", 'ports = [8080]\nenv = { A = "$${HOME}" }')}),
         Case("usage", "demo inodes below 16", ["demo", "--inodes", "3"], 2, "16<=x"),
         Case("usage", "unknown defect switch", ["selftest", "--only", "bogus"], 2,
              "unknown defect"),
