@@ -198,6 +198,7 @@ class Case:
     docker: bool = False  # needs a Docker engine
     signal_at: str | None = None  # hold the run in this phase and send SIGINT/SIGTERM
     signal: int = signal.SIGINT
+    within: float | None = None  # seconds the whole command may take (a bound it must keep)
 
 
 def _datahub_image() -> str:
@@ -218,6 +219,46 @@ def _base_target(service: str, probe: str = 'kind = "exec"\ncommand = ["true"]',
     return (f'name = "x"\n[services.a]\nimage = "fulldisk/base:bookworm"\n{service}\n'
             f'[volumes.v]\nsize = "{size}"\nmounts = [{{ service = "a", path = "{mount}" }}]\n'
             f'[probes.p]\nservice = "a"\n{probe}\n')
+
+
+# A server on port 8000 of the datahub image (it has python3) that answers every request
+# the way argv[1] says: "trickle" (status line and headers a byte every 0.5 s, never done),
+# "hints" (103 Early Hints, then 200 "ok"), "aaa" (200 with a line of 40 a's).
+_ODD_SERVER = """\
+import socket, sys, time
+mode = sys.argv[1]
+srv = socket.create_server(("", 8000))
+print("serving", flush=True)
+while True:
+    c, _ = srv.accept()
+    try:
+        c.settimeout(5)
+        got = b""
+        while b"\\r\\n\\r\\n" not in got and len(got) < 1 << 20:
+            got += c.recv(65536) or b"\\r\\n\\r\\n"
+        if mode == "trickle":
+            for b in b"HTTP/1.1 200 OK\\r\\nX-Slow: " + b"a" * 200:
+                c.sendall(bytes([b]))
+                time.sleep(0.5)
+        body = b"a" * 40 + b"\\n" if mode == "aaa" else b"ok"
+        early = b"HTTP/1.1 103 Early Hints\\r\\nLink: </s>\\r\\n\\r\\n" if mode == "hints" else b""
+        c.sendall(early + b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\n"
+                  b"Connection: close\\r\\n\\r\\n" % len(body) + body)
+    except OSError:
+        pass
+    c.close()
+"""
+
+
+def _odd_target(mode: str, probe: str, ready: str = 'ready = { log = "serving", timeout = 30 }'
+                ) -> str:
+    """A target whose one service is _ODD_SERVER in the given mode."""
+    return (f'name = "x"\n[services.app]\nimage = "{_datahub_image()}"\n'
+            f"command = ['python3', '-c', '''{_ODD_SERVER}''', '{mode}']\n"
+            f'user = "1000:1000"\nports = [8000]\n{ready}\n'
+            '[volumes.scratch]\nsize = "256KiB"\nowner = "1000:1000"\n'
+            'mounts = [{ service = "app", path = "/srv/scratch" }]\n'
+            f'[probes.p]\nservice = "app"\n{probe}\n')
 
 
 def cases() -> list[Case]:
@@ -311,6 +352,48 @@ def cases() -> list[Case]:
         Case("fault", "unknown defect switch in the app", ["run", "-k", "sessions and recovery"], 3,
              "unknown defect 'no_such_defect'", env={"DATAHUB_DEFECTS": "no_such_defect"},
              docker=True),
+        # issue 23: regexes that run away, requests that trickle, inits that find nothing
+        Case("fault", "ready.log regex runs away (P08)", ["run", "-t", "fulldisk.toml"], 2,
+             "services.a.ready.log: the regex", {"fulldisk.toml": _base_target(
+                 'command = ["sh", "-c", "echo ' + "a" * 40 + '; exec sleep infinity"]\n'
+                 'ready = { log = "(a|a)+\\\\d", timeout = 10 }')}, docker=True, within=60),
+        Case("fault", "ready.log (?:a+)+b on 34 a's: the ready timeout holds (P08)",
+             ["run", "-t", "fulldisk.toml"], 3, "not ready within 3 s", {"fulldisk.toml":
+             _base_target('command = ["sh", "-c", "echo ' + "a" * 34 + '; exec sleep infinity"]'
+                          '\nready = { log = "(?:a+)+b", timeout = 3 }')},
+             docker=True, within=45),
+        Case("fault", "capture regex runs away (C01)", ["run", "-t", "fulldisk.toml"], 2,
+             "probes.p.steps[0].capture.t: the regex", {"fulldisk.toml": _odd_target(
+                 "aaa", 'steps = [{ path = "/", capture = { t = "(a|a)+\\\\d" } }]')},
+             docker=True, within=60),
+        Case("fault", "status line and headers trickled (B04)", ["run", "-t", "fulldisk.toml"], 2,
+             "no answer within 2 s", {"fulldisk.toml": _odd_target(
+                 "trickle", 'steps = [{ path = "/", timeout = 2 }]')}, docker=True, within=60),
+        Case("fault", "ready http against trickled headers (B11)", ["run", "-t", "fulldisk.toml"],
+             3, "not ready within 3 s", {"fulldisk.toml": _odd_target(
+                 "trickle", 'steps = [{ path = "/" }]',
+                 ready='ready = { http = "/", timeout = 3 }')}, docker=True, within=45),
+        Case("fault", "103 Early Hints before the answer (B07)", ["run", "-t", "fulldisk.toml"], 2,
+             "got status 200, expected [404]", {"fulldisk.toml": _odd_target(
+                 "hints", 'steps = [{ path = "/", expect_status = [404] }]')}, docker=True,
+             within=60),
+        Case("fault", "FULLDISK_LEASE_INTERVAL=abc (I01)", ["run", "-t", "fulldisk.toml"], 2,
+             "FULLDISK_LEASE_INTERVAL='abc'", {"fulldisk.toml": _base_target(sleeper)},
+             env={"FULLDISK_LEASE_INTERVAL": "abc"}, docker=True),
+        Case("fault", "FULLDISK_LEASE_INTERVAL=inf (I02)", ["run", "-t", "fulldisk.toml"], 2,
+             "FULLDISK_LEASE_INTERVAL='inf'", {"fulldisk.toml": _base_target(sleeper)},
+             env={"FULLDISK_LEASE_INTERVAL": "inf"}, docker=True),
+        Case("config", "doctor: image not a reference (P04)",
+             ["doctor", "--target", "fulldisk.toml"], 2, "not an image reference",
+             {"fulldisk.toml": GOOD.replace('image = "shop:1"', 'image = "Bad Image!"')}),
+        Case("usage", "init: image not a reference (G11)", ["init", "Bad Image!"], 2,
+             "not an image reference"),
+        Case("fault", "init: the image exits at once (G01)",
+             ["init", "fulldisk/base:bookworm", "--timeout", "20"], 3,
+             "exited during the warm-up", docker=True, within=60),
+        Case("fault", "init: the image writes nothing (G02)",
+             ["init", "fulldisk/base:bookworm", "--command", "base=sleep 60", "--timeout", "20"],
+             2, "nothing written, nothing to propose", docker=True, within=60),
         Case("interrupt", "Ctrl-C during stack start", ["run", "-k", "sessions and recovery"], 130,
              "INTERRUPTED", docker=True, signal_at="start"),
         Case("interrupt", "SIGTERM during stack start", ["run", "-k", "sessions and recovery"], 130,
@@ -399,6 +482,8 @@ def problems(case: Case, r: Result, left: int = 0) -> list[str]:
     bad = [f"{left} resources left behind"] if left else []
     if r.code != case.code:
         bad.append(f"exit {r.code}, expected {case.code}")
+    if case.within is not None and r.seconds > case.within:
+        bad.append(f"took {r.seconds:.1f} s, more than {case.within:g} s")
     if "Traceback" in r.output:
         bad.append("a traceback reached the user")
     if case.words not in r.message:
