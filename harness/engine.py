@@ -363,6 +363,7 @@ def build_image(context: str, tag: str, *, dockerfile: str | None = None,
     try:
         for chunk in client().api.build(path=context, tag=tag, dockerfile=dockerfile,
                                         buildargs=dict(buildargs or {}), rm=True, decode=True,
+                                        forcerm=True,  # a failed step leaves no container
                                         labels={"fulldisk.image": "1"}):
             if "stream" in chunk:
                 lines.extend(str(chunk["stream"]).splitlines())

@@ -300,6 +300,8 @@ def cases() -> list[Case]:
              "does not exist"),
         Case("output", "--report-dir is a file", ["run", "--report-dir", "afile"], 2,
              "is a file", {"afile": "x"}),
+        Case("output", "explore --report-dir is a file (F04)",
+             ["explore", "--report-dir", "afile"], 2, "is a file", {"afile": "x"}),
         Case("output", "--junit is a folder", ["gate", "--junit", "out"], 2, "is a folder",
              {"out/keep": ""}),
         Case("output", "selftest --json is a folder", ["selftest", "--json", "out"], 2,
