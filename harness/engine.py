@@ -54,8 +54,10 @@ LEASE_FILE = "/tmp/fulldisk-lease"
 GRACE_FACTOR = 12  # missed renewals before a lease counts as expired (a loaded engine is slow)
 BASE_IMAGE = os.environ.get("FULLDISK_BASE_IMAGE", "fulldisk/base:bookworm")
 LOOPBACK = "127.0.0.1"
-# The archive API's file mode is Go's: folder, device, pipe, socket, char device, irregular
-_NOT_A_FILE = (1 << 31) | (1 << 26) | (1 << 25) | (1 << 24) | (1 << 21) | (1 << 19)
+# The archive API's file mode is Go's (os.FileMode): the type bits that are not a file
+_KINDS = ((1 << 31, "folder"), (1 << 26, "device"), (1 << 21, "device"),
+          (1 << 25, "named pipe"), (1 << 24, "socket"), (1 << 19, "irregular file"))
+_NOT_A_FILE = sum({bit for bit, _ in _KINDS})
 
 _lock = threading.Lock()
 _client: docker.DockerClient | None = None
@@ -656,6 +658,20 @@ class Handle:
         except docker.errors.NotFound:
             return None
         return b"".join(stream)
+
+    def file_kind(self, path: str) -> str | None:
+        """What a path of the container's own filesystem is: "file", "link", "folder",
+        "device", "named pipe", "socket" (None when absent or the container is gone)."""
+        try:
+            stream, stat = self._container.get_archive(path)
+        except docker.errors.APIError:
+            return None
+        if hasattr(stream, "close"):
+            stream.close()  # only the stat was wanted
+        mode = int((stat or {}).get("mode", 0))
+        if mode & (1 << 27):
+            return "link"
+        return next((kind for bit, kind in _KINDS if mode & bit), "file")
 
     def read_file(self, path: str, *, follow: bool = True) -> bytes | None:
         """A regular file of the container's own filesystem, through the engine's archive

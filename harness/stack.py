@@ -465,6 +465,11 @@ class Stack:
         """A fresh HTTP session that never uses a proxy (services are on 127.0.0.1)."""
         return session()
 
+    def file_kind(self, service: str, path: str) -> str | None:
+        """What a path on a service's own filesystem is (None when absent)."""
+        h = self.services.get(service)
+        return None if h is None else h.file_kind(path)
+
     def read_file(self, service: str, path: str) -> bytes | None:
         """A file on a service's own filesystem (archive API), None when absent."""
         h = self.services.get(service)

@@ -379,6 +379,14 @@ def cases() -> list[Case]:
              "got status 200, expected [404]", {"fulldisk.toml": _odd_target(
                  "hints", 'steps = [{ path = "/", expect_status = [404] }]')}, docker=True,
              within=60),
+        Case("fault", "{body} of 4 KiB in a header value (P07)", ["run", "-t", "fulldisk.toml"],
+             2, "got status 200, expected [404]", {"fulldisk.toml": _odd_target(
+                 "hints", 'steps = [{ path = "/", headers = { X-Body = "{body}" }, '
+                 'body_size = "4KiB", expect_status = [404] }]')}, docker=True, within=60),
+        Case("fault", "a folder declared as a log file (O03)", ["run", "-t", "fulldisk.toml"], 2,
+             "logs[0]: a:/usr/lib is a folder, not a log file", {"fulldisk.toml": _base_target(
+                 sleeper) + '[[logs]]\nkind = "file"\nservice = "a"\npath = "/usr/lib"\n'},
+             docker=True, within=60),
         Case("fault", "FULLDISK_LEASE_INTERVAL=abc (I01)", ["run", "-t", "fulldisk.toml"], 2,
              "FULLDISK_LEASE_INTERVAL='abc'", {"fulldisk.toml": _base_target(sleeper)},
              env={"FULLDISK_LEASE_INTERVAL": "abc"}, docker=True),
