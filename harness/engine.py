@@ -317,6 +317,13 @@ def image_exists(tag: str) -> bool:
         client().images.get(tag)
     except docker.errors.ImageNotFound:
         return False
+    except docker.errors.APIError as e:
+        if e.status_code == 400:  # "invalid reference format": a typo, not the engine
+            raise UsageError(f"image {tag!r} is not a valid image reference ({_short(e)})",
+                             "give a reference such as \"myapp:1.2\" (`docker images` lists "
+                             "this machine's)") from None
+        raise InfrastructureError(f"Cannot look up image {tag!r}: {_short(e)}",
+                                  "see `fulldisk doctor`") from e
     _present.add(tag)
     return True
 
