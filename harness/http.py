@@ -112,10 +112,25 @@ class _Connection(urllib3.connection.HTTPConnection):
 
 
 class _Pool(urllib3.connectionpool.HTTPConnectionPool):
+    """A pool of deadline-keeping connections."""
+
     ConnectionCls = _Connection
 
 
 class _Adapter(requests.adapters.HTTPAdapter):
+    """requests' adapter with the deadline-keeping pool for http://."""
+
+    def send(self, request: requests.PreparedRequest, *args: Any,
+             **kwargs: Any) -> requests.Response:
+        """Outside a ``deadline()`` block a request's status and headers are due within
+        its (total) timeout, not within that much per socket read."""
+        timeout = kwargs.get("timeout")
+        if getattr(_current, "deadline", None) is not None or \
+                not isinstance(timeout, int | float):
+            return super().send(request, *args, **kwargs)
+        with deadline(time.monotonic() + timeout):
+            return super().send(request, *args, **kwargs)
+
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {**self.poolmanager.pool_classes_by_scheme,

@@ -417,6 +417,18 @@ class Prober:
             self.tl.add(out[-1])
         return out
 
+    def _get(self, url: str, **kwargs: Any) -> tuple[requests.Response, str]:
+        """A GET of a small answer (health, metrics) with one deadline over the whole
+        exchange, body included; a body not whole in time is a transport error."""
+        t0 = time.monotonic()
+        timeout = self.target.bounds.request_timeout
+        with _deadline(t0 + timeout):
+            r = self.http.get(url, timeout=timeout, stream=True, **kwargs)
+        body, _, _, error = _Body(r, t0 + timeout).read()
+        if error is not None:
+            raise requests.ConnectionError(error)
+        return r, body.decode(r.encoding or "utf-8", "replace")
+
     def health(self) -> HealthSample | None:
         """Ask the health endpoint and record its normalised verdict."""
         h = self.target.health
@@ -426,10 +438,9 @@ class Prober:
         url = _loopback(self.stack.url(h.service, h.port) + h.path)
         status: str
         try:
-            r = self.http.get(url, timeout=self.target.bounds.request_timeout,
-                              allow_redirects=False)
-            raw = r.text[:EXCERPT]
-            word = _field(r.text, h.field) if h.field else str(r.status_code)
+            r, text = self._get(url, allow_redirects=False)
+            raw = text[:EXCERPT]
+            word = _field(text, h.field) if h.field else str(r.status_code)
             if word in h.healthy and (h.field or r.status_code < 400):
                 status = "healthy"
             elif word in h.degraded:
@@ -450,14 +461,13 @@ class Prober:
         t = self.tl.now()
         value: float | None = None
         try:
-            r = self.http.get(_loopback(self.stack.url(c.service, c.port) + c.path),
-                              timeout=self.target.bounds.request_timeout)
+            _, text = self._get(_loopback(self.stack.url(c.service, c.port) + c.path))
             if c.metric is not None:
                 m = re.search(rf"^{re.escape(c.metric)}(?:\{{[^}}]*\}})?\s+([0-9.eE+-]+)\s*$",
-                              r.text, re.M)
+                              text, re.M)
                 value = float(m.group(1)) if m else None
             else:
-                raw = _field(r.text, c.json_field or "")
+                raw = _field(text, c.json_field or "")
                 value = float(raw) if raw not in ("", None) else None
         except (requests.RequestException, ValueError):
             value = None

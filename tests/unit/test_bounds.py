@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
+import requests
 
 from harness import probes
 from harness.errors import ConfigError, UsageError
@@ -73,16 +74,27 @@ def test_trickled_headers_end_at_the_request_deadline(server: Callable[..., str]
     url = server(trickle)
     t0 = time.monotonic()
     with session() as http, deadline(time.monotonic() + 1.0) as d, \
-            pytest.raises(Exception) as e:
+            pytest.raises(requests.RequestException) as e:
         http.get(url, timeout=1.0, stream=True)  # each byte comes well within 1 s
     took = time.monotonic() - t0
     assert d.expired and 0.9 < took < 3, (took, e.value)
 
 
-def test_without_a_deadline_a_request_is_as_before(server: Callable[..., str]) -> None:
-    url = server(lambda c: c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+def test_without_a_deadline_block_the_timeout_bounds_the_headers(
+        server: Callable[..., str]) -> None:
+    def trickle(conn: socket.socket) -> None:
+        for b in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 200:
+            conn.sendall(bytes([b]))
+            time.sleep(0.1)
+
+    url = server(trickle)
+    t0 = time.monotonic()
+    with session() as http, pytest.raises(requests.RequestException):
+        http.get(url, timeout=1.0)
+    assert time.monotonic() - t0 < 3
+    ok = server(lambda c: c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
     with session() as http:
-        assert http.get(url, timeout=2).text == "ok"
+        assert http.get(ok, timeout=2).text == "ok"
 
 
 def test_interim_answers_are_skipped_to_the_final_status(server: Callable[..., str]) -> None:
