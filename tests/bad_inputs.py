@@ -368,6 +368,11 @@ def cases() -> list[Case]:
              "probes.p.steps[0].capture.t: the regex", {"fulldisk.toml": _odd_target(
                  "aaa", 'steps = [{ path = "/", capture = { t = "(a|a)+\\\\d" } }]')},
              docker=True, within=60),
+        Case("fault", "capture (?:a+)+(b) on a line of a's ends at once (C01)",
+             ["run", "-t", "fulldisk.toml"], 2, "got status 200, expected [404]",
+             {"fulldisk.toml": _odd_target("aaa", 'steps = [{ path = "/", expect_status = [404],'
+                                           ' capture = { t = "(?:a+)+(b)" } }]')},
+             docker=True, within=60),
         Case("fault", "status line and headers trickled (B04)", ["run", "-t", "fulldisk.toml"], 2,
              "no answer within 2 s", {"fulldisk.toml": _odd_target(
                  "trickle", 'steps = [{ path = "/", timeout = 2 }]')}, docker=True, within=60),
