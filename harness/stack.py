@@ -392,6 +392,7 @@ class Stack:
         checked: dict[str, float] = {}  # when each service's state was last inspected
         lines = {n: UserPattern(r.log, f"services.{n}.ready.log", file=self.target.path)
                  for n, r in pending.items() if r.log is not None}
+        searched: dict[str, int] = {}  # where the next search of a service's output starts
         while pending:
             for name, ready in list(pending.items()):
                 h = self.services[name]
@@ -423,7 +424,11 @@ class Stack:
                         ok = False
                 else:
                     attempts[name] = f"log line /{ready.log}/"
-                    ok = lines[name].search(h.logs(timestamps=False)) is not None
+                    text = h.logs(timestamps=False)
+                    # from the last line searched on: each search sees a few new lines,
+                    # not the whole output again (50 MB of start-up output, every poll)
+                    ok = lines[name].search(text, searched.get(name, 0)) is not None
+                    searched[name] = text.rfind("\n") + 1
                 if ok:
                     del pending[name]
                 elif time.monotonic() - t0 > ready.timeout:
