@@ -690,6 +690,8 @@ class Handle:
         except docker.errors.APIError:  # NotFound included
             return None
         if int((stat or {}).get("mode", 0)) & _NOT_A_FILE:
+            if hasattr(stream, "close"):
+                stream.close()
             return None
         data = b"".join(stream)
         with tarfile.open(fileobj=io.BytesIO(data)) as t:
