@@ -103,3 +103,8 @@ class Backend(Protocol):
     def read_file(self, service: str, path: str) -> bytes | None:
         """A file on a service's own filesystem (absolute path), None when absent."""
         ...
+
+    def file_kind(self, service: str, path: str) -> str | None:
+        """What a path on a service's own filesystem is ("file", "link", "folder",
+        "device", ...), None when absent or unknown."""
+        ...

@@ -318,6 +318,7 @@ def explore_cmd(target_path: str | None, max_examples: int, max_steps: int, seco
     from .explore import explore, progress_display
 
     target = _target(target_path)
+    output_dir(report_dir, "--report-dir")  # before the search, not after it
     with progress_display(err_console) as tick:
         result = explore(target, max_examples=max_examples, max_steps=max_steps,
                          seconds=seconds, seed=seed, report_dir=report_dir, tick=tick)

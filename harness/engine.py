@@ -54,6 +54,10 @@ LEASE_FILE = "/tmp/fulldisk-lease"
 GRACE_FACTOR = 12  # missed renewals before a lease counts as expired (a loaded engine is slow)
 BASE_IMAGE = os.environ.get("FULLDISK_BASE_IMAGE", "fulldisk/base:bookworm")
 LOOPBACK = "127.0.0.1"
+# The archive API's file mode is Go's (os.FileMode): the type bits that are not a file
+_KINDS = ((1 << 31, "folder"), (1 << 26, "device"), (1 << 21, "device"),
+          (1 << 25, "named pipe"), (1 << 24, "socket"), (1 << 19, "irregular file"))
+_NOT_A_FILE = sum({bit for bit, _ in _KINDS})
 
 _lock = threading.Lock()
 _client: docker.DockerClient | None = None
@@ -88,7 +92,17 @@ class _Lease:
 
     @property
     def interval(self) -> float:
-        return max(0.1, float(os.environ.get("FULLDISK_LEASE_INTERVAL", "5")))
+        """Seconds between renewals: ``FULLDISK_LEASE_INTERVAL`` (0.1-3600), default 5."""
+        text = os.environ.get("FULLDISK_LEASE_INTERVAL", "5")
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not 0 < value <= 3600:  # also nan and inf
+            raise UsageError(f"FULLDISK_LEASE_INTERVAL={text[:40]!r} is not a number of "
+                             "seconds from 0.1 to 3600",
+                             "set it to e.g. 5 (seconds between lease renewals), or unset it")
+        return max(0.1, value)
 
     def ensure(self) -> None:
         """Create the lease (resources may follow at once: see ``stale_runs``) and start
@@ -303,6 +317,13 @@ def image_exists(tag: str) -> bool:
         client().images.get(tag)
     except docker.errors.ImageNotFound:
         return False
+    except docker.errors.APIError as e:
+        if e.status_code == 400:  # "invalid reference format": a typo, not the engine
+            raise UsageError(f"image {tag!r} is not a valid image reference ({_short(e)})",
+                             "give a reference such as \"myapp:1.2\" (`docker images` lists "
+                             "this machine's)") from None
+        raise InfrastructureError(f"Cannot look up image {tag!r}: {_short(e)}",
+                                  "see `fulldisk doctor`") from e
     _present.add(tag)
     return True
 
@@ -351,6 +372,7 @@ def build_image(context: str, tag: str, *, dockerfile: str | None = None,
     try:
         for chunk in client().api.build(path=context, tag=tag, dockerfile=dockerfile,
                                         buildargs=dict(buildargs or {}), rm=True, decode=True,
+                                        forcerm=True,  # a failed step leaves no container
                                         labels={"fulldisk.image": "1"}):
             if "stream" in chunk:
                 lines.extend(str(chunk["stream"]).splitlines())
@@ -644,16 +666,34 @@ class Handle:
             return None
         return b"".join(stream)
 
+    def file_kind(self, path: str) -> str | None:
+        """What a path of the container's own filesystem is: "file", "link", "folder",
+        "device", "named pipe", "socket" (None when absent or the container is gone)."""
+        try:
+            stream, stat = self._container.get_archive(path)
+        except docker.errors.APIError:
+            return None
+        if hasattr(stream, "close"):
+            stream.close()  # only the stat was wanted
+        mode = int((stat or {}).get("mode", 0))
+        if mode & (1 << 27):
+            return "link"
+        return next((kind for bit, kind in _KINDS if mode & bit), "file")
+
     def read_file(self, path: str, *, follow: bool = True) -> bytes | None:
         """A regular file of the container's own filesystem, through the engine's archive
         API (no tools needed in the image); one symlink is followed. None when absent or
-        not a regular file (or the container is gone)."""
+        not a regular file (or the container is gone): a folder or a device declared as a
+        log file is never downloaded whole (/usr/lib, /dev/zero)."""
         try:
-            data = self.get_archive(path)
-        except docker.errors.APIError:
+            stream, stat = self._container.get_archive(path)
+        except docker.errors.APIError:  # NotFound included
             return None
-        if data is None:
+        if int((stat or {}).get("mode", 0)) & _NOT_A_FILE:
+            if hasattr(stream, "close"):
+                stream.close()
             return None
+        data = b"".join(stream)
         with tarfile.open(fileobj=io.BytesIO(data)) as t:
             for m in t.getmembers():
                 if m.isfile():

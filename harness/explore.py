@@ -622,8 +622,12 @@ def explore(target: Target, *, max_examples: int = 1000, max_steps: int = 20,
         p = session.progress
     env_used = {n: {**s.env, **dict((env or {}).get(n, {}))} for n, s in target.services.items()}
     if finding is not None and report_dir is not None:
-        finding = replace(finding, replay=write_replay(finding, Path(report_dir), target,
-                                                       env_used, seed))
+        try:
+            finding = replace(finding, replay=write_replay(finding, Path(report_dir), target,
+                                                           env_used, seed))
+        except OSError as e:  # the finding is still told in full; only the file is missing
+            p.notes.append(f"the replay file could not be written in {report_dir} "
+                           f"({e.strerror or e}): the steps are below")
     return Result(target.name, finding, p.examples, p.steps, p.seconds, p.restarts, seed,
                   tuple(p.notes), p.found_at, p.shortest_at)
 
@@ -651,8 +655,11 @@ def write_replay(finding: Finding, folder: Path, target: Target,
                  env: Mapping[str, Mapping[str, str]], seed: int | None) -> Path:
     """Write the finding as a pytest file that replays its steps and fails the same way."""
     steps = "".join(f"    {s.code()},\n" for s in finding.steps)
-    digest = hashlib.sha256(steps.encode()).hexdigest()[:6]
-    name = re.sub(r"\W", "_", f"{finding.target}_{finding.invariant}_{digest}")
+    digest = hashlib.sha256(f"{finding.target}\n{steps}".encode()).hexdigest()[:6]
+    # an identifier (ASCII: "x²" is \w but no identifier) and a short file name, whatever
+    # the target is called; the digest keeps two long names apart
+    short = re.sub(r"[^A-Za-z0-9_]", "_", finding.target)[:40]
+    name = f"{short}_{finding.invariant}_{digest}"
     path = folder / f"test_{name}.py"
     story = "\n".join(f"    {ln}" for ln in finding.story().splitlines())
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

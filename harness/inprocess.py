@@ -405,6 +405,10 @@ class InProcessStack:
         """An in-process app has no container filesystem: such log files are not here."""
         return None
 
+    def file_kind(self, service: str, path: str) -> str | None:
+        """No container filesystem: nothing is there."""
+        return None
+
     def read_tails(self, items: list[tuple[str, str, int]]) -> list[tuple[int, bytes]]:
         """Log files on the in-process volumes, from byte offsets (-1: not here)."""
         out: list[tuple[int, bytes]] = []

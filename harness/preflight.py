@@ -49,6 +49,12 @@ def preflight(stack: Backend) -> None:
     if sample is not None and sample.status == "unreachable":
         assert t.health is not None
         problems.append(f"health {t.health.path} did not answer ({sample.raw})")
+    for i, log in enumerate(t.logs):  # a folder or device is never a log (/usr/lib, /dev/zero)
+        if log.kind == "file" and log.service and log.path:
+            kind = stack.file_kind(log.service, log.path)
+            if kind not in (None, "file", "link"):
+                problems.append(f"logs[{i}]: {log.service}:{log.path} is a {kind}, not a log "
+                                "file (declare the file the app writes its records to)")
     for cname, c in t.counters.items():
         if pr.counter(cname).value is None:
             what = c.metric or c.json_field

@@ -25,7 +25,10 @@ from requests.cookies import RequestsCookieJar
 
 from .backend import Backend
 from .errors import UnknownName
+from .http import deadline as _deadline
 from .http import loopback as _loopback
+from .patterns import UserPattern, any_of
+from .sizes import MAX_BODY_SIZE
 from .target import BUILTIN_VARS, LogSource, Probe, Step
 from .timeline import (
     CounterSample,
@@ -47,6 +50,9 @@ RECORD_SLACK = 1.0
 """Seconds a log record may carry before the request it reports (the judge's slack)."""
 MEMO = 400  # probe runs remembered for a reread after recovery (values and cookies)
 NO_BODY = (204, 304)
+MAX_BODY_KEPT = 2 * MAX_BODY_SIZE
+"""Bytes of a response kept in memory (text checks and captures see these); past them the
+body is still read to its end, counted and hashed, so size and digest checks stay exact."""
 
 
 _Ran = tuple[tuple[StepResult, ...], tuple[str, ...], str]
@@ -98,15 +104,17 @@ def new_nonce() -> str:
     return f"fd{secrets.token_hex(6)}"
 
 
-def make_body(nonce: str, size: int) -> bytes:
+def make_body(nonce: str, size: int, *, one_line: bool = False) -> bytes:
     """``size`` bytes of content that only this nonce produces: ASCII lines naming the
-    nonce and a line number, with no trailing whitespace (apps that trim keep it whole)."""
+    nonce and a line number, with no trailing whitespace (apps that trim keep it whole).
+    ``one_line``: the same records joined by spaces, for a header value (no CR or LF)."""
     line_no = 0
+    end = " " if one_line else "\n"
     parts: list[bytes] = []
     total = 0
     while total < size:
         digest = hashlib.sha256(f"{nonce}:{line_no}".encode()).hexdigest()
-        line = f"fulldisk {nonce} {line_no:07d} {digest}\n".encode()
+        line = f"fulldisk {nonce} {line_no:07d} {digest}{end}".encode()
         parts.append(line)
         total += len(line)
         line_no += 1
@@ -114,8 +122,9 @@ def make_body(nonce: str, size: int) -> bytes:
     return data[:-1] + b"x" if data and data[-1:] in (b"\n", b" ") else data
 
 
-def _set_body(values: dict[str, str], size: int, seed: str = "") -> bytes:
-    data = make_body(values["nonce"] + seed, size)
+def _set_body(values: dict[str, str], size: int, seed: str = "", *,
+              one_line: bool = False) -> bytes:
+    data = make_body(values["nonce"] + seed, size, one_line=one_line)
     values.update(body=data.decode("ascii"), body_sha256=hashlib.sha256(data).hexdigest(),
                   body_bytes=str(len(data)))
     return data
@@ -161,9 +170,12 @@ class _Body:
             except OSError:
                 pass
 
-    def read(self) -> tuple[bytes, str | None]:
-        """(decoded body, why it is incomplete or None)."""
+    def read(self) -> tuple[bytes, int, str, str | None]:
+        """(decoded body, at most MAX_BODY_KEPT bytes of it; its whole length; its sha256;
+        why it is incomplete or None)."""
         chunks: list[bytes] = []
+        kept = size = 0
+        digest = hashlib.sha256()
         watchdog: threading.Timer | None = None
         if getattr(self.resp.raw, "_connection", None) is not None:
             # only a socket can be woken (an in-process body has none: no thread for it)
@@ -173,7 +185,11 @@ class _Body:
         error: str | None = None
         try:
             for chunk in self.resp.iter_content(65536):
-                chunks.append(chunk)
+                size += len(chunk)
+                digest.update(chunk)
+                if kept < MAX_BODY_KEPT:
+                    chunks.append(chunk[:MAX_BODY_KEPT - kept])
+                    kept += len(chunks[-1])
                 if time.monotonic() > self.deadline:
                     self.expired = True
                     break
@@ -185,7 +201,7 @@ class _Body:
             self.resp.close()
         if self.expired:
             error = "body not complete within the time bound"
-        return b"".join(chunks), error
+        return b"".join(chunks), size, digest.hexdigest(), error
 
 
 class Prober:
@@ -202,6 +218,7 @@ class Prober:
         # cookies of the last green run before any fill, per probe another one uses as session
         self._sessions: dict[str, RequestsCookieJar] = {}
         self._session_sources = {p.session for p in self.target.probes.values() if p.session}
+        self._patterns: dict[str, UserPattern] = {}
 
     @property
     def http(self) -> requests.Session:
@@ -326,7 +343,9 @@ class Prober:
         arrived (wire bytes against Content-Length, chunk framing, a total-time bound)."""
         values.setdefault("nonce", new_nonce())
         if step.body_size is not None:
-            _set_body(values, step.body_size)
+            # a header value cannot hold a line break: there {body} is one line
+            _set_body(values, step.body_size,
+                      one_line=any("{body}" in v for v in step.headers.values()))
         files = _files(step, values)
         path = render(step.path, values)
         url = _loopback(base + path)
@@ -342,26 +361,28 @@ class Prober:
         common: dict[str, Any] = {"name": name, "method": step.method, "target": path,
                                   "write": step.write, "readback": step.readback}
         try:
-            resp = http.request(step.method, url, data=data, json=json_body, files=files,
-                                headers=headers, timeout=timeout, allow_redirects=False,
-                                stream=True)
-        except requests.Timeout:
+            with _deadline(t0 + timeout) as limit:  # connect, status line and headers
+                resp = http.request(step.method, url, data=data, json=json_body, files=files,
+                                    headers=headers, timeout=timeout, allow_redirects=False,
+                                    stream=True)
+        except requests.RequestException as e:
+            if not (limit.expired or isinstance(e, requests.Timeout)):
+                return StepResult(status=None, passed=False, elapsed=time.monotonic() - t0,
+                                  error=f"transport error: {type(e).__name__}",
+                                  body_complete=False, **common)
             return StepResult(status=None, passed=False, elapsed=time.monotonic() - t0,
                               error=f"no answer within {timeout:g} s", timed_out=True,
                               body_complete=False, **common)
-        except requests.RequestException as e:
-            return StepResult(status=None, passed=False, elapsed=time.monotonic() - t0,
-                              error=f"transport error: {type(e).__name__}", body_complete=False,
-                              **common)
         has_body = step.method != "HEAD" and resp.status_code not in NO_BODY and \
             resp.status_code >= 200
         if has_body:
             reader = _Body(resp, t0 + timeout)
-            body, error = reader.read()
+            body, size, sha256, error = reader.read()
             expired = reader.expired
         else:
             resp.close()
-            body, error, expired = b"", None, False
+            body, size, error, expired = b"", 0, None, False
+            sha256 = hashlib.sha256().hexdigest()
         complete = error is None
         if expired:
             error = f"body not complete within {timeout:g} s"
@@ -375,7 +396,7 @@ class Prober:
         text = body.decode("utf-8", "replace")
         uncaught: list[str] = []
         for var, rx in step.capture.items():
-            m = re.search(rx, text)
+            m = self._pattern(step, var, rx).search(text)
             if m:
                 values[var] = m.group(1)
             else:
@@ -389,26 +410,37 @@ class Prober:
             passed, error = False, (f"capture {uncaught[0]!r} found no match for "
                                     f"{step.capture[uncaught[0]]!r} in the body")
         if passed:
-            problem = self._content_problem(step, body, text, values)
+            problem = self._content_problem(step, size, sha256, text, values)
             if problem is not None:
                 passed, error = False, problem
-                if not framed and _short(step, body, values):
+                if not framed and _short(step, body, size, values):
                     # no length, no chunks: only the expected size or content shows the cut
                     complete, error = False, f"{problem} (close-delimited: cut short)"
         return StepResult(status=resp.status_code, passed=passed,
                           elapsed=time.monotonic() - t0, error=error,
                           body_excerpt=self.target.redact(text[:EXCERPT]),
-                          body_complete=complete, bytes_received=len(body),
+                          body_complete=complete, bytes_received=size,
                           timed_out=expired, text_missing=missing, **common)
 
+    def _pattern(self, step: Step, var: str, rx: str) -> UserPattern:
+        """A capture's regex, compiled once, named by its key for a timeout's message."""
+        key = f"capture.{var}"
+        for pname, p in self.target.probes.items():
+            for i, s in enumerate(p.steps):
+                if s is step:
+                    key = f"probes.{pname}.steps[{i}].capture.{var}"
+        found = self._patterns.get(key)
+        if found is None or found.pattern != rx:
+            found = self._patterns[key] = UserPattern(rx, key, file=self.target.path)
+        return found
+
     @staticmethod
-    def _content_problem(step: Step, body: bytes, text: str,
+    def _content_problem(step: Step, size: int, got: str, text: str,
                          values: Mapping[str, str]) -> str | None:
-        if step.expect_bytes is not None and len(body) != step.expect_bytes:
-            return f"body has {len(body)} bytes, expected {step.expect_bytes}"
+        if step.expect_bytes is not None and size != step.expect_bytes:
+            return f"body has {size} bytes, expected {step.expect_bytes}"
         if step.expect_sha256 is not None:
             want = render(step.expect_sha256, values).lower()
-            got = hashlib.sha256(body).hexdigest()
             if got != want:
                 return f"body sha256 {got[:12]}..., expected {want[:12]}..."
         if step.expect_text is not None:
@@ -483,6 +515,18 @@ class Prober:
             self.tl.add(out[-1])
         return out
 
+    def _get(self, url: str, **kwargs: Any) -> tuple[requests.Response, str]:
+        """A GET of a small answer (health, metrics) with one deadline over the whole
+        exchange, body included; a body not whole in time is a transport error."""
+        t0 = time.monotonic()
+        timeout = self.target.bounds.request_timeout
+        with _deadline(t0 + timeout):
+            r = self.http.get(url, timeout=timeout, stream=True, **kwargs)
+        body, _, _, error = _Body(r, t0 + timeout).read()
+        if error is not None:
+            raise requests.ConnectionError(error)
+        return r, body.decode(r.encoding or "utf-8", "replace")
+
     def health(self) -> HealthSample | None:
         """Ask the health endpoint and record its normalised verdict."""
         h = self.target.health
@@ -492,10 +536,9 @@ class Prober:
         url = _loopback(self.stack.url(h.service, h.port) + h.path)
         status: str
         try:
-            r = self.http.get(url, timeout=self.target.bounds.request_timeout,
-                              allow_redirects=False)
-            raw = r.text[:EXCERPT]
-            word = _field(r.text, h.field) if h.field else str(r.status_code)
+            r, text = self._get(url, allow_redirects=False)
+            raw = text[:EXCERPT]
+            word = _field(text, h.field) if h.field else str(r.status_code)
             if word in h.healthy and (h.field or r.status_code < 400):
                 status = "healthy"
             elif word in h.degraded:
@@ -516,14 +559,13 @@ class Prober:
         t = self.tl.now()
         value: float | None = None
         try:
-            r = self.http.get(_loopback(self.stack.url(c.service, c.port) + c.path),
-                              timeout=self.target.bounds.request_timeout)
+            _, text = self._get(_loopback(self.stack.url(c.service, c.port) + c.path))
             if c.metric is not None:
                 m = re.search(rf"^{re.escape(c.metric)}(?:\{{[^}}]*\}})?\s+([0-9.eE+-]+)\s*$",
-                              r.text, re.M)
+                              text, re.M)
                 value = float(m.group(1)) if m else None
             else:
-                raw = _field(r.text, c.json_field or "")
+                raw = _field(text, c.json_field or "")
                 value = float(raw) if raw not in ("", None) else None
         except (requests.RequestException, ValueError):
             value = None
@@ -572,8 +614,8 @@ class Prober:
             return out  # no source at all: nothing could ever come
         # An in-process app logs as it answers: what is not there now never comes.
         bound = 0.0 if self.stack.logs_synchronous else self.target.bounds.error_record_seconds
-        rx = re.compile("|".join(f"(?:{p})" for p in (*self.target.error_patterns,
-                                                       *self.target.cause_patterns)) or "(?!)")
+        rx = any_of((*self.target.error_patterns, *self.target.cause_patterns),
+                    "error_patterns/cause_patterns", self.target.path) or UserPattern("(?!)", "")
         while True:
             waiting = self._awaited_records(rx)
             if waiting is None or self.tl.now() >= waiting + bound:
@@ -607,7 +649,7 @@ class Prober:
                 "its path), so none was waited for; declare the access log of the front "
                 "service ([[logs]]) to have marks judged")
 
-    def _awaited_records(self, error_rx: re.Pattern[str]) -> float | None:
+    def _awaited_records(self, error_rx: UserPattern) -> float | None:
         """When the last failed request without an error record after it, or the last mark
         not yet in any log, happened (None when nothing is awaited)."""
         records = self.tl.of(LogRecord)
@@ -707,14 +749,15 @@ class Prober:
         return [LogRecord(now, label, ln, vol) for ln in lines]
 
 
-def _short(step: Step, body: bytes, values: Mapping[str, str]) -> bool:
+def _short(step: Step, body: bytes, size: int, values: Mapping[str, str]) -> bool:
     """A body that ended early: shorter than ``expect_bytes``, or a strict prefix of the
-    content this run wrote (when the step expects its digest)."""
-    if step.expect_bytes is not None and len(body) < step.expect_bytes:
+    content this run wrote (when the step expects its digest; a body that short is all
+    kept in memory, since the content written is at most MAX_BODY_SIZE)."""
+    if step.expect_bytes is not None and size < step.expect_bytes:
         return True
     written = values.get("body", "").encode("ascii", "replace")
     return (step.expect_sha256 is not None and "{body_sha256}" in step.expect_sha256
-            and len(body) < len(written) and written.startswith(body))
+            and size < len(written) and written.startswith(body))
 
 
 def _lines(data: bytes, *, final: bool) -> tuple[list[str], int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 from .errors import UsageError
 
@@ -17,6 +18,11 @@ _UNITS = {
     "ti": 1024**4, "tib": 1024**4,
 }
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+MAX_SIZE = 2**60
+"""1 EiB: far above any disk; a larger number is a typo (and would overflow the engine's)."""
+MAX_BODY_SIZE = 16 * 1024**2
+"""Largest generated request body (``body_size``): made in memory for each request, and
+far more than a full-disk test of a few MiB needs."""
 ACCEPTED = "a whole number of bytes or a number with a unit: 4096, 512KiB, 16MiB, 1.5GiB, 1GB"
 
 
@@ -27,18 +33,26 @@ def parse_size(value: str | int, *, what: str = "size") -> int:
     if isinstance(value, int):
         if value < 0:
             raise UsageError(f"{what} {value} is negative.", f"Use {ACCEPTED}.")
-        return value
+        return _bounded(value, value, what)
     if not isinstance(value, str):
         raise UsageError(f"{what} {value!r} is not a size.", f"Use {ACCEPTED}.")
     m = _SIZE.match(value)
     unit = m.group(2).lower() if m else ""
     if not m or unit not in _UNITS:
         raise UsageError(f"{what} {value!r} is not a size.", f"Use {ACCEPTED}.")
-    number = float(m.group(1))
+    number = Decimal(m.group(1))  # exact: 400 digits neither overflow nor round to inf
     result = int(number * _UNITS[unit])
     if number != int(number) and unit in ("", "b"):
         raise UsageError(f"{what} {value!r} has a fraction of a byte.", f"Use {ACCEPTED}.")
-    return result
+    return _bounded(result, value, what)
+
+
+def _bounded(n: int, value: str | int, what: str) -> int:
+    if n > MAX_SIZE:
+        text = str(value)
+        shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
+        raise UsageError(f"{what} {shown} is too large (more than 1 EiB).", f"Use {ACCEPTED}.")
+    return n
 
 
 def parse_percent(value: str | float, *, what: str = "percent") -> float:

@@ -35,7 +35,8 @@ from .errors import (
     UnknownName,
 )
 from .guard import GUARD
-from .http import loopback, session
+from .http import deadline, loopback, session
+from .patterns import UserPattern
 from .sizes import PAGE, format_size
 from .target import Ready, Service, Target
 from .timeline import Usage
@@ -392,6 +393,9 @@ class Stack:
     def _poll_ready(self, pending: dict[str, Ready], attempts: dict[str, str],
                     http: requests.Session, t0: float) -> None:
         checked: dict[str, float] = {}  # when each service's state was last inspected
+        lines = {n: UserPattern(r.log, f"services.{n}.ready.log", file=self.target.path)
+                 for n, r in pending.items() if r.log is not None}
+        searched: dict[str, int] = {}  # where the next search of a service's output starts
         while pending:
             for name, ready in list(pending.items()):
                 h = self.services[name]
@@ -411,14 +415,23 @@ class Stack:
                         raise
                     url = loopback(f"http://{engine.LOOPBACK}:{host_port}{ready.http}")
                     attempts[name] = url
+                    # one deadline for the whole request (a trickled answer included),
+                    # never past the ready timeout
+                    wait = max(0.01, min(1.0, t0 + ready.timeout - time.monotonic()))
                     try:
-                        with http.get(url, timeout=1.0, allow_redirects=False) as r:
+                        with deadline(time.monotonic() + wait), \
+                                http.get(url, timeout=wait, allow_redirects=False,
+                                         stream=True) as r:  # the body is not needed
                             ok = r.status_code < 500
                     except requests.RequestException:
                         ok = False
                 else:
                     attempts[name] = f"log line /{ready.log}/"
-                    ok = re.search(str(ready.log), h.logs(timestamps=False)) is not None
+                    text = h.logs(timestamps=False)
+                    # from the last line searched on: each search sees a few new lines,
+                    # not the whole output again (50 MB of start-up output, every poll)
+                    ok = lines[name].search(text, searched.get(name, 0)) is not None
+                    searched[name] = text.rfind("\n") + 1
                 if ok:
                     del pending[name]
                 elif time.monotonic() - t0 > ready.timeout:
@@ -459,6 +472,11 @@ class Stack:
     def session(self) -> requests.Session:
         """A fresh HTTP session that never uses a proxy (services are on 127.0.0.1)."""
         return session()
+
+    def file_kind(self, service: str, path: str) -> str | None:
+        """What a path on a service's own filesystem is (None when absent)."""
+        h = self.services.get(service)
+        return None if h is None else h.file_kind(path)
 
     def read_file(self, service: str, path: str) -> bytes | None:
         """A file on a service's own filesystem (archive API), None when absent."""

@@ -32,9 +32,9 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from . import engine
-from .errors import ConfigError, InfrastructureError, UsageError
+from .errors import ConfigError, InfrastructureError, TargetProblem, UsageError
 from .sizes import PAGE, format_size
-from .target import SYSTEM_DIRS, SYSTEM_TREES, target_from_dict
+from .target import SYSTEM_DIRS, SYSTEM_TREES, image_problem, target_from_dict
 from .writes import ADDED, under, written_folders
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
@@ -103,9 +103,13 @@ def parse_services(images: Sequence[str], commands: Sequence[str]) -> list[Servi
             name = name.strip("-") or "app"
             if not name[0].isalpha():
                 name = "svc-" + name
-        if not _NAME.match(name) or not image:
+        if not _NAME.fullmatch(name) or not image:
             raise UsageError(f"bad service {arg!r}", "write IMAGE or NAME=IMAGE with NAME in "
                              "lowercase letters, digits, '-' or '_', starting with a letter")
+        why = image_problem(image)
+        if why is not None:
+            raise UsageError(f"bad service {arg!r}: {why}", "give an image of this machine "
+                             "(`docker images` lists them), as IMAGE or NAME=IMAGE")
         if name in out:
             raise UsageError(f"service name {name!r} given twice",
                              f"name them apart: {name}=IMAGE other={image}")
@@ -301,6 +305,12 @@ def observe(specs: Sequence[ServiceSpec], *, warmup: str | None = None,
         threading.Event().wait(max(0.0, min(seconds, deadline - time.monotonic())))
         for n, sv in seen.items():
             h = handles[n]
+            if h.status not in ("running", "created"):  # what it wrote says nothing of it
+                tail = h.last_lines()
+                raise InfrastructureError(
+                    f"{n} ({sv.spec.image}) exited during the warm-up (exit code "
+                    f"{h.exit_code()}). Last log lines:\n{tail}",
+                    f"give it the command that keeps it serving: --command {n}='...'")
             changes = h.changes()
             added = {p for p, kind in changes if kind == ADDED}
             for folder in written_folders(changes):
@@ -451,6 +461,13 @@ def write_starter(specs: Sequence[ServiceSpec], out: Path, *, force: bool = Fals
         raise UsageError(f"{out} exists", "pass --force to overwrite it, or --output elsewhere")
     seen = observe(specs, warmup=warmup, seconds=seconds, timeout=timeout,
                    ready_timeout=ready_timeout, progress=progress)
+    if not any(sv.folders for sv in seen):
+        images = ", ".join(sv.spec.image for sv in seen)
+        raise TargetProblem(
+            f"nothing written, nothing to propose: {images} wrote no folder during the "
+            f"warm-up and the {seconds:g} s after it, so there is no path to put on a small "
+            "disk", "make it write as your users do: --warmup 'a script that logs in, "
+            "uploads, downloads' (it gets FULLDISK_URL_<SERVICE>), or --seconds longer")
     text = render(seen, name=name or _default_name(specs), warmup=warmup, seconds=seconds)
     import tomllib
 
@@ -465,4 +482,4 @@ def write_starter(specs: Sequence[ServiceSpec], out: Path, *, force: bool = Fals
 
 def _default_name(specs: Iterable[ServiceSpec]) -> str:
     first = next(iter(specs)).name
-    return first if _NAME.match(first) else "app"
+    return first if _NAME.fullmatch(first) else "app"

@@ -31,8 +31,9 @@ from pydantic import (
     model_validator,
 )
 
+from . import patterns
 from .errors import ConfigError, UsageError
-from .sizes import ACCEPTED, PAGE, format_size, parse_percent, parse_size
+from .sizes import ACCEPTED, MAX_BODY_SIZE, PAGE, format_size, parse_percent, parse_size
 
 DEFAULT_CAUSE_PATTERNS = (
     r"No space left on device",
@@ -54,7 +55,16 @@ _NAME = r"^[a-z][a-z0-9_-]{0,39}$"
 # headers, commands and expected text; a capture may not shadow them.
 BUILTIN_VARS = ("nonce", "body", "body_sha256", "body_bytes")
 _CAP = re.compile(r"^(ALL|[A-Z][A-Z0-9_]{1,30})$")
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# ${VAR} or ${VAR:-default} from the environment; $${ is a literal ${ (group 1 set)
+_ENV = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# an image reference as the engine parses it: [registry[:port]/]path[:tag][@digest]
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    r"(?:(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*"
+    rf"[a-zA-Z0-9])?)*(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+    r"|sha256:[0-9a-f]{64})")
 _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # a {placeholder} in a probe step
 MAX_ID = 2**32 - 2  # the largest uid/gid Linux accepts (2^32 - 1 is "no id")
 SYSTEM_TREES = ("/proc", "/sys", "/dev")  # kernel filesystems: never a tmpfs on or under
@@ -77,14 +87,15 @@ def _uses_body(node: Any) -> bool:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _size(v: Any) -> int:
     try:
         return parse_size(v)
     except UsageError as e:
-        raise ValueError(f"{v!r} is not a size; use {ACCEPTED}") from e
+        why = e.message.rstrip(".") if "too large" in e.message else f"{v!r} is not a size"
+        raise ValueError(f"{why}; use {ACCEPTED}") from e
 
 
 # A size is written as bytes or as text ("512KiB", "16MiB"); the JSON Schema says both.
@@ -92,6 +103,14 @@ Size = Annotated[int, Field(ge=0), WithJsonSchema({
     "anyOf": [{"type": "integer", "minimum": 0},
               {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*[A-Za-z]*\s*$"}],
     "description": ACCEPTED})]
+
+
+def _body_size(n: int | None, v: Any) -> int | None:
+    if n is not None and n > MAX_BODY_SIZE:
+        raise ValueError(f"body_size {v!r} is above {format_size(MAX_BODY_SIZE)}, the most "
+                         "fulldisk generates per request; a full-disk test of a few MiB "
+                         "needs far less")
+    return n
 
 
 class Ready(_Model):
@@ -125,10 +144,20 @@ class Ready(_Model):
 
 
 def _regex(rx: str, what: str) -> None:
-    try:
-        re.compile(rx)
-    except re.error as e:
-        raise ValueError(f"{what}: bad regex {rx!r} ({e})") from None
+    why = patterns.check(rx)
+    if why is not None:
+        raise ValueError(f"{what}: bad regex {rx!r} ({why})")
+
+
+def image_problem(image: str) -> str | None:
+    """Why an image reference is not one the engine accepts (None when it is)."""
+    if not image.strip():
+        return "the image is empty; give a reference such as \"myapp:1.2\""
+    if len(image) > 512 or not _IMAGE.fullmatch(image):
+        return (f"image {image[:200]!r} is not an image reference: lowercase name parts "
+                "joined by '/', '.', '_' or '-', an optional [registry[:port]/] in front and "
+                "an optional :tag, such as \"registry.example:5000/team/app:1.2\"")
+    return None
 
 
 def _ids(text: str, what: str) -> str:
@@ -165,6 +194,14 @@ class Service(_Model):
     # Its standard output and error are an operator-visible sink (`docker logs`), read as a
     # log source without a [[logs]] entry; false where nobody collects them in production.
     log_output: bool = True
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        why = image_problem(v)
+        if why is not None:
+            raise ValueError(why)
+        return v
 
     @field_validator("cap_drop", "cap_add")
     @classmethod
@@ -347,8 +384,9 @@ class Step(_Model):
 
     @field_validator("body_size", "expect_bytes", mode="before")
     @classmethod
-    def _sizes(cls, v: Any) -> int | None:
-        return None if v is None else _size(v)
+    def _sizes(cls, v: Any, info: ValidationInfo) -> int | None:
+        n = None if v is None else _size(v)
+        return _body_size(n, v) if info.field_name == "body_size" else n
 
     @field_validator("expect_sha256")
     @classmethod
@@ -426,11 +464,11 @@ class Step(_Model):
             if k in BUILTIN_VARS:
                 raise ValueError(f"capture {k!r}: the name is taken by a built-in variable "
                                  f"({', '.join(BUILTIN_VARS)}); pick another")
-            try:
-                if re.compile(rx).groups != 1:
-                    raise ValueError(f"capture {k!r}: regex must have exactly one group")
-            except re.error as e:
-                raise ValueError(f"capture {k!r}: bad regex ({e})") from None
+            why = patterns.check(rx)
+            if why is not None:
+                raise ValueError(f"capture {k!r}: bad regex ({why})")
+            if patterns.groups(rx) != 1:
+                raise ValueError(f"capture {k!r}: regex must have exactly one group")
         return v
 
 
@@ -461,7 +499,7 @@ class Probe(_Model):
     @field_validator("body_size", mode="before")
     @classmethod
     def _bsize(cls, v: Any) -> int | None:
-        return None if v is None else _size(v)
+        return None if v is None else _body_size(_size(v), v)
 
     @model_validator(mode="before")
     @classmethod
@@ -578,17 +616,21 @@ class LogSource(_Model):
             if self.service and not self.path.startswith("/"):
                 raise ValueError(f"log path {self.path!r} must be absolute with 'service' "
                                  "(e.g. /var/log/apache2/error.log)")
+            norm = posixpath.normpath(self.path)
+            if self.path.endswith("/") or any(norm == t or norm.startswith(t + "/")
+                                              for t in SYSTEM_TREES):
+                raise ValueError(f"log path {self.path!r} is a folder or a kernel file "
+                                 "(/dev, /proc, /sys), not a log; give the file the app "
+                                 "writes its records to")
             if self.volume and self.path.startswith("/"):
                 raise ValueError(f"log path {self.path!r} is absolute; with 'volume' give "
                                  "the path inside the volume, such as \"app.log\" (or give "
                                  "'service' for a file on a service's own filesystem)")
         for key in ("line_pattern", "drop_pattern"):
             rx = getattr(self, key)
-            if rx is not None:
-                try:
-                    re.compile(rx)
-                except re.error as e:
-                    raise ValueError(f"{key}: bad regex ({e})") from None
+            why = None if rx is None else patterns.check(rx)
+            if why is not None:
+                raise ValueError(f"{key}: bad regex ({why})")
         return self
 
     @property
@@ -627,7 +669,7 @@ class Cleanup(_Model):
     ceiling: Annotated[float, WithJsonSchema({"anyOf": [
         {"type": "number"}, {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%?\s*$"}],
         "description": "percent of bytes: 90 or \"90%\""})] = 90.0
-    max_full_seconds: float = 1.0
+    max_full_seconds: float = Field(1.0, ge=0, le=3600)
     rate: float = Field(20.0, gt=0, le=500)  # downloads per second
     duration: float = Field(4.0, gt=0, le=120)
 
@@ -643,9 +685,9 @@ class Cleanup(_Model):
 class Bounds(_Model):
     """Time bounds the invariants use."""
 
-    error_record_seconds: float = 5.0
-    recovery_seconds: float = 10.0
-    request_timeout: float = 5.0
+    error_record_seconds: float = Field(default=5.0, gt=0, le=600)
+    recovery_seconds: float = Field(default=10.0, gt=0, le=3600)
+    request_timeout: float = Field(default=5.0, gt=0, le=120)
 
 
 class Target(_Model):
@@ -682,11 +724,19 @@ class Target(_Model):
         """The folder relative paths (build contexts) are taken from."""
         return self._root
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v.strip():  # printed in every progress line, summary and report
+            raise ValueError("the target's name is empty; give it a short name such as "
+                             "\"shop\"")
+        return v
+
     @field_validator("services", "volumes", "probes", "counters")
     @classmethod
     def _names(cls, v: dict[str, Any]) -> dict[str, Any]:
         for name in v:
-            if not re.match(_NAME, name):
+            if not re.fullmatch(_NAME, name):  # match's $ passes "web\n"
                 raise ValueError(f"name {name!r} must be lowercase letters, digits, '-' or '_' "
                                  "and start with a letter")
         return v
@@ -802,13 +852,12 @@ class Target(_Model):
             if not self.downloads:
                 raise ValueError("cleanup: needs a [downloads] section to generate the load")
         self._memory()
-        for pkey, patterns in (("cause_patterns", self.cause_patterns),
+        for pkey, rxs in (("cause_patterns", self.cause_patterns),
                                ("error_patterns", self.error_patterns)):
-            for rx in patterns:
-                try:
-                    re.compile(rx)
-                except re.error as e:
-                    raise ValueError(f"{pkey}: bad regex {rx!r} ({e})") from None
+            for rx in rxs:
+                why = patterns.check(rx)
+                if why is not None:
+                    raise ValueError(f"{pkey}: bad regex {rx!r} ({why})")
         return self
 
     def _container_sources(self) -> None:
@@ -936,13 +985,27 @@ def available_memory() -> int | None:
 
 # --- loading ---------------------------------------------------------------------------
 
-def _expand(value: Any) -> Any:
+def _expand(value: Any, file: str, key: str = "") -> Any:
+    """Every ``${VAR}`` / ``${VAR:-default}`` replaced from the environment; ``$${`` stays a
+    literal ``${``. An unset variable without a default is a config error naming it."""
     if isinstance(value, str):
-        return _ENV.sub(lambda m: os.environ.get(m.group(1), m.group(2) or ""), value)
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1):  # $${...}: the escape
+                return m.group(0)[1:]
+            name, default = m.group(2), m.group(3)
+            got = os.environ.get(name)
+            if got is None and default is None:
+                raise ConfigError(
+                    f"${{{name}}} is not set in the environment",
+                    f"set {name}, give a default as ${{{name}:-value}}, or write $${{ for a "
+                    "literal ${", file=file, key=key or None)
+            return got if got is not None else str(default)
+        return _ENV.sub(sub, value)
     if isinstance(value, list):
-        return [_expand(v) for v in value]
+        return [_expand(v, file, f"{key}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: _expand(v) for k, v in value.items()}
+        return {k: _expand(v, file, f"{key}.{k}" if key else str(k))
+                for k, v in value.items()}
     return value
 
 
@@ -1006,11 +1069,12 @@ def target_from_dict(data: dict[str, Any], *, file: str = "<config>", root: str 
     """Validate a parsed config into a Target, raising ConfigError naming file, key and fix."""
     if not isinstance(data, dict):
         raise ConfigError("config is not a table", f"write TOML tables as in {DOCS}", file=file)
-    data = _expand(data)
-    if not derived and data.get("compose"):
-        from .compose import apply_compose  # only targets that name a compose file
+    if not derived:  # a derived target's values are expanded already ($${ resolved)
+        data = _expand(data, file)
+        if data.get("compose"):
+            from .compose import apply_compose  # only targets that name a compose file
 
-        data = apply_compose(data, root=root, file=file)
+            data = apply_compose(data, root=root, file=file)
     try:
         target = Target.model_validate(data, context={"derived": derived, "root": root})
     except ValidationError as e:
@@ -1048,6 +1112,10 @@ def load_target(path: str | os.PathLike[str] | None = None) -> Target:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"not valid TOML ({e})", "fix the TOML syntax at that line",
                           file=str(p)) from None
+    except RecursionError:
+        raise ConfigError("arrays or tables nested too deep to read",
+                          "a target config nests a few levels; flatten the deep value",
+                          file=str(p)) from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read ({e})", "check the file's permissions and encoding",
                           file=str(p)) from None
@@ -1066,7 +1134,7 @@ def has_tool_table(p: Path) -> bool:
         return False
     try:
         tool = tomllib.loads(p.read_text(encoding="utf-8-sig")).get("tool", {})
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError):
         return False
     return isinstance(tool, dict) and "fulldisk" in tool
 

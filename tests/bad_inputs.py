@@ -152,6 +152,35 @@ CONFIG_CASES: list[tuple[str, str, str, str, str]] = [
     ("missing name", 'name = "shop"\n', "", "name", "add this key"),
     ("env default makes a bad size", 'size = "1MiB"', 'size = "${FULLDISK_NO_SUCH_VAR:-huge}"',
      "volumes.uploads.size", "not a size"),
+    # issue 23: inputs that gave a traceback, a wrong exit code or a nonsense verdict
+    ("service name ends in a newline", "[services.web]", '[services."web\\n"]', "services",
+     "lowercase"),
+    ("request_timeout negative", "[probes.home]", "[bounds]\nrequest_timeout = -1\n"
+     "[probes.home]", "bounds.request_timeout", "greater than 0"),
+    ("recovery_seconds nan", "[probes.home]", "[bounds]\nrecovery_seconds = nan\n"
+     "[probes.home]", "bounds.recovery_seconds", "finite"),
+    ("error_record_seconds inf", "[probes.home]", "[bounds]\nerror_record_seconds = inf\n"
+     "[probes.home]", "bounds.error_record_seconds", "finite"),
+    ("empty target name", 'name = "shop"', 'name = ""', "name", "name is empty"),
+    ("image not a reference", 'image = "shop:1"', 'image = "Bad Image!"', "services.web.image",
+     "not an image reference"),
+    ("image from an unset variable", 'image = "shop:1"', 'image = "${FULLDISK_NO_SUCH_VAR}"',
+     "services.web.image", "${FULLDISK_NO_SUCH_VAR} is not set"),
+    ("unset variable in an env value", "ports = [8080]",
+     'ports = [8080]\nenv = { A = "x${FULLDISK_NO_SUCH_VAR}y" }', "services.web.env.A",
+     "is not set"),
+    ("size of 400 digits", 'size = "1MiB"', f'size = "{"9" * 400}"', "volumes.uploads.size",
+     "too large"),
+    ("body_size above 16 MiB", 'path = "/" }', 'path = "/", method = "PUT", body_size = "1GiB" }',
+     "probes.home.steps[0].body_size", "16 MiB"),
+    ("log file is a device", "[probes.home]",
+     '[[logs]]\nkind = "file"\nservice = "web"\npath = "/dev/zero"\n[probes.home]', "logs[0]",
+     "kernel file"),
+    ("log file is a folder", "[probes.home]",
+     '[[logs]]\nkind = "file"\nservice = "web"\npath = "/usr/lib/"\n[probes.home]', "logs[0]",
+     "folder"),
+    ("2000-deep nested array", 'name = "shop"', 'x = ' + "[" * 2000 + "]" * 2000 +
+     '\nname = "shop"', "", "nested too deep"),
 ]
 
 
@@ -169,6 +198,7 @@ class Case:
     docker: bool = False  # needs a Docker engine
     signal_at: str | None = None  # hold the run in this phase and send SIGINT/SIGTERM
     signal: int = signal.SIGINT
+    within: float | None = None  # seconds the whole command may take (a bound it must keep)
 
 
 def _datahub_image() -> str:
@@ -189,6 +219,46 @@ def _base_target(service: str, probe: str = 'kind = "exec"\ncommand = ["true"]',
     return (f'name = "x"\n[services.a]\nimage = "fulldisk/base:bookworm"\n{service}\n'
             f'[volumes.v]\nsize = "{size}"\nmounts = [{{ service = "a", path = "{mount}" }}]\n'
             f'[probes.p]\nservice = "a"\n{probe}\n')
+
+
+# A server on port 8000 of the datahub image (it has python3) that answers every request
+# the way argv[1] says: "trickle" (status line and headers a byte every 0.5 s, never done),
+# "hints" (103 Early Hints, then 200 "ok"), "aaa" (200 with a line of 40 a's).
+_ODD_SERVER = """\
+import socket, sys, time
+mode = sys.argv[1]
+srv = socket.create_server(("", 8000))
+print("serving", flush=True)
+while True:
+    c, _ = srv.accept()
+    try:
+        c.settimeout(5)
+        got = b""
+        while b"\\r\\n\\r\\n" not in got and len(got) < 1 << 20:
+            got += c.recv(65536) or b"\\r\\n\\r\\n"
+        if mode == "trickle":
+            for b in b"HTTP/1.1 200 OK\\r\\nX-Slow: " + b"a" * 200:
+                c.sendall(bytes([b]))
+                time.sleep(0.5)
+        body = b"a" * 40 + b"\\n" if mode == "aaa" else b"ok"
+        early = b"HTTP/1.1 103 Early Hints\\r\\nLink: </s>\\r\\n\\r\\n" if mode == "hints" else b""
+        c.sendall(early + b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\n"
+                  b"Connection: close\\r\\n\\r\\n" % len(body) + body)
+    except OSError:
+        pass
+    c.close()
+"""
+
+
+def _odd_target(mode: str, probe: str, ready: str = 'ready = { log = "serving", timeout = 30 }'
+                ) -> str:
+    """A target whose one service is _ODD_SERVER in the given mode."""
+    return (f'name = "x"\n[services.app]\nimage = "{_datahub_image()}"\n'
+            f"command = ['python3', '-c', '''{_ODD_SERVER}''', '{mode}']\n"
+            f'user = "1000:1000"\nports = [8000]\n{ready}\n'
+            '[volumes.scratch]\nsize = "256KiB"\nowner = "1000:1000"\n'
+            'mounts = [{ service = "app", path = "/srv/scratch" }]\n'
+            f'[probes.p]\nservice = "app"\n{probe}\n')
 
 
 def cases() -> list[Case]:
@@ -216,6 +286,10 @@ def cases() -> list[Case]:
         Case("usage", "-n not a number", ["run", "-n", "zero"], 2, "zero"),
         Case("usage", "demo size not a size", ["demo", "--size", "12XB"], 2, "12XB"),
         Case("usage", "demo size below a page", ["demo", "--size", "100"], 2, "page"),
+        Case("usage", "demo size of 400 digits", ["demo", "--size", "9" * 400], 2, "too large"),
+        Case("config", "$${ is a literal ${ (accepted)", ["list", "-t", "fulldisk.toml"], 0,
+             "target shop", {"fulldisk.toml": GOOD.replace(
+                 "ports = [8080]", 'ports = [8080]\nenv = { A = "$${HOME}" }')}),
         Case("usage", "demo inodes below 16", ["demo", "--inodes", "3"], 2, "16<=x"),
         Case("usage", "unknown defect switch", ["selftest", "--only", "bogus"], 2,
              "unknown defect"),
@@ -226,6 +300,8 @@ def cases() -> list[Case]:
              "does not exist"),
         Case("output", "--report-dir is a file", ["run", "--report-dir", "afile"], 2,
              "is a file", {"afile": "x"}),
+        Case("output", "explore --report-dir is a file (F04)",
+             ["explore", "--report-dir", "afile"], 2, "is a file", {"afile": "x"}),
         Case("output", "--junit is a folder", ["gate", "--junit", "out"], 2, "is a folder",
              {"out/keep": ""}),
         Case("output", "selftest --json is a folder", ["selftest", "--json", "out"], 2,
@@ -278,6 +354,61 @@ def cases() -> list[Case]:
         Case("fault", "unknown defect switch in the app", ["run", "-k", "sessions and recovery"], 3,
              "unknown defect 'no_such_defect'", env={"DATAHUB_DEFECTS": "no_such_defect"},
              docker=True),
+        # issue 23: regexes that run away, requests that trickle, inits that find nothing
+        Case("fault", "ready.log regex runs away (P08)", ["run", "-t", "fulldisk.toml"], 2,
+             "services.a.ready.log: the regex", {"fulldisk.toml": _base_target(
+                 'command = ["sh", "-c", "echo ' + "a" * 40 + '; exec sleep infinity"]\n'
+                 'ready = { log = "(a|a)+\\\\d", timeout = 10 }')}, docker=True, within=60),
+        Case("fault", "ready.log (?:a+)+b on 34 a's: the ready timeout holds (P08)",
+             ["run", "-t", "fulldisk.toml"], 3, "not ready within 3 s", {"fulldisk.toml":
+             _base_target('command = ["sh", "-c", "echo ' + "a" * 34 + '; exec sleep infinity"]'
+                          '\nready = { log = "(?:a+)+b", timeout = 3 }')},
+             docker=True, within=45),
+        Case("fault", "capture regex runs away (C01)", ["run", "-t", "fulldisk.toml"], 2,
+             "probes.p.steps[0].capture.t: the regex", {"fulldisk.toml": _odd_target(
+                 "aaa", 'steps = [{ path = "/", capture = { t = "(a|a)+\\\\d" } }]')},
+             docker=True, within=60),
+        Case("fault", "capture (?:a+)+(b) on a line of a's ends at once (C01)",
+             ["run", "-t", "fulldisk.toml"], 2, "got status 200, expected [404]",
+             {"fulldisk.toml": _odd_target("aaa", 'steps = [{ path = "/", expect_status = [404],'
+                                           ' capture = { t = "(?:a+)+(b)" } }]')},
+             docker=True, within=60),
+        Case("fault", "status line and headers trickled (B04)", ["run", "-t", "fulldisk.toml"], 2,
+             "no answer within 2 s", {"fulldisk.toml": _odd_target(
+                 "trickle", 'steps = [{ path = "/", timeout = 2 }]')}, docker=True, within=60),
+        Case("fault", "ready http against trickled headers (B11)", ["run", "-t", "fulldisk.toml"],
+             3, "not ready within 3 s", {"fulldisk.toml": _odd_target(
+                 "trickle", 'steps = [{ path = "/" }]',
+                 ready='ready = { http = "/", timeout = 3 }')}, docker=True, within=45),
+        Case("fault", "103 Early Hints before the answer (B07)", ["run", "-t", "fulldisk.toml"], 2,
+             "got status 200, expected [404]", {"fulldisk.toml": _odd_target(
+                 "hints", 'steps = [{ path = "/", expect_status = [404] }]')}, docker=True,
+             within=60),
+        Case("fault", "{body} of 4 KiB in a header value (P07)", ["run", "-t", "fulldisk.toml"],
+             2, "got status 200, expected [404]", {"fulldisk.toml": _odd_target(
+                 "hints", 'steps = [{ path = "/", headers = { X-Body = "{body}" }, '
+                 'body_size = "4KiB", expect_status = [404] }]')}, docker=True, within=60),
+        Case("fault", "a folder declared as a log file (O03)", ["run", "-t", "fulldisk.toml"], 2,
+             "logs[0]: a:/usr/lib is a folder, not a log file", {"fulldisk.toml": _base_target(
+                 sleeper) + '[[logs]]\nkind = "file"\nservice = "a"\npath = "/usr/lib"\n'},
+             docker=True, within=60),
+        Case("fault", "FULLDISK_LEASE_INTERVAL=abc (I01)", ["run", "-t", "fulldisk.toml"], 2,
+             "FULLDISK_LEASE_INTERVAL='abc'", {"fulldisk.toml": _base_target(sleeper)},
+             env={"FULLDISK_LEASE_INTERVAL": "abc"}, docker=True),
+        Case("fault", "FULLDISK_LEASE_INTERVAL=inf (I02)", ["run", "-t", "fulldisk.toml"], 2,
+             "FULLDISK_LEASE_INTERVAL='inf'", {"fulldisk.toml": _base_target(sleeper)},
+             env={"FULLDISK_LEASE_INTERVAL": "inf"}, docker=True),
+        Case("config", "doctor: image not a reference (P04)",
+             ["doctor", "--target", "fulldisk.toml"], 2, "not an image reference",
+             {"fulldisk.toml": GOOD.replace('image = "shop:1"', 'image = "Bad Image!"')}),
+        Case("usage", "init: image not a reference (G11)", ["init", "Bad Image!"], 2,
+             "not an image reference"),
+        Case("fault", "init: the image exits at once (G01)",
+             ["init", "fulldisk/base:bookworm", "--timeout", "20"], 3,
+             "exited during the warm-up", docker=True, within=60),
+        Case("fault", "init: the image writes nothing (G02)",
+             ["init", "fulldisk/base:bookworm", "--command", "base=sleep 60", "--timeout", "20"],
+             2, "nothing written, nothing to propose", docker=True, within=60),
         Case("interrupt", "Ctrl-C during stack start", ["run", "-k", "sessions and recovery"], 130,
              "INTERRUPTED", docker=True, signal_at="start"),
         Case("interrupt", "SIGTERM during stack start", ["run", "-k", "sessions and recovery"], 130,
@@ -366,6 +497,8 @@ def problems(case: Case, r: Result, left: int = 0) -> list[str]:
     bad = [f"{left} resources left behind"] if left else []
     if r.code != case.code:
         bad.append(f"exit {r.code}, expected {case.code}")
+    if case.within is not None and r.seconds > case.within:
+        bad.append(f"took {r.seconds:.1f} s, more than {case.within:g} s")
     if "Traceback" in r.output:
         bad.append("a traceback reached the user")
     if case.words not in r.message:

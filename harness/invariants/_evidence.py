@@ -4,11 +4,11 @@ classification of acknowledged writes (fake successes) that several rules judge.
 from __future__ import annotations
 
 import functools
-import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from ..patterns import UserPattern, any_of
 from ..sizes import format_size
 from ..timeline import (
     DiskIndex,
@@ -98,10 +98,11 @@ def fmt_log(r: LogRecord) -> str:
     return f"{ts(r.t)} [{r.source}] {clip(r.text, LINE)}"
 
 
-def compile_any(patterns: Iterable[str]) -> re.Pattern[str] | None:
-    """One regex matching any of the patterns (None when there are none)."""
-    parts = [f"(?:{p})" for p in patterns]
-    return re.compile("|".join(parts)) if parts else None
+def compile_any(patterns: Iterable[str], key: str = "error_patterns/cause_patterns"
+                ) -> UserPattern | None:
+    """One regex matching any of the patterns (None when there are none), every search
+    time-bounded (the patterns are the user's)."""
+    return any_of(patterns, key)
 
 
 def full_note(disks: DiskIndex, t: float) -> str:

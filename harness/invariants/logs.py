@@ -6,6 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..patterns import UserPattern, check
 from ..timeline import DiskIndex, LoadEvent, LogRecord, ProbeResult, StepResult, Timeline
 from ._evidence import (
     EARLY_SLACK,
@@ -67,7 +68,7 @@ class _Sinks:
     rules: Rules
     logs: list[LogRecord]
     error_logs: list[LogRecord]  # records matching an error or cause pattern
-    cause_rx: re.Pattern[str] | None
+    cause_rx: UserPattern | None
     errors: Stamps
     causes: Stamps
 
@@ -75,7 +76,7 @@ class _Sinks:
     def of(cls, tl: Timeline, rules: Rules) -> _Sinks:
         """Index the timeline's log records by the target's patterns."""
         error_rx = compile_any((*rules.error_patterns, *rules.cause_patterns))
-        cause_rx = compile_any(rules.cause_patterns)
+        cause_rx = compile_any(rules.cause_patterns, "cause_patterns")
         logs = tl.of(LogRecord)
         error_logs = [r for r in logs if error_rx and error_rx.search(r.text)]
         return cls(rules, logs, error_logs, cause_rx, Stamps(error_logs),
@@ -211,8 +212,8 @@ _TB_START = ("Traceback (most recent call last)", "Stack (most recent call last)
 _TB_CHAIN = ("During handling of the above exception", "The above exception was the direct")
 
 
-def _torn_lines(records: Sequence[LogRecord], whole: re.Pattern[str],
-                anywhere: re.Pattern[str] | None) -> list[LogRecord]:
+def _torn_lines(records: Sequence[LogRecord], whole: UserPattern,
+                anywhere: UserPattern | None) -> list[LogRecord]:
     """Lines that are not one whole record.
 
     A line is torn when it does not start like a record, or when a second record starts
@@ -251,20 +252,17 @@ def _torn_lines(records: Sequence[LogRecord], whole: re.Pattern[str],
     return [records[i] for i in sorted(torn)]
 
 
-def _glued(anywhere: re.Pattern[str], text: str, pos: int) -> bool:
+def _glued(anywhere: UserPattern, text: str, pos: int) -> bool:
     """A second record starts inside this line (at least MIN_EMBEDDED characters of it)."""
     return any(len(m.group(0)) >= MIN_EMBEDDED for m in anywhere.finditer(text, pos))
 
 
-def _unanchored(pattern: str) -> re.Pattern[str] | None:
+def _unanchored(pattern: str, key: str) -> UserPattern | None:
     """The line pattern without its start anchor, to find a record starting mid-line."""
     body = pattern.removeprefix("^").removeprefix(r"\A")
-    if body == pattern or not body:
+    if body == pattern or not body or check(body) is not None:
         return None
-    try:
-        return re.compile(body)
-    except re.error:
-        return None
+    return UserPattern(body, key)
 
 
 @dataclass(frozen=True)
@@ -318,8 +316,9 @@ def _check_torn(label: str, rule: FileSourceRule, records: Sequence[LogRecord],
     if not rule.line_pattern:
         return False
     out.lines_judged += len(records)
-    torn = _torn_lines(records, re.compile(rule.line_pattern),
-                       _unanchored(rule.line_pattern))
+    key = f"logs ({label}).line_pattern"
+    torn = _torn_lines(records, UserPattern(rule.line_pattern, key),
+                       _unanchored(rule.line_pattern, key))
     if torn:
         out.problems.append(f"{label} has {plural(len(torn), 'torn line')}")
         out.evidence.extend(f"torn in {label} at {ts(r.t)}: {r.text[:LINE]!r}" for r in torn)
@@ -336,7 +335,7 @@ def _announced_drops(tl: Timeline, rule: FileSourceRule) -> tuple[list[LogRecord
     counted = False
     if not rule.drop_pattern:
         return drops, announced, counted
-    drop_rx = re.compile(rule.drop_pattern)
+    drop_rx = UserPattern(rule.drop_pattern, "logs.drop_pattern")
     for r in tl.of(LogRecord):
         m = drop_rx.search(r.text)
         if not m:

@@ -64,6 +64,19 @@ def test_replay_file_is_valid_python_that_replays_the_steps(tmp_path: Path) -> N
     assert namespace["STEPS"] == list(_finding().steps)
 
 
+@pytest.mark.parametrize("name", ["x²", "a" * 250, "shop; rm -rf ~", "", "Ünïcode-app"])
+def test_replay_file_of_any_target_name_imports(tmp_path: Path, name: str) -> None:
+    """A name that is no identifier or too long for a file name still gives a short
+    replay file whose test function is a valid identifier (it imports and collects)."""
+    f = _finding()
+    path = write_replay(Finding(name, f.steps, f.said, f.verdict), tmp_path, reference_target(),
+                        {}, 7)
+    assert len(path.name) < 100 and path.stem.isidentifier() and path.stem.isascii()
+    namespace: dict[str, object] = {}
+    exec(compile(path.read_text(), str(path), "exec"), namespace)
+    assert callable(namespace[path.stem])
+
+
 def test_violation_is_an_assertion_carrying_the_finding() -> None:
     v = Violation(_finding())
     assert isinstance(v, AssertionError)
