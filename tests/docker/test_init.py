@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness import UsageError, load_target, reference_target
-from harness.starter import FolderUse, Seen, ServiceSpec, parse_services, render
+from harness.inittoml import FolderUse, Seen, ServiceSpec, render
+from harness.starter import parse_services
 from harness.target import target_from_dict
 from harness.writes import under
 
@@ -117,7 +118,7 @@ def test_init_on_the_reference_images_covers_every_declared_path(tmp_path: Path)
     assert {v.owner for v in made.volumes.values()} == {"1000:1000"}
     files = {(lg.volume, lg.path) for lg in made.logs if lg.kind == "file"}
     assert {"app.log", "access.log", "error.log"} <= {f for _, f in files}
-    assert {p.port for p in made.probes.values()} == {8000, 8080}
+    assert {p.port for p in made.probes.values() if p.kind == "http"} == {8000, 8080}
     # the second time it refuses, and --force overwrites
     again = subprocess.run([*FD, "init", *args, "--name", "datahub"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=60)
@@ -156,3 +157,70 @@ def test_init_on_a_root_started_corpus_image(tmp_path: Path) -> None:
             for m in v.mounts:
                 assert any(under(m.path, p) for p in by_path), m.path
     assert {lg.path for lg in made.logs if lg.kind == "file"} >= {"access.log", "error.log"}
+
+
+CORPUS = ("redis", "mariadb", "webdav", "mediawiki")
+NOT_VOLUMES = ("/tmp", "/var/tmp", "/run", "/var/run")
+EXEC_STUB = {"redis": "Redis", "mariadb": "MariaDB/MySQL", "mediawiki": "SQLite"}
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("example", CORPUS)
+def test_init_proposes_what_the_corpus_target_mounts(example: str, tmp_path: Path) -> None:
+    """On each corpus image, with no warm-up script: the data folders the corpus target
+    mounts are proposed as data volumes with the corpus owner, nothing under /tmp or /run
+    is, no log folder is proposed as data nor a data folder as logs, the server found
+    gets an exec probe that init ran once, and nothing of the run is left."""
+    from harness import engine
+
+    declared = load_target(ROOT / "examples" / example / "fulldisk.toml")
+    image = next(iter(declared.services.values())).image
+    if not engine.image_exists(image):
+        pytest.skip(f"corpus image {image} is not built: fulldisk build --target "
+                    f"examples/{example}/fulldisk.toml")
+    run_id = f"fd-init-{uuid.uuid4().hex[:8]}"
+    p = subprocess.run([*FD, "init", f"svc={image}", "--timeout", "120", "--ready-timeout",
+                        "20"], cwd=tmp_path, capture_output=True, text=True, timeout=240,
+                       env={**os.environ, "FULLDISK_RUN_ID": run_id})
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert engine.count_labelled(run_id).total == 0
+    assert "warm-up: " in p.stderr and not p.stderr.rstrip().endswith("crawled")
+    made = load_target(tmp_path / "fulldisk.toml")
+    by_path = {m.path: v for v in made.volumes.values() for m in v.mounts}
+    for v in declared.volumes.values():
+        for m in v.mounts:
+            assert m.path in by_path, (m.path, sorted(by_path))
+            got = by_path[m.path]
+            assert got.owner == v.owner, (m.path, got.owner, v.owner)
+            assert got.role != "logs", m.path  # a data folder, whatever its files are named
+            assert got.size >= v.size or got.size >= 4 * 1024 * 1024, (m.path, got.size)
+    for path, v in by_path.items():
+        assert not any(under(path, n) for n in NOT_VOLUMES), path
+        assert (v.role == "logs") == under(path, "/var/log"), (path, v.role)
+    execs = [pr for pr in made.probes.values() if pr.kind == "exec"]
+    if example in EXEC_STUB:
+        assert len(execs) == 1 and execs[0].write and execs[0].readback, p.stderr
+        assert f"{EXEC_STUB[example]} found; its write+readback probe worked" in p.stderr
+    else:
+        assert execs == []
+
+
+@pytest.mark.docker
+def test_init_names_the_path_of_a_service_that_died(tmp_path: Path) -> None:
+    """A service that exits during the warm-up: exit 3, its last log lines, a hint that
+    names the path and the owner to set, and no fulldisk.toml."""
+    from harness import engine
+
+    run_id = f"fd-init-{uuid.uuid4().hex[:8]}"
+    die = ("db=sh -c 'echo \"initdb: error: could not create directory \\\"/var/lib/app/"
+           "data\\\": Permission denied\" >&2; exit 1'")
+    p = subprocess.run([*FD, "init", "db=fulldisk/base:bookworm", "--command", die,
+                        "--timeout", "30"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=90,
+                       env={**os.environ, "FULLDISK_RUN_ID": run_id})
+    assert p.returncode == 3, p.stderr
+    assert "db (fulldisk/base:bookworm) exited during the warm-up (exit code 1)" in p.stderr
+    assert 'could not create directory "/var/lib/app/data": Permission denied' in p.stderr
+    assert "Hint: /var/lib/app/data is not writable" in p.stderr and "owner" in p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "fulldisk.toml").exists()
+    assert engine.count_labelled(run_id).total == 0
