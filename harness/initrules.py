@@ -185,10 +185,12 @@ def _as(owner: str | None, cmd: list[str], setpriv: bool) -> list[str]:
 
 
 def server_stubs(processes: Iterable[str], clients: Iterable[str],
-                 sqlite_files: Sequence[tuple[str, str]]) -> list[ExecStub]:
+                 sqlite_files: Sequence[tuple[str, str]], *,
+                 exec_user: str = "") -> list[ExecStub]:
     """Exec probes for the servers found: Redis, PostgreSQL, MariaDB/MySQL by their
     process names (with their client in the image), SQLite by its files (the largest,
-    through sqlite3, python3 or php, as the file's owner)."""
+    through sqlite3, python3 or php, as the file's owner when execs run as root; the
+    image's ``exec_user`` otherwise, which cannot change user)."""
     procs, have = set(processes), set(clients)
     out: list[ExecStub] = []
     if "redis-server" in procs and "redis-cli" in have:
@@ -220,7 +222,7 @@ def server_stubs(processes: Iterable[str], clients: Iterable[str],
             "preallocated WAL for megabytes after the disk is full: keep body_size large"))
     if sqlite_files:
         path, owner = sqlite_files[0]
-        setpriv = "setpriv" in have
+        setpriv = "setpriv" in have and exec_user.split(":")[0] in ("", "0", "root")
         create = "CREATE TABLE IF NOT EXISTS fulldisk_probe (k TEXT PRIMARY KEY, v TEXT)"
         if "sqlite3" in have:
             cmd = ["sqlite3", path, f"{create}; INSERT INTO fulldisk_probe VALUES "

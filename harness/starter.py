@@ -376,7 +376,7 @@ def _inspect(sv: Seen, h: engine.Handle, volumes: Sequence[str]) -> None:
     changed = {p for p, kind in changes if kind != DELETED}
     procs, clients, owned = _facts(h)
     candidates: dict[str, str] = {}
-    for folder in written_folders(changes):
+    for folder in written_folders(changes, covered=volumes):  # their mount points too
         if folder in SYSTEM_DIRS or any(under(folder, t) for t in SYSTEM_TREES):
             sv.unmountable.append(folder)
         elif is_scratch(folder):
@@ -401,7 +401,7 @@ def _inspect(sv: Seen, h: engine.Handle, volumes: Sequence[str]) -> None:
         sv.logs += logs
         sqlite += dbs
     sqlite_files = [(s.rsplit(" ", 1)[0], s.rsplit(" ", 1)[1]) for s in sqlite]
-    for stub in server_stubs(procs, clients, sqlite_files):
+    for stub in server_stubs(procs, clients, sqlite_files, exec_user=sv.user):
         sv.stubs.append((stub, _try_stub(h, stub)))
 
 

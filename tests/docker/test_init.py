@@ -4,6 +4,7 @@ declares, within its time bound, leaving nothing behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -200,7 +201,8 @@ def test_init_proposes_what_the_corpus_target_mounts(example: str, tmp_path: Pat
     execs = [pr for pr in made.probes.values() if pr.kind == "exec"]
     if example in EXEC_STUB:
         assert len(execs) == 1 and execs[0].write and execs[0].readback, p.stderr
-        assert f"{EXEC_STUB[example]} found; its write+readback probe worked" in p.stderr
+        said = " ".join(p.stderr.split())  # the console wraps long lines
+        assert f"{EXEC_STUB[example]} found; its write+readback probe worked" in said
     else:
         assert execs == []
 
@@ -224,3 +226,59 @@ def test_init_names_the_path_of_a_service_that_died(tmp_path: Path) -> None:
     assert "Hint: /var/lib/app/data is not writable" in p.stderr and "owner" in p.stderr
     assert "Traceback" not in p.stderr and not (tmp_path / "fulldisk.toml").exists()
     assert engine.count_labelled(run_id).total == 0
+
+
+APP_SH = ('echo c > /srv/app/var/cache/c; echo s > /srv/app/var/sessions/s1; '
+          'echo "$(date) app started, listening on nothing" >> /srv/app/var/log/app.log; '
+          'head -c 20000 /dev/zero > /srv/data/blob; echo t > /tmp/pid; exec sleep 600')
+
+
+@pytest.mark.docker
+def test_init_merges_var_and_proposes_the_image_volume(tmp_path: Path) -> None:
+    """An image whose app writes /srv/app/var/{cache,log,sessions} (folders of the image,
+    nothing else in var/) and declares VOLUME /srv/data: one data volume for /srv/app/var
+    (its log file a log source inside it), one for /srv/data, none for /tmp; the engine's
+    anonymous volume for /srv/data is removed with the container."""
+    import docker
+
+    client = docker.from_env()
+    tag = f"fulldisk/init-test-{uuid.uuid4().hex[:8]}:t"
+    c = client.containers.run("fulldisk/base:bookworm", ["mkdir", "-p", "/srv/app/var/cache",
+                              "/srv/app/var/log", "/srv/app/var/sessions"], detach=True,
+                              labels={"fulldisk.dev": "init-test"})
+    try:
+        c.wait(timeout=60)
+        c.commit(*tag.split(":"), changes=['VOLUME ["/srv/data"]',
+                                          f'CMD ["sh", "-c", {json.dumps(APP_SH)}]'])
+    finally:
+        c.remove(force=True)
+    run_id = f"fd-init-{uuid.uuid4().hex[:8]}"
+    before = {v.name for v in client.volumes.list()}
+    try:
+        p = subprocess.run([*FD, "init", f"app={tag}", "--timeout", "60"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "FULLDISK_RUN_ID": run_id})
+        assert p.returncode == 0, p.stderr[-3000:]
+        made = load_target(tmp_path / "fulldisk.toml")
+        by_path = {m.path: v for v in made.volumes.values() for m in v.mounts}
+        assert sorted(by_path) == ["/srv/app/var", "/srv/data"], p.stderr
+        assert by_path["/srv/app/var"].role != "logs" and by_path["/srv/data"].role != "logs"
+        logs = {(lg.volume, lg.path) for lg in made.logs if lg.kind == "file"}
+        var = next(n for n, v in made.volumes.items() if v is by_path["/srv/app/var"])
+        assert logs == {(var, "log/app.log")}
+        assert "the image declares it a VOLUME" in (tmp_path / "fulldisk.toml").read_text()
+        said = " ".join(p.stderr.split())  # the console wraps long lines
+        assert "declares VOLUME ['/srv/data']" in said and "(scratch): /tmp" in said
+        assert engine_leftovers(run_id) == 0
+        anonymous = [v.name for v in client.volumes.list() if v.name not in before and not any(
+            k.startswith("fulldisk") for k in (v.attrs.get("Labels") or {}))]
+        assert anonymous == []  # the engine's volume for /srv/data went with the container
+    finally:
+        client.images.remove(tag, force=True)
+
+
+def engine_leftovers(run_id: str) -> int:
+    """Containers, networks and volumes of a run still on the engine."""
+    from harness import engine
+
+    return engine.count_labelled(run_id).total

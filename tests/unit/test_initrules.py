@@ -89,6 +89,9 @@ def test_stubs_for_the_servers_found() -> None:
     (lite,) = server_stubs(set(), {"php", "setpriv"}, [("/var/lib/db/wiki.sqlite", "33:33")])
     assert lite.command[:4] == ["setpriv", "--reuid=33", "--regid=33", "--clear-groups"]
     assert lite.command[4] == "php" and "/var/lib/db/wiki.sqlite" in lite.command[6]
+    (own,) = server_stubs(set(), {"sqlite3", "setpriv"}, [("/d/x.db", "33:33")],
+                          exec_user="1000:1000")  # execs that cannot change user: as they are
+    assert own.command[0] == "sqlite3"
     (pg,) = server_stubs({"postgres"}, {"psql"}, [])
     assert pg.timeout >= 10 and "${" not in " ".join(pg.command)  # no ${VAR} to expand
 
