@@ -357,13 +357,17 @@ def _try_stub(h: engine.Handle, stub: ExecStub) -> str | None:
         return [re.sub(r"\{(nonce|body|body_sha256)\}", lambda m: values[m[1]], a)
                 for a in args]
 
-    try:
-        code, out = h.exec(fill(stub.command))
-        if code != 0 or (stub.expect_output and stub.expect_output not in out):
-            return f"the write answered exit {code}: {out.strip()[-200:]}"
-        code, out = h.exec(fill(stub.readback))
-    except InfrastructureError as e:
-        return str(e)[:200]
+    for args, what in ((stub.command, "write"), (stub.readback, "readback")):
+        try:
+            r = h.exec_bounded(fill(args), timeout=stub.timeout)
+        except InfrastructureError as e:
+            return f"the {what} could not run: {str(e)[:200]}"
+        out = r.output.decode("utf-8", "replace")
+        if r.timed_out:
+            return f"the {what} did not end within {stub.timeout:g} s"
+        if r.code != 0 or (what == "write" and stub.expect_output
+                           and stub.expect_output not in out):
+            return f"the {what} answered exit {r.code}: {out.strip()[-200:]}"
     if fill([stub.readback_expect])[0] not in out:
         return f"the readback did not hold the content: {out.strip()[-200:]}"
     return None

@@ -132,6 +132,7 @@ import os, urllib.request
 base = os.environ["FULLDISK_URL_DAV"]
 req = urllib.request.Request(base + "/hello.txt", data=b"x" * 20000, method="PUT")
 urllib.request.urlopen(req, timeout=5).read()
+print("PUT /hello.txt: 20000 bytes")
 '''
 
 
@@ -149,6 +150,8 @@ def test_init_on_a_root_started_corpus_image(tmp_path: Path) -> None:
                         "--timeout", "60"], cwd=tmp_path, capture_output=True, text=True,
                        timeout=120)
     assert p.returncode == 0, p.stderr[-3000:]
+    said = " ".join(p.stderr.split())  # the console wraps long lines
+    assert "ended; its output: PUT /hello.txt: 20000 bytes" in said  # shown on success too
     made = load_target(tmp_path / "fulldisk.toml")
     by_path = {m.path: v for v in made.volumes.values() for m in v.mounts}
     assert "/srv/dav" in by_path and by_path["/srv/dav"].owner == "33:33"
