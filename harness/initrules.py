@@ -102,6 +102,22 @@ def is_scratch(path: str) -> bool:
     return any(under(path, s) for s in SCRATCH)
 
 
+MAX_OWNED_FOLDERS = 50  # an owned tree with more folders is an app's code, not its data
+
+
+def owned_data(owned: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Of the folders a process user owns, those proposed as volumes (outermost, outside
+    scratch and log folders) and those left out because their tree holds more than
+    MAX_OWNED_FOLDERS folders (code deployed as the app's user, such as /var/www/html)."""
+    paths = sorted({p for p in owned if not is_scratch(p) and not under(p, "/var/log")})
+    roots = [p for p in paths if not any(q != p and under(p, q) for q in paths)]
+    keep: list[str] = []
+    big: list[str] = []
+    for r in roots:
+        (big if sum(1 for p in paths if under(p, r)) > MAX_OWNED_FOLDERS else keep).append(r)
+    return keep, big
+
+
 def merge(folders: Iterable[str], children: Mapping[str, Sequence[str] | None]) -> list[str]:
     """Folders merged to the folder a team would mount: two or more written folders under
     one parent that is not a shared folder, and whose entries are all among them (the

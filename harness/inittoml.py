@@ -63,6 +63,7 @@ class Seen:
     logs: list[str] = field(default_factory=list)  # files the server logs to
     unmountable: list[str] = field(default_factory=list)  # written system folders
     scratch: list[str] = field(default_factory=list)  # written /tmp, /run: not volumes
+    big_owned: list[str] = field(default_factory=list)  # owned trees of many folders: code?
     pages: int = 0
     forms: list[Form] = field(default_factory=list)
     stubs: list[tuple[ExecStub, str | None]] = field(default_factory=list)  # None: it worked
@@ -241,6 +242,9 @@ def render(seen: Sequence[Seen], *, name: str, warmup: str | None, seconds: floa
             lines.append(f"# wrote into {f}, a system folder that cannot be a volume: check why")
         for f in s.scratch:
             lines.append(f"# wrote into {f} (pid files, sockets, temp files): not a volume")
+        for f in s.big_owned:
+            lines.append(f"# its user owns {f}, a tree of many folders (code, not data?): "
+                         "not proposed; add the folders in it the app writes")
         lines.append("")
     taken: set[str] = set()
     by_path: dict[str, list[tuple[Seen, FolderUse]]] = {}

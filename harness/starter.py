@@ -40,6 +40,7 @@ from .initrules import (
     is_scratch,
     log_named,
     merge,
+    owned_data,
     server_stubs,
 )
 from .inittoml import FolderUse, Form, Seen, ServiceSpec, render
@@ -389,9 +390,9 @@ def _inspect(sv: Seen, h: engine.Handle, volumes: Sequence[str]) -> None:
             candidates[folder] = "written"
     for v in volumes:
         candidates.setdefault(v.rstrip("/") or "/", "VOLUME")
-    for path, uid in owned.items():
-        if not is_scratch(path) and not under(path, "/var/log"):
-            candidates.setdefault(path, f"owned by uid {uid}")
+    keep, sv.big_owned = owned_data(owned)
+    for path in keep:
+        candidates.setdefault(path, f"owned by uid {owned[path]}")
     parents = collections.Counter(posixpath.dirname(f) for f in candidates)
     children = {p: _listing(h, p) for p, n in parents.items() if n > 1}
     merged = merge(candidates, children)

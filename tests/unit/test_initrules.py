@@ -12,6 +12,7 @@ from harness.initrules import (
     is_log,
     is_scratch,
     merge,
+    owned_data,
     reads_as_log,
     server_stubs,
     size_for,
@@ -38,6 +39,14 @@ def test_siblings_merge_into_the_folder_a_team_mounts() -> None:
     # unknown listing: no merge; nested folders fold into the outermost
     assert merge(var, {}) == sorted(var)
     assert merge(["/srv/a", "/srv/a/b"], {}) == ["/srv/a"]
+
+
+def test_owned_folders_proposed_unless_a_tree_of_code() -> None:
+    html = ["/var/www/html"] + [f"/var/www/html/wp-includes/d{i}" for i in range(60)]
+    owned = ["/var/lib/mediawiki/images", "/var/lib/mediawiki/images/thumb", "/run/apache2",
+             "/var/log/mediawiki", *html]
+    keep, big = owned_data(owned)
+    assert keep == ["/var/lib/mediawiki/images"] and big == ["/var/www/html"]
 
 
 def test_a_databases_append_only_file_is_data_not_a_log() -> None:
