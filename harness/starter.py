@@ -150,7 +150,9 @@ class _Links(HTMLParser):
         if tag == "form" and f is not None:
             fields, hidden, pw = f["fields"], f["hidden"], f["password"]
             assert isinstance(fields, list) and isinstance(hidden, list)
-            self.forms.append(Form(self.page, str(f["action"]), str(f["method"]),
+            u = urlsplit(urljoin(self.page, str(f["action"])))  # a path, as steps take it
+            action = (u.path or self.page) + (f"?{u.query}" if u.query else "")
+            self.forms.append(Form(self.page, action, str(f["method"]),
                                    tuple(fields), tuple(hidden),
                                    pw if isinstance(pw, str) else None))
             self._form = None

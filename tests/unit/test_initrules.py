@@ -139,3 +139,18 @@ def test_render_roles_stubs_and_login() -> None:
                          ("service", "port", "core", "steps", "  {", "]"))))
     login = tomllib.loads(flow)["probes"]["app-login"]
     assert [s["name"] for s in login["steps"]] == ["form", "login", "check"]
+
+
+def test_the_crawl_reads_forms_as_steps_take_them() -> None:
+    from harness.starter import _Links
+
+    page = _Links("/account/")
+    page.feed('<form method="post" action="login?next=/"><input type="hidden" '
+              'name="csrfmiddlewaretoken" value="abc"><input name="username">'
+              '<input type="password" name="password"><button type="submit">Go</button>'
+              '</form><form action="/search"><input name="q"></form>')
+    login, search = page.forms
+    assert (login.action, login.method, login.password) == ("/account/login?next=/", "POST",
+                                                             "password")
+    assert login.fields == ("username", "password") and login.hidden == ("csrfmiddlewaretoken",)
+    assert (search.action, search.method, search.password) == ("/search", "GET", None)
