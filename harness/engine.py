@@ -333,10 +333,11 @@ _present: set[str] = set()  # tags image_exists found
 
 @dataclass(frozen=True)
 class ImageConfig:
-    """What an image declares: its exposed TCP ports and default user."""
+    """What an image declares: its exposed TCP ports, default user and VOLUME paths."""
 
     ports: tuple[int, ...]
     user: str
+    volumes: tuple[str, ...] = ()
 
 
 def image_config(tag: str) -> ImageConfig:
@@ -345,7 +346,8 @@ def image_config(tag: str) -> ImageConfig:
     cfg = client().images.get(tag).attrs.get("Config") or {}
     ports = sorted(int(p.split("/")[0]) for p in (cfg.get("ExposedPorts") or {})
                    if p.endswith("/tcp"))
-    return ImageConfig(tuple(ports), str(cfg.get("User") or ""))
+    return ImageConfig(tuple(ports), str(cfg.get("User") or ""),
+                       tuple(sorted(str(v) for v in (cfg.get("Volumes") or {}))))
 
 
 def image_id(tag: str) -> str:
@@ -751,13 +753,15 @@ class Handle:
             raise InfrastructureError(f"{self.name}: could not copy files into {path}",
                                       "is the path a folder in the container?")
 
-    def remove(self) -> None:
-        """Stop and remove, ignoring a container that is already gone."""
+    def remove(self, *, anonymous_volumes: bool = False) -> None:
+        """Stop and remove, ignoring a container that is already gone; with
+        ``anonymous_volumes`` also the volumes the engine made for the image's VOLUME
+        paths (named volumes are never removed here)."""
         for sh in self._shells.values():
             sh.close()
         self._shells.clear()
-        _gone(lambda: self._container.remove(force=True, v=False), time.monotonic() + 30,
-              self.name)
+        _gone(lambda: self._container.remove(force=True, v=anonymous_volumes),
+              time.monotonic() + 30, self.name)
 
 
 def demux(data: bytes) -> bytes:

@@ -11,10 +11,10 @@ port, log sources for the log files, and comments saying what to check by hand.
 from __future__ import annotations
 
 import collections
-import datetime
+import hashlib
 import io
-import json
 import os
+import posixpath
 import re
 import shlex
 import subprocess
@@ -23,25 +23,53 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from posixpath import relpath
+from typing import NoReturn
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from . import engine
 from .errors import ConfigError, InfrastructureError, TargetProblem, UsageError
-from .sizes import PAGE, format_size
+from .initrules import (
+    DATA_TREES,
+    ExecStub,
+    exit_hint,
+    is_log,
+    is_scratch,
+    log_named,
+    merge,
+    owned_data,
+    server_stubs,
+)
+from .inittoml import FolderUse, Form, Seen, ServiceSpec, render
+from .probes import make_body, new_nonce
+from .sizes import PAGE
 from .target import SYSTEM_DIRS, SYSTEM_TREES, image_problem, target_from_dict
-from .writes import ADDED, under, written_folders
+from .writes import ADDED, DELETED, under, written_folders
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 MAX_PAGES = 30  # crawl bound per port
 KIB = 1024
-MIN_SIZE = 512 * KIB
 _APPEND = 0o2000
+_CLIENTS = ("redis-cli", "mariadb", "mysql", "psql", "sqlite3", "python3", "php", "setpriv")
+# One exec: "P uid comm" per process, "C name" per client found, then "D uid path" per
+# folder a process user (not root) owns in the trees where images keep writable data.
+_FACTS = r"""uids=""
+for p in /proc/[0-9]*; do
+  u=$(sed -n 's/^Uid:[[:space:]]*\([0-9]*\).*/\1/p' "$p/status" 2>/dev/null) || continue
+  c=$(cat "$p/comm" 2>/dev/null) || continue
+  [ -n "$u" ] && echo "P $u $c" && uids="$uids $u"
+done
+for c in %s; do command -v "$c" >/dev/null 2>&1 && echo "C $c"; done
+for u in $(echo $uids | tr ' ' '\n' | sort -u); do
+  [ "$u" = 0 ] && continue
+  for t in %s; do
+    [ -d "$t" ] && find "$t" -xdev -type d -user "$u" 2>/dev/null | sed "s|^|D $u |"
+  done
+done
+exit 0"""
 _UIDS = r"""for p in /proc/[0-9]*; do
   sed -n 's/^Uid:[[:space:]]*\([0-9]*\).*/\1/p' "$p/status"
 done"""
@@ -53,40 +81,6 @@ _OPEN_FILES = r"""for p in /proc/[0-9]*; do
     echo "$f $t"
   done
 done"""
-
-
-@dataclass(frozen=True)
-class ServiceSpec:
-    """One image to look at, under a service name, with an optional command."""
-
-    name: str
-    image: str
-    command: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class FolderUse:
-    """A folder a service wrote, and what it held after the warm-up."""
-
-    path: str
-    used_bytes: int
-    entries: int
-    owner: str
-    mode: str
-
-
-@dataclass
-class Seen:
-    """What one service did during the warm-up."""
-
-    spec: ServiceSpec
-    user: str
-    exposed: tuple[int, ...]
-    ports: dict[int, int] = field(default_factory=dict)  # answering port -> status of GET /
-    folders: list[FolderUse] = field(default_factory=list)
-    logs: list[str] = field(default_factory=list)  # files held open for appending
-    unmountable: list[str] = field(default_factory=list)  # written system folders
-    pages: int = 0
 
 
 def parse_services(images: Sequence[str], commands: Sequence[str]) -> list[ServiceSpec]:
@@ -124,18 +118,49 @@ def parse_services(images: Sequence[str], commands: Sequence[str]) -> list[Servi
 
 
 class _Links(HTMLParser):
-    def __init__(self) -> None:
+    def __init__(self, page: str) -> None:
         super().__init__()
+        self.page = page
         self.links: list[str] = []
+        self.forms: list[Form] = []
+        self._form: dict[str, object] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        for k, v in attrs:
-            if k in ("href", "src") and v:
-                self.links.append(v)
+        a = {k: v or "" for k, v in attrs}
+        for k in ("href", "src"):
+            if a.get(k):
+                self.links.append(a[k])
+        if tag == "form":
+            self._form = {"action": a.get("action") or self.page,
+                          "method": (a.get("method") or "get").upper(), "fields": [],
+                          "hidden": [], "password": None}
+        elif tag in ("input", "textarea", "select") and self._form is not None and a.get("name"):
+            kind = a.get("type", "text").lower()
+            if kind in ("submit", "button", "image", "reset"):
+                return
+            bucket = "hidden" if kind == "hidden" else "fields"
+            cast = self._form[bucket]
+            assert isinstance(cast, list)
+            cast.append(a["name"])
+            if kind == "password" and self._form["password"] is None:
+                self._form["password"] = a["name"]
+
+    def handle_endtag(self, tag: str) -> None:
+        f = self._form
+        if tag == "form" and f is not None:
+            fields, hidden, pw = f["fields"], f["hidden"], f["password"]
+            assert isinstance(fields, list) and isinstance(hidden, list)
+            u = urlsplit(urljoin(self.page, str(f["action"])))  # a path, as steps take it
+            action = (u.path or self.page) + (f"?{u.query}" if u.query else "")
+            self.forms.append(Form(self.page, action, str(f["method"]),
+                                   tuple(fields), tuple(hidden),
+                                   pw if isinstance(pw, str) else None))
+            self._form = None
 
 
-def _crawl(base: str, deadline: float) -> int:
-    """GET same-origin links breadth-first from ``/``; bounded in count and time."""
+def _crawl(base: str, deadline: float, forms: list[Form] | None = None) -> int:
+    """GET same-origin links breadth-first from ``/``; bounded in count and time. The
+    forms of the pages are added to ``forms`` (once per action and method)."""
     queue, seen, done = collections.deque(["/"]), {"/"}, 0
     with requests.Session() as http:
         http.trust_env = False  # loopback only, never a proxy
@@ -148,9 +173,12 @@ def _crawl(base: str, deadline: float) -> int:
                 continue
             links = [r.headers["Location"]] if r.is_redirect and "Location" in r.headers else []
             if "html" in r.headers.get("Content-Type", ""):
-                parser = _Links()
+                parser = _Links(path)
                 parser.feed(r.text[:200_000])
                 links += parser.links
+                if forms is not None:
+                    known = {(f.action, f.method) for f in forms}
+                    forms += [f for f in parser.forms if (f.action, f.method) not in known]
             for link in links:
                 u = urlsplit(urljoin(base + path, link))
                 if f"{u.scheme}://{u.netloc}" != base or "logout" in u.path:
@@ -179,10 +207,7 @@ def _wait_ports(seen: dict[str, Seen], handles: dict[str, engine.Handle],
         for n in sorted(pending):
             h = handles[n]
             if h.status not in ("running", "created"):
-                tail = h.last_lines()
-                raise InfrastructureError(
-                    f"{n} ({seen[n].spec.image}) exited during the warm-up. Last log lines:"
-                    f"\n{tail}", f"give its command: --command {n}='...'")
+                _exited(n, seen[n].spec.image, h)
             for port in seen[n].exposed:
                 if port not in seen[n].ports:
                     status = _answer(f"http://{engine.LOOPBACK}:{h.host_port(port)}/")
@@ -194,8 +219,18 @@ def _wait_ports(seen: dict[str, Seen], handles: dict[str, engine.Handle],
             time.sleep(0.2)  # poll interval of a deadline-bounded readiness loop
 
 
+def _exited(name: str, image: str, h: engine.Handle) -> NoReturn:
+    """A service that stopped during the warm-up: what it wrote says nothing of what it
+    needs, so nothing is proposed; its last log lines and the fix they point to are."""
+    tail = h.last_lines()
+    raise InfrastructureError(
+        f"{name} ({image}) exited during the warm-up (exit code {h.exit_code()}); nothing "
+        f"is proposed from it. Last log lines:\n{tail}", exit_hint(tail, name))
+
+
 def _run_warmup(command: str, seen: dict[str, Seen], handles: dict[str, engine.Handle],
-                deadline: float) -> None:
+                deadline: float) -> str:
+    """Run the warm-up command; its output (the last lines) is returned to be shown."""
     env = dict(os.environ)
     for n, s in seen.items():
         for i, port in enumerate(sorted(s.ports)):
@@ -214,6 +249,7 @@ def _run_warmup(command: str, seen: dict[str, Seen], handles: dict[str, engine.H
         raise UsageError(f"the warm-up command failed (exit {p.returncode}): "
                          f"{(p.stderr or p.stdout).strip()[-300:]}",
                          "it gets FULLDISK_URL_<SERVICE> (and _<PORT>) in its environment")
+    return "\n".join((p.stdout + p.stderr).strip().splitlines()[-10:])
 
 
 def _open_logs(h: engine.Handle) -> list[str]:
@@ -239,16 +275,16 @@ def _open_logs(h: engine.Handle) -> list[str]:
     return sorted(out)
 
 
-def _log_name(path: str) -> bool:
-    """Named like a log file: ``*.log`` (also rotated ``*.log.1``), or a file in /var/log."""
-    name = path.rsplit("/", 1)[-1]
-    return bool(re.search(r"\.log(\.\d+)?$", name)) or (under(path, "/var/log") and "." in name)
-
-
-def _folder_use(h: engine.Handle, folder: str, added: set[str]) -> FolderUse:
+def _folder_use(h: engine.Handle, folder: str, changed: set[str], added: set[str],
+                appended: set[str], why: str) -> tuple[FolderUse, list[str], list[str]]:
+    """What a folder holds (one archive of it): its use, and the files in it that are
+    logs and SQLite databases (path and owner, largest first)."""
     data = h.get_archive(folder) or b""
     used, entries, owners = 0, 0, collections.Counter[str]()
     top_owner, mode = "0:0", "0755"
+    logs: list[str] = []
+    datafiles: list[str] = []
+    sqlite: list[tuple[int, str]] = []
     with tarfile.open(fileobj=io.BytesIO(data)) as t:
         for i, m in enumerate(t.getmembers()):
             entries += 1
@@ -258,8 +294,122 @@ def _folder_use(h: engine.Handle, folder: str, added: set[str]) -> FolderUse:
                 top_owner, mode = f"{m.uid}:{m.gid}", f"{m.mode & 0o7777:04o}"
             elif inside in added:
                 owners[f"{m.uid}:{m.gid}"] += 1
+            if not m.isfile():
+                continue
+            fh = t.extractfile(m)
+            head = fh.read(16) if fh else b""
+            if head == b"SQLite format 3\0":
+                sqlite.append((m.size, f"{inside} {m.uid}:{m.gid}"))
+            if inside not in changed and inside not in appended:
+                continue
+            tail = b""
+            if fh:
+                fh.seek(max(0, m.size - 4096))
+                tail = fh.read(4096)
+            if is_log(inside, appended=inside in appended, sample=tail):
+                logs.append(inside)
+            else:
+                datafiles.append(inside)
     owner = owners.most_common(1)[0][0] if owners else top_owner
-    return FolderUse(folder, used, entries, owner, mode)
+    use = FolderUse(folder, used, entries, owner, mode, why, tuple(sorted(datafiles)))
+    return use, sorted(logs), [s for _, s in sorted(sqlite, reverse=True)]
+
+
+def _facts(h: engine.Handle) -> tuple[set[str], set[str], dict[str, str]]:
+    """Process names, the clients the image has, and the folders a process user (not
+    root) owns under the data trees (path -> uid), from one exec; empty where the image
+    has no shell."""
+    script = _FACTS % (" ".join(_CLIENTS), " ".join(DATA_TREES))
+    try:
+        _, text = h.exec(["sh", "-c", script], user="0")
+    except InfrastructureError:
+        return set(), set(), {}
+    procs: set[str] = set()
+    clients: set[str] = set()
+    owned: dict[str, str] = {}
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "P":
+            procs.add(rest.partition(" ")[2].strip())
+        elif kind == "C":
+            clients.add(rest.strip())
+        elif kind == "D" and " /" in rest:
+            uid, _, path = rest.partition(" ")
+            owned.setdefault(path.rstrip("/"), uid)
+    return procs, clients, owned
+
+
+def _listing(h: engine.Handle, folder: str) -> list[str] | None:
+    """The entries of a folder (full paths), None when they cannot be listed."""
+    try:
+        code, text = h.exec(["find", folder, "-mindepth", "1", "-maxdepth", "1"], user="0")
+    except InfrastructureError:
+        return None
+    return [ln for ln in text.splitlines() if ln.startswith("/")] if code == 0 else None
+
+
+def _try_stub(h: engine.Handle, stub: ExecStub) -> str | None:
+    """Run a stub's write and readback once with fresh content: None when the readback
+    holds the content, else what went wrong (the stub is then written commented out)."""
+    nonce = new_nonce()
+    body = make_body(nonce, 16 * KIB)
+    values = {"nonce": nonce, "body": body.decode("ascii"),
+              "body_sha256": hashlib.sha256(body).hexdigest()}
+
+    def fill(args: list[str]) -> list[str]:
+        return [re.sub(r"\{(nonce|body|body_sha256)\}", lambda m: values[m[1]], a)
+                for a in args]
+
+    for args, what in ((stub.command, "write"), (stub.readback, "readback")):
+        try:
+            r = h.exec_bounded(fill(args), timeout=stub.timeout)
+        except InfrastructureError as e:
+            return f"the {what} could not run: {str(e)[:200]}"
+        out = r.output.decode("utf-8", "replace")
+        if r.timed_out:
+            return f"the {what} did not end within {stub.timeout:g} s"
+        if r.code != 0 or (what == "write" and stub.expect_output
+                           and stub.expect_output not in out):
+            return f"the {what} answered exit {r.code}: {out.strip()[-200:]}"
+    if fill([stub.readback_expect])[0] not in out:
+        return f"the readback did not hold the content: {out.strip()[-200:]}"
+    return None
+
+
+def _inspect(sv: Seen, h: engine.Handle, volumes: Sequence[str]) -> None:
+    """Fill in what one service wrote: folders (merged), logs, servers, exec stubs."""
+    changes = h.changes()
+    added = {p for p, kind in changes if kind == ADDED}
+    changed = {p for p, kind in changes if kind != DELETED}
+    procs, clients, owned = _facts(h)
+    candidates: dict[str, str] = {}
+    for folder in written_folders(changes, covered=volumes):  # their mount points too
+        if folder in SYSTEM_DIRS or any(under(folder, t) for t in SYSTEM_TREES):
+            sv.unmountable.append(folder)
+        elif is_scratch(folder):
+            sv.scratch.append(folder)
+        else:
+            candidates[folder] = "written"
+    for v in volumes:
+        candidates.setdefault(v.rstrip("/") or "/", "VOLUME")
+    keep, sv.big_owned = owned_data(owned)
+    for path in keep:
+        candidates.setdefault(path, f"owned by uid {owned[path]}")
+    parents = collections.Counter(posixpath.dirname(f) for f in candidates)
+    children = {p: _listing(h, p) for p, n in parents.items() if n > 1}
+    merged = merge(candidates, children)
+    appended = set(_open_logs(h)) | {p for p in added if log_named(p)}
+    sqlite: list[str] = []
+    for folder in merged:
+        inside = [w for f, w in candidates.items() if under(f, folder)]
+        why = "written" if "written" in inside else inside[0]
+        use, logs, dbs = _folder_use(h, folder, changed, added, appended, why)
+        sv.folders.append(use)
+        sv.logs += logs
+        sqlite += dbs
+    sqlite_files = [(s.rsplit(" ", 1)[0], s.rsplit(" ", 1)[1]) for s in sqlite]
+    for stub in server_stubs(procs, clients, sqlite_files, exec_user=sv.user):
+        sv.stubs.append((stub, _try_stub(h, stub)))
 
 
 def observe(specs: Sequence[ServiceSpec], *, warmup: str | None = None,
@@ -272,6 +422,7 @@ def observe(specs: Sequence[ServiceSpec], *, warmup: str | None = None,
     net = f"{engine.run_id()}-init-{uuid.uuid4().hex[:6]}"
     handles: dict[str, engine.Handle] = {}
     seen: dict[str, Seen] = {}
+    volumes: dict[str, tuple[str, ...]] = {}
     made_net = False
     try:
         engine.network_create(net)
@@ -279,12 +430,14 @@ def observe(specs: Sequence[ServiceSpec], *, warmup: str | None = None,
         for s in specs:
             cfg = engine.image_config(s.image)
             seen[s.name] = Seen(s, cfg.user, cfg.ports)
+            volumes[s.name] = cfg.volumes
             handles[s.name] = engine.start(engine.ContainerSpec(
                 name=f"{net}-{s.name}", image=s.image, command=list(s.command) or None, env={},
                 user=None, ports=cfg.ports, network=net, aliases=(s.name,), binds={},
                 volumes={}, role="init", extra_labels={"fulldisk.service": s.name},
                 cap_drop=()))  # as the image is meant to run: many start as root
-            progress(f"started {s.name} ({s.image}), exposes {list(cfg.ports) or 'no ports'}")
+            progress(f"started {s.name} ({s.image}), exposes {list(cfg.ports) or 'no ports'}"
+                     + (f", declares VOLUME {list(cfg.volumes)}" if cfg.volumes else ""))
         _wait_ports(seen, handles, min(deadline, time.monotonic() + ready_timeout))
         for n, sv in seen.items():  # one more look at ports slower than the first
             for port in sv.exposed:
@@ -292,164 +445,43 @@ def observe(specs: Sequence[ServiceSpec], *, warmup: str | None = None,
                         f"http://{engine.LOOPBACK}:{handles[n].host_port(port)}/")):
                     sv.ports[port] = st
         if warmup:
-            progress(f"warm-up: {warmup}")
-            _run_warmup(warmup, seen, handles, deadline)
+            out = _run_warmup(warmup, seen, handles, deadline)
+            progress(f"warm-up: {warmup}: ended" + (f"; its output:\n{out}" if out
+                                                    else " (no output)"))
         else:
             for n, sv in seen.items():
                 for port in sorted(sv.ports):
                     sv.pages += _crawl(f"http://{engine.LOOPBACK}:{handles[n].host_port(port)}",
-                                       deadline)
-            progress("warm-up: crawled " + ", ".join(f"{n} {sv.pages} pages"
-                                                     for n, sv in seen.items() if sv.ports))
+                                       deadline, sv.forms)
+                if not sv.ports:
+                    progress(f"warm-up: {n}: no port answered HTTP, nothing crawled "
+                             "(give --warmup a script that uses it as clients do)")
+                    continue
+                progress(f"warm-up: crawled {n}: {sv.pages} pages, {len(sv.forms)} forms")
+                for f in sv.forms:
+                    progress(f"  form on {f.page}: {f.method} {f.action} fields "
+                             f"{list(f.fields + f.hidden)}"
+                             + (" (a login form: a flow stub is written)" if f.password
+                                else ""))
         # a deliberate observation window: background writers (cleaners, log flushes)
         threading.Event().wait(max(0.0, min(seconds, deadline - time.monotonic())))
         for n, sv in seen.items():
             h = handles[n]
             if h.status not in ("running", "created"):  # what it wrote says nothing of it
-                tail = h.last_lines()
-                raise InfrastructureError(
-                    f"{n} ({sv.spec.image}) exited during the warm-up (exit code "
-                    f"{h.exit_code()}). Last log lines:\n{tail}",
-                    f"give it the command that keeps it serving: --command {n}='...'")
-            changes = h.changes()
-            added = {p for p, kind in changes if kind == ADDED}
-            for folder in written_folders(changes):
-                if folder in SYSTEM_DIRS or any(under(folder, t) for t in SYSTEM_TREES):
-                    sv.unmountable.append(folder)
-                else:
-                    sv.folders.append(_folder_use(h, folder, added))
-            # open for appending, where /proc tells (a server that dropped to another
-            # user hides its fds even from root); else named like a log file
-            found = set(_open_logs(h)) | {p for p in added if _log_name(p)}
-            sv.logs = sorted(p for p in found if any(under(p, f.path) for f in sv.folders))
-            progress(f"{n} wrote {', '.join(f.path for f in sv.folders) or 'nothing'}")
+                _exited(n, sv.spec.image, h)
+            _inspect(sv, h, volumes[n])
+            progress(f"{n} wrote {', '.join(f.path for f in sv.folders) or 'nothing'}"
+                     + (f"; not proposed (scratch): {', '.join(sv.scratch)}" if sv.scratch
+                        else ""))
+            for stub, why in sv.stubs:
+                progress(f"{n}: {stub.server} found; its write+readback probe "
+                         + ("worked" if why is None else f"failed ({why}): written commented"))
     finally:
         for h in handles.values():
-            h.remove()
+            h.remove(anonymous_volumes=True)
         if made_net:
             engine.network_remove(net)
     return list(seen.values())
-
-
-def _parts(path: str) -> list[str]:
-    parts = [re.sub(r"[^a-z0-9_-]+", "-", p.lower()).strip("-") for p in path.split("/") if p]
-    return [p for p in parts if p] or ["root"]
-
-
-def _volume_name(path: str, taken: set[str], *, ambiguous: Iterable[str] = ()) -> str:
-    """A volume name from a path: its last folder name, or the last two when another
-    path ends in the same name (/var/log/app and /var/cache/app: log-app, cache-app)."""
-    parts = _parts(path)
-    first = "-".join(parts[-2:]) if parts[-1] in set(ambiguous) else parts[-1]
-    for cand in (first, "-".join(parts[-2:]), "-".join(parts)):
-        cand = cand[:40].strip("-")
-        if not cand[:1].isalpha():
-            cand = ("v-" + cand)[:40]
-        if cand not in taken:
-            return cand
-    i = 2
-    while f"{parts[-1][:36]}-{i}" in taken:
-        i += 1
-    return f"{parts[-1][:36]}-{i}"
-
-
-def _size(used: int) -> int:
-    """What it used, doubled, plus room; at least 512 KiB, in 256 KiB steps."""
-    want = max(MIN_SIZE, used * 2 + 256 * KIB)
-    return -(-want // (256 * KIB)) * 256 * KIB
-
-
-def _q(value: object) -> str:
-    return json.dumps(value)  # a JSON string or list is valid TOML
-
-
-def render(seen: Sequence[Seen], *, name: str, warmup: str | None, seconds: float) -> str:
-    """The starter fulldisk.toml, commented with what to check by hand."""
-    how = (f"the command {warmup!r}" if warmup else
-           "a crawl of the links from / on each answering port")
-    lines = [
-        f"# Starter target written by `fulldisk init` on {datetime.date.today()} from: "
-        + " ".join(f"{s.spec.name}={s.spec.image}" for s in seen),
-        f"# Each image ran on a private network, warmed up by {how}, then {seconds:g} s",
-        "# more; the engine's diff named the folders it wrote, and /proc named the files",
-        "# its processes append to (log files). CHECK BY HAND before trusting a verdict:",
-        "#  - volumes: every folder your app writes belongs here. A warm-up that never",
-        "#    logged in, uploaded or downloaded did not see those folders written: run",
-        "#    `fulldisk init ... --warmup 'your script'` (it gets FULLDISK_URL_<SERVICE>).",
-        "#  - role = \"bulk\" on user data that may fill (downloads, uploads): core flows",
-        "#    must survive it full. Sizes are what the warm-up used, doubled, plus room.",
-        "#  - probes: the stubs only GET /; write the real flows (log in, then check that",
-        "#    the next page is logged in; mark the login step write = true) and core = true.",
-        "#  - after a run, `fulldisk run` lists paths written outside these volumes as",
-        "#    \"not tested on a small disk\".",
-        f"name = {_q(name)}",
-        "",
-    ]
-    for s in seen:
-        lines.append(f"[services.{s.spec.name}]")
-        lines.append(f"image = {_q(s.spec.image)}")
-        if s.spec.command:
-            lines.append(f"command = {_q(list(s.spec.command))}")
-        if s.ports:
-            lines.append(f"ports = {_q(sorted(s.ports))}")
-            first = sorted(s.ports)[0]
-            lines.append(f'ready = {{ http = "/", port = {first}, timeout = 60 }}')
-        silent = [p for p in s.exposed if p not in s.ports]
-        if silent:
-            lines.append(f"# exposes {silent} but nothing answered HTTP there during the warm-up")
-        if not s.ports:
-            lines.append('# ready = { log = "a line it prints once it is up", timeout = 60 }')
-        if s.user:
-            lines.append(f"# runs as the image's user {s.user!r}; set user = \"uid:gid\" to pin it")
-        for f in s.unmountable:
-            lines.append(f"# wrote into {f}, a system folder that cannot be a volume: check why")
-        lines.append("")
-    taken: set[str] = set()
-    by_path: dict[str, list[tuple[Seen, FolderUse]]] = {}
-    for sv in seen:
-        for fu in sv.folders:
-            by_path.setdefault(fu.path, []).append((sv, fu))
-    log_sources: list[tuple[str, str]] = []
-    lasts = collections.Counter(_parts(p)[-1] for p in by_path)
-    shared_names = [n for n, c in lasts.items() if c > 1]
-    for path, users in sorted(by_path.items()):
-        vname = _volume_name(path, taken, ambiguous=shared_names)
-        taken.add(vname)
-        used = max(f.used_bytes for _, f in users)
-        entries = max(f.entries for _, f in users)
-        f0 = users[0][1]
-        logs = sorted({lg for s, _ in users for lg in s.logs if under(lg, path)})
-        lines.append(f"[volumes.{vname}]")
-        lines.append(f"size = {_q(format_size(_size(used)))}  # used {format_size(used)} in "
-                     f"{entries} entries during the warm-up")
-        lines.append(f"inodes = {max(64, -(-entries * 4 // 16) * 16)}")
-        lines.append(f"owner = {_q(f0.owner)}  # owner of the files it wrote")
-        lines.append(f"mode = {_q(f0.mode)}")
-        if logs:
-            lines.append('role = "logs"')
-        else:
-            lines.append('# role = "bulk"  # if this holds user data that may fill')
-        mounts = ", ".join(
-            "{ service = " + _q(s.spec.name) + ", path = " + _q(path)
-            + (", logs = true" if logs else "") + " }" for s, _ in users)
-        lines.append(f"mounts = [{mounts}]")
-        lines.append("")
-        log_sources += [(vname, relpath(lg, path)) for lg in logs]
-    for s in seen:
-        for port, status in sorted(s.ports.items()):
-            lines.append(f"[probes.{_volume_name(f'{s.spec.name}-{port}', taken)}]")
-            taken.add(f"{s.spec.name}-{port}")
-            lines.append(f"service = {_q(s.spec.name)}")
-            lines.append(f"port = {port}")
-            lines.append("# a stub: replace with a real flow of your app, and set core = true")
-            lines.append(f'steps = [{{ path = "/", expect_status = [{status}] }}]')
-            lines.append("")
-    for s in seen:
-        lines += ["[[logs]]", 'kind = "container"', f"service = {_q(s.spec.name)}", ""]
-    for vname, rel in log_sources:
-        lines += ["[[logs]]", 'kind = "file"', f"volume = {_q(vname)}", f"path = {_q(rel)}",
-                  "# line_pattern = '^...'  # a whole record, so torn lines can be found", ""]
-    return "\n".join(lines)
 
 
 def write_starter(specs: Sequence[ServiceSpec], out: Path, *, force: bool = False,

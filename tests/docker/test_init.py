@@ -4,6 +4,7 @@ declares, within its time bound, leaving nothing behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from harness import UsageError, load_target, reference_target
-from harness.starter import FolderUse, Seen, ServiceSpec, parse_services, render
+from harness.inittoml import FolderUse, Seen, ServiceSpec, render
+from harness.starter import parse_services
 from harness.target import target_from_dict
 from harness.writes import under
 
@@ -117,7 +119,7 @@ def test_init_on_the_reference_images_covers_every_declared_path(tmp_path: Path)
     assert {v.owner for v in made.volumes.values()} == {"1000:1000"}
     files = {(lg.volume, lg.path) for lg in made.logs if lg.kind == "file"}
     assert {"app.log", "access.log", "error.log"} <= {f for _, f in files}
-    assert {p.port for p in made.probes.values()} == {8000, 8080}
+    assert {p.port for p in made.probes.values() if p.kind == "http"} == {8000, 8080}
     # the second time it refuses, and --force overwrites
     again = subprocess.run([*FD, "init", *args, "--name", "datahub"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=60)
@@ -130,6 +132,7 @@ import os, urllib.request
 base = os.environ["FULLDISK_URL_DAV"]
 req = urllib.request.Request(base + "/hello.txt", data=b"x" * 20000, method="PUT")
 urllib.request.urlopen(req, timeout=5).read()
+print("PUT /hello.txt: 20000 bytes")
 '''
 
 
@@ -147,6 +150,8 @@ def test_init_on_a_root_started_corpus_image(tmp_path: Path) -> None:
                         "--timeout", "60"], cwd=tmp_path, capture_output=True, text=True,
                        timeout=120)
     assert p.returncode == 0, p.stderr[-3000:]
+    said = " ".join(p.stderr.split())  # the console wraps long lines
+    assert "ended; its output: PUT /hello.txt: 20000 bytes" in said  # shown on success too
     made = load_target(tmp_path / "fulldisk.toml")
     by_path = {m.path: v for v in made.volumes.values() for m in v.mounts}
     assert "/srv/dav" in by_path and by_path["/srv/dav"].owner == "33:33"
@@ -156,3 +161,127 @@ def test_init_on_a_root_started_corpus_image(tmp_path: Path) -> None:
             for m in v.mounts:
                 assert any(under(m.path, p) for p in by_path), m.path
     assert {lg.path for lg in made.logs if lg.kind == "file"} >= {"access.log", "error.log"}
+
+
+CORPUS = ("redis", "mariadb", "webdav", "mediawiki")
+NOT_VOLUMES = ("/tmp", "/var/tmp", "/run", "/var/run")
+EXEC_STUB = {"redis": "Redis", "mariadb": "MariaDB/MySQL", "mediawiki": "SQLite"}
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("example", CORPUS)
+def test_init_proposes_what_the_corpus_target_mounts(example: str, tmp_path: Path) -> None:
+    """On each corpus image, with no warm-up script: the data folders the corpus target
+    mounts are proposed as data volumes with the corpus owner, nothing under /tmp or /run
+    is, no log folder is proposed as data nor a data folder as logs, the server found
+    gets an exec probe that init ran once, and nothing of the run is left."""
+    from harness import engine
+
+    declared = load_target(ROOT / "examples" / example / "fulldisk.toml")
+    image = next(iter(declared.services.values())).image
+    if not engine.image_exists(image):
+        pytest.skip(f"corpus image {image} is not built: fulldisk build --target "
+                    f"examples/{example}/fulldisk.toml")
+    run_id = f"fd-init-{uuid.uuid4().hex[:8]}"
+    p = subprocess.run([*FD, "init", f"svc={image}", "--timeout", "120", "--ready-timeout",
+                        "20"], cwd=tmp_path, capture_output=True, text=True, timeout=240,
+                       env={**os.environ, "FULLDISK_RUN_ID": run_id})
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert engine.count_labelled(run_id).total == 0
+    assert "warm-up: " in p.stderr and not p.stderr.rstrip().endswith("crawled")
+    made = load_target(tmp_path / "fulldisk.toml")
+    by_path = {m.path: v for v in made.volumes.values() for m in v.mounts}
+    for v in declared.volumes.values():
+        for m in v.mounts:
+            assert m.path in by_path, (m.path, sorted(by_path))
+            got = by_path[m.path]
+            assert got.owner == v.owner, (m.path, got.owner, v.owner)
+            assert got.role != "logs", m.path  # a data folder, whatever its files are named
+            assert got.size >= v.size or got.size >= 4 * 1024 * 1024, (m.path, got.size)
+    for path, v in by_path.items():
+        assert not any(under(path, n) for n in NOT_VOLUMES), path
+        assert (v.role == "logs") == under(path, "/var/log"), (path, v.role)
+    execs = [pr for pr in made.probes.values() if pr.kind == "exec"]
+    if example in EXEC_STUB:
+        assert len(execs) == 1 and execs[0].write and execs[0].readback, p.stderr
+        said = " ".join(p.stderr.split())  # the console wraps long lines
+        assert f"{EXEC_STUB[example]} found; its write+readback probe worked" in said
+    else:
+        assert execs == []
+
+
+@pytest.mark.docker
+def test_init_names_the_path_of_a_service_that_died(tmp_path: Path) -> None:
+    """A service that exits during the warm-up: exit 3, its last log lines, a hint that
+    names the path and the owner to set, and no fulldisk.toml."""
+    from harness import engine
+
+    run_id = f"fd-init-{uuid.uuid4().hex[:8]}"
+    die = ("db=sh -c 'echo \"initdb: error: could not create directory \\\"/var/lib/app/"
+           "data\\\": Permission denied\" >&2; exit 1'")
+    p = subprocess.run([*FD, "init", "db=fulldisk/base:bookworm", "--command", die,
+                        "--timeout", "30"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=90,
+                       env={**os.environ, "FULLDISK_RUN_ID": run_id})
+    assert p.returncode == 3, p.stderr
+    assert "db (fulldisk/base:bookworm) exited during the warm-up (exit code 1)" in p.stderr
+    assert 'could not create directory "/var/lib/app/data": Permission denied' in p.stderr
+    assert "Hint: /var/lib/app/data is not writable" in p.stderr and "owner" in p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "fulldisk.toml").exists()
+    assert engine.count_labelled(run_id).total == 0
+
+
+APP_SH = ('echo c > /srv/app/var/cache/c; echo s > /srv/app/var/sessions/s1; '
+          'echo "$(date) app started, listening on nothing" >> /srv/app/var/log/app.log; '
+          'head -c 20000 /dev/zero > /srv/data/blob; echo t > /tmp/pid; exec sleep 600')
+
+
+@pytest.mark.docker
+def test_init_merges_var_and_proposes_the_image_volume(tmp_path: Path) -> None:
+    """An image whose app writes /srv/app/var/{cache,log,sessions} (folders of the image,
+    nothing else in var/) and declares VOLUME /srv/data: one data volume for /srv/app/var
+    (its log file a log source inside it), one for /srv/data, none for /tmp; the engine's
+    anonymous volume for /srv/data is removed with the container."""
+    import docker
+
+    client = docker.from_env()
+    tag = f"fulldisk/init-test-{uuid.uuid4().hex[:8]}:t"
+    c = client.containers.run("fulldisk/base:bookworm", ["mkdir", "-p", "/srv/app/var/cache",
+                              "/srv/app/var/log", "/srv/app/var/sessions"], detach=True,
+                              labels={"fulldisk.dev": "init-test"})
+    try:
+        c.wait(timeout=60)
+        c.commit(*tag.split(":"), changes=['VOLUME ["/srv/data"]',
+                                          f'CMD ["sh", "-c", {json.dumps(APP_SH)}]'])
+    finally:
+        c.remove(force=True)
+    run_id = f"fd-init-{uuid.uuid4().hex[:8]}"
+    before = {v.name for v in client.volumes.list()}
+    try:
+        p = subprocess.run([*FD, "init", f"app={tag}", "--timeout", "60"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "FULLDISK_RUN_ID": run_id})
+        assert p.returncode == 0, p.stderr[-3000:]
+        made = load_target(tmp_path / "fulldisk.toml")
+        by_path = {m.path: v for v in made.volumes.values() for m in v.mounts}
+        assert sorted(by_path) == ["/srv/app/var", "/srv/data"], p.stderr
+        assert by_path["/srv/app/var"].role != "logs" and by_path["/srv/data"].role != "logs"
+        logs = {(lg.volume, lg.path) for lg in made.logs if lg.kind == "file"}
+        var = next(n for n, v in made.volumes.items() if v is by_path["/srv/app/var"])
+        assert logs == {(var, "log/app.log")}
+        assert "the image declares it a VOLUME" in (tmp_path / "fulldisk.toml").read_text()
+        said = " ".join(p.stderr.split())  # the console wraps long lines
+        assert "declares VOLUME ['/srv/data']" in said and "(scratch): /tmp" in said
+        assert engine_leftovers(run_id) == 0
+        anonymous = [v.name for v in client.volumes.list() if v.name not in before and not any(
+            k.startswith("fulldisk") for k in (v.attrs.get("Labels") or {}))]
+        assert anonymous == []  # the engine's volume for /srv/data went with the container
+    finally:
+        client.images.remove(tag, force=True)
+
+
+def engine_leftovers(run_id: str) -> int:
+    """Containers, networks and volumes of a run still on the engine."""
+    from harness import engine
+
+    return engine.count_labelled(run_id).total
