@@ -25,9 +25,10 @@ import requests
 from . import engine, seedcache
 from .compose import map_compose
 from .errors import ConfigError, InfrastructureError, UsageError
+from .inittoml import _q
 from .sizes import format_size
 from .stack import Stack, ensure_images
-from .starter import _crawl, _q
+from .starter import _crawl
 from .target import Target, target_from_dict
 
 MIB = 1024 * 1024
