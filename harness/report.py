@@ -61,16 +61,26 @@ def build(target: str, verdicts: Iterable[Mapping[str, Any]], *,
           extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The JSON report: ``target``, ``status`` (passed, failed, error or interrupted),
     ``passed`` (no verdict failed; a not judged verdict is counted, not failed: ``fulldisk
-    gate --strict`` fails on those; an interrupted run never passes), ``counts``,
-    ``verdicts``, ``errors`` (of the infrastructure or the target)."""
+    gate --strict`` fails on those; an interrupted run never passes, nor one with a volume
+    that never ran out: status ``not_tested``), ``counts``, ``verdicts``, ``not_tested``
+    (those volumes), ``errors`` (of the infrastructure or the target)."""
     vs = [dict(v) for v in verdicts]
     errs = list(errors)
     c = counts(vs)
-    passed = not errs and not interrupted and bool(vs) and not c["fail"]
+    untested = not_tested(vs)
+    passed = not errs and not interrupted and bool(vs) and not c["fail"] and not untested
     state = ("interrupted" if interrupted else "error" if errs else
-             "passed" if passed else "failed")
+             "passed" if passed else "failed" if c["fail"] else
+             "not_tested" if untested else "failed")
     return {"target": target, "status": state, "passed": passed, "interrupted": interrupted,
-            "counts": c, "verdicts": vs, "errors": errs, **(extra or {})}
+            "counts": c, "verdicts": vs, "errors": errs, "not_tested": untested,
+            **(extra or {})}
+
+
+def not_tested(verdicts: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Volumes that never ran out under write pressure (their verdicts say ``untested``):
+    a run with one never passes."""
+    return sorted({str(v["untested"]) for v in verdicts if v.get("untested")})
 
 
 def write_json(report: Mapping[str, Any], path: str | Path) -> Path:
@@ -110,6 +120,10 @@ def summary(report: Mapping[str, Any], console: Console | None = None, *,
         by_scenario.setdefault(str(v.get("scenario", "")), []).append(v)
     ok = bool(report.get("passed"))
     head = "[bold green]PASSED[/]" if ok else "[bold red]NOT SAFE TO DEPLOY[/]"
+    untested = [str(v) for v in report.get("not_tested") or not_tested(verdicts)]
+    if untested and not total["fail"] and not report.get("errors"):
+        head = ("[bold yellow]NOT TESTED[/]: " + escape(", ".join(untested))
+                + " never ran out")
     if report.get("interrupted"):  # what ran is shown, but it is no verdict on the target
         head = (f"[bold yellow]INTERRUPTED[/] ({escape(str(report['interrupted']))}) after "
                 f"{report.get('ran', '?')} of {report.get('tests', '?')} tests, so no verdict")

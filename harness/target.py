@@ -56,7 +56,7 @@ _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # a {placeholder} in a probe
 MAX_ID = 2**32 - 2  # the largest uid/gid Linux accepts (2^32 - 1 is "no id")
 SYSTEM_TREES = ("/proc", "/sys", "/dev")  # kernel filesystems: never a tmpfs on or under
 SYSTEM_DIRS = ("/", "/bin", "/sbin", "/lib", "/lib64", "/usr", "/etc", "/boot")  # exactly
-RESERVED_VOLUMES = ("shared", "session-flood", "downloads-fill-shared-disk",
+RESERVED_VOLUMES = ("shared", "write-flood", "downloads-fill-shared-disk",
                     "cleanup-under-load", "counter")  # the battery's own case ids
 RESERVED_SERVICES = ("agent",)  # the container that holds a stack's volumes
 TMPFS_SHARE = 0.25  # at most this share of the available memory may back the volumes
@@ -570,6 +570,21 @@ class Bounds(_Model):
     error_record_seconds: float = 5.0
     recovery_seconds: float = 10.0
     request_timeout: float = 5.0
+    # Write pressure while a volume is full: its write probes run until the first refusal,
+    # at most this much fresh content (default: the volume's size) and this long.
+    pressure_bytes: Size | None = None
+    pressure_seconds: float = Field(default=20.0, gt=0, le=600)
+
+    @field_validator("pressure_bytes", mode="before")
+    @classmethod
+    def _pressure(cls, v: Any) -> int | None:
+        if v is None:
+            return None
+        n = _size(v)
+        if n < PAGE:
+            raise ValueError(f"pressure_bytes {v!r} is below one {PAGE}-byte page: a write "
+                             "that small proves nothing on a full disk; use at least 4KiB")
+        return n
 
 
 class Target(_Model):

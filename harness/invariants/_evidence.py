@@ -7,7 +7,7 @@ import functools
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..sizes import format_size
 from ..timeline import (
@@ -206,6 +206,61 @@ def needs_a_working_target(rule: Invariant) -> Invariant:
         why = never_worked(tl)
         if why is not None:
             return not_judged(tl, rule.__name__, why)
+        return rule(tl, rules)
+    return judged
+
+
+def pressure_lines(tl: Timeline) -> list[str]:
+    """The write pressure on full volumes, for evidence: how much each write probe had
+    accepted on a full disk before the first refusal (the slack), or until the bound."""
+    out = []
+    for probe, f in sorted(dict(tl.facts.get("pressure", {})).items()):
+        n, written = int(f.get("accepted", 0)), int(f.get("bytes", 0))
+        content = f" ({format_size(written)} of fresh content)" if written else ""
+        if f.get("refused"):
+            out.append(f"pressure on {f.get('volume')}: {probe} accepted "
+                       f"{plural(n, 'write')}{content} on a full disk before the first "
+                       "refusal")
+        else:
+            out.append(f"pressure on {f.get('volume')}: {probe} accepted "
+                       f"{plural(n, 'write')}{content} on a full disk, every one "
+                       f"acknowledged and read back, until the {f.get('bound') or 'time'} "
+                       f"bound ({format_size(int(f.get('bytes_bound') or 0))} of fresh "
+                       f"content or {float(f.get('seconds_bound', 0)):g}s)")
+    return out
+
+
+def never_ran_out(tl: Timeline) -> tuple[str, str] | None:
+    """(volume, why) when write pressure on a full volume never met a refusal: every write
+    probe that writes on it kept being acknowledged and read back until the bound. The
+    app did not run out (it writes into space it preallocated, or the probe writes too
+    little), so nothing it did while "full" says how it behaves when it does."""
+    facts = dict(tl.facts.get("pressure", {}))
+    by_volume: dict[str, list[tuple[str, dict[str, object]]]] = {}
+    for probe, f in sorted(facts.items()):
+        by_volume.setdefault(str(f.get("volume")), []).append((probe, f))
+    for volume, runs in sorted(by_volume.items()):
+        if any(f.get("refused") for _, f in runs):
+            continue
+        fresh = [p for p, f in runs if not f.get("fresh_per_run")]
+        hint = ("give " + ", ".join(fresh) + " a body_size (fresh content per run) so that "
+                "it writes more" if fresh else "make the write probe write more per run (a "
+                "bigger body_size)")
+        why = (f"{volume} never ran out: " + "; ".join(pressure_lines(tl)) + ". Hint: "
+               f"{hint}, or raise [bounds] pressure_bytes / pressure_seconds")
+        return volume, why
+    return None
+
+
+def needs_a_disk_that_ran_out(rule: Invariant) -> Invariant:
+    """A rule about what the app does when its disk runs out, judged only where it did:
+    a volume whose writes were all accepted up to the pressure bound tested nothing."""
+    @functools.wraps(rule)
+    def judged(tl: Timeline, rules: Rules) -> Verdict:
+        untested = never_ran_out(tl)
+        if untested is not None:
+            volume, why = untested
+            return replace(not_judged(tl, rule.__name__, why), untested=volume)
         return rule(tl, rules)
     return judged
 

@@ -20,6 +20,7 @@ from ._evidence import (
     fmt_log,
     fmt_step,
     full_note,
+    needs_a_disk_that_ran_out,
     needs_a_working_target,
     not_judged,
     phase_spans,
@@ -44,14 +45,15 @@ class _Failures:
 
 
 def _failures(tl: Timeline) -> _Failures:
-    """Every failed request, apart from expected 4xx answers, readbacks and steps that
-    could not run (those are listed as skipped)."""
+    """Every failed request, apart from answers the step expects (any status), readbacks
+    and steps that could not run (those are listed as skipped)."""
     out = _Failures([], [], [])
     for p in tl.of(ProbeResult):
         for t, _, s in timed_steps(p):
             out.ran_at.append(t)
-            # a 4xx the probe expected (a "missing page" probe) is an answer, not an error
-            expected = s.passed and s.status is not None and s.status < 500
+            # a status the step expects (a "missing page" probe's 404, an endpoint's
+            # documented 501) is an answer, not an error
+            expected = s.passed and s.status is not None
             if could_not_run(s):
                 out.skipped.append(f"could not run (not judged): {fmt_step(p, s, t)}")
             elif s.failed_request and not s.readback and not expected:
@@ -159,6 +161,7 @@ def _span_checks(tl: Timeline, sinks: _Sinks, failures: _Failures,
 
 
 @needs_a_working_target
+@needs_a_disk_that_ran_out
 def errors_surface(tl: Timeline, rules: Rules) -> Verdict:
     """Every failed request (and every fake success) leaves an error record within the
     bound; while a volume is full, some sink names the cause.

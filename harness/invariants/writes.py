@@ -9,10 +9,12 @@ from ._evidence import (
     could_not_run,
     fmt_step,
     full_note,
+    needs_a_disk_that_ran_out,
     needs_a_working_target,
     not_judged,
     phase_spans,
     plural,
+    pressure_lines,
     timed_steps,
     ts,
     verdict_of,
@@ -82,6 +84,7 @@ def _refusal_problem(s: StepResult, rules: Rules) -> str | None:
 
 
 @needs_a_working_target
+@needs_a_disk_that_ran_out
 def graceful_refusal(tl: Timeline, rules: Rules) -> Verdict:
     """While a volume is full, requests pass or fail fast with a 5xx, never hang or lie.
 
@@ -115,14 +118,16 @@ def graceful_refusal(tl: Timeline, rules: Rules) -> Verdict:
         why = "no request ran while a volume was full" if tl.full_spans() else \
             "no volume was full (per the disk samples) and no write was lost"
         return not_judged(tl, name, why)
+    slack = pressure_lines(tl)
     if bad:
         what = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
         return verdict_of(tl, name, False,
                         f"{len(bad)} of {plural(judged, 'request')} judged (made while full, "
-                        f"or writes lost) were not refused cleanly: {what}", bad)
+                        f"or writes lost) were not refused cleanly: {what}", slack + bad)
     return verdict_of(tl, name, True,
                     f"judged {plural(judged, 'request')} made while full: all passed or "
-                    f"failed fast with a server error (within {rules.request_seconds:g}s)")
+                    f"failed fast with a server error (within {rules.request_seconds:g}s)",
+                    slack)
 
 
 # --- 4. core_isolation -------------------------------------------------------------------

@@ -365,7 +365,19 @@ def test_full_log_volume_must_name_the_cause_even_without_failures() -> None:
 def test_expected_client_error_needs_no_record() -> None:
     tl = timeline(probe(5.0, "missing", step(404, passed=True)))
     assert na(errors_surface(tl, RULES))
-    tl = timeline(probe(5.0, "missing", step(503, passed=True)))
+    tl = timeline(home(1.0), probe(5.0, "missing", step(503, passed=False)))
+    assert failed(errors_surface(tl, RULES))
+
+
+def test_a_step_that_expects_501_and_gets_it_is_no_failed_request() -> None:
+    # an endpoint documented to answer 501: every probe passed, so nothing can fail here,
+    # even while a volume is full
+    tl = timeline(probe(5.0, "legacy", step(501, passed=True)), *full_between(20, 30),
+                  probe(21.0, "legacy", step(501, passed=True)))
+    v = errors_surface(tl, RULES)
+    assert not failed(v), v.summary
+    # the same answer where the step expected 200 is a failed request that needs a record
+    tl = timeline(home(1.0), probe(5.0, "legacy", step(501, passed=False)))
     assert failed(errors_surface(tl, RULES))
 
 
