@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from .backend import Backend
 from .invariants import INVARIANTS, Rules, Verdict, evaluate
-from .loads import Downloads, ballast, drain, inodes, log_marks, sessions
+from .loads import Downloads, ballast, drain, inodes, log_marks, writes_until_full
 from .probes import Prober
 from .stack import Stack
 from .stack import announce as _announce
@@ -401,17 +401,22 @@ def counter_against_served(stack: Backend) -> Outcome:
     return run.finish(("counter_accuracy",))
 
 
-def session_flood(stack: Stack) -> Outcome:
-    """"Locked out": logins pile up until a session can no longer be written. Each login
-    must then fail loudly (or stick), never redirect as if fine and forget the user.
+def write_flood(stack: Stack) -> Outcome:
+    """"Locked out": a write probe (a login leaving a session, an upload, an insert) runs
+    until the volume it writes on is full. Each write must then fail loudly (or stick),
+    never answer as if fine and forget it.
 
-    The volumes the writer's runs grow get ballast (bytes and inodes) leaving 1/ROOM free,
-    the logins take the rest; freeing removes only that ballast (the sessions are the
-    app's files), on a stack of its own (``Case.fresh``).
+    Runs only where a write probe's runs grow a volume (bytes or inodes) in steady: that
+    volume gets ballast leaving 1/ROOM free, the writes take the rest, sampled before
+    each run; the flood stops when the volume is full or the bound ([bounds]
+    pressure_seconds, 400 runs) passes, and a flood that never filled it is recorded as
+    such (the volume never ran out). The act phase then keeps the pressure on until the
+    app refuses. Freeing removes only the ballast (what the app wrote is its own), on a
+    stack of its own (``Case.fresh``).
     """
     writers = [n for n, p in stack.target.probes.items() if p.write]
     writers.sort(key=lambda n: not stack.target.probes[n].core)
-    run = Run(stack, "session-flood")
+    run = Run(stack, "write-flood")
     grown: list[str] = []
     try:
         with run.phase("steady"):
@@ -421,15 +426,24 @@ def session_flood(stack: Stack) -> Outcome:
                 run.pr.run(writers[0])
             grown = _grown(stack.target, before, run.pr.disk())
         with run.phase("fill", f"ballast on {', '.join(grown) or 'no volume'}, then "
-                       f"{writers[0]} until it fails"):
+                       f"{writers[0]} until it is full"):
             for name in grown:
                 vol = stack.volume(name)
                 u = vol.usage()
                 ballast(run.pr, vol, leave=max(u.bytes_free // ROOM, 16 * 4096))
                 inodes(run.pr, vol, leave=max(vol.usage().inodes_free // ROOM, 4))
-            sessions(run.pr, writers[0], 400, deadline=30, stop_after_failures=3)
+            filled = writes_until_full(run.pr, writers[0], grown, 400,
+                                       deadline=stack.target.bounds.pressure_seconds)
+            if not filled:
+                run.tl.facts["write_flood"] = {"volumes": grown, "why": (
+                    f"{writers[0]} never filled {', '.join(grown)} within "
+                    f"{stack.target.bounds.pressure_seconds:g}s" if grown else
+                    f"{writers[0]}'s runs grew no volume in steady, so the flood had "
+                    "nothing to fill")}
         with run.phase("act"):
             run.observe(marks=FLOOD)
+            for name in filled:
+                run.pressure(stack.volume(name))
     finally:
         with run.phase("free"):
             for name in grown:
@@ -537,7 +551,7 @@ def cases(volumes: list[str], bulk: set[str], *, downloads: bool, cleanup: bool,
         out.append(Case("shared", "shared", True, lambda s: volume_scenario(s, "shared"),
                         PER_VOLUME))
     if writes:
-        out.append(Case("session-flood", None, False, session_flood,
+        out.append(Case("write-flood", None, False, write_flood,
                         ("no_silent_write_loss", "errors_surface", "graceful_refusal",
                          "recovery"), fresh=True))
     if downloads:

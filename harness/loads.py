@@ -2,7 +2,8 @@
 
 Ballast and inode fills through the Volume; simulated downloads through the app's own
 endpoint, sizes drawn from the target's distribution; log floods of marked requests
-(so gaps in a log can be proven); session floods through the login flow. Every loop is
+(so gaps in a log can be proven); session floods through the login flow, and write
+floods through any write probe until its volume is full. Every loop is
 bounded in count and in time.
 """
 
@@ -180,6 +181,33 @@ def sessions(pr: Prober, probe: str, count: int, *, deadline: float = 20.0,
             break
     pr.disk()
     return done
+
+
+def writes_until_full(pr: Prober, probe: str, volumes: list[str], count: int, *,
+                      deadline: float = 20.0, stop_after_failures: int = 3) -> list[str]:
+    """Run a write probe up to ``count`` times until one of ``volumes`` is full (the disks
+    are sampled before every run, so each run is judged by the disk at its own start),
+    the app fails that many times in a row, or the deadline passes. Returns the volumes
+    found full (none: the flood never filled them; the timeline says so)."""
+    end = time.monotonic() + deadline
+    done = streak = 0
+    full: list[str] = []
+    for _ in range(count):
+        full = [d.volume for d in pr.disk(*volumes) if d.full] if volumes else []
+        if full or time.monotonic() > end or streak >= stop_after_failures:
+            break
+        t = pr.tl.now()
+        r = pr.run(probe, tags=("write_flood",))
+        pr.tl.add(LoadEvent(t, "write_flood", None, 0, f"passed={r.passed}"))
+        done += 1
+        streak = 0 if r.passed else streak + 1
+    if volumes and not full:
+        full = [d.volume for d in pr.disk(*volumes) if d.full]
+    if not full:
+        pr.tl.add(LoadEvent(pr.tl.now(), "write_flood", None, 0,
+                            f"{done} runs of {probe} never filled "
+                            f"{', '.join(volumes) or 'any volume'}"))
+    return full
 
 
 def front_service(pr: Prober) -> str | None:

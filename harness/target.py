@@ -32,7 +32,7 @@ from .errors import ConfigError, UsageError
 from .sizes import ACCEPTED, PAGE, format_size, parse_percent, parse_size
 
 DEFAULT_CAUSE_PATTERNS = (
-    r"No space left on device",
+    r"[Nn]o space left on device",  # strerror(ENOSPC); Go and others write it lower-case
     r"ENOSPC",
     r"[Ee]rrno:? ?28\b",
     r"[Dd]isk (is )?full",
@@ -40,6 +40,9 @@ DEFAULT_CAUSE_PATTERNS = (
     r'" 507 ',  # an access-log line with status 507 (Insufficient Storage): lighttpd, Apache
     r"\berror:? 28\b",  # InnoDB: "preallocating ... failed with error 28"
     r"[Oo]ut of (disk )?space",  # InnoDB: "Error (Out of disk space)"
+    r"database or disk is full",  # SQLite (SQLITE_FULL)
+    r"[Tt]he table '[^']*' is full",  # MySQL/MariaDB error 1114
+    r"[Dd]isk quota exceeded",  # EDQUOT: a quota, not the disk, ran out
 )
 DEFAULT_ERROR_PATTERNS = (
     r"\bERROR\b", r"\bCRITICAL\b", r"\bFATAL\b", r"Traceback", r"\[(error|crit|alert|emerg)\]",

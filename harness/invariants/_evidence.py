@@ -235,6 +235,12 @@ def never_ran_out(tl: Timeline) -> tuple[str, str] | None:
     probe that writes on it kept being acknowledged and read back until the bound. The
     app did not run out (it writes into space it preallocated, or the probe writes too
     little), so nothing it did while "full" says how it behaves when it does."""
+    flood = tl.facts.get("write_flood")
+    if isinstance(flood, dict):
+        volumes = [str(v) for v in flood.get("volumes", [])]
+        return (", ".join(volumes) or tl.scenario, f"{', '.join(volumes) or 'no volume'} "
+                f"never ran out: {flood.get('why', '')}. Hint: give the write probe a "
+                "bigger body_size, or raise [bounds] pressure_seconds")
     facts = dict(tl.facts.get("pressure", {}))
     by_volume: dict[str, list[tuple[str, dict[str, object]]]] = {}
     for probe, f in sorted(facts.items()):

@@ -1259,3 +1259,40 @@ def test_the_probers_could_not_run_flag_is_read() -> None:
                   probe(21.0, "sql", flagged))
     v = graceful_refusal(tl, RULES)
     assert failed(v) and "could not run (exit 2)" in v.summary
+
+
+@pytest.mark.parametrize("line", [
+    # SQLite through Python's sqlite3 (SQLITE_FULL)
+    "sqlite3.OperationalError: database or disk is full",
+    # MariaDB's client and server log (error 1114, ER_RECORD_FILE_FULL)
+    "ERROR 1114 (HY000) at line 1: The table 'probe' is full",
+    "2026-12-07 22:01:13 5 [ERROR] mariadbd: The table 'probe' is full",
+    # coreutils on a volume with a quota (EDQUOT)
+    "dd: error writing '/data/fill': Disk quota exceeded",
+    # Go's os.PathError (Prometheus, InfluxDB): strerror in lower case
+    'level=error component=tsdb msg="WAL write failed" err="write /prometheus/wal/00000002: '
+    'no space left on device"',
+    "2026/12/07 22:01:13 error writing points: write /var/lib/influxdb/wal/_00001.wal: "
+    "no space left on device",
+])
+def test_default_cause_patterns_know_the_wordings_of_real_software(line: str) -> None:
+    from harness.invariants._evidence import compile_any
+    from harness.target import DEFAULT_CAUSE_PATTERNS
+
+    rx = compile_any(DEFAULT_CAUSE_PATTERNS)
+    assert rx is not None and rx.search(line), line
+    # and errors_surface takes the line as the cause of a full-disk span
+    tl = timeline(home(1.0), *full_between(20, 30), home(21.0, 503, passed=False),
+                  log(21.2, line))
+    assert ok(errors_surface(tl, RULES)), errors_surface(tl, RULES).summary
+
+
+def test_an_ordinary_error_is_not_a_cause() -> None:
+    from harness.invariants._evidence import compile_any
+    from harness.target import DEFAULT_CAUSE_PATTERNS
+
+    rx = compile_any(DEFAULT_CAUSE_PATTERNS)
+    assert rx is not None
+    for line in ("ERROR 1146 (42S02): Table 'db.t' doesn't exist", "the table is ready",
+                 "quota: 12 of 100 used"):
+        assert not rx.search(line), line
