@@ -64,7 +64,7 @@ def build(target: str, verdicts: Iterable[Mapping[str, Any]], *,
     gate --strict`` fails on those; an interrupted run never passes, nor one with a volume
     that never ran out: status ``not_tested``), ``counts``, ``verdicts``, ``not_tested``
     (those volumes), ``errors`` (of the infrastructure or the target)."""
-    vs = [dict(v) for v in verdicts]
+    vs = unique(verdicts)
     errs = list(errors)
     c = counts(vs)
     untested = not_tested(vs)
@@ -75,6 +75,20 @@ def build(target: str, verdicts: Iterable[Mapping[str, Any]], *,
     return {"target": target, "status": state, "passed": passed, "interrupted": interrupted,
             "counts": c, "verdicts": vs, "errors": errs, "not_tested": untested,
             **(extra or {})}
+
+
+def unique(verdicts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One verdict per (scenario, volume, invariant), the first recorded: an incident
+    story judges the outcome of a battery case again (the same run), and counting it
+    twice would make one defect read as two."""
+    seen: set[tuple[str, str, str]] = set()
+    out = []
+    for v in verdicts:
+        key = (str(v.get("scenario", "")), str(v.get("volume") or ""), str(v["invariant"]))
+        if key not in seen:
+            seen.add(key)
+            out.append(dict(v))
+    return out
 
 
 def not_tested(verdicts: Iterable[Mapping[str, Any]]) -> list[str]:

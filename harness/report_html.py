@@ -25,7 +25,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from .invariants import Rules, fmt_log, fmt_step
+from .invariants import OUTCOMES as INVARIANT_OUTCOMES
+from .invariants import Rules, fmt_log, fmt_step, request_outcome
 from .report import STATUS_WORD, counts, status
 from .sizes import format_size
 from .target import Target
@@ -35,12 +36,11 @@ Redact = Callable[[str], str]
 
 OUTCOMES: dict[str, tuple[str, str]] = {
     # outcome: (colour, marker symbol); symbols differ too, so the chart reads without colour
-    "ok": ("#2e7d32", "circle"),
-    "refused cleanly": ("#1565c0", "square"),
-    "fake success": ("#c62828", "x"),
-    "cut body": ("#ef6c00", "triangle-up"),
-    "hang": ("#6a1b9a", "hourglass"),
-    "other error": ("#6d4c41", "diamond"),
+    # (the outcomes are the invariants' own: ``harness.invariants.OUTCOMES``)
+    outcome: style for outcome, style in zip(INVARIANT_OUTCOMES, (
+        ("#2e7d32", "circle"), ("#1565c0", "square"), ("#c62828", "x"),
+        ("#ef6c00", "triangle-up"), ("#6a1b9a", "hourglass"), ("#6d4c41", "diamond")),
+        strict=True)
 }
 """How a request ended, as the chart's legend names it."""
 
@@ -50,31 +50,6 @@ VOLUME_COLOURS = ("#00838f", "#ad1457", "#5d4037", "#283593", "#9e9d24", "#d8431
                   "#00695c", "#6a1b9a")
 LOG_COLOURS = ("#455a64", "#8d6e63", "#7e57c2", "#26a69a", "#ec407a", "#9ccc65")
 EXCERPT_LINES = 40
-
-
-def request_outcome(flow: ProbeResult, index: int, rules: Rules) -> str:
-    """How one step of a flow ended, as a person would name it (a key of ``OUTCOMES``).
-
-    A write the app acknowledged whose readback later in the same flow did not see it is a
-    fake success, even though its own status matched; so is a success status with a page
-    that failed its expectations.
-    """
-    s = flow.steps[index]
-    if s.timed_out or s.elapsed > rules.request_seconds:
-        return "hang"
-    if s.method != "EXEC" and s.status is not None and not s.body_complete:
-        return "cut body"
-    if s.write and s.acknowledged and any(
-            r.readback and not r.passed and r.status is not None and r.status < 500
-            and r.body_complete and not r.timed_out for r in flow.steps[index + 1:]):
-        return "fake success"
-    if s.passed:
-        return "ok"
-    if s.method == "EXEC" or (s.status is not None and s.status >= 500):
-        return "refused cleanly"
-    if s.acknowledged and s.status is not None and s.status < 300 and not s.readback:
-        return "fake success"
-    return "other error"
 
 
 def _timed(flow: ProbeResult) -> Iterable[tuple[float, int, StepResult]]:
