@@ -799,6 +799,8 @@ class Target(_Model):
             "size": total, "inodes": sum(v.inodes for v in self.volumes.values()),
             "owner": owners.pop() if len(owners) == 1 else "0:0", "mounts": mounts,
             "role": "core", "description": "all writable paths on one disk"}}
+        if not any("owner" in v.model_fields_set for v in self.volumes.values()):
+            del data["volumes"][name]["owner"]  # as the default: seeds keep the image's
         for log in data["logs"]:
             if log["volume"]:
                 log["path"], log["volume"] = f"{log['volume']}/{log['path']}", name
