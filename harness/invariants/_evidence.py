@@ -144,7 +144,10 @@ class Stamps:
                 spans.append((times[i - 1] if i else float("-inf"), r.t))
             else:
                 spans.append((r.t, r.t))
-        spans.sort()
+        order = sorted(range(len(spans)), key=lambda i: spans[i])
+        self._records = [chosen[i] for i in order]
+        spans = [spans[i] for i in order]
+        self._spans = spans
         self._lo = [a for a, _ in spans]
         self._max_hi: list[float] = []
         top = float("-inf")
@@ -156,6 +159,13 @@ class Stamps:
         """Whether some record could have been written within [a, b]."""
         n = bisect_right(self._lo, b)  # records that could be written no later than b
         return n > 0 and self._max_hi[n - 1] >= a
+
+    def between(self, a: float, b: float, limit: int = 2) -> list[LogRecord]:
+        """Up to ``limit`` records that could have been written within [a, b], earliest
+        first: the records that counted, for evidence."""
+        n = bisect_right(self._lo, b)
+        return [r for r, (_, hi) in zip(self._records[:n], self._spans[:n], strict=True)
+                if hi >= a][:limit]
 
 
 def is_file(r: LogRecord) -> bool:

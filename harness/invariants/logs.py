@@ -110,6 +110,35 @@ def _unrecorded(failed: Sequence[tuple[float, ProbeResult, StepResult]],
     return out
 
 
+SHOWN = 5
+"""Failed requests whose counting records are listed in errors_surface's evidence."""
+
+
+def _recorded(failed: Sequence[tuple[float, ProbeResult, StepResult]], sinks: _Sinks,
+              tl: Timeline) -> list[str]:
+    """Evidence of what counted: for the first few failed requests with a record, the
+    record(s) that did; for each full-disk span, the first line that named the cause."""
+    bound = sinks.rules.error_record_seconds
+    out: list[str] = []
+    for t, p, s in failed:
+        if len(out) >= SHOWN:
+            break
+        if s.service_down:
+            continue
+        said = sinks.errors.between(t - EARLY_SLACK, t + s.elapsed + bound)
+        if said:
+            out.append(f"recorded: {fmt_step(p, s, t)} <- "
+                       + " | ".join(fmt_log(r) for r in said))
+    if len(failed) > SHOWN:
+        out.append(f"(records of the first {SHOWN} of {len(failed)} failed requests shown)")
+    for start, end, vol in tl.full_spans():
+        named = sinks.causes.between(start - EARLY_SLACK, end + bound, limit=1)
+        if named:
+            out.append(f"cause named while {vol} was full ({ts(start)}-{ts(end)}): "
+                       f"{fmt_log(named[0])}")
+    return out
+
+
 def _unreported(fakes: Sequence[Write], sinks: _Sinks, disks: DiskIndex) -> list[str]:
     """Evidence for each fake success with no record of its own naming the cause or the
     request: a 503 of some other request in the window does not show the app knew."""
@@ -198,14 +227,16 @@ def errors_surface(tl: Timeline, rules: Rules) -> Verdict:
     if silent_spans:
         problems.append(f"{silent_spans} of {plural(judged_spans, 'full-disk span')} "
                         "had no log line naming the disk as the cause")
+    counted = _recorded(failed, sinks, tl)
     if problems:
         return verdict_of(tl, name, False, "; ".join(problems) + f" ({read})",
-                          unrecorded + unreported + silent + failures.skipped)
+                          unrecorded + unreported + silent + failures.skipped + counted)
     return verdict_of(tl, name, True,
                       f"judged {plural(len(failed), 'failed request')}, "
                       f"{plural(len(fakes), 'fake success', 'fake successes')} and "
                       f"{plural(judged_spans, 'full-disk span')}: every one left an error "
-                      f"record and every span named the cause ({read})", failures.skipped)
+                      f"record and every span named the cause ({read})",
+                      counted + failures.skipped)
 
 
 # --- 9. log_integrity --------------------------------------------------------------------

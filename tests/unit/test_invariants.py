@@ -274,6 +274,11 @@ def test_hardened_refusal_logged_with_cause() -> None:
     assert v.summary.startswith("judged 1 failed request, 0 fake successes and 1 full-disk "
                                 "span") and "(1 log source read)" in v.summary
     assert ok(no_silent_write_loss(tl, RULES))
+    # the evidence shows which record counted for the request and which line named the cause
+    [rec] = [e for e in v.evidence if e.startswith("recorded: ")]
+    assert "login/login: POST /login -> 503" in rec and "[Errno 28]" in rec, rec
+    [cause] = [e for e in v.evidence if e.startswith("cause named while sessions was full")]
+    assert "t=21.10s" in cause and "No space left on device" in cause, cause
 
 
 def test_log_blackhole_nothing_names_the_cause() -> None:
