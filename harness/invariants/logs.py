@@ -418,8 +418,13 @@ def log_integrity(tl: Timeline, rules: Rules) -> Verdict:
     name = "log_integrity"
     sources = {label: rule for label, rule in sorted(rules.file_sources.items())
                if tl.logs(label)}
+    unread = [f"not checked: {label} (declared, but no line of it was read back: the file "
+              "is absent or stayed empty)" for label in sorted(rules.file_sources)
+              if label not in sources]
     if not sources:
-        return not_judged(tl, name, "no declared log file was read back")
+        return not_judged(tl, name, "no declared log file was read back"
+                          + (f" ({', '.join(sorted(rules.file_sources))})"
+                             if rules.file_sources else ""), unread)
     marks = _Marks.of(tl)
     out = _Findings()
     for label, rule in sources.items():
@@ -433,17 +438,23 @@ def log_integrity(tl: Timeline, rules: Rules) -> Verdict:
                 "; it logged none of the steady marks" if not seen & marks.steady
                 else "; no mark was sent while a volume was full")
             out.unchecked.append(f"{label} ({why.lstrip('; ')})")
-    unchecked_note = [f"not checked: {u}" for u in out.unchecked]
+    unchecked_note = [f"not checked: {u}" for u in out.unchecked] + unread
+    judged_note = [f"judged: {label} ("
+                   + ", ".join(w for w, on in (
+                       ("torn lines", bool(rule.line_pattern)),
+                       ("gaps against the marks", label in out.gap_checked)) if on) + ")"
+                   for label, rule in sources.items()
+                   if rule.line_pattern or label in out.gap_checked]
     if out.problems:
         return verdict_of(tl, name, False, "; ".join(out.problems),
-                          out.evidence + unchecked_note)
+                          out.evidence + unchecked_note + judged_note)
     if len(out.unchecked) == len(sources):
         return not_judged(tl, name, "no log file read back could be checked: "
-                          + "; ".join(out.unchecked), out.evidence)
+                          + "; ".join(out.unchecked), out.evidence + unread)
     judged = (f"judged {plural(out.lines_judged, 'line')} for torn records and "
               f"{plural(len(marks.while_full), 'mark')} sent while full against "
               f"{plural(len(out.gap_checked), 'file')}")
     return verdict_of(tl, name, True,
                       f"{judged}: no torn lines and no silent gaps"
                       + (f" ({'; '.join(out.notes)})" if out.notes else ""),
-                      out.evidence + unchecked_note)
+                      out.evidence + unchecked_note + judged_note)

@@ -922,6 +922,13 @@ def test_log_it_could_not_check_is_not_judged() -> None:
     assert ok(v) and v.summary.startswith("judged 1 line for torn records")
     assert f"not checked: {ACCESS} (no line_pattern; it logged none of the steady marks)" \
         in v.evidence
+    assert f"judged: {APPLOG} (torn lines)" in v.evidence, v.evidence
+    # a declared file never read back is named too, with why
+    err = "file:weblogs/error.log"
+    v = log_integrity(both, Rules(file_sources={**FILES.file_sources,
+                                                err: FileSourceRule("weblogs")}))
+    assert any(e.startswith(f"not checked: {err} (declared, but no line of it was read back")
+               for e in v.evidence), v.evidence
 
 
 def test_log_integrity_not_applicable_without_file_records() -> None:
