@@ -41,9 +41,10 @@ def wal_target(body: str = "16KiB", **bounds: Any) -> Target:
     }, file="<walstore>")
 
 
-def wal_app(prealloc: int) -> WSGIApp:
+def wal_app(prealloc: int, *, grow: bool = False) -> WSGIApp:
     """Records go into one file of ``prealloc`` bytes made on first use; a record that
-    does not fit in it is refused with 507 and an ENOSPC line on stderr."""
+    does not fit in it is refused with 507 and an ENOSPC line on stderr. ``grow``: each
+    record is appended instead (taking new pages), refused when the disk is full."""
     index: dict[str, tuple[int, int]] = {}
     path = f"{WAL}/wal.dat"
 
@@ -57,9 +58,9 @@ def wal_app(prealloc: int) -> WSGIApp:
             data = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
             at = max((o + n for o, n in index.values()), default=0)
             try:
-                if at + len(data) > prealloc:
+                if not grow and at + len(data) > prealloc:
                     raise OSError(28, "No space left on device")
-                with open(path, "r+b") as f:
+                with open(path, "r+b" if not grow else "ab") as f:
                     f.seek(at)
                     f.write(data)
             except OSError as e:
@@ -148,3 +149,43 @@ def test_the_gate_exit_code_of_a_volume_that_never_ran_out() -> None:
     assert _exit_code(0, build("t", [passed, untested])) == NOT_TESTED == 4
     assert _exit_code(1, build("t", [failing, untested])) == 1  # a failure says more
     assert _exit_code(0, build("t", [passed])) == 0
+
+
+def test_a_write_flood_samples_the_disk_at_each_runs_start_and_stops_when_full(
+        fulldisk_fs: FakeDisks) -> None:
+    """Each write of a flood is judged by the disk at its own start (no sample taken ten
+    runs earlier says "not full" about it), and the flood stops once the volume is full."""
+    from harness.loads import writes_until_full
+    from harness.probes import Prober
+    from harness.timeline import DiskSample, ProbeResult, Timeline
+
+    with InProcessStack(wal_target(), lambda: wal_app(0, grow=True), disks=fulldisk_fs) as st:
+        tl = Timeline()
+        pr = Prober(st, tl)
+        st.volume("wal").fill(leave=96 * 1024)  # room for a few 16 KiB records
+        full = writes_until_full(pr, "put", ["wal"], 400, deadline=10)
+    assert full == ["wal"]
+    events = [e for e in tl.events if isinstance(e, ProbeResult | DiskSample)]
+    for i, e in enumerate(events):
+        if isinstance(e, ProbeResult):
+            assert i and isinstance(events[i - 1], DiskSample), events[i - 1]
+    assert isinstance(events[-1], DiskSample) and events[-1].full
+    assert 1 <= len(tl.probes("put")) <= 8  # the writes filled it; stopped when full
+
+
+def test_a_volume_with_no_free_inode_is_full() -> None:
+    from harness.invariants import Rules, graceful_refusal
+    from harness.timeline import DiskSample, PhaseMark, ProbeResult, StepResult, Timeline
+
+    tl = Timeline(scenario="x", volume="sess", t0=0.0)
+    ok = StepResult(name="w", method="POST", target="/login", status=302, passed=True,
+                    elapsed=0.01, write=True)
+    lost = StepResult(name="r", method="GET", target="/", status=200, passed=False,
+                      elapsed=0.01, readback=True, error="expected text not found")
+    tl.extend([PhaseMark(0.0, "steady"), ProbeResult(0.5, "login", "http", (ok,), write=True),
+               PhaseMark(1.0, "act"),
+               # bytes free, but no inode left: no new file can land
+               DiskSample(256 * 1024, 64 * 1024, 256, 0, t=1.5, volume="sess"),
+               ProbeResult(1.6, "login", "http", (ok, lost), write=True)])
+    v = graceful_refusal(tl, Rules())
+    assert v.failed and "[sess full]" in "\n".join(v.evidence), v.evidence
