@@ -85,6 +85,15 @@ def make_body(nonce: str, size: int) -> bytes:
     return data[:-1] + b"x" if data and data[-1:] in (b"\n", b" ") else data
 
 
+def excerpt_of(body: bytes, text: str) -> str:
+    """The start of a response body for evidence; a binary body (a NUL byte, or bytes that
+    are not UTF-8) as its size and digest instead of mojibake."""
+    head = body[:EXCERPT]
+    if b"\0" in head or text[:EXCERPT].count("\ufffd") > 2:
+        return f"<binary: {len(body)} bytes, sha256 {hashlib.sha256(body).hexdigest()[:16]}>"
+    return text[:EXCERPT]
+
+
 def _set_body(values: dict[str, str], size: int) -> None:
     data = make_body(values["nonce"], size)
     values.update(body=data.decode("ascii"), body_sha256=hashlib.sha256(data).hexdigest(),
@@ -303,7 +312,7 @@ class Prober:
                     complete, error = False, f"{problem} (close-delimited: cut short)"
         return StepResult(status=resp.status_code, passed=passed,
                           elapsed=time.monotonic() - t0, error=error,
-                          body_excerpt=self.target.redact(text[:EXCERPT]),
+                          body_excerpt=self.target.redact(excerpt_of(body, text)),
                           body_complete=complete, bytes_received=len(body),
                           timed_out=expired, text_missing=missing, **common)
 

@@ -81,8 +81,16 @@ def fmt_step(p: ProbeResult, s: StepResult, t: float) -> str:
     if s.error:
         line += f"; {clip(s.error, EXCERPT)}"
     if s.body_excerpt:
-        line += f"; body {clip(s.body_excerpt, EXCERPT)!r}"
+        line += f"; body {body_text(s.body_excerpt)}"
     return line
+
+
+def body_text(excerpt: str, n: int = EXCERPT) -> str:
+    """A response body in evidence, once and as it read: on one line (a line break shows
+    as ⏎, never as an escaped ``\\n``), cut to n characters, between « and »."""
+    text = excerpt.replace("\r", "").replace("\t", " ")
+    text = "⏎".join(line.strip() for line in text.split("\n")).replace("»", "\u203a")
+    return "«" + (text if len(text) <= n else text[: n - 3] + "...") + "»"
 
 
 def fmt_sample(d: DiskSample) -> str:

@@ -129,3 +129,19 @@ def test_a_verdict_judged_twice_is_counted_once() -> None:
     pairs = [(x["scenario"], x["volume"], x["invariant"]) for x in report["verdicts"]]
     assert len(pairs) == len(set(pairs)) == 2, pairs
     assert report["counts"] == {"pass": 1, "fail": 1, "not_judged": 0}
+
+
+def test_evidence_bodies_read_as_they_were_and_binary_ones_as_size_and_digest() -> None:
+    from harness.invariants import fmt_step
+    from harness.probes import excerpt_of
+    from harness.timeline import ProbeResult, StepResult
+
+    s = StepResult(name="page", method="GET", target="/", status=200, passed=False,
+                   elapsed=0.1, body_excerpt='{"error": "x"}\n<p>it\'s\tfull</p>\n')
+    line = fmt_step(ProbeResult(1.0, "p", "http", (s,)), s, 1.0)
+    assert line.endswith('; body «{"error": "x"}⏎<p>it\'s full</p>⏎»'), line
+    assert "\\n" not in line and "\\'" not in line
+    png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(200)
+    assert excerpt_of(png, png.decode("utf-8", "replace")).startswith(
+        f"<binary: {len(png)} bytes, sha256 ")
+    assert excerpt_of(b"plain text", "plain text") == "plain text"
