@@ -331,6 +331,26 @@ def _card(v: Mapping[str, Any], redact: Redact, anchor: str) -> str:
             f'{_evidence(v, redact, CARD_EVIDENCE)}</article>')
 
 
+def _group_card(vs: Sequence[Mapping[str, Any]], redact: Redact,
+                anchor: Mapping[str, str]) -> str:
+    """One card per failing invariant: the scenarios it failed in (each with its summary
+    and a link to its chart), and the first one's evidence, so that one defect caught in
+    eleven scenarios reads as one defect."""
+    if len(vs) == 1:
+        return _card(vs[0], redact, anchor[str(vs[0].get("scenario", ""))])
+    first = vs[0]
+    items = "".join(
+        f'<li><a href="#{anchor[str(v.get("scenario", ""))]}">{_e(_where(v))}</a>: '
+        f'{_e(redact(str(v.get("summary", ""))))}</li>' for v in vs)
+    return (f'<article class="verdict fail" data-status="fail" '
+            f'data-invariant="{_e(str(first["invariant"]))}">'
+            f'<h3><span class="badge fail">{STATUS_WORD["fail"]}</span> '
+            f'{_e(str(first["invariant"]))} <span class="where">failed in {len(vs)} '
+            f'scenarios</span></h3><ul class="scenarios">{items}</ul>'
+            f'<p class="summary">evidence of {_e(_where(first))}:</p>'
+            f'{_evidence(first, redact, CARD_EVIDENCE)}</article>')
+
+
 def _reason(v: Mapping[str, Any]) -> str:
     """Which evidence a not judged verdict was missing (when it says more than its summary)."""
     if status(v) != "not_judged" or not v.get("reason") or v["reason"] == v.get("summary"):
@@ -416,8 +436,15 @@ def _run_sections(run: RunView, rules: Rules, redact: Redact, prefix: str,
     anchor = {n: f"{prefix}sc-{_slug(n)}" for n in names}
     top = []
     for st in ("fail", "not_judged"):
-        cards = [_card(v, redact, anchor[str(v.get("scenario", ""))]) for v in verdicts
-                 if status(v) == st]
+        if st == "fail":
+            failing: dict[str, list[Mapping[str, Any]]] = {}
+            for v in verdicts:
+                if status(v) == "fail":
+                    failing.setdefault(str(v["invariant"]), []).append(v)
+            cards = [_group_card(vs, redact, anchor) for vs in failing.values()]
+        else:
+            cards = [_card(v, redact, anchor[str(v.get("scenario", ""))]) for v in verdicts
+                     if status(v) == st]
         if cards:
             title = "Failing verdicts" if st == "fail" else "Not judged (evidence missing)"
             top.append(f'<section class="cards {st}"><h2>{title}</h2>{"".join(cards)}</section>')
@@ -469,9 +496,13 @@ def _page(title: str, header: str, body: str, charts: bool = True) -> str:
             "</footer></body></html>\n")
 
 
-def _headline(target: str, c: Mapping[str, int], passed: bool, extra: str = "") -> str:
+def _headline(target: str, c: Mapping[str, int], passed: bool, extra: str = "",
+              untested: Sequence[str] = ()) -> str:
     badge = ('<span class="verdict-badge pass">PASSED</span>' if passed else
              '<span class="verdict-badge fail">NOT SAFE TO DEPLOY</span>')
+    if untested and not c.get("fail"):  # a volume never ran out: never PASSED
+        badge = (f'<span class="verdict-badge fail">NOT TESTED: {_e(", ".join(untested))} '
+                 "never ran out</span>")
     return (f'<h1>fulldisk: <span class="target">{_e(target)}</span> {badge}</h1>'
             f'<p class="counts">{_chips(c)} {extra}</p>')
 
@@ -488,7 +519,8 @@ def render_report(report: Mapping[str, Any], timelines: Sequence[Timeline], *,
                                                  "", False)
     n = len({str(v.get("scenario", "")) for v in verdicts} | {t.scenario for t in timelines})
     header = _headline(str(report.get("target", "?")), c, bool(report.get("passed")),
-                       f'<span class="meta">{n} scenarios · {len(verdicts)} verdicts</span>')
+                       f'<span class="meta">{n} scenarios · {len(verdicts)} verdicts</span>',
+                       [str(v) for v in report.get("not_tested") or ()])
     word = "passed" if report.get("passed") else f"{c['fail']} failed"
     return _inline(_page(f"fulldisk: {report.get('target', '?')} — {word}", header,
                          top + index + sections + _config(config), charts), inline_js)

@@ -235,7 +235,10 @@ def pressure_lines(tl: Timeline) -> list[str]:
     for probe, f in sorted(dict(tl.facts.get("pressure", {})).items()):
         n, written = int(f.get("accepted", 0)), int(f.get("bytes", 0))
         content = f" ({format_size(written)} of fresh content)" if written else ""
-        if f.get("refused"):
+        if f.get("refused") and not n:
+            out.append(f"pressure on {f.get('volume')}: {probe} was refused at its first "
+                       "write on a full disk")
+        elif f.get("refused"):
             out.append(f"pressure on {f.get('volume')}: {probe} accepted "
                        f"{plural(n, 'write')}{content} on a full disk before the first "
                        "refusal")

@@ -109,6 +109,10 @@ def test_an_app_that_never_runs_out_is_not_judged_and_never_passes(
     summary(report, con)
     head = con.export_text().splitlines()[0]
     assert "NOT TESTED: wal never ran out" in head and "PASSED" not in head, head
+    from harness.report_html import render_report
+
+    page = render_report(report, [])  # the headline; no chart needed
+    assert "NOT TESTED: wal never ran out" in page and ">PASSED<" not in page
 
 
 def test_an_app_that_refuses_after_some_slack_is_judged_with_the_slack(
