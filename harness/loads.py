@@ -16,6 +16,7 @@ import requests
 
 from .http import loopback as _loopback
 from .probes import Prober
+from .target import Target
 from .timeline import LoadEvent, ProbeResult
 from .volume import FillResult, Volume
 
@@ -133,12 +134,16 @@ def log_marks(pr: Prober, count: int, *, service: str | None = None,
     reason is recorded in the timeline's facts, and log_integrity judges torn lines and
     drop announcements without marks.
     """
-    svc = service or front_service(pr)
+    svc, port, path = mark_request(pr.target)
+    svc = service or svc
     if svc is None:
         pr.tl.facts["log_marks"] = ("skipped: no service publishes an HTTP port, so no "
                                     "request can carry a marker into the app's logs")
         return []
-    base = pr.stack.url(svc)
+    base = pr.stack.url(svc, port)
+    pr.tl.facts.setdefault("log_marks", f"GET {path}?fulldisk-mark=<id> on {svc}" if path
+                           else f"GET /<mark> on {svc} (a path no probe names: a 404 the "
+                           "web server may answer without the app)")
     end = time.monotonic() + deadline
     marks: list[str] = []
     for _ in range(count):
@@ -151,7 +156,9 @@ def log_marks(pr: Prober, count: int, *, service: str | None = None,
             # A connection per mark, as from many clients: one keep-alive connection would
             # pin every mark to one server process (nginx: one worker, whose first
             # failed write may be partial and whose alerts are rate-limited per minute).
-            pr.http.get(_loopback(f"{base}/{mark}"), timeout=pr.target.bounds.request_timeout,
+            url = (f"{base}{path}{'&' if '?' in path else '?'}fulldisk-mark={mark}" if path
+                   else f"{base}/{mark}")
+            pr.http.get(_loopback(url), timeout=pr.target.bounds.request_timeout,
                         headers={"Connection": "close"})
         except requests.RequestException:
             pass  # the mark's fate is judged from the logs, not from the answer
@@ -210,14 +217,37 @@ def writes_until_full(pr: Prober, probe: str, volumes: list[str], count: int, *,
     return full
 
 
-def front_service(pr: Prober) -> str | None:
-    """The service that faces users: the first core HTTP probe's, else the first with ports
-    (None for a target without an HTTP port)."""
-    for p in pr.target.probes.values():
+def mark_request(target: Target) -> tuple[str | None, int | None, str | None]:
+    """(service, port, path) the log marks go to: a request the app itself answers, so
+    that its own logs record the marker (a made-up path is often a 404 of the web server
+    in front, recorded only in its access log). The declared ``mark`` path on the front
+    service, else the first core probe's first GET step without {placeholders}, else no
+    path (the marker becomes the path)."""
+    if target.mark:
+        return _front(target), None, target.mark
+    for core in (True, False):
+        for p in target.probes.values():
+            if p.kind != "http" or p.core != core or not p.steps:
+                continue
+            step = p.steps[0]
+            if step.method == "GET" and "{" not in step.path and not step.write:
+                return p.service, p.port, step.path
+    return _front(target), None, None
+
+
+def _front(target: Target) -> str | None:
+    """See :func:`front_service`."""
+    for p in target.probes.values():
         if p.kind == "http" and p.core:
             return p.service
-    for name, s in pr.target.services.items():
+    for name, s in target.services.items():
         if s.ports:
             return name
     return None
+
+
+def front_service(pr: Prober) -> str | None:
+    """The service that faces users: the first core HTTP probe's, else the first with ports
+    (None for a target without an HTTP port)."""
+    return _front(pr.target)
 

@@ -604,6 +604,9 @@ class Target(_Model):
     downloads: Downloads | None = None
     cleanup: Cleanup | None = None
     bounds: Bounds = Bounds()
+    # A path of the front service the app itself answers (its logs record it), for the log
+    # marks; default: the first core probe's first GET step without {placeholders}.
+    mark: str | None = None
     cause_patterns: list[str] = list(DEFAULT_CAUSE_PATTERNS)
     error_patterns: list[str] = list(DEFAULT_ERROR_PATTERNS)
     # Set by the loader, never by the config (a config that names them has unknown keys).
@@ -619,6 +622,14 @@ class Target(_Model):
     def root(self) -> str:
         """The folder relative paths (build contexts) are taken from."""
         return self._root
+
+    @field_validator("mark")
+    @classmethod
+    def _mark(cls, v: str | None) -> str | None:
+        if v is not None and (not v.startswith("/") or "://" in v or _VAR.search(v)):
+            raise ValueError(f"mark {v!r} must be a path such as \"/index.php\" (no host, no "
+                             "{placeholder}): the harness adds ?fulldisk-mark=<id> to it")
+        return v
 
     @field_validator("services", "volumes", "probes", "counters")
     @classmethod
