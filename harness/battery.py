@@ -425,6 +425,7 @@ def write_flood(stack: Stack) -> Outcome:
             for _ in range(2):
                 run.pr.run(writers[0])
             grown = _grown(stack.target, before, run.pr.disk())
+            run.grows[writers[0]] = set(grown)  # the act's pressure: this writer, there
         with run.phase("fill", f"ballast on {', '.join(grown) or 'no volume'}, then "
                        f"{writers[0]} until it is full"):
             for name in grown:
