@@ -299,7 +299,8 @@ def gate(target_path: str | None, junit: str, json_path: str | None, report_dir:
     if rc == NOT_TESTED:
         console.print(f"gate: {', '.join(report.get('not_tested', []))} never ran out under "
                       "write pressure. Hint: make its write probe write more per run (a "
-                      "bigger body_size), or raise [bounds] pressure_bytes", markup=False)
+                      "bigger body_size), or raise [bounds] pressure_bytes", markup=False,
+                      soft_wrap=True)
     console.print(f"gate: {'PASS' if rc == 0 else 'FAIL'} (exit {rc})")
     sys.exit(rc)
 
