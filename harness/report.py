@@ -156,7 +156,8 @@ def summary(report: Mapping[str, Any], console: Console | None = None, *,
             con.print(f"[{STATUS_STYLE[st]}]{STATUS_WORD[st]}[/] [bold]{escape(v['invariant'])}"
                       f"[/] {escape(f'[{where}]')}: {escape(str(v['summary']))}",
                       **fit)
-            if st == "not_judged" and v.get("reason") and v["reason"] != v.get("summary"):
+            if st == "not_judged" and v.get("reason") and v.get("summary") not in (
+                    v["reason"], f"not judged: {v['reason']}"):  # said once, not twice
                 con.print(f"    missing: {escape(str(v['reason']))}", **fit)
             evidence = [str(e) for e in v.get("evidence", [])]
             keep = EVIDENCE_LINES if st == "fail" else 2
