@@ -95,6 +95,7 @@ class Downloads:
         for _ in range(max_count):
             if time.monotonic() > end:
                 break
+            self.pr.disk(self.cfg.volume)  # each download judged by the disk at its start
             r = self.one()
             out.append(r)
             streak = 0 if r.passed else streak + 1
@@ -168,21 +169,21 @@ def log_marks(pr: Prober, count: int, *, service: str | None = None,
 
 
 def sessions(pr: Prober, probe: str, count: int, *, deadline: float = 20.0,
-             stop_after_failures: int | None = None, sample_every: int = 10) -> int:
+             stop_after_failures: int | None = None, sample_every: int = 1) -> int:
     """Run a login-like probe up to ``count`` times (each leaves a session behind),
-    sampling disks every ``sample_every`` runs; stop early after that many failures
-    in a row."""
+    sampling disks before every ``sample_every``-th run (default each: a run is judged by
+    the disk at its own start); stop early after that many failures in a row."""
     end = time.monotonic() + deadline
     done = streak = 0
     for _ in range(count):
         if time.monotonic() > end:
             break
+        if done % sample_every == 0:
+            pr.disk()
         t = pr.tl.now()
         r = pr.run(probe, tags=("session_flood",))
         pr.tl.add(LoadEvent(t, "session_flood", None, 0, f"passed={r.passed}"))
         done += 1
-        if done % sample_every == 0:
-            pr.disk()
         streak = 0 if r.passed else streak + 1
         if stop_after_failures is not None and streak >= stop_after_failures:
             break
