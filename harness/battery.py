@@ -15,12 +15,12 @@ from dataclasses import dataclass, field, replace
 
 from .backend import Backend
 from .invariants import INVARIANTS, Rules, Verdict, evaluate
-from .loads import Downloads, ballast, drain, inodes, log_marks, sessions
+from .loads import Downloads, ballast, drain, inodes, log_marks, writes_until_full
 from .probes import Prober
 from .stack import Stack
 from .stack import announce as _announce
 from .target import BUILTIN_VARS, Probe, Target
-from .timeline import DiskSample, PhaseName, ProbeResult, Timeline
+from .timeline import DiskSample, LoadEvent, PhaseName, ProbeResult, Timeline
 from .volume import Volume
 
 PER_VOLUME = ("no_silent_write_loss", "errors_surface", "graceful_refusal", "recovery",
@@ -69,6 +69,7 @@ class Run:
         self.pr = Prober(stack, self.tl)
         self.rules = Rules.from_target(stack.target)
         self.volume = volume
+        self.grows: dict[str, set[str]] = {}  # write probe -> volumes its runs grew in steady
         self.tl.facts["restarts_before"] = stack.restarts()
         self.pr.skip_existing_logs()  # log files are never emptied: judge only new records
 
@@ -85,15 +86,25 @@ class Run:
             e.add_note(f"fulldisk: failed during phase {name!r} of {self.tl.scenario}")
             raise
 
-    def observe(self, *, marks: int = 0, downloads: bool = True) -> None:
-        """Run every probe once, sample disks, health and counters, and read the logs."""
-        self.pr.disk()
+    def observe(self, *, marks: int = 0, downloads: bool = True,
+                measure: bool = False) -> None:
+        """Run every probe once, sample disks, health and counters, and read the logs.
+        ``measure``: sample the disks around each write probe's run, so that the volumes
+        it grows are known (see ``writes_on``)."""
+        before = self.pr.disk()
         self.pr.health()
-        for name in self.stack.target.probes:
+        for name, probe in self.stack.target.probes.items():
             if self.stack.target.downloads and name == self.stack.target.downloads.probe:
                 if downloads:
                     Downloads(self.pr, seed=len(self.tl.events)).one(
                         seq=10_000 + len(self.tl.events))
+                continue
+            if measure and probe.write:
+                before = self.pr.disk()
+                self.pr.run(name)
+                after = self.pr.disk()
+                self.grows[name] = self.grows.get(name, set()) | set(
+                    _grown(self.stack.target, {d.volume: d for d in before}, after))
                 continue
             self.pr.run(name)
         if marks:
@@ -140,6 +151,79 @@ class Run:
                 done += self.pr.reread(p) is not None
         return done
 
+    def writes_on(self, volume: str) -> list[str]:
+        """The write probes that write on a volume: those whose runs in steady grew it
+        (bytes or inodes), or, for a probe that grew no volume at all (a server writing
+        into space it preallocated), those whose services (or one behind them) mount it,
+        unless its role is bulk or logs."""
+        target = self.stack.target
+        spec = target.volumes.get(volume)
+        out = []
+        for name, probe in target.probes.items():
+            if not probe.write or (target.downloads and name == target.downloads.probe):
+                continue
+            grown = self.grows.get(name)
+            if grown:
+                if volume in grown:
+                    out.append(name)
+                continue
+            services = self.rules.probe_services.get(name, frozenset({probe.service}))
+            if spec is not None and spec.role == "core" and any(
+                    m.service in services for m in spec.mounts):
+                out.append(name)
+        return out
+
+    def pressure(self, vol: Volume) -> None:
+        """Write pressure on a full volume: each write probe that writes on it runs again
+        and again until the app first refuses (a write not acknowledged, or not read back
+        whole), at most ``[bounds] pressure_bytes`` of fresh content (default: the volume's
+        size) and ``pressure_seconds``. The disk is sampled before every run (a request is
+        judged by the disk at its own start) and topped up when the app freed space. What
+        each probe did goes into the facts (``pressure``), for the invariants: a volume on
+        which every write was accepted up to the bound never ran out, and is not judged."""
+        target = self.stack.target
+        spec = target.volumes.get(vol.name)
+        limit = target.bounds.pressure_bytes or (spec.size if spec else 0)
+        start = self.tl.now()
+        found: dict[str, dict[str, object]] = {}
+        for name in self.writes_on(vol.name):
+            fresh = _fresh_bytes(target.probes[name])
+            runs = [p for p in self.tl.in_phase(ProbeResult, "act") if p.probe == name
+                    and not p.tags and self.tl.full_at(p.t, vol.name)]
+            accepted, written, refused = 0, 0, False
+            if runs:  # the act's own run of the probe, made while full
+                if _accepted(runs[-1]):
+                    accepted, written = 1, fresh
+                else:
+                    refused = True
+            end = time.monotonic() + target.bounds.pressure_seconds
+            while not refused and (not limit or written < limit or not fresh) \
+                    and time.monotonic() < end:
+                [sample] = self.pr.disk(vol.name)
+                if not sample.full:
+                    ballast(self.pr, vol, leave=0)
+                    self.pr.disk(vol.name)
+                r = self.pr.run(name, tags=("pressure",))
+                if _accepted(r):
+                    accepted += 1
+                    written += fresh
+                else:
+                    refused = True
+            bound = ("" if refused else "bytes" if fresh and limit and written >= limit
+                     else "time")
+            found[name] = {"volume": vol.name, "accepted": accepted, "bytes": written,
+                           "fresh_per_run": fresh, "refused": refused, "bound": bound,
+                           "bytes_bound": limit,
+                           "seconds_bound": target.bounds.pressure_seconds,
+                           "seconds": round(self.tl.now() - start, 3)}
+            if accepted:
+                self.tl.add(LoadEvent(self.tl.now(), "pressure", vol.name, written,
+                                      f"{name}: {accepted} writes accepted while full"
+                                      + (" before the first refusal" if refused
+                                         else f", {bound} bound reached")))
+        if found:
+            self.tl.facts.setdefault("pressure", {}).update(found)
+
     def finish(self, invariants: tuple[str, ...]) -> Outcome:
         """Record restarts and judge the timeline."""
         before = self.tl.facts.get("restarts_before", {})
@@ -180,7 +264,7 @@ def volume_scenario(stack: Backend, volume: str, *, scenario: str | None = None,
         with run.phase("steady"):
             # Nothing the app made is removed before the fill: probes meet fresh writes
             # while full through their {nonce} (new pages, new ids), not through a wipe.
-            run.observe()
+            run.observe(measure=True)
             log_marks(run.pr, MARKS)
             run.pr.collect_logs()
         with run.phase("fill"):
@@ -188,6 +272,7 @@ def volume_scenario(stack: Backend, volume: str, *, scenario: str | None = None,
             run.pr.disk()
         with run.phase("act"):
             run.observe(marks=flood(stack.target, volume))
+            run.pressure(vol)
             run.observe()
     finally:
         with run.phase("free"):
@@ -316,17 +401,22 @@ def counter_against_served(stack: Backend) -> Outcome:
     return run.finish(("counter_accuracy",))
 
 
-def session_flood(stack: Stack) -> Outcome:
-    """"Locked out": logins pile up until a session can no longer be written. Each login
-    must then fail loudly (or stick), never redirect as if fine and forget the user.
+def write_flood(stack: Stack) -> Outcome:
+    """"Locked out": a write probe (a login leaving a session, an upload, an insert) runs
+    until the volume it writes on is full. Each write must then fail loudly (or stick),
+    never answer as if fine and forget it.
 
-    The volumes the writer's runs grow get ballast (bytes and inodes) leaving 1/ROOM free,
-    the logins take the rest; freeing removes only that ballast (the sessions are the
-    app's files), on a stack of its own (``Case.fresh``).
+    Runs only where a write probe's runs grow a volume (bytes or inodes) in steady: that
+    volume gets ballast leaving 1/ROOM free, the writes take the rest, sampled before
+    each run; the flood stops when the volume is full or the bound ([bounds]
+    pressure_seconds, 400 runs) passes, and a flood that never filled it is recorded as
+    such (the volume never ran out). The act phase then keeps the pressure on until the
+    app refuses. Freeing removes only the ballast (what the app wrote is its own), on a
+    stack of its own (``Case.fresh``).
     """
     writers = [n for n, p in stack.target.probes.items() if p.write]
     writers.sort(key=lambda n: not stack.target.probes[n].core)
-    run = Run(stack, "session-flood")
+    run = Run(stack, "write-flood")
     grown: list[str] = []
     try:
         with run.phase("steady"):
@@ -335,16 +425,26 @@ def session_flood(stack: Stack) -> Outcome:
             for _ in range(2):
                 run.pr.run(writers[0])
             grown = _grown(stack.target, before, run.pr.disk())
+            run.grows[writers[0]] = set(grown)  # the act's pressure: this writer, there
         with run.phase("fill", f"ballast on {', '.join(grown) or 'no volume'}, then "
-                       f"{writers[0]} until it fails"):
+                       f"{writers[0]} until it is full"):
             for name in grown:
                 vol = stack.volume(name)
                 u = vol.usage()
                 ballast(run.pr, vol, leave=max(u.bytes_free // ROOM, 16 * 4096))
                 inodes(run.pr, vol, leave=max(vol.usage().inodes_free // ROOM, 4))
-            sessions(run.pr, writers[0], 400, deadline=30, stop_after_failures=3)
+            filled = writes_until_full(run.pr, writers[0], grown, 400,
+                                       deadline=stack.target.bounds.pressure_seconds)
+            if not filled:
+                run.tl.facts["write_flood"] = {"volumes": grown, "why": (
+                    f"{writers[0]} never filled {', '.join(grown)} within "
+                    f"{stack.target.bounds.pressure_seconds:g}s" if grown else
+                    f"{writers[0]}'s runs grew no volume in steady, so the flood had "
+                    "nothing to fill")}
         with run.phase("act"):
             run.observe(marks=FLOOD)
+            for name in filled:
+                run.pressure(stack.volume(name))
     finally:
         with run.phase("free"):
             for name in grown:
@@ -367,6 +467,22 @@ def _grown(target: Target, before: Mapping[str, DiskSample],
             grew.append(d.volume)
     data = [v for v in grew if target.volumes[v].role != "logs"]
     return data or grew
+
+
+def _accepted(run: ProbeResult) -> bool:
+    """A write probe's run the app took whole: every write step acknowledged and every
+    step (readbacks included) passed. Anything else is the app running out (a refusal,
+    a hang, or a write acknowledged and then lost)."""
+    return run.passed and any(s.write for s in run.steps) and all(
+        s.acknowledged for s in run.steps if s.write)
+
+
+def _fresh_bytes(probe: Probe) -> int:
+    """Fresh content one run of a write probe sends: its ``body_size`` (exec) or the sum
+    of its steps' (http); 0 when none is declared (then only the time bound applies)."""
+    if probe.kind == "exec":
+        return probe.body_size or 0
+    return sum(s.body_size or 0 for s in probe.steps)
 
 
 def _repeatable(probe: Probe, run: ProbeResult) -> bool:
@@ -436,7 +552,7 @@ def cases(volumes: list[str], bulk: set[str], *, downloads: bool, cleanup: bool,
         out.append(Case("shared", "shared", True, lambda s: volume_scenario(s, "shared"),
                         PER_VOLUME))
     if writes:
-        out.append(Case("session-flood", None, False, session_flood,
+        out.append(Case("write-flood", None, False, write_flood,
                         ("no_silent_write_loss", "errors_surface", "graceful_refusal",
                          "recovery"), fresh=True))
     if downloads:

@@ -28,6 +28,8 @@ from .target import Target, load_target
 
 console = Console(stderr=False, highlight=False)
 err_console = Console(stderr=True, highlight=False)
+NOT_TESTED = 4
+"""Exit code of a run in which a volume never ran out under write pressure (nothing failed)."""
 
 
 def _target(path: str | None) -> Target:
@@ -221,6 +223,8 @@ def _exit_code(pytest_code: int, report: dict[str, Any]) -> int:
 
     if any(status(v) == "fail" for v in report.get("verdicts", [])):
         return 1
+    if report.get("status") == "not_tested":
+        return NOT_TESTED  # a volume never ran out: nothing said how the app does when full
     return 3  # a test failed without a verdict: the harness could not judge
 
 
@@ -275,7 +279,7 @@ def run(target_path: str | None, json_path: str | None, report_dir: str, select:
 def gate(target_path: str | None, junit: str, json_path: str | None, report_dir: str,
          select: str | None, workers: int, strict: bool, html_path: str | None) -> None:
     """Pre-deploy gate: exit 0 all passed, 1 an invariant failed, 2 usage or target
-    config, 3 infrastructure, 130 interrupted."""
+    config, 3 infrastructure, 4 a volume never ran out (not tested), 130 interrupted."""
     code, report, report_file, html = _battery(target_path, report_dir, junit, json_path,
                                                select, workers, html_path)
     rc = _exit_code(code, report)
@@ -287,6 +291,11 @@ def gate(target_path: str | None, junit: str, json_path: str | None, report_dir:
             console.print(f"[yellow]not judged (--strict):[/] {line}", markup=True)
         if unjudged:
             rc = 1
+    if rc == NOT_TESTED:
+        console.print(f"gate: {', '.join(report.get('not_tested', []))} never ran out under "
+                      "write pressure. Hint: make its write probe write more per run (a "
+                      "bigger body_size), or raise [bounds] pressure_bytes", markup=False,
+                      soft_wrap=True)
     console.print(f"gate: {'PASS' if rc == 0 else 'FAIL'} (exit {rc})")
     sys.exit(rc)
 

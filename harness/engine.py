@@ -1218,14 +1218,21 @@ def count_labelled(run: str | None = None) -> Leftovers:
 
 # --- archives --------------------------------------------------------------------------
 
-def retar(data: bytes, new_root: str) -> bytes:
-    """Re-root a tar from ``get_archive`` (top folder = basename) under ``new_root``."""
+def retar(data: bytes, new_root: str, *, uid: int | None = None, gid: int | None = None,
+          mode: int | None = None) -> bytes:
+    """Re-root a tar from ``get_archive`` (top folder = basename) under ``new_root``; each
+    member keeps the image's owner and mode, the top one takes ``uid``/``gid``/``mode``
+    where given (a target's explicit ``owner``/``mode`` for the folder the service sees)."""
     src = tarfile.open(fileobj=io.BytesIO(data))
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w") as dst:
         for m in src.getmembers():
             parts = m.name.split("/", 1)
             m.name = new_root if len(parts) == 1 else f"{new_root}/{parts[1]}"
+            if len(parts) == 1:
+                m.uid = m.uid if uid is None else uid
+                m.gid = m.gid if gid is None else gid
+                m.mode = m.mode if mode is None else mode
             if m.isfile():
                 dst.addfile(m, src.extractfile(m))
             else:

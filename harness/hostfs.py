@@ -283,13 +283,19 @@ def shell(script: str, *, user: str = "0:0") -> tuple[int, bytes]:
 def _seed_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
     """tarfile's ``tar`` filter (nothing is written outside ``dest``, no device files),
     except that a symbolic link may point anywhere: a link is only text, and no later
-    member is written through one (the filter resolves each member's path)."""
+    member is written through one (the filter resolves each member's path); and the
+    image's modes are kept whole. The filter clears sticky, setgid, setuid and group/other
+    write bits: Debian's PHP session folder (1733) would become 0711, which PHP cannot
+    write to on an empty disk."""
     try:
-        return tarfile.tar_filter(member, dest)
+        safe = tarfile.tar_filter(member, dest)
     except (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError):
         if member.issym():
             return member
         raise
+    if safe is None or not (safe.isdir() or safe.isfile()):
+        return safe
+    return safe.replace(mode=member.mode & 0o7777, deep=False)
 
 
 def put_tar(path: str, data: bytes) -> None:

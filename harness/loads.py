@@ -2,7 +2,8 @@
 
 Ballast and inode fills through the Volume; simulated downloads through the app's own
 endpoint, sizes drawn from the target's distribution; log floods of marked requests
-(so gaps in a log can be proven); session floods through the login flow. Every loop is
+(so gaps in a log can be proven); session floods through the login flow, and write
+floods through any write probe until its volume is full. Every loop is
 bounded in count and in time.
 """
 
@@ -15,6 +16,7 @@ import requests
 
 from .http import loopback as _loopback
 from .probes import Prober
+from .target import Target
 from .timeline import LoadEvent, ProbeResult
 from .volume import FillResult, Volume
 
@@ -93,6 +95,7 @@ class Downloads:
         for _ in range(max_count):
             if time.monotonic() > end:
                 break
+            self.pr.disk(self.cfg.volume)  # each download judged by the disk at its start
             r = self.one()
             out.append(r)
             streak = 0 if r.passed else streak + 1
@@ -132,12 +135,16 @@ def log_marks(pr: Prober, count: int, *, service: str | None = None,
     reason is recorded in the timeline's facts, and log_integrity judges torn lines and
     drop announcements without marks.
     """
-    svc = service or front_service(pr)
+    svc, port, path = mark_request(pr.target)
+    svc = service or svc
     if svc is None:
         pr.tl.facts["log_marks"] = ("skipped: no service publishes an HTTP port, so no "
                                     "request can carry a marker into the app's logs")
         return []
-    base = pr.stack.url(svc)
+    base = pr.stack.url(svc, port)
+    pr.tl.facts.setdefault("log_marks", f"GET {path}?fulldisk-mark=<id> on {svc}" if path
+                           else f"GET /<mark> on {svc} (a path no probe names: a 404 the "
+                           "web server may answer without the app)")
     end = time.monotonic() + deadline
     marks: list[str] = []
     for _ in range(count):
@@ -150,7 +157,9 @@ def log_marks(pr: Prober, count: int, *, service: str | None = None,
             # A connection per mark, as from many clients: one keep-alive connection would
             # pin every mark to one server process (nginx: one worker, whose first
             # failed write may be partial and whose alerts are rate-limited per minute).
-            pr.http.get(_loopback(f"{base}/{mark}"), timeout=pr.target.bounds.request_timeout,
+            url = (f"{base}{path}{'&' if '?' in path else '?'}fulldisk-mark={mark}" if path
+                   else f"{base}/{mark}")
+            pr.http.get(_loopback(url), timeout=pr.target.bounds.request_timeout,
                         headers={"Connection": "close"})
         except requests.RequestException:
             pass  # the mark's fate is judged from the logs, not from the answer
@@ -160,21 +169,21 @@ def log_marks(pr: Prober, count: int, *, service: str | None = None,
 
 
 def sessions(pr: Prober, probe: str, count: int, *, deadline: float = 20.0,
-             stop_after_failures: int | None = None, sample_every: int = 10) -> int:
+             stop_after_failures: int | None = None, sample_every: int = 1) -> int:
     """Run a login-like probe up to ``count`` times (each leaves a session behind),
-    sampling disks every ``sample_every`` runs; stop early after that many failures
-    in a row."""
+    sampling disks before every ``sample_every``-th run (default each: a run is judged by
+    the disk at its own start); stop early after that many failures in a row."""
     end = time.monotonic() + deadline
     done = streak = 0
     for _ in range(count):
         if time.monotonic() > end:
             break
+        if done % sample_every == 0:
+            pr.disk()
         t = pr.tl.now()
         r = pr.run(probe, tags=("session_flood",))
         pr.tl.add(LoadEvent(t, "session_flood", None, 0, f"passed={r.passed}"))
         done += 1
-        if done % sample_every == 0:
-            pr.disk()
         streak = 0 if r.passed else streak + 1
         if stop_after_failures is not None and streak >= stop_after_failures:
             break
@@ -182,14 +191,64 @@ def sessions(pr: Prober, probe: str, count: int, *, deadline: float = 20.0,
     return done
 
 
-def front_service(pr: Prober) -> str | None:
-    """The service that faces users: the first core HTTP probe's, else the first with ports
-    (None for a target without an HTTP port)."""
-    for p in pr.target.probes.values():
+def writes_until_full(pr: Prober, probe: str, volumes: list[str], count: int, *,
+                      deadline: float = 20.0, stop_after_failures: int = 3) -> list[str]:
+    """Run a write probe up to ``count`` times until one of ``volumes`` is full (the disks
+    are sampled before every run, so each run is judged by the disk at its own start),
+    the app fails that many times in a row, or the deadline passes. Returns the volumes
+    found full (none: the flood never filled them; the timeline says so)."""
+    end = time.monotonic() + deadline
+    done = streak = 0
+    full: list[str] = []
+    for _ in range(count):
+        full = [d.volume for d in pr.disk(*volumes) if d.full] if volumes else []
+        if full or time.monotonic() > end or streak >= stop_after_failures:
+            break
+        t = pr.tl.now()
+        r = pr.run(probe, tags=("write_flood",))
+        pr.tl.add(LoadEvent(t, "write_flood", None, 0, f"passed={r.passed}"))
+        done += 1
+        streak = 0 if r.passed else streak + 1
+    if volumes and not full:
+        full = [d.volume for d in pr.disk(*volumes) if d.full]
+    if not full:
+        pr.tl.add(LoadEvent(pr.tl.now(), "write_flood", None, 0,
+                            f"{done} runs of {probe} never filled "
+                            f"{', '.join(volumes) or 'any volume'}"))
+    return full
+
+
+def mark_request(target: Target) -> tuple[str | None, int | None, str | None]:
+    """(service, port, path) the log marks go to: a request the app itself answers, so
+    that its own logs record the marker (a made-up path is often a 404 of the web server
+    in front, recorded only in its access log). The declared ``mark`` path on the front
+    service, else the first core probe's first GET step without {placeholders}, else no
+    path (the marker becomes the path)."""
+    if target.mark:
+        return _front(target), None, target.mark
+    for core in (True, False):
+        for p in target.probes.values():
+            if p.kind != "http" or p.core != core or not p.steps:
+                continue
+            step = p.steps[0]
+            if step.method == "GET" and "{" not in step.path and not step.write:
+                return p.service, p.port, step.path
+    return _front(target), None, None
+
+
+def _front(target: Target) -> str | None:
+    """See :func:`front_service`."""
+    for p in target.probes.values():
         if p.kind == "http" and p.core:
             return p.service
-    for name, s in pr.target.services.items():
+    for name, s in target.services.items():
         if s.ports:
             return name
     return None
+
+
+def front_service(pr: Prober) -> str | None:
+    """The service that faces users: the first core HTTP probe's, else the first with ports
+    (None for a target without an HTTP port)."""
+    return _front(pr.target)
 

@@ -6,14 +6,16 @@ full disk; it is a problem of the target or its config, reported as such (exit 2
 
 from __future__ import annotations
 
+import re
 import time
 
 from .backend import Backend
-from .errors import TargetProblem
-from .probes import Prober
+from .errors import HarnessError, TargetProblem
+from .probes import RECORD_SLACK, Prober
 from .timeline import ProbeResult, Timeline
 
 ATTEMPTS = 3  # a service that just became ready may answer its first request late
+QUOTES = 3  # the app's own error lines quoted under a failing probe
 
 
 def _run(pr: Prober, name: str, values: dict[str, str]) -> ProbeResult:
@@ -32,10 +34,12 @@ def preflight(stack: Backend) -> None:
     t = stack.target
     pr = Prober(stack, Timeline(scenario="preflight"))
     problems: list[str] = []
+    failed: list[tuple[int, float, float]] = []  # (index in problems, start, end) of a probe
     for name in t.probes:
         values: dict[str, str] = {}
         if t.downloads and name == t.downloads.probe:
             values = {"seq": "1", "size": str(t.downloads.sizes[0])}
+        start = pr.tl.now()
         res = _run(pr, name, values)
         if not res.passed and all(s.passed for s in res.steps):
             problems.append(f"probe {name!r}: {res.stopped}")
@@ -43,8 +47,11 @@ def preflight(stack: Backend) -> None:
             bad = next(s for s in res.steps if not s.passed)
             got = bad.error or f"status {bad.status}"
             excerpt = " ".join(bad.body_excerpt.split())[:120]
+            failed.append((len(problems), start, pr.tl.now()))
             problems.append(f"probe {name!r} step {bad.name!r} ({bad.method} {bad.target}) got "
                             f"{got}" + (f", body {excerpt!r}" if excerpt else ""))
+    if failed:
+        _quote_the_app(pr, problems, failed)
     sample = pr.health()
     if sample is not None and sample.status == "unreachable":
         assert t.health is not None
@@ -64,5 +71,28 @@ def preflight(stack: Backend) -> None:
         raise TargetProblem(
             "pre-flight on healthy, empty disks failed, so nothing was filled and no verdict "
             f"was judged: {'; '.join(problems)}",
-            f"fix the probe in {t.path} (path, expected status or text) or the app, until it "
-            "passes on a healthy stack")
+            "probe or app: where the app's own error line is quoted, the app (or its image: "
+            "a folder's owner or mode, a missing table) is broken on an empty disk, so fix "
+            f"that; where the app answered as designed, fix the probe in {t.path} (path, "
+            "expected status or text) until it passes on a healthy stack")
+
+
+def _quote_the_app(pr: Prober, problems: list[str],
+                   failed: list[tuple[int, float, float]]) -> None:
+    """Add to each failing probe's line the services' error lines (container output and
+    declared log files) written while it ran, matched against the target's error and
+    cause patterns: the cause is often in the app's own words (``session_start():
+    open(...) failed: Permission denied``), not in the answer."""
+    t = pr.target
+    rx = re.compile("|".join(f"(?:{p})" for p in (*t.error_patterns, *t.cause_patterns)))
+    try:
+        records = pr.final_logs()  # waits (bounded) for the records of the failed requests
+    except HarnessError:
+        return  # the probe's own failure stays the error reported (and check_alive follows)
+    errors = [r for r in records if rx.search(r.text)]
+    for i, start, end in failed:
+        said = [r for r in errors if start - RECORD_SLACK <= r.t <= end + RECORD_SLACK]
+        if said:
+            lines = " | ".join(f"[{r.source}] {' '.join(r.text.split())[:200]}"
+                               for r in said[-QUOTES:])
+            problems[i] += f"; the app said: {lines}"

@@ -122,6 +122,15 @@ def make_body(nonce: str, size: int, *, one_line: bool = False) -> bytes:
     return data[:-1] + b"x" if data and data[-1:] in (b"\n", b" ") else data
 
 
+def excerpt_of(body: bytes, text: str, size: int, sha256: str) -> str:
+    """The start of a response body for evidence; a binary body (a NUL byte, or bytes that
+    are not UTF-8) as its size and digest instead of mojibake."""
+    head = body[:EXCERPT]
+    if b"\0" in head or text[:EXCERPT].count("\ufffd") > 2:
+        return f"<binary: {size} bytes, sha256 {sha256[:16]}>"
+    return text[:EXCERPT]
+
+
 def _set_body(values: dict[str, str], size: int, seed: str = "", *,
               one_line: bool = False) -> bytes:
     data = make_body(values["nonce"] + seed, size, one_line=one_line)
@@ -418,7 +427,8 @@ class Prober:
                     complete, error = False, f"{problem} (close-delimited: cut short)"
         return StepResult(status=resp.status_code, passed=passed,
                           elapsed=time.monotonic() - t0, error=error,
-                          body_excerpt=self.target.redact(text[:EXCERPT]),
+                          body_excerpt=self.target.redact(
+                              excerpt_of(body, text, size, sha256)),
                           body_complete=complete, bytes_received=size,
                           timed_out=expired, text_missing=missing, **common)
 

@@ -15,7 +15,7 @@ STATUS_WORD = {"fail": "FAIL", "not_judged": "NOT JUDGED", "pass": "pass"}
 STATUS_STYLE = {"fail": "bold red", "not_judged": "yellow", "pass": "green"}
 EVIDENCE_LINES = 6
 """Evidence lines the terminal shows per verdict; the HTML and JSON reports keep them all."""
-_BODY = re.compile(r"""; body (?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+_BODY = re.compile(r"; body «[^»]*»")
 """A response-body excerpt inside an evidence line: left out on a terminal, where it would
 wrap over several rows (CI logs and the HTML and JSON reports keep it)."""
 
@@ -61,16 +61,40 @@ def build(target: str, verdicts: Iterable[Mapping[str, Any]], *,
           extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The JSON report: ``target``, ``status`` (passed, failed, error or interrupted),
     ``passed`` (no verdict failed; a not judged verdict is counted, not failed: ``fulldisk
-    gate --strict`` fails on those; an interrupted run never passes), ``counts``,
-    ``verdicts``, ``errors`` (of the infrastructure or the target)."""
-    vs = [dict(v) for v in verdicts]
+    gate --strict`` fails on those; an interrupted run never passes, nor one with a volume
+    that never ran out: status ``not_tested``), ``counts``, ``verdicts``, ``not_tested``
+    (those volumes), ``errors`` (of the infrastructure or the target)."""
+    vs = unique(verdicts)
     errs = list(errors)
     c = counts(vs)
-    passed = not errs and not interrupted and bool(vs) and not c["fail"]
+    untested = not_tested(vs)
+    passed = not errs and not interrupted and bool(vs) and not c["fail"] and not untested
     state = ("interrupted" if interrupted else "error" if errs else
-             "passed" if passed else "failed")
+             "passed" if passed else "failed" if c["fail"] else
+             "not_tested" if untested else "failed")
     return {"target": target, "status": state, "passed": passed, "interrupted": interrupted,
-            "counts": c, "verdicts": vs, "errors": errs, **(extra or {})}
+            "counts": c, "verdicts": vs, "errors": errs, "not_tested": untested,
+            **(extra or {})}
+
+
+def unique(verdicts: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One verdict per (scenario, volume, invariant), the first recorded: an incident
+    story judges the outcome of a battery case again (the same run), and counting it
+    twice would make one defect read as two."""
+    seen: set[tuple[str, str, str]] = set()
+    out = []
+    for v in verdicts:
+        key = (str(v.get("scenario", "")), str(v.get("volume") or ""), str(v["invariant"]))
+        if key not in seen:
+            seen.add(key)
+            out.append(dict(v))
+    return out
+
+
+def not_tested(verdicts: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Volumes that never ran out under write pressure (their verdicts say ``untested``):
+    a run with one never passes."""
+    return sorted({str(v["untested"]) for v in verdicts if v.get("untested")})
 
 
 def write_json(report: Mapping[str, Any], path: str | Path) -> Path:
@@ -110,6 +134,10 @@ def summary(report: Mapping[str, Any], console: Console | None = None, *,
         by_scenario.setdefault(str(v.get("scenario", "")), []).append(v)
     ok = bool(report.get("passed"))
     head = "[bold green]PASSED[/]" if ok else "[bold red]NOT SAFE TO DEPLOY[/]"
+    untested = [str(v) for v in report.get("not_tested") or not_tested(verdicts)]
+    if untested and not total["fail"] and not report.get("errors"):
+        head = ("[bold yellow]NOT TESTED[/]: " + escape(", ".join(untested))
+                + " never ran out")
     if report.get("interrupted"):  # what ran is shown, but it is no verdict on the target
         head = (f"[bold yellow]INTERRUPTED[/] ({escape(str(report['interrupted']))}) after "
                 f"{report.get('ran', '?')} of {report.get('tests', '?')} tests, so no verdict")
@@ -128,7 +156,8 @@ def summary(report: Mapping[str, Any], console: Console | None = None, *,
             con.print(f"[{STATUS_STYLE[st]}]{STATUS_WORD[st]}[/] [bold]{escape(v['invariant'])}"
                       f"[/] {escape(f'[{where}]')}: {escape(str(v['summary']))}",
                       **fit)
-            if st == "not_judged" and v.get("reason") and v["reason"] != v.get("summary"):
+            if st == "not_judged" and v.get("reason") and v.get("summary") not in (
+                    v["reason"], f"not judged: {v['reason']}"):  # said once, not twice
                 con.print(f"    missing: {escape(str(v['reason']))}", **fit)
             evidence = [str(e) for e in v.get("evidence", [])]
             keep = EVIDENCE_LINES if st == "fail" else 2

@@ -25,7 +25,8 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from .invariants import Rules, fmt_log, fmt_step
+from .invariants import OUTCOMES as INVARIANT_OUTCOMES
+from .invariants import Rules, fmt_log, fmt_step, request_outcome
 from .report import STATUS_WORD, counts, status
 from .sizes import format_size
 from .target import Target
@@ -35,12 +36,11 @@ Redact = Callable[[str], str]
 
 OUTCOMES: dict[str, tuple[str, str]] = {
     # outcome: (colour, marker symbol); symbols differ too, so the chart reads without colour
-    "ok": ("#2e7d32", "circle"),
-    "refused cleanly": ("#1565c0", "square"),
-    "fake success": ("#c62828", "x"),
-    "cut body": ("#ef6c00", "triangle-up"),
-    "hang": ("#6a1b9a", "hourglass"),
-    "other error": ("#6d4c41", "diamond"),
+    # (the outcomes are the invariants' own: ``harness.invariants.OUTCOMES``)
+    outcome: style for outcome, style in zip(INVARIANT_OUTCOMES, (
+        ("#2e7d32", "circle"), ("#1565c0", "square"), ("#c62828", "x"),
+        ("#ef6c00", "triangle-up"), ("#6a1b9a", "hourglass"), ("#6d4c41", "diamond")),
+        strict=True)
 }
 """How a request ended, as the chart's legend names it."""
 
@@ -50,31 +50,6 @@ VOLUME_COLOURS = ("#00838f", "#ad1457", "#5d4037", "#283593", "#9e9d24", "#d8431
                   "#00695c", "#6a1b9a")
 LOG_COLOURS = ("#455a64", "#8d6e63", "#7e57c2", "#26a69a", "#ec407a", "#9ccc65")
 EXCERPT_LINES = 40
-
-
-def request_outcome(flow: ProbeResult, index: int, rules: Rules) -> str:
-    """How one step of a flow ended, as a person would name it (a key of ``OUTCOMES``).
-
-    A write the app acknowledged whose readback later in the same flow did not see it is a
-    fake success, even though its own status matched; so is a success status with a page
-    that failed its expectations.
-    """
-    s = flow.steps[index]
-    if s.timed_out or s.elapsed > rules.request_seconds:
-        return "hang"
-    if s.method != "EXEC" and s.status is not None and not s.body_complete:
-        return "cut body"
-    if s.write and s.acknowledged and any(
-            r.readback and not r.passed and r.status is not None and r.status < 500
-            and r.body_complete and not r.timed_out for r in flow.steps[index + 1:]):
-        return "fake success"
-    if s.passed:
-        return "ok"
-    if s.method == "EXEC" or (s.status is not None and s.status >= 500):
-        return "refused cleanly"
-    if s.acknowledged and s.status is not None and s.status < 300 and not s.readback:
-        return "fake success"
-    return "other error"
 
 
 def _timed(flow: ProbeResult) -> Iterable[tuple[float, int, StepResult]]:
@@ -356,6 +331,26 @@ def _card(v: Mapping[str, Any], redact: Redact, anchor: str) -> str:
             f'{_evidence(v, redact, CARD_EVIDENCE)}</article>')
 
 
+def _group_card(vs: Sequence[Mapping[str, Any]], redact: Redact,
+                anchor: Mapping[str, str]) -> str:
+    """One card per failing invariant: the scenarios it failed in (each with its summary
+    and a link to its chart), and the first one's evidence, so that one defect caught in
+    eleven scenarios reads as one defect."""
+    if len(vs) == 1:
+        return _card(vs[0], redact, anchor[str(vs[0].get("scenario", ""))])
+    first = vs[0]
+    items = "".join(
+        f'<li><a href="#{anchor[str(v.get("scenario", ""))]}">{_e(_where(v))}</a>: '
+        f'{_e(redact(str(v.get("summary", ""))))}</li>' for v in vs)
+    return (f'<article class="verdict fail" data-status="fail" '
+            f'data-invariant="{_e(str(first["invariant"]))}">'
+            f'<h3><span class="badge fail">{STATUS_WORD["fail"]}</span> '
+            f'{_e(str(first["invariant"]))} <span class="where">failed in {len(vs)} '
+            f'scenarios</span></h3><ul class="scenarios">{items}</ul>'
+            f'<p class="summary">evidence of {_e(_where(first))}:</p>'
+            f'{_evidence(first, redact, CARD_EVIDENCE)}</article>')
+
+
 def _reason(v: Mapping[str, Any]) -> str:
     """Which evidence a not judged verdict was missing (when it says more than its summary)."""
     if status(v) != "not_judged" or not v.get("reason") or v["reason"] == v.get("summary"):
@@ -441,8 +436,15 @@ def _run_sections(run: RunView, rules: Rules, redact: Redact, prefix: str,
     anchor = {n: f"{prefix}sc-{_slug(n)}" for n in names}
     top = []
     for st in ("fail", "not_judged"):
-        cards = [_card(v, redact, anchor[str(v.get("scenario", ""))]) for v in verdicts
-                 if status(v) == st]
+        if st == "fail":
+            failing: dict[str, list[Mapping[str, Any]]] = {}
+            for v in verdicts:
+                if status(v) == "fail":
+                    failing.setdefault(str(v["invariant"]), []).append(v)
+            cards = [_group_card(vs, redact, anchor) for vs in failing.values()]
+        else:
+            cards = [_card(v, redact, anchor[str(v.get("scenario", ""))]) for v in verdicts
+                     if status(v) == st]
         if cards:
             title = "Failing verdicts" if st == "fail" else "Not judged (evidence missing)"
             top.append(f'<section class="cards {st}"><h2>{title}</h2>{"".join(cards)}</section>')
@@ -494,9 +496,13 @@ def _page(title: str, header: str, body: str, charts: bool = True) -> str:
             "</footer></body></html>\n")
 
 
-def _headline(target: str, c: Mapping[str, int], passed: bool, extra: str = "") -> str:
+def _headline(target: str, c: Mapping[str, int], passed: bool, extra: str = "",
+              untested: Sequence[str] = ()) -> str:
     badge = ('<span class="verdict-badge pass">PASSED</span>' if passed else
              '<span class="verdict-badge fail">NOT SAFE TO DEPLOY</span>')
+    if untested and not c.get("fail"):  # a volume never ran out: never PASSED
+        badge = (f'<span class="verdict-badge fail">NOT TESTED: {_e(", ".join(untested))} '
+                 "never ran out</span>")
     return (f'<h1>fulldisk: <span class="target">{_e(target)}</span> {badge}</h1>'
             f'<p class="counts">{_chips(c)} {extra}</p>')
 
@@ -513,7 +519,8 @@ def render_report(report: Mapping[str, Any], timelines: Sequence[Timeline], *,
                                                  "", False)
     n = len({str(v.get("scenario", "")) for v in verdicts} | {t.scenario for t in timelines})
     header = _headline(str(report.get("target", "?")), c, bool(report.get("passed")),
-                       f'<span class="meta">{n} scenarios · {len(verdicts)} verdicts</span>')
+                       f'<span class="meta">{n} scenarios · {len(verdicts)} verdicts</span>',
+                       [str(v) for v in report.get("not_tested") or ()])
     word = "passed" if report.get("passed") else f"{c['fail']} failed"
     return _inline(_page(f"fulldisk: {report.get('target', '?')} — {word}", header,
                          top + index + sections + _config(config), charts), inline_js)

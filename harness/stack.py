@@ -335,7 +335,13 @@ class Stack:
                     sub = m.subdir or DEFAULT_SUBDIR
                     data = found.get((self.target.services[m.service].image, m.path))
                     if sub not in seeds and data is not None:
-                        seeds[sub] = engine.retar(data, sub)
+                        # the image's owner and mode, unless the target sets them
+                        given = vol.spec.model_fields_set
+                        seeds[sub] = engine.retar(
+                            data, sub,
+                            uid=vol.spec.uid if "owner" in given else None,
+                            gid=vol.spec.gid if "owner" in given else None,
+                            mode=int(vol.spec.mode, 8) if "mode" in given else None)
                         where.append(f"{m.service}:{m.path}")
             self._seed_fits(vol, seeds, where)
             vol.seeds = seeds

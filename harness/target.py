@@ -36,7 +36,7 @@ from .errors import ConfigError, UsageError
 from .sizes import ACCEPTED, MAX_BODY_SIZE, PAGE, format_size, parse_percent, parse_size
 
 DEFAULT_CAUSE_PATTERNS = (
-    r"No space left on device",
+    r"[Nn]o space left on device",  # strerror(ENOSPC); Go and others write it lower-case
     r"ENOSPC",
     r"[Ee]rrno:? ?28\b",
     r"[Dd]isk (is )?full",
@@ -44,6 +44,9 @@ DEFAULT_CAUSE_PATTERNS = (
     r'" 507 ',  # an access-log line with status 507 (Insufficient Storage): lighttpd, Apache
     r"\berror:? 28\b",  # InnoDB: "preallocating ... failed with error 28"
     r"[Oo]ut of (disk )?space",  # InnoDB: "Error (Out of disk space)"
+    r"database or disk is full",  # SQLite (SQLITE_FULL)
+    r"[Tt]he table '[^']*' is full",  # MySQL/MariaDB error 1114
+    r"[Dd]isk quota exceeded",  # EDQUOT: a quota, not the disk, ran out
 )
 DEFAULT_ERROR_PATTERNS = (
     r"\bERROR\b", r"\bCRITICAL\b", r"\bFATAL\b", r"Traceback", r"\[(error|crit|alert|emerg)\]",
@@ -69,7 +72,7 @@ _VAR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # a {placeholder} in a probe
 MAX_ID = 2**32 - 2  # the largest uid/gid Linux accepts (2^32 - 1 is "no id")
 SYSTEM_TREES = ("/proc", "/sys", "/dev")  # kernel filesystems: never a tmpfs on or under
 SYSTEM_DIRS = ("/", "/bin", "/sbin", "/lib", "/lib64", "/usr", "/etc", "/boot")  # exactly
-RESERVED_VOLUMES = ("shared", "session-flood", "downloads-fill-shared-disk",
+RESERVED_VOLUMES = ("shared", "write-flood", "downloads-fill-shared-disk",
                     "cleanup-under-load", "counter")  # the battery's own case ids
 RESERVED_SERVICES = ("agent",)  # the container that holds a stack's volumes
 TMPFS_SHARE = 0.25  # at most this share of the available memory may back the volumes
@@ -688,6 +691,21 @@ class Bounds(_Model):
     error_record_seconds: float = Field(default=5.0, gt=0, le=600)
     recovery_seconds: float = Field(default=10.0, gt=0, le=3600)
     request_timeout: float = Field(default=5.0, gt=0, le=120)
+    # Write pressure while a volume is full: its write probes run until the first refusal,
+    # at most this much fresh content (default: the volume's size) and this long.
+    pressure_bytes: Size | None = None
+    pressure_seconds: float = Field(default=20.0, gt=0, le=600)
+
+    @field_validator("pressure_bytes", mode="before")
+    @classmethod
+    def _pressure(cls, v: Any) -> int | None:
+        if v is None:
+            return None
+        n = _size(v)
+        if n < PAGE:
+            raise ValueError(f"pressure_bytes {v!r} is below one {PAGE}-byte page: a write "
+                             "that small proves nothing on a full disk; use at least 4KiB")
+        return n
 
 
 class Target(_Model):
@@ -704,6 +722,9 @@ class Target(_Model):
     downloads: Downloads | None = None
     cleanup: Cleanup | None = None
     bounds: Bounds = Bounds()
+    # A path of the front service the app itself answers (its logs record it), for the log
+    # marks; default: the first core probe's first GET step without {placeholders}.
+    mark: str | None = None
     cause_patterns: list[str] = list(DEFAULT_CAUSE_PATTERNS)
     error_patterns: list[str] = list(DEFAULT_ERROR_PATTERNS)
     # A docker-compose.yml (relative to this file) whose services become ``services``
@@ -730,6 +751,14 @@ class Target(_Model):
         if not v.strip():  # printed in every progress line, summary and report
             raise ValueError("the target's name is empty; give it a short name such as "
                              "\"shop\"")
+        return v
+
+    @field_validator("mark")
+    @classmethod
+    def _mark(cls, v: str | None) -> str | None:
+        if v is not None and (not v.startswith("/") or "://" in v or _VAR.search(v)):
+            raise ValueError(f"mark {v!r} must be a path such as \"/index.php\" (no host, no "
+                             "{placeholder}): the harness adds ?fulldisk-mark=<id> to it")
         return v
 
     @field_validator("services", "volumes", "probes", "counters")
@@ -940,6 +969,8 @@ class Target(_Model):
             "size": total, "inodes": sum(v.inodes for v in self.volumes.values()),
             "owner": owners.pop() if len(owners) == 1 else "0:0", "mounts": mounts,
             "role": "core", "description": "all writable paths on one disk"}}
+        if not any("owner" in v.model_fields_set for v in self.volumes.values()):
+            del data["volumes"][name]["owner"]  # as the default: seeds keep the image's
         for log in data["logs"]:
             if log["volume"]:
                 log["path"], log["volume"] = f"{log['volume']}/{log['path']}", name

@@ -201,7 +201,8 @@ class LoadEvent:
     """Something the harness did to consume or free space."""
 
     t: float
-    load: str  # "ballast", "drain", "reset", "download", "log_flood", "session_flood", "cleanup"
+    load: str  # "ballast", "drain", "reset", "download", "log_flood", "session_flood",
+    # "write_flood", "pressure", "cleanup"
     volume: str | None
     bytes: int = 0
     detail: str = ""

@@ -34,10 +34,17 @@ from .recover import recovery
 from .rules import FileSourceRule, Invariant, Rules
 from .signals import cleanup_keeps_up, counter_accuracy, health_truthful
 from .verdict import Verdict
-from .writes import core_isolation, graceful_refusal, no_silent_write_loss
+from .writes import (
+    OUTCOMES,
+    core_isolation,
+    graceful_refusal,
+    no_silent_write_loss,
+    request_outcome,
+)
 
 __all__ = [
     "INVARIANTS",
+    "OUTCOMES",
     "FileSourceRule",
     "Invariant",
     "Rules",
@@ -55,6 +62,7 @@ __all__ = [
     "log_integrity",
     "no_silent_write_loss",
     "recovery",
+    "request_outcome",
 ]
 
 INVARIANTS: dict[str, Invariant] = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..patterns import UserPattern, any_of
 from ..sizes import format_size
@@ -81,8 +81,16 @@ def fmt_step(p: ProbeResult, s: StepResult, t: float) -> str:
     if s.error:
         line += f"; {clip(s.error, EXCERPT)}"
     if s.body_excerpt:
-        line += f"; body {clip(s.body_excerpt, EXCERPT)!r}"
+        line += f"; body {body_text(s.body_excerpt)}"
     return line
+
+
+def body_text(excerpt: str, n: int = EXCERPT) -> str:
+    """A response body in evidence, once and as it read: on one line (a line break shows
+    as ⏎, never as an escaped ``\\n``), cut to n characters, between « and »."""
+    text = excerpt.replace("\r", "").replace("\t", " ")
+    text = "⏎".join(line.strip() for line in text.split("\n")).replace("»", "\u203a")
+    return "«" + (text if len(text) <= n else text[: n - 3] + "...") + "»"
 
 
 def fmt_sample(d: DiskSample) -> str:
@@ -145,7 +153,10 @@ class Stamps:
                 spans.append((times[i - 1] if i else float("-inf"), r.t))
             else:
                 spans.append((r.t, r.t))
-        spans.sort()
+        order = sorted(range(len(spans)), key=lambda i: spans[i])
+        self._records = [chosen[i] for i in order]
+        spans = [spans[i] for i in order]
+        self._spans = spans
         self._lo = [a for a, _ in spans]
         self._max_hi: list[float] = []
         top = float("-inf")
@@ -157,6 +168,13 @@ class Stamps:
         """Whether some record could have been written within [a, b]."""
         n = bisect_right(self._lo, b)  # records that could be written no later than b
         return n > 0 and self._max_hi[n - 1] >= a
+
+    def between(self, a: float, b: float, limit: int = 2) -> list[LogRecord]:
+        """Up to ``limit`` records that could have been written within [a, b], earliest
+        first: the records that counted, for evidence."""
+        n = bisect_right(self._lo, b)
+        return [r for r, (_, hi) in zip(self._records[:n], self._spans[:n], strict=True)
+                if hi >= a][:limit]
 
 
 def is_file(r: LogRecord) -> bool:
@@ -207,6 +225,70 @@ def needs_a_working_target(rule: Invariant) -> Invariant:
         why = never_worked(tl)
         if why is not None:
             return not_judged(tl, rule.__name__, why)
+        return rule(tl, rules)
+    return judged
+
+
+def pressure_lines(tl: Timeline) -> list[str]:
+    """The write pressure on full volumes, for evidence: how much each write probe had
+    accepted on a full disk before the first refusal (the slack), or until the bound."""
+    out = []
+    for probe, f in sorted(dict(tl.facts.get("pressure", {})).items()):
+        n, written = int(f.get("accepted", 0)), int(f.get("bytes", 0))
+        content = f" ({format_size(written)} of fresh content)" if written else ""
+        if f.get("refused") and not n:
+            out.append(f"pressure on {f.get('volume')}: {probe} was refused at its first "
+                       "write on a full disk")
+        elif f.get("refused"):
+            out.append(f"pressure on {f.get('volume')}: {probe} accepted "
+                       f"{plural(n, 'write')}{content} on a full disk before the first "
+                       "refusal")
+        else:
+            out.append(f"pressure on {f.get('volume')}: {probe} accepted "
+                       f"{plural(n, 'write')}{content} on a full disk, every one "
+                       f"acknowledged and read back, until the {f.get('bound') or 'time'} "
+                       f"bound ({format_size(int(f.get('bytes_bound') or 0))} of fresh "
+                       f"content or {float(f.get('seconds_bound', 0)):g}s)")
+    return out
+
+
+def never_ran_out(tl: Timeline) -> tuple[str, str] | None:
+    """(volume, why) when write pressure on a full volume never met a refusal: every write
+    probe that writes on it kept being acknowledged and read back until the bound. The
+    app did not run out (it writes into space it preallocated, or the probe writes too
+    little), so nothing it did while "full" says how it behaves when it does."""
+    flood = tl.facts.get("write_flood")
+    if isinstance(flood, dict):
+        volumes = [str(v) for v in flood.get("volumes", [])]
+        return (", ".join(volumes) or tl.scenario, f"{', '.join(volumes) or 'no volume'} "
+                f"never ran out: {flood.get('why', '')}. Hint: give the write probe a "
+                "bigger body_size, or raise [bounds] pressure_seconds")
+    facts = dict(tl.facts.get("pressure", {}))
+    by_volume: dict[str, list[tuple[str, dict[str, object]]]] = {}
+    for probe, f in sorted(facts.items()):
+        by_volume.setdefault(str(f.get("volume")), []).append((probe, f))
+    for volume, runs in sorted(by_volume.items()):
+        if any(f.get("refused") for _, f in runs):
+            continue
+        fresh = [p for p, f in runs if not f.get("fresh_per_run")]
+        hint = ("give " + ", ".join(fresh) + " a body_size (fresh content per run) so that "
+                "it writes more" if fresh else "make the write probe write more per run (a "
+                "bigger body_size)")
+        why = (f"{volume} never ran out: " + "; ".join(pressure_lines(tl)) + ". Hint: "
+               f"{hint}, or raise [bounds] pressure_bytes / pressure_seconds")
+        return volume, why
+    return None
+
+
+def needs_a_disk_that_ran_out(rule: Invariant) -> Invariant:
+    """A rule about what the app does when its disk runs out, judged only where it did:
+    a volume whose writes were all accepted up to the pressure bound tested nothing."""
+    @functools.wraps(rule)
+    def judged(tl: Timeline, rules: Rules) -> Verdict:
+        untested = never_ran_out(tl)
+        if untested is not None:
+            volume, why = untested
+            return replace(not_judged(tl, rule.__name__, why), untested=volume)
         return rule(tl, rules)
     return judged
 

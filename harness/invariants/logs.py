@@ -21,6 +21,7 @@ from ._evidence import (
     fmt_log,
     fmt_step,
     full_note,
+    needs_a_disk_that_ran_out,
     needs_a_working_target,
     not_judged,
     phase_spans,
@@ -45,14 +46,15 @@ class _Failures:
 
 
 def _failures(tl: Timeline) -> _Failures:
-    """Every failed request, apart from expected 4xx answers, readbacks and steps that
-    could not run (those are listed as skipped)."""
+    """Every failed request, apart from answers the step expects (any status), readbacks
+    and steps that could not run (those are listed as skipped)."""
     out = _Failures([], [], [])
     for p in tl.of(ProbeResult):
         for t, _, s in timed_steps(p):
             out.ran_at.append(t)
-            # a 4xx the probe expected (a "missing page" probe) is an answer, not an error
-            expected = s.passed and s.status is not None and s.status < 500
+            # a status the step expects (a "missing page" probe's 404, an endpoint's
+            # documented 501) is an answer, not an error
+            expected = s.passed and s.status is not None
             if could_not_run(s):
                 out.skipped.append(f"could not run (not judged): {fmt_step(p, s, t)}")
             elif s.failed_request and not s.readback and not expected:
@@ -109,6 +111,35 @@ def _unrecorded(failed: Sequence[tuple[float, ProbeResult, StepResult]],
     return out
 
 
+SHOWN = 5
+"""Failed requests whose counting records are listed in errors_surface's evidence."""
+
+
+def _recorded(failed: Sequence[tuple[float, ProbeResult, StepResult]], sinks: _Sinks,
+              tl: Timeline) -> list[str]:
+    """Evidence of what counted: for the first few failed requests with a record, the
+    record(s) that did; for each full-disk span, the first line that named the cause."""
+    bound = sinks.rules.error_record_seconds
+    out: list[str] = []
+    for t, p, s in failed:
+        if len(out) >= SHOWN:
+            break
+        if s.service_down:
+            continue
+        said = sinks.errors.between(t - EARLY_SLACK, t + s.elapsed + bound)
+        if said:
+            out.append(f"recorded: {fmt_step(p, s, t)} <- "
+                       + " | ".join(fmt_log(r) for r in said))
+    if len(failed) > SHOWN:
+        out.append(f"(records of the first {SHOWN} of {len(failed)} failed requests shown)")
+    for start, end, vol in tl.full_spans():
+        named = sinks.causes.between(start - EARLY_SLACK, end + bound, limit=1)
+        if named:
+            out.append(f"cause named while {vol} was full ({ts(start)}-{ts(end)}): "
+                       f"{fmt_log(named[0])}")
+    return out
+
+
 def _unreported(fakes: Sequence[Write], sinks: _Sinks, disks: DiskIndex) -> list[str]:
     """Evidence for each fake success with no record of its own naming the cause or the
     request: a 503 of some other request in the window does not show the app knew."""
@@ -160,6 +191,7 @@ def _span_checks(tl: Timeline, sinks: _Sinks, failures: _Failures,
 
 
 @needs_a_working_target
+@needs_a_disk_that_ran_out
 def errors_surface(tl: Timeline, rules: Rules) -> Verdict:
     """Every failed request (and every fake success) leaves an error record within the
     bound; while a volume is full, some sink names the cause.
@@ -196,14 +228,16 @@ def errors_surface(tl: Timeline, rules: Rules) -> Verdict:
     if silent_spans:
         problems.append(f"{silent_spans} of {plural(judged_spans, 'full-disk span')} "
                         "had no log line naming the disk as the cause")
+    counted = _recorded(failed, sinks, tl)
     if problems:
         return verdict_of(tl, name, False, "; ".join(problems) + f" ({read})",
-                          unrecorded + unreported + silent + failures.skipped)
+                          unrecorded + unreported + silent + failures.skipped + counted)
     return verdict_of(tl, name, True,
                       f"judged {plural(len(failed), 'failed request')}, "
                       f"{plural(len(fakes), 'fake success', 'fake successes')} and "
                       f"{plural(judged_spans, 'full-disk span')}: every one left an error "
-                      f"record and every span named the cause ({read})", failures.skipped)
+                      f"record and every span named the cause ({read})",
+                      counted + failures.skipped)
 
 
 # --- 9. log_integrity --------------------------------------------------------------------
@@ -383,8 +417,13 @@ def log_integrity(tl: Timeline, rules: Rules) -> Verdict:
     name = "log_integrity"
     sources = {label: rule for label, rule in sorted(rules.file_sources.items())
                if tl.logs(label)}
+    unread = [f"not checked: {label} (declared, but no line of it was read back: the file "
+              "is absent or stayed empty)" for label in sorted(rules.file_sources)
+              if label not in sources]
     if not sources:
-        return not_judged(tl, name, "no declared log file was read back")
+        return not_judged(tl, name, "no declared log file was read back"
+                          + (f" ({', '.join(sorted(rules.file_sources))})"
+                             if rules.file_sources else ""), unread)
     marks = _Marks.of(tl)
     out = _Findings()
     for label, rule in sources.items():
@@ -398,17 +437,23 @@ def log_integrity(tl: Timeline, rules: Rules) -> Verdict:
                 "; it logged none of the steady marks" if not seen & marks.steady
                 else "; no mark was sent while a volume was full")
             out.unchecked.append(f"{label} ({why.lstrip('; ')})")
-    unchecked_note = [f"not checked: {u}" for u in out.unchecked]
+    unchecked_note = [f"not checked: {u}" for u in out.unchecked] + unread
+    judged_note = [f"judged: {label} ("
+                   + ", ".join(w for w, on in (
+                       ("torn lines", bool(rule.line_pattern)),
+                       ("gaps against the marks", label in out.gap_checked)) if on) + ")"
+                   for label, rule in sources.items()
+                   if rule.line_pattern or label in out.gap_checked]
     if out.problems:
         return verdict_of(tl, name, False, "; ".join(out.problems),
-                          out.evidence + unchecked_note)
+                          out.evidence + unchecked_note + judged_note)
     if len(out.unchecked) == len(sources):
         return not_judged(tl, name, "no log file read back could be checked: "
-                          + "; ".join(out.unchecked), out.evidence)
+                          + "; ".join(out.unchecked), out.evidence + unread)
     judged = (f"judged {plural(out.lines_judged, 'line')} for torn records and "
               f"{plural(len(marks.while_full), 'mark')} sent while full against "
               f"{plural(len(out.gap_checked), 'file')}")
     return verdict_of(tl, name, True,
                       f"{judged}: no torn lines and no silent gaps"
                       + (f" ({'; '.join(out.notes)})" if out.notes else ""),
-                      out.evidence + unchecked_note)
+                      out.evidence + unchecked_note + judged_note)

@@ -8,6 +8,7 @@ from typing import Any
 from ..timeline import PhaseMark, ProbeResult, Timeline
 from ._evidence import (
     fmt_step,
+    needs_a_disk_that_ran_out,
     needs_a_working_target,
     not_judged,
     plural,
@@ -25,6 +26,15 @@ def _restarts(tl: Timeline) -> dict[str, Any]:
     raw = tl.facts.get("restarts", {})
     restarts: dict[str, Any] = dict(raw) if isinstance(raw, Mapping) else {}
     return {k: v for k, v in restarts.items() if v}
+
+
+def _service_runs(tl: Timeline) -> list[ProbeResult]:
+    """The runs of the recover phase that say whether the service works: fresh runs and
+    repeated read-only requests (a page rendered while full, asked again). A repeated
+    readback of a write lost while full is no_silent_write_loss's evidence only."""
+    writes = {(p.probe, p.t) for p in tl.of(ProbeResult) if p.write}
+    return [p for p in tl.in_phase(ProbeResult, "recover")
+            if p.reread_of is None or (p.probe, p.reread_of) not in writes]
 
 
 def _judge_probe(probe: str, after: list[ProbeResult], start: float,
@@ -51,8 +61,13 @@ def _judge_probe(probe: str, after: list[ProbeResult], start: float,
 
 
 @needs_a_working_target
+@needs_a_disk_that_ran_out
 def recovery(tl: Timeline, rules: Rules) -> Verdict:
-    """Once space is back, every probe green in steady is green again, in time, no restart."""
+    """Once space is back, every probe green in steady is green again, in time, no restart.
+
+    Judged on fresh runs of the probes and on read-only requests made while full and
+    asked again (a poisoned cache fails here); a repeated readback of a write lost while
+    full is not counted (no_silent_write_loss judges that loss)."""
     name = "recovery"
     marks = [m for m in tl.of(PhaseMark) if m.phase == "recover"]
     if not marks:
@@ -64,7 +79,7 @@ def recovery(tl: Timeline, rules: Rules) -> Verdict:
         return not_judged(tl, name, "no probe was green in the steady phase ("
                           + (f"{', '.join(ran)} failed" if ran else "none ran")
                           + "), so there is nothing to compare recovery against")
-    after = tl.in_phase(ProbeResult, "recover")
+    after = _service_runs(tl)
     evidence: list[str] = []
     found: dict[str, list[str]] = {"broken": [], "slow": []}
     for probe in baseline:

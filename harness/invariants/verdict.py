@@ -18,6 +18,7 @@ class Verdict:
     scenario: str = ""
     volume: str | None = None
     reason: str = ""  # when not judged: which evidence was missing
+    untested: str | None = None  # a volume that never ran out under write pressure
 
     @property
     def status(self) -> str:
@@ -49,5 +50,6 @@ class Verdict:
             "evidence": list(self.evidence),
             "scenario": self.scenario,
             "volume": self.volume,
+            **({"untested": self.untested} if self.untested else {}),
         }
 

@@ -9,10 +9,13 @@ from ._evidence import (
     could_not_run,
     fmt_step,
     full_note,
+    is_loss,
+    needs_a_disk_that_ran_out,
     needs_a_working_target,
     not_judged,
     phase_spans,
     plural,
+    pressure_lines,
     timed_steps,
     ts,
     verdict_of,
@@ -81,7 +84,39 @@ def _refusal_problem(s: StepResult, rules: Rules) -> str | None:
     return "success status with a broken page"
 
 
+OUTCOMES = ("ok", "refused cleanly", "fake success", "cut body", "hang", "other error")
+"""How a request ended, as reports draw it: the rules' own classification, one place."""
+
+
+def request_outcome(flow: ProbeResult, index: int, rules: Rules) -> str:
+    """How one step of a flow ended, in the terms graceful_refusal and
+    no_silent_write_loss judge it (a key of ``OUTCOMES``).
+
+    A write the app acknowledged whose readback later in the flow answered normally
+    without it (``is_loss``: an exec readback must exit 0 to show a loss; any other exit
+    failed loudly) is a fake success; so is a success status with a page that failed its
+    expectations. A fast server error (an exec's own non-zero exit) is a clean refusal.
+    """
+    s = flow.steps[index]
+    if s.timed_out or s.elapsed > rules.request_seconds:
+        return "hang"
+    if s.method != "EXEC" and s.status is not None and not s.body_complete:
+        return "cut body"
+    if s.write and s.acknowledged and any(r.readback and is_loss(r)
+                                          for r in flow.steps[index + 1:]):
+        return "fake success"
+    if s.passed:
+        return "ok"
+    problem = _refusal_problem(s, rules)
+    if problem is None:
+        return "refused cleanly"
+    if problem == "success status with a broken page" and not s.readback:
+        return "fake success"
+    return "other error"
+
+
 @needs_a_working_target
+@needs_a_disk_that_ran_out
 def graceful_refusal(tl: Timeline, rules: Rules) -> Verdict:
     """While a volume is full, requests pass or fail fast with a 5xx, never hang or lie.
 
@@ -115,14 +150,16 @@ def graceful_refusal(tl: Timeline, rules: Rules) -> Verdict:
         why = "no request ran while a volume was full" if tl.full_spans() else \
             "no volume was full (per the disk samples) and no write was lost"
         return not_judged(tl, name, why)
+    slack = pressure_lines(tl)
     if bad:
         what = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
         return verdict_of(tl, name, False,
                         f"{len(bad)} of {plural(judged, 'request')} judged (made while full, "
-                        f"or writes lost) were not refused cleanly: {what}", bad)
+                        f"or writes lost) were not refused cleanly: {what}", slack + bad)
     return verdict_of(tl, name, True,
                     f"judged {plural(judged, 'request')} made while full: all passed or "
-                    f"failed fast with a server error (within {rules.request_seconds:g}s)")
+                    f"failed fast with a server error (within {rules.request_seconds:g}s)",
+                    slack)
 
 
 # --- 4. core_isolation -------------------------------------------------------------------

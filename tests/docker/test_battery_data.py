@@ -44,7 +44,7 @@ def test_exec_only_battery_keeps_app_files_and_reads_writes_back(
     plain = fulldisk_make_stack(target)
     shared = fulldisk_make_stack(target.shared())
     ids = [c.id for c in battery_cases(target)]
-    assert ids[0] == "data" and "session-flood" in ids, ids  # the whole battery, no HTTP
+    assert ids[0] == "data" and "write-flood" in ids, ids  # the whole battery, no HTTP
     outcomes = {c.id: run_case(c, target, lambda sh: shared if sh else plain)
                 for c in battery_cases(target)}
     for case_id, o in outcomes.items():

@@ -39,7 +39,7 @@ def test_collect_only_starts_nothing_and_names_the_battery(
                                       "-p", "no:xdist")
     r.stdout.fnmatch_lines(["fulldisk::sessions::no_silent_write_loss",
                             "fulldisk::downloads::core_isolation",
-                            "fulldisk::session-flood::no_silent_write_loss",
+                            "fulldisk::write-flood::no_silent_write_loss",
                             "fulldisk::incident::login_on_a_full_session_disk_is_refused_not_lost"])
     assert engine.count_labelled(run_id).total == 0
 

@@ -174,7 +174,12 @@ def test_plugin_writes_the_page_with_timelines_from_xdist_workers(
     for name in ("alpha", "beta"):
         assert f'data-scenario="scenario-{name}"' in page
         assert f'id="chart-sc-scenario-{name}"' in page
-    assert page.count('class="verdict fail"') == 2  # no_silent_write_loss of each scenario
+    # no_silent_write_loss failed in both scenarios: one card at the top names both
+    assert page.count('class="verdict fail"') == 1
+    card = page[page.index('class="verdict fail"'):]
+    card = card[:card.index("</article>")]
+    assert "failed in 2 scenarios" in card
+    assert "scenario-alpha" in card and "scenario-beta" in card
     junit = (pytester.path / "out" / "junit.xml").read_text()
     assert "fulldisk.verdict" in junit and "DiskSample" not in junit
 
@@ -224,3 +229,19 @@ def test_a_chart_whose_text_holds_a_script_end_tag_stays_one_script() -> None:
     args = json.loads(f"[{body}]")  # the call's arguments are JSON, the text intact
     assert args[0] == "chart-x" and args[1][0]["hovertext"] == [evil]
     assert args[3] == {"displaylogo": False, "responsive": True}
+
+
+def test_the_chart_draws_with_the_invariants_own_classifier() -> None:
+    """One classifier: the chart's classes are the invariants', so a chart cannot call a
+    request a fake success that the rules count as a loud, unverified failure."""
+    import harness.invariants as inv
+    import harness.report_html as page
+
+    assert page.request_outcome is inv.request_outcome
+    assert tuple(page.OUTCOMES) == inv.OUTCOMES
+    rules = Rules(request_seconds=5.0)
+    write = _step(method="EXEC", status=0, write=True)
+    loud = _step(method="EXEC", status=1, passed=False, readback=True)
+    assert request_outcome(_flow(write, loud), 0, rules) == "ok"  # unverified, not a fake
+    empty = _step(method="EXEC", status=0, passed=False, readback=True)
+    assert request_outcome(_flow(write, empty), 0, rules) == "fake success"

@@ -91,6 +91,47 @@ def test_seed_keeps_absolute_symlinks_but_never_writes_through_one(tmp_path: Pat
     assert not (tmp_path / "escaped").exists()
 
 
+def _dir(name: str, mode: int, uid: int = 0, gid: int = 0) -> tarfile.TarInfo:
+    m = tarfile.TarInfo(name)
+    m.type, m.mode, m.uid, m.gid = tarfile.DIRTYPE, mode, uid, gid
+    return m
+
+
+def test_seed_keeps_the_images_modes_sticky_setgid_and_owner(tmp_path: Path) -> None:
+    """Debian's PHP session folder is 1733 root:root: tarfile's own filter would make it
+    0711 (no sticky bit, no write for others), and PHP could not open a session."""
+    import os
+    import stat
+
+    dest = tmp_path / "vol"
+    dest.mkdir()
+    exe = _file("data/bin/tool")
+    exe.mode = 0o4755
+    hostfs.put_tar(str(dest), _tar(_dir("data", 0o1733), _dir("data/shared", 0o2775, 0, 50),
+                                   _dir("data/own", 0o750, 101, 101), _dir("data/bin", 0o755),
+                                   exe))
+    modes = {p: stat.S_IMODE(os.stat(dest / p).st_mode)
+             for p in ("data", "data/shared", "data/own", "data/bin/tool")}
+    assert modes == {"data": 0o1733, "data/shared": 0o2775, "data/own": 0o750,
+                     "data/bin/tool": 0o4755}, {k: oct(v) for k, v in modes.items()}
+    if os.geteuid() == 0:  # only root may give files away
+        st = os.stat(dest / "data" / "own")
+        assert (st.st_uid, st.st_gid) == (101, 101)
+        assert os.stat(dest / "data" / "shared").st_gid == 50
+
+
+def test_retar_keeps_the_images_top_folder_unless_the_target_sets_it() -> None:
+    from harness import engine
+
+    data = _tar(_dir("sessions", 0o1733), _file("sessions/a"))
+    kept = tarfile.open(fileobj=io.BytesIO(engine.retar(data, "folder"))).getmembers()
+    assert (kept[0].name, kept[0].mode) == ("folder", 0o1733)
+    given = engine.retar(data, "folder", uid=33, gid=33, mode=0o700)
+    top, inner = tarfile.open(fileobj=io.BytesIO(given)).getmembers()
+    assert (top.uid, top.gid, top.mode) == (33, 33, 0o700)
+    assert inner.name == "folder/a" and inner.uid == 0  # below the top: the image's
+
+
 def test_get_tar_of_a_missing_file_is_none_and_of_a_file_its_bytes(tmp_path: Path) -> None:
     assert hostfs.get_tar(str(tmp_path / "nope")) is None
     (tmp_path / "f").write_bytes(b"hello")

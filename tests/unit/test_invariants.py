@@ -274,6 +274,11 @@ def test_hardened_refusal_logged_with_cause() -> None:
     assert v.summary.startswith("judged 1 failed request, 0 fake successes and 1 full-disk "
                                 "span") and "(1 log source read)" in v.summary
     assert ok(no_silent_write_loss(tl, RULES))
+    # the evidence shows which record counted for the request and which line named the cause
+    [rec] = [e for e in v.evidence if e.startswith("recorded: ")]
+    assert "login/login: POST /login -> 503" in rec and "[Errno 28]" in rec, rec
+    [cause] = [e for e in v.evidence if e.startswith("cause named while sessions was full")]
+    assert "t=21.10s" in cause and "No space left on device" in cause, cause
 
 
 def test_log_blackhole_nothing_names_the_cause() -> None:
@@ -365,7 +370,19 @@ def test_full_log_volume_must_name_the_cause_even_without_failures() -> None:
 def test_expected_client_error_needs_no_record() -> None:
     tl = timeline(probe(5.0, "missing", step(404, passed=True)))
     assert na(errors_surface(tl, RULES))
-    tl = timeline(probe(5.0, "missing", step(503, passed=True)))
+    tl = timeline(home(1.0), probe(5.0, "missing", step(503, passed=False)))
+    assert failed(errors_surface(tl, RULES))
+
+
+def test_a_step_that_expects_501_and_gets_it_is_no_failed_request() -> None:
+    # an endpoint documented to answer 501: every probe passed, so nothing can fail here,
+    # even while a volume is full
+    tl = timeline(probe(5.0, "legacy", step(501, passed=True)), *full_between(20, 30),
+                  probe(21.0, "legacy", step(501, passed=True)))
+    v = errors_surface(tl, RULES)
+    assert not failed(v), v.summary
+    # the same answer where the step expected 200 is a failed request that needs a record
+    tl = timeline(home(1.0), probe(5.0, "legacy", step(501, passed=False)))
     assert failed(errors_surface(tl, RULES))
 
 
@@ -905,6 +922,13 @@ def test_log_it_could_not_check_is_not_judged() -> None:
     assert ok(v) and v.summary.startswith("judged 1 line for torn records")
     assert f"not checked: {ACCESS} (no line_pattern; it logged none of the steady marks)" \
         in v.evidence
+    assert f"judged: {APPLOG} (torn lines)" in v.evidence, v.evidence
+    # a declared file never read back is named too, with why
+    err = "file:weblogs/error.log"
+    v = log_integrity(both, Rules(file_sources={**FILES.file_sources,
+                                                err: FileSourceRule("weblogs")}))
+    assert any(e.startswith(f"not checked: {err} (declared, but no line of it was read back")
+               for e in v.evidence), v.evidence
 
 
 def test_log_integrity_not_applicable_without_file_records() -> None:
@@ -1247,3 +1271,40 @@ def test_the_probers_could_not_run_flag_is_read() -> None:
                   probe(21.0, "sql", flagged))
     v = graceful_refusal(tl, RULES)
     assert failed(v) and "could not run (exit 2)" in v.summary
+
+
+@pytest.mark.parametrize("line", [
+    # SQLite through Python's sqlite3 (SQLITE_FULL)
+    "sqlite3.OperationalError: database or disk is full",
+    # MariaDB's client and server log (error 1114, ER_RECORD_FILE_FULL)
+    "ERROR 1114 (HY000) at line 1: The table 'probe' is full",
+    "2026-12-07 22:01:13 5 [ERROR] mariadbd: The table 'probe' is full",
+    # coreutils on a volume with a quota (EDQUOT)
+    "dd: error writing '/data/fill': Disk quota exceeded",
+    # Go's os.PathError (Prometheus, InfluxDB): strerror in lower case
+    'level=error component=tsdb msg="WAL write failed" err="write /prometheus/wal/00000002: '
+    'no space left on device"',
+    "2026/12/07 22:01:13 error writing points: write /var/lib/influxdb/wal/_00001.wal: "
+    "no space left on device",
+])
+def test_default_cause_patterns_know_the_wordings_of_real_software(line: str) -> None:
+    from harness.invariants._evidence import compile_any
+    from harness.target import DEFAULT_CAUSE_PATTERNS
+
+    rx = compile_any(DEFAULT_CAUSE_PATTERNS)
+    assert rx is not None and rx.search(line), line
+    # and errors_surface takes the line as the cause of a full-disk span
+    tl = timeline(home(1.0), *full_between(20, 30), home(21.0, 503, passed=False),
+                  log(21.2, line))
+    assert ok(errors_surface(tl, RULES)), errors_surface(tl, RULES).summary
+
+
+def test_an_ordinary_error_is_not_a_cause() -> None:
+    from harness.invariants._evidence import compile_any
+    from harness.target import DEFAULT_CAUSE_PATTERNS
+
+    rx = compile_any(DEFAULT_CAUSE_PATTERNS)
+    assert rx is not None
+    for line in ("ERROR 1146 (42S02): Table 'db.t' doesn't exist", "the table is ready",
+                 "quota: 12 of 100 used"):
+        assert not rx.search(line), line

@@ -1,5 +1,7 @@
 """Writes made while full are read back again after recovery: damage that persists fails
-no_silent_write_loss (and recovery) with the evidence; a healthy reread passes."""
+no_silent_write_loss with the evidence (not recovery: the service works again); a page
+asked while full and broken when asked again (a poisoned cache) fails recovery; a
+healthy reread passes."""
 
 from __future__ import annotations
 
@@ -42,7 +44,40 @@ def test_damage_that_persists_after_recovery_is_a_silent_loss() -> None:
                for e in v.evidence), v.evidence
     assert "1 of 3 acknowledged writes" in v.summary, v.summary
     r = recovery(timeline(reread_ok=False), Rules())
-    assert not r.passed and "put" in r.summary  # the last run of the probe is the reread
+    # a fresh write and readback after recovery passed: the service works again, and the
+    # old lost write is no_silent_write_loss's alone (judged once, not twice)
+    assert r.passed, (r.summary, r.evidence)
+
+
+def test_a_lost_login_does_not_fail_recovery_but_a_fresh_failure_does() -> None:
+    tl = timeline(reread_ok=False)
+    broken = ProbeResult(4.5, "put", "http", (st(201, write=True),
+                                              st(200, readback=True, passed=False)),
+                         write=True)
+    tl.add(broken)  # the last fresh run fails: the service did not recover
+    r = recovery(tl, Rules())
+    assert not r.passed and "put" in r.summary, r.summary
+
+
+def page(status: int, *, passed: bool, t: float, reread_of: float | None = None
+         ) -> ProbeResult:
+    step = StepResult(name="page", method="GET", target="/d/fd9", status=status,
+                      passed=passed, elapsed=0.01, error=None if passed else "body cut")
+    return ProbeResult(t, "dataset", "http", (step,),
+                       tags=("reread",) if reread_of is not None else (),
+                       reread_of=reread_of)
+
+
+def test_a_page_rendered_while_full_and_broken_afterwards_fails_recovery() -> None:
+    for healthy in (True, False):
+        tl = timeline(reread_ok=True)
+        tl.extend([page(200, passed=True, t=0.6), page(503, passed=False, t=1.6),
+                   page(200, passed=True, t=3.6),
+                   page(200, passed=healthy, t=4.2, reread_of=1.6)])
+        r = recovery(tl, Rules())
+        assert r.passed is healthy, (healthy, r.summary)
+        if not healthy:
+            assert "dataset" in r.summary, r.summary
 
 
 def test_a_healthy_reread_passes() -> None:

@@ -115,3 +115,33 @@ def test_terminal_form_leaves_body_excerpts_to_the_reports() -> None:
     assert "body lacks 'Logged in as alice'" in lost and "; body '" not in lost
     assert "Redirecting" not in out  # the excerpt of the login's answer: in the HTML only
     assert "Redirecting" in "\n".join(_plain(report))  # a CI log keeps whole lines
+
+
+def test_a_verdict_judged_twice_is_counted_once() -> None:
+    """An incident story records the outcome of a battery case again (the same run): the
+    report holds one verdict per (scenario, volume, invariant), and fails on a duplicate."""
+    from harness.report import build
+
+    v = {"invariant": "no_silent_write_loss", "status": "fail", "passed": False,
+         "summary": "lost", "scenario": "battery-sessions", "volume": "sessions"}
+    other = {**v, "invariant": "health_truthful", "status": "pass", "passed": True}
+    report = build("t", [v, other, dict(v), dict(other)])
+    pairs = [(x["scenario"], x["volume"], x["invariant"]) for x in report["verdicts"]]
+    assert len(pairs) == len(set(pairs)) == 2, pairs
+    assert report["counts"] == {"pass": 1, "fail": 1, "not_judged": 0}
+
+
+def test_evidence_bodies_read_as_they_were_and_binary_ones_as_size_and_digest() -> None:
+    from harness.invariants import fmt_step
+    from harness.probes import excerpt_of
+    from harness.timeline import ProbeResult, StepResult
+
+    s = StepResult(name="page", method="GET", target="/", status=200, passed=False,
+                   elapsed=0.1, body_excerpt='{"error": "x"}\n<p>it\'s\tfull</p>\n')
+    line = fmt_step(ProbeResult(1.0, "p", "http", (s,)), s, 1.0)
+    assert line.endswith('; body «{"error": "x"}⏎<p>it\'s full</p>⏎»'), line
+    assert "\\n" not in line and "\\'" not in line
+    png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(200)
+    assert excerpt_of(png, png.decode("utf-8", "replace")).startswith(
+        f"<binary: {len(png)} bytes, sha256 ")
+    assert excerpt_of(b"plain text", "plain text") == "plain text"
