@@ -1171,8 +1171,8 @@ def clean(run: str | None = None, *, stale_only: bool = False, dry_run: bool = F
     others = [x for x in ctrs if x not in leases]
     end = time.monotonic() + deadline
     if not dry_run:
-        for x in others:
-            _gone(partial(x.remove, force=True, v=False), end, _name(x))
+        for x in others:  # with the anonymous volumes of its image's VOLUME paths
+            _gone(partial(x.remove, force=True, v=True), end, _name(x))
         for v in vols:
             hostfs.release(str(v.name))  # this process's tmpfs of it, if any (hostfs)
             _gone(partial(v.remove, force=True), end, str(v.name))

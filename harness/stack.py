@@ -270,8 +270,10 @@ class Stack:
             self._stopped = True
         if self.agent is not None:  # ... and ends its binds first
             self.agent.close()
+        # with the volumes the engine made for the image's VOLUME paths: nobody else uses
+        # them, and they carry no label a later clean could find them by
         holders: dict[str, Callable[[], object]] = {
-            h.name: h.remove for h in self.services.values()}
+            h.name: partial(h.remove, anonymous_volumes=True) for h in self.services.values()}
         if self.agent is not None:
             holders["agent"] = self.agent.remove
         with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
