@@ -122,12 +122,15 @@ def make_body(nonce: str, size: int, *, one_line: bool = False) -> bytes:
     return data[:-1] + b"x" if data and data[-1:] in (b"\n", b" ") else data
 
 
-def excerpt_of(body: bytes, text: str, size: int, sha256: str) -> str:
+def excerpt_of(body: bytes, text: str, size: int | None = None,
+               sha256: str | None = None) -> str:
     """The start of a response body for evidence; a binary body (a NUL byte, or bytes that
-    are not UTF-8) as its size and digest instead of mojibake."""
+    are not UTF-8) as its size and digest instead of mojibake (``size`` and ``sha256`` of
+    the whole body where only its start was kept)."""
     head = body[:EXCERPT]
     if b"\0" in head or text[:EXCERPT].count("\ufffd") > 2:
-        return f"<binary: {size} bytes, sha256 {sha256[:16]}>"
+        digest = sha256 or hashlib.sha256(body).hexdigest()
+        return f"<binary: {len(body) if size is None else size} bytes, sha256 {digest[:16]}>"
     return text[:EXCERPT]
 
 

@@ -49,7 +49,8 @@ DEFAULT_CAUSE_PATTERNS = (
     r"[Dd]isk quota exceeded",  # EDQUOT: a quota, not the disk, ran out
 )
 DEFAULT_ERROR_PATTERNS = (
-    r"\bERROR\b", r"\bCRITICAL\b", r"\bFATAL\b", r"Traceback", r"\[(error|crit|alert|emerg)\]",
+    r"\bERROR\b", r"\bCRITICAL\b", r"\bFATAL\b", r"Traceback",
+    r"\[(?:[\w-]+:)?(?:error|crit|alert|emerg)\]",  # [error]; Apache 2.4: [cache_disk:error]
     r"\bException\b", r'" 5\d\d ',
 )
 SECRET_KEYS = re.compile(r"pass(word|wd)?|secret|token|api[_-]?key|credential", re.I)

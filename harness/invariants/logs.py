@@ -171,14 +171,19 @@ def _span_checks(tl: Timeline, sinks: _Sinks, failures: _Failures,
         lost = [w for w in fakes if start <= w.t <= end]
         named = sinks.causes.any_between(start - EARLY_SLACK, end + bound)
         probed = any_between(failures.ran_at, start, end)
-        if not (fails or lost or named or (vol in rules.log_volumes and probed)):
+        # the app wrote error records while the disk was full: it met the full disk (a
+        # cache that could not store an entry) even where no request of ours failed
+        errored = sinks.errors.between(start, end, limit=1)
+        if not (fails or lost or named or errored or (vol in rules.log_volumes and probed)):
             continue
         judged += 1
         if named:
             continue
         silent += 1
         why = (f"{plural(len(fails), 'request')} failed" if fails
-               else f"{plural(len(lost), 'write')} lost" if lost else "it holds log files")
+               else f"{plural(len(lost), 'write')} lost" if lost
+               else f"the app logged {fmt_log(errored[0])!r}" if errored
+               else "it holds log files")
         evidence.append(f"{ts(start)}-{ts(end)}: {vol} full ({why}) and no sink named the "
                         "cause (" + (" | ".join(rules.cause_patterns) or "no cause patterns")
                         + ")")
@@ -197,7 +202,8 @@ def errors_surface(tl: Timeline, rules: Rules) -> Verdict:
     bound; while a volume is full, some sink names the cause.
 
     A full-disk span is judged when a request failed in it, a write was lost in it, a
-    sink named the cause during it, or it holds declared log files and was probed. A
+    sink wrote an error record or named the cause during it, or it holds declared log
+    files and was probed. A
     fake success needs an error record that names the cause or the request's path, from
     a sink of the service that answered (or one behind it; without such a mapping, as
     in hand-built rules, any sink counts).
@@ -213,7 +219,8 @@ def errors_surface(tl: Timeline, rules: Rules) -> Verdict:
     if not failed and not fakes and not judged_spans:
         spans = tl.full_spans()
         why = (f"{plural(len(spans), 'full-disk span')}, but in none did a request fail, a "
-               "write get lost or a sink name the cause, and none holds a probed log volume"
+               "write get lost or a sink record an error or name the cause, and none holds "
+               "a probed log volume"
                if spans else "no request failed, no write was lost and no volume was full")
         return not_judged(tl, name, f"{why} ({read})", failures.skipped)
     bound = rules.error_record_seconds

@@ -419,6 +419,23 @@ def test_fake_success_needs_an_error_record_from_the_service_that_answered() -> 
     assert "1 of 1 full-disk span had no log line naming the disk" in v.summary
 
 
+def test_app_errors_while_full_judge_the_span_even_without_a_failed_request() -> None:
+    """A cache that cannot store an entry serves every page and logs an error with no cause
+    (Apache's AH00731): the app met the full disk, so the span is judged, and it fails
+    until some sink names the cause; with no error record at all nothing is judged."""
+    store = log(22.0, "[Mon Dec 07 22:01:02 2026] [cache_disk:error] [pid 7] AH00731: "
+                      "Error when writing cache file for URL /page")
+    quiet = timeline(*full_between(20, 30), home(21.0))
+    assert na(errors_surface(quiet, RULES))
+    blind = timeline(*full_between(20, 30), home(21.0), store)
+    v = errors_surface(blind, RULES)
+    assert failed(v) and "1 of 1 full-disk span had no log line naming the disk" in v.summary
+    assert any("AH00731" in e for e in v.evidence)
+    named = timeline(*full_between(20, 30), home(21.0), store,
+                     log(22.1, "[cache_disk:error] (28)No space left on device: AH00731"))
+    assert ok(errors_surface(named, RULES))
+
+
 def test_errors_surface_not_applicable_when_nothing_failed() -> None:
     v = errors_surface(timeline(home(1.0), login(2.0)), RULES)
     assert na(v) and "no request failed" in v.summary
