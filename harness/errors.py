@@ -58,6 +58,15 @@ class DockerUnavailable(InfrastructureError):
     """No Docker engine answers."""
 
 
+class EngineLost(DockerUnavailable):
+    """The Docker engine stopped answering during a run (its socket gone, a call cut)."""
+
+
+class OutputError(InfrastructureError):
+    """One of fulldisk's own outputs (a report, a starter config) could not be written:
+    a full or read-only disk; names the path. Nothing half written is left."""
+
+
 class GuardError(HarnessError):
     """Refused: the harness only fills, drains or resets filesystems it created itself."""
 

@@ -23,6 +23,7 @@ import requests
 import urllib3.exceptions
 from requests.cookies import RequestsCookieJar
 
+from . import signals
 from .backend import Backend
 from .errors import UnknownName
 from .http import loopback as _loopback
@@ -174,6 +175,7 @@ class Prober:
     def run_probe(self, name: str, probe: Probe, values: Mapping[str, str] | None = None,
                   tags: tuple[str, ...] = ()) -> ProbeResult:
         """Run a probe given as an object (e.g. an ad hoc request of a scenario script)."""
+        signals.check()  # a stopped run's lane goes no further
         memo = _Memo({**(values or {}), "nonce": new_nonce()}, probe=probe)
         t = self.tl.now()
         if probe.kind == "exec":
@@ -380,6 +382,7 @@ class Prober:
     # --- disk, health, counters --------------------------------------------------------
     def disk(self, *names: str) -> list[DiskSample]:
         """Measure volumes (all when none named) and record the samples."""
+        signals.check()
         out = []
         for n, u in self.stack.usage(*names).items():
             out.append(DiskSample.of(self.tl.now(), n, u))

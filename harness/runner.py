@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import signals
 from .battery import Case, Outcome, phase_listener
 from .errors import HarnessError
 from .target import Target
@@ -65,20 +66,19 @@ class BatteryRun:
 
 @contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM becomes KeyboardInterrupt while the run lasts, so every stack is torn down
-    (as the pytest plugin does for its sessions)."""
-    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+    """SIGINT, SIGTERM and SIGHUP stop the run and then let its teardown finish
+    (``signals``) while the run lasts, also where no CLI installed that."""
+    if threading.current_thread() is not threading.main_thread() or signals.installed():
         yield
         return
-
-    def _term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt("SIGTERM")
-
-    signal.signal(signal.SIGTERM, _term)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    signals.install()
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for s, h in saved.items():
+            if h is not None:
+                signal.signal(s, h)
 
 
 def run_battery(target: Target, *, done: CaseDone = lambda c, o: None,
@@ -94,6 +94,8 @@ def run_battery(target: Target, *, done: CaseDone = lambda c, o: None,
 
     ensure_images(target)
     result = BatteryRun()
+    if signals.received() is None:
+        signals.reset()  # a run before this one in the process may have been cancelled
     with _sigterm_interrupts():
         # leftovers of runs whose process is gone, removed while this run removes its own
         # stacks (an engine wait): while they start, the engine's listing slowed the
@@ -105,16 +107,35 @@ def run_battery(target: Target, *, done: CaseDone = lambda c, o: None,
         except KeyboardInterrupt as e:
             result.interrupted = str(e) or "SIGINT"
         finally:
-            lanes.close()
-            if stale.ident is None:  # the cases never all ended (an interrupt, an error)
-                stale.start()
-            stale.join(timeout=JOIN_SECONDS)
-            try:  # whatever an interrupt left half made (as the plugin's session end does)
-                engine.clean(run=engine.run_id())
-            except HarnessError:
-                pass
+            # teardown: a further signal only says the cleanup is finishing (signals)
+            with signals.shielded():
+                try:
+                    lanes.close()
+                except Exception as e:  # reported; the backstop below runs
+                    lanes.lane_errors.append(_teardown_error(e))
+                if stale.ident is None:  # the cases never all ended (an interrupt, an error)
+                    stale.start()
+                stale.join(timeout=JOIN_SECONDS)
+                try:  # whatever an interrupt left half made (as the plugin's session end does)
+                    engine.clean(run=engine.run_id())
+                except Exception as e:  # the engine lost: reported once
+                    lanes.lane_errors.append(_teardown_error(e))
+        if result.interrupted is None:
+            result.interrupted = signals.received()  # one that came during the teardown
         lanes.collect(result)
     return result
+
+
+def _teardown_error(e: BaseException) -> str:
+    """One line for what went wrong while the run's stacks were removed."""
+    from .engine import engine_error
+
+    lost = engine_error(e)
+    if lost is not None:
+        return lost.one_line()
+    if isinstance(e, HarnessError):
+        return e.one_line().replace("\n", " | ")
+    return f"teardown: {type(e).__name__}: {e}"
 
 
 def _meanwhile(call: Callable[[list[Outcome]], None], outcomes: list[Outcome]) -> None:
@@ -196,7 +217,8 @@ class _Lanes:
                     if meanwhile:
                         call, meanwhile = meanwhile, None
                         _meanwhile(call, self.outcomes())
-        self.stacks.stop_all(untested=True)
+        with signals.shielded():
+            self.stacks.stop_all(untested=True)
 
     def outcomes(self) -> list[Outcome]:
         """The outcomes so far, in the cases' order."""
@@ -210,6 +232,7 @@ class _Lanes:
         from .stack import release_holds
 
         self.cancelled.set()
+        signals.cancel()  # lanes still working stop at their next step
         if any(t.is_alive() for t in self.threads):
             release_holds()
         self.stacks.stop_all()
@@ -255,6 +278,10 @@ class _Lanes:
                         return
                     if not self._case(i):
                         self.broken.set()
+                        # the run's outcome is this error: the other lanes stop before
+                        # they fill anything (their verdicts would judge nothing)
+                        self.cancelled.set()
+                        signals.cancel()
                         return
             finally:
                 self.events.put("cases")
@@ -281,7 +308,11 @@ class _Lanes:
         except HarnessError as e:
             error, code = e.one_line().replace("\n", " | "), e.exit_code
         except Exception as e:  # a harness bug: reported like pytest reports a broken test
-            error, code = f"fulldisk::{case.id} (call): {type(e).__name__}: {e}", 3
+            from .engine import engine_error
+
+            lost = engine_error(e)
+            error, code = ((lost.one_line(), lost.exit_code) if lost is not None else
+                           (f"fulldisk::{case.id} (call): {type(e).__name__}: {e}", 3))
         with self.lock:
             if self.cancelled.is_set():
                 return False  # what an interrupt broke is not a result
