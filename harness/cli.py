@@ -735,6 +735,8 @@ def main(argv: list[str] | None = None) -> None:
                     engine.release_lease(unless_left=True)
                 except Exception:  # an engine gone: the lease expires
                     pass
+        if signals.received():  # interrupted and clean: later signals end nothing early
+            signals.ignore_further()
 
 
 def entry() -> NoReturn:

@@ -1,10 +1,11 @@
 """Stops from outside (Ctrl-C, SIGTERM, a closed terminal's SIGHUP) and the cleanup after.
 
-The first signal stops the run at once (KeyboardInterrupt in the main thread, and every
-lane's next step raises ``Cancelled``); from then on the run only cleans up, and a second
-or third signal only makes it say so: a cleanup cut short would leave containers and
-mounts behind. A signal that arrives while teardown is already under way (``shielded``)
-is remembered, so the run still ends as interrupted (exit 130) once it is clean.
+The first signal stops the run at once (KeyboardInterrupt in the main thread; the straight
+runner then cancels its lanes, whose next step raises ``Cancelled``); from then on the run
+only cleans up, and a second or third signal only makes it say so: a cleanup cut short
+would leave containers and mounts behind. A signal that arrives while teardown is already
+under way (``shielded``) is remembered, so the run still ends as interrupted (exit 130)
+once it is clean.
 """
 
 from __future__ import annotations
@@ -77,8 +78,7 @@ def _handler(signum: int, frame: FrameType | None) -> None:
         stop = first and not _tearing_down.is_set() and _shield_depth == 0
         if stop:
             _tearing_down.set()
-    if stop:
-        _cancelled.set()
+    if stop:  # the code that catches it cancels its lanes (``cancel``)
         raise KeyboardInterrupt(name)
     _say(f"fulldisk: {name}: finishing the cleanup first, so that nothing is left behind "
          "(it ends by itself; a SIGKILL would leave it to `fulldisk clean --stale`)\n")
@@ -102,6 +102,15 @@ def install() -> None:
 def installed() -> bool:
     """Whether this module's handler serves SIGINT or SIGTERM."""
     return _handler in (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+
+
+def ignore_further() -> None:
+    """The process is ending after an interrupt and its cleanup is done: later signals
+    are ignored (the interpreter's own exit would otherwise die of them, exit -2)."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in _NAMES:
+            if signal.getsignal(sig) is _handler:
+                signal.signal(sig, signal.SIG_IGN)
 
 
 @contextmanager
