@@ -142,6 +142,8 @@ class _Lease:
             if not (e.status_code == 304 or "already" in str(e)):  # 304: running already
                 self.failed = _short(e)
                 return
+        except Exception:  # the engine gone: the run's next call says so; a lease never
+            return         # started expires on its creation time (``_lease_age``)
         while not stop.wait(self.interval):
             try:
                 c.exec_run(["touch", LEASE_FILE], user="65534:65534")
