@@ -37,6 +37,7 @@ CaseDone = Callable[[Case, Outcome | None], None]
 """Called after each case with its outcome (None: the case broke without verdicts); from
 the thread of the case's lane, one call at a time."""
 STACKS_AT_ONCE = 5  # lanes running at once: a plain, a shared and three fresh stacks
+PREFLIGHT_WAIT = 300.0  # how long a fresh lane waits for the pre-flight of a long-lived stack
 JOIN_SECONDS = 10.0  # after an interrupt: how long lanes may take to notice (next phase);
                     # then the run's label removes what is left, daemon lanes end with it
 
@@ -167,7 +168,10 @@ class _Lanes:
         self.target = target
         self.cases = cases
         self.done = done
-        self.stacks = _Stacks(target)
+        # set once a long-lived stack passed its pre-flight (or none will run one): fresh
+        # lanes, which have none of their own, fill nothing before that
+        self.checked = threading.Event()
+        self.stacks = _Stacks(target, self.checked)
         self.results: dict[int, tuple[Outcome | None, str, int, float]] = {}
         self.lock = threading.Lock()
         self.broken = threading.Event()  # a case broke: no further case starts
@@ -178,11 +182,14 @@ class _Lanes:
         self.lane_errors: list[str] = []
 
     def lanes(self) -> list[list[int]]:
-        """Case indexes per lane, lanes in the order of their first case."""
+        """Case indexes per lane: the long-lived stacks' lanes, then the fresh ones, each
+        in the order of its first case."""
         plain = [i for i, c in enumerate(self.cases) if not c.fresh and not c.shared]
         shared = [i for i, c in enumerate(self.cases) if not c.fresh and c.shared]
         fresh = [[i] for i, c in enumerate(self.cases) if c.fresh]
-        return sorted((lane for lane in (plain, shared, *fresh) if lane), key=lambda lane: lane[0])
+        # the long-lived stacks' lanes first: their pre-flight lets the fresh lanes fill
+        return sorted((lane for lane in (plain, shared, *fresh) if lane),
+                      key=lambda lane: (self.cases[lane[0]].fresh, lane[0]))
 
     def run(self, at_once: int,
             meanwhile: Callable[[list[Outcome]], None] | None = None, *,
@@ -192,8 +199,10 @@ class _Lanes:
         outside the volumes). ``meanwhile``: see ``run_battery``; ``ending`` is called
         once, first, at the same moment."""
         pending = deque(self.lanes())
+        if all(c.fresh for c in self.cases):
+            self.checked.set()
         active = busy = 0  # lanes not ended; lanes whose cases still run
-        with phase_listener(self._on_phase):
+        with phase_listener(self._on_phase, first=True):
             while pending or active:
                 while pending and active < max(1, at_once) and not self.broken.is_set():
                     lane = pending.popleft()
@@ -267,6 +276,11 @@ class _Lanes:
             result.error_exit = 3
 
     def _on_phase(self, scenario: str, phase: str) -> None:
+        if phase != "steady":  # a fresh lane fills only once the pre-flight has passed
+            end = time.monotonic() + PREFLIGHT_WAIT
+            while not self.checked.is_set() and not self.cancelled.is_set() \
+                    and time.monotonic() < end:
+                self.checked.wait(0.05)  # also woken by a cancel within 50 ms
         if self.cancelled.is_set():
             raise _Cancelled(f"interrupted before phase {phase!r} of {scenario}")
 
@@ -329,8 +343,9 @@ class _Stacks:
     is cumulative and slow). Each is used by one lane only; removal may come from the
     main thread (an interrupt), hence the lock."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, checked: threading.Event) -> None:
         self.target = target
+        self.checked = checked  # set once a stack's pre-flight passed
         self.running: dict[bool, Stack] = {}
         self.failed: dict[bool, HarnessError] = {}
         self.untested: dict[str, set[str]] = {}  # service -> folders
@@ -354,6 +369,7 @@ class _Stacks:
 
                 s.__enter__()
                 preflight(s)  # every probe passes on the empty disks, or nothing is filled
+                self.checked.set()
             except HarnessError as e:
                 self.failed[shared] = e
                 raise

@@ -174,6 +174,7 @@ class Case:
     unchanged: tuple[str, ...] = ()  # files of the case that must be left as they were
     absent: tuple[str, ...] = ()  # files that must not exist afterwards
     tmpfs: str | None = None  # a folder of the case mounted as a 64 KiB tmpfs (root only)
+    never: str = ""  # words that must not be in the output (what must not have happened)
 
 
 def _datahub_image() -> str:
@@ -347,6 +348,10 @@ def lifecycle_cases() -> list[Case]:
              "cannot write /dev/full", docker=True),
         Case("output", "--report-dir on a 64 KiB disk", [*run, "--report-dir", "tiny"], 3,
              "No space left on device", small, docker=True, tmpfs="tiny"),
+        Case("fault", "pre-flight fails: the other lane fills nothing", run, 2, "pre-flight",
+             {"fulldisk.toml": _base_target(probe='kind = "exec"\nwrite = true\n'
+                                            'command = ["sh", "-c", "exit 4"]')},
+             docker=True, never="session-flood: fill"),
         Case("interrupt", "SIGHUP during act (terminal closed)", run, 130, "INTERRUPTED",
              small, docker=True, signal_at="act", signal=signal.SIGHUP),
         Case("interrupt", "Ctrl-C twice during act", run, 130, "INTERRUPTED", small,
@@ -468,6 +473,8 @@ def problems(case: Case, r: Result, left: int = 0) -> list[str]:
     """What is wrong with a result (empty when the case behaved as documented)."""
     bad = [f"{left} resources left behind"] if left else []
     bad += r.files
+    if case.never and case.never in r.output:
+        bad.append(f"the output has {case.never!r}")
     if case.args[0] in ("run", "gate") and case.report:
         want = {0: "passed", 1: "failed", 130: "interrupted"}.get(r.code, "error")
         if r.report is None:
