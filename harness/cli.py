@@ -173,6 +173,7 @@ def _battery(target_path: str | None, report_dir: str, junit: str | None,
 
     engine.require()  # Docker down is exit 3 before anything starts
     report_file = out / "report.json"
+    html_part = out / f".html-{os.getpid()}.html"  # for --html -: pytest's stdout is a log
     # The scenarios folder holds no battery file of its own: --fulldisk-battery adds the
     # fulldisk::... collector, and the folder keeps the run away from the cwd's own tests.
     # Plugins the battery never uses stay off: hypothesis's alone costs seconds of CPU per
@@ -181,7 +182,8 @@ def _battery(target_path: str | None, report_dir: str, junit: str | None,
             "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:fakefs", "--no-header",
             "-o", "console_output_style=classic", "--fulldisk-require-docker",
             "--tb=short", "--fulldisk-report", str(out), "--rootdir", _scenarios_dir(),
-            "--fulldisk-html", str(html.resolve())]
+            "--fulldisk-html",
+            str(html_part.resolve() if str(html) == "-" else html.resolve())]
     if target_path:
         args += ["--fulldisk-target", str(Path(target_path).resolve())]
     junit_part = out / f".junit-{os.getpid()}.xml"  # copied to --junit whole (report.output)
@@ -196,14 +198,15 @@ def _battery(target_path: str | None, report_dir: str, junit: str | None,
     with (RunProgress(terminal_console(), target.name) as progress,
           open(log, "w", encoding="utf-8") as stream, contextlib.redirect_stdout(stream)):
         code = int(pytest.main(args, plugins=[progress]))
-    if junit and junit_part.exists():
-        from .report import output
+    from .report import output
 
-        try:
-            with output(junit) as f:
-                f.write(junit_part.read_bytes())
-        finally:
-            junit_part.unlink(missing_ok=True)
+    for part, dest in ((junit_part, junit), (html_part, str(html))):
+        if part.exists():
+            try:
+                with output(dest or "-") as f:
+                    f.write(part.read_bytes())
+            finally:
+                part.unlink(missing_ok=True)
     report: dict[str, Any] = (json.loads(report_file.read_text()) if report_file.exists()
                               else {"target": target.name, "status": "error", "passed": False,
                                     "verdicts": [], "errors": []})
@@ -318,7 +321,8 @@ def _finish(report: dict[str, Any], rc: int, json_path: str | None,
         err_console.print(f"fulldisk: error: {errors[0]}{more}", markup=False,
                           highlight=False, soft_wrap=True)
         return
-    summary(report, err_console if json_path == "-" else console, files=files)
+    to_stdout = "-" in (json_path, str(files.get("html")))  # a report is on stdout
+    summary(report, err_console if to_stdout else console, files=files)
 
 
 def settle(report: dict[str, Any], rc: int) -> dict[str, Any]:
@@ -457,7 +461,7 @@ def gate(target_path: str | None, junit: str, json_path: str | None, report_dir:
               target_path, report_dir, json_path)
     _finish(report, rc, json_path, {"html": html, "json": json_path or report_file,
                                     "junit": junit})
-    out = err_console if json_path == "-" else console
+    out = err_console if "-" in (json_path, html_path) else console
     for line in unjudged:
         out.print(f"[yellow]not judged (--strict):[/] {line}", markup=True)
     out.print(f"gate: {'PASS' if rc == 0 else 'FAIL'} (exit {rc})")
