@@ -396,3 +396,24 @@ def test_ctrl_c_stops_every_lane_at_once(tmp_path: Path) -> None:
             t_signal - t_start + 0.1]
     assert not late, late
     assert labelled(run_id).total == 0, labelled(run_id)
+
+
+def test_a_run_warns_when_another_live_run_writes_its_report_folder(tmp_path: Path) -> None:
+    """Two runs at once with one report folder replace each other's report.json: the
+    second says so; a run after both have ended does not."""
+    first, _, phases = start_small(tmp_path, "act")
+    wait_for_phase(first, phases, "act")
+    warning = "another fulldisk run writes its reports to"
+    second = subprocess.run([*FULLDISK, "run", "-t", "fulldisk.toml", "--report-dir",
+                             "reports"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert warning in second.stderr, second.stderr
+    (tmp_path / "phases.release").touch()
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, (out + err).decode()[-3000:]
+    assert warning not in err.decode()
+    third = subprocess.run([*FULLDISK, "run", "-t", "fulldisk.toml", "--report-dir",
+                            "reports"], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=300)
+    assert third.returncode == 0 and warning not in third.stderr, third.stderr
