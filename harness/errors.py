@@ -1,9 +1,7 @@
-"""Error types: every message says what was observed and, after ``Hint:``, how to fix it;
-and how a stop from outside (SIGTERM) surfaces: as Ctrl-C does."""
+"""Error types: every message says what was observed and, after ``Hint:``, how to fix it
+(how a stop from outside surfaces: ``harness.signals``)."""
 
 from __future__ import annotations
-
-import signal
 
 
 class HarnessError(Exception):
@@ -72,9 +70,3 @@ class GuardError(HarnessError):
 
     exit_code = 2
 
-
-def stop_on_sigterm(signum: int, frame: object) -> None:
-    """SIGTERM stops the run at once (as Ctrl-C does); a second one during the cleanup
-    that follows is ignored, so the cleanup is not cut short."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt("SIGTERM")
