@@ -38,6 +38,7 @@ CaseDone = Callable[[Case, Outcome | None], None]
 the thread of the case's lane, one call at a time."""
 STACKS_AT_ONCE = 5  # lanes running at once: a plain, a shared and three fresh stacks
 PREFLIGHT_WAIT = 300.0  # how long a fresh lane waits for the pre-flight of a long-lived stack
+STOP_SECONDS = 1.0  # after an interrupt: how long the lanes get to stop working (a step)
 JOIN_SECONDS = 10.0  # after an interrupt: how long lanes may take to notice (next phase);
                     # then the run's label removes what is left, daemon lanes end with it
 
@@ -114,9 +115,12 @@ def run_battery(target: Target, *, done: CaseDone = lambda c, o: None,
                     lanes.close()
                 except Exception as e:  # reported; the backstop below runs
                     lanes.lane_errors.append(_teardown_error(e))
-                if stale.ident is None:  # the cases never all ended (an interrupt, an error)
-                    stale.start()
-                stale.join(timeout=JOIN_SECONDS)
+                # others' leftovers: not what an interrupted run waits for (it ends now;
+                # a clean cut short leaves a stale run stale, its lease goes last)
+                if stale.ident is None and result.interrupted is None:
+                    stale.start()  # the cases never all ended (an error)
+                if stale.ident is not None:
+                    stale.join(timeout=0.0 if result.interrupted else JOIN_SECONDS)
                 try:  # whatever an interrupt left half made (as the plugin's session end does)
                     engine.clean(run=engine.run_id())
                 except Exception as e:  # the engine lost: reported once
@@ -179,6 +183,7 @@ class _Lanes:
         self.events: queue.Queue[str] = queue.Queue()  # "cases" (a lane's cases ended),
                                                        # "ended" (and its stack is gone)
         self.threads: list[threading.Thread] = []
+        self.idle: set[int] = set()  # lanes (thread idents) whose cases are over
         self.lane_errors: list[str] = []
 
     def lanes(self) -> list[list[int]]:
@@ -238,17 +243,29 @@ class _Lanes:
         """Stop every lane and remove every stack, also after an interrupt: the long-lived
         stacks at once (lanes still using them fail at their next step), then wait (at
         most JOIN_SECONDS) for the lanes, which remove their fresh stacks as they end."""
-        from .stack import release_holds
+        from .stack import announce, release_holds
 
         self.cancelled.set()
         signals.cancel()  # lanes still working stop at their next step
         if any(t.is_alive() for t in self.threads):
             release_holds()
+        # each lane stops within a step (a request, a fill): waited for, briefly, so that
+        # the stacks it uses are not removed under it while it still works
+        end = time.monotonic() + STOP_SECONDS
+        while time.monotonic() < end and not self._all_stopped():
+            time.sleep(0.01)  # polling the lanes' state with a deadline
+        if self._all_stopped():
+            announce("lanes-stopped")  # test hook: when every lane had stopped working
         self.stacks.stop_all()
         end = time.monotonic() + JOIN_SECONDS
         for t in self.threads:
             t.join(timeout=max(0.0, end - time.monotonic()))
         self.stacks.stop_all()  # one a lane started while the others were being removed
+
+    def _all_stopped(self) -> bool:
+        with self.lock:
+            return all(not t.is_alive() or t.ident in self.idle or signals.stopped(t)
+                       for t in self.threads)
 
     def collect(self, result: BatteryRun) -> None:
         """Outcomes and verdicts in the cases' order; the first broken case's error (a
@@ -282,6 +299,7 @@ class _Lanes:
                     and time.monotonic() < end:
                 self.checked.wait(0.05)  # also woken by a cancel within 50 ms
         if self.cancelled.is_set():
+            signals.stopped_here()
             raise _Cancelled(f"interrupted before phase {phase!r} of {scenario}")
 
     def _lane(self, lane: list[int]) -> None:
@@ -298,6 +316,8 @@ class _Lanes:
                         signals.cancel()
                         return
             finally:
+                with self.lock:
+                    self.idle.add(threading.get_ident())  # its cases are over
                 self.events.put("cases")
             last = self.cases[lane[-1]]
             if not last.fresh:  # its stack has no later case
@@ -343,9 +363,9 @@ class _Stacks:
     is cumulative and slow). Each is used by one lane only; removal may come from the
     main thread (an interrupt), hence the lock."""
 
-    def __init__(self, target: Target, checked: threading.Event) -> None:
+    def __init__(self, target: Target, checked: threading.Event | None = None) -> None:
         self.target = target
-        self.checked = checked  # set once a stack's pre-flight passed
+        self.checked = checked or threading.Event()  # set once a stack's pre-flight passed
         self.running: dict[bool, Stack] = {}
         self.failed: dict[bool, HarnessError] = {}
         self.untested: dict[str, set[str]] = {}  # service -> folders

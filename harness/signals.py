@@ -23,6 +23,7 @@ _received: list[str] = []  # the signals seen, first first
 _tearing_down = threading.Event()  # from the first signal (or a shielded teardown) on
 _shield_depth = 0
 _cancelled = threading.Event()
+_stopped: set[int] = set()  # threads that stopped their work on a cancel (idents)
 
 
 class Cancelled(Exception):
@@ -44,7 +45,20 @@ def check() -> None:
     """Raise ``Cancelled`` when the run was stopped: called before each step of a load or
     probe, so that a lane stops within one step rather than at its next phase."""
     if _cancelled.is_set():
+        stopped_here()
         raise Cancelled("the run was stopped")
+
+
+def stopped_here() -> None:
+    """Note that this thread stopped its work on the cancel (it may still be cleaning up)."""
+    with _lock:
+        _stopped.add(threading.get_ident())
+
+
+def stopped(thread: threading.Thread) -> bool:
+    """Whether a thread stopped its work on the cancel."""
+    with _lock:
+        return thread.ident in _stopped
 
 
 def reset() -> None:
@@ -54,6 +68,7 @@ def reset() -> None:
         _cancelled.clear()
         _tearing_down.clear()
         _received.clear()
+        _stopped.clear()
         _shield_depth = 0
 
 
