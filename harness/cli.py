@@ -137,7 +137,8 @@ def check_select(select: str | None) -> None:
                          "-k 'www and not logs'; `fulldisk list` shows the names") from None
 
 
-_CLAIMS: list[int] = []  # report folders this process writes (their locks, held until exit)
+_CLAIMS: dict[Path, int] = {}  # report folders this process writes: their locks, held
+                               # until it exits (a lock is per open file, so one each)
 
 
 def claim_report_dir(out: Path) -> None:
@@ -145,6 +146,8 @@ def claim_report_dir(out: Path) -> None:
     replace each other's report.json (the lock ends with the process that holds it)."""
     import fcntl
 
+    if out.resolve() in _CLAIMS:  # this process's own earlier run (an in-process caller)
+        return
     try:
         fd = os.open(out / ".fulldisk-run.lock", os.O_RDWR | os.O_CREAT, 0o644)
     except OSError:
@@ -156,7 +159,7 @@ def claim_report_dir(out: Path) -> None:
                           f"{out} too: each replaces the other's report.json; give each run "
                           "its own --report-dir", markup=False, highlight=False,
                           soft_wrap=True)
-    _CLAIMS.append(fd)
+    _CLAIMS[out.resolve()] = fd
 
 
 def _battery(target_path: str | None, report_dir: str, junit: str | None,
@@ -172,6 +175,7 @@ def _battery(target_path: str | None, report_dir: str, junit: str | None,
     from .progress import RunProgress, terminal_console
 
     engine.require()  # Docker down is exit 3 before anything starts
+    claim_report_dir(out)  # a run starts: another live one writing here is worth a word
     report_file = out / "report.json"
     html_part = out / f".html-{os.getpid()}.html"  # for --html -: pytest's stdout is a log
     # The scenarios folder holds no battery file of its own: --fulldisk-battery adds the
@@ -239,7 +243,6 @@ def _outputs(target_path: str | None, report_dir: str, junit: str | None,
     if len({Path(p).resolve() for p in named}) < len(named):
         raise UsageError("--html, --json and --junit name the same file",
                          "give each report its own path")
-    claim_report_dir(out)
     (out / "report.json").unlink(missing_ok=True)  # an earlier run's is never read as this one's
     return target, out, html
 
@@ -252,6 +255,7 @@ def _straight(target_path: str | None, report_dir: str, json_path: str | None,
 
     target, out, html = _outputs(target_path, report_dir, None, json_path, html_path)
     engine.require()  # Docker down is exit 3 before anything starts
+    claim_report_dir(out)  # a run starts: another live one writing here is worth a word
     from .progress import RunProgress, terminal_console
     from .report import build
     from .runner import run_battery

@@ -127,6 +127,7 @@ def run_battery(target: Target, *, done: CaseDone = lambda c, o: None,
                     lanes.lane_errors.append(_teardown_error(e))
         if result.interrupted is None:
             result.interrupted = signals.received()  # one that came during the teardown
+        signals.end_run()
         lanes.collect(result)
     return result
 

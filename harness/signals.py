@@ -41,6 +41,14 @@ def cancelled() -> bool:
     return _cancelled.is_set()
 
 
+def end_run() -> None:
+    """The run that cancelled its lanes is over (they are joined or gone): a later run
+    in this process starts uncancelled (a signal received stays received)."""
+    with _lock:
+        _cancelled.clear()
+        _stopped.clear()
+
+
 def check() -> None:
     """Raise ``Cancelled`` when the run was stopped: called before each step of a load or
     probe, so that a lane stops within one step rather than at its next phase."""
