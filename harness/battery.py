@@ -238,10 +238,11 @@ class Run:
 
 
 @contextmanager
-def phase_listener(listener: PhaseListener) -> Iterator[None]:
+def phase_listener(listener: PhaseListener, *, first: bool = False) -> Iterator[None]:
     """Call ``listener(scenario, phase)`` as each phase of any scenario starts, while the
-    block runs (in this process; xdist workers run their own)."""
-    _LISTENERS.append(listener)
+    block runs (in this process; xdist workers run their own); ``first``: before the
+    listeners already there (one that may hold or stop the phase)."""
+    _LISTENERS.insert(0 if first else len(_LISTENERS), listener)
     try:
         yield
     finally:

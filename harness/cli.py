@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -68,10 +68,20 @@ def output_dir(path: str, what: str) -> Path:
     return p
 
 
-def output_file(path: str, what: str, *, created: Path | None = None) -> Path:
+def output_file(path: str, what: str, *, created: Path | None = None,
+                config: str | None = None) -> Path:
     """A file the run will write: not a folder, in an existing (or the report) folder,
-    writable. Checked before the run starts; nothing is left behind by the check."""
+    writable, and never the target ``config`` nor a file fulldisk did not write (``-``:
+    stdout). Checked before the run starts; nothing is left behind by the check."""
     p = Path(path)
+    if path == "-":
+        return p
+    if config and p.exists() and p.resolve() == Path(config).resolve():
+        raise UsageError(f"{what} {path!r} is the target config: writing there would replace it",
+                         "give another path, e.g. reports/report.json")
+    if p.is_file() and p.stat().st_size and not _ours(p):
+        raise UsageError(f"{what} {path!r} exists and is not a report fulldisk wrote, so it "
+                         "is not replaced", "give a new path, or remove the file first")
     if p.is_dir() or path.endswith(("/", os.sep)):
         raise UsageError(f"{what} {path!r} is a folder, not a file",
                          f"give a file path such as {path.rstrip('/') or '.'}/report.json")
@@ -91,11 +101,67 @@ def output_file(path: str, what: str, *, created: Path | None = None) -> Path:
     return p
 
 
+def _ours(p: Path) -> bool:
+    """Whether an existing file looks like one fulldisk writes (a JSON report, an HTML
+    report, a JUnit file), so that writing it again replaces nothing of the user's."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(65536)
+    except OSError:
+        return False
+    text = head.decode("utf-8", errors="replace").lstrip()
+    if text.startswith("{"):
+        return '"passed"' in text or '"status"' in text
+    if text.startswith("<!DOCTYPE html>"):
+        return "fulldisk" in text
+    return text.startswith("<?xml") and "<testsuite" in text
+
+
+def check_select(select: str | None) -> None:
+    """A -k expression pytest can parse (before anything starts): else a usage error."""
+    if not select:
+        return
+    from _pytest.mark.expression import Expression
+
+    try:
+        Expression.compile(select)
+    except Exception as e:  # pytest's ParseError, or UsageError in later versions
+        raise UsageError(f"-k {select!r} is not a valid expression ({e})",
+                         "join scenario names with and, or, not and parentheses, e.g. "
+                         "-k 'www and not logs'; `fulldisk list` shows the names") from None
+
+
+_CLAIMS: dict[Path, int] = {}  # report folders this process writes: their locks, held
+                               # until it exits (a lock is per open file, so one each)
+
+
+def claim_report_dir(out: Path) -> None:
+    """Say so when another live run writes reports to the same folder: the two would
+    replace each other's report.json (the lock ends with the process that holds it)."""
+    import fcntl
+
+    if out.resolve() in _CLAIMS:  # this process's own earlier run (an in-process caller)
+        return
+    try:
+        fd = os.open(out / ".fulldisk-run.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        err_console.print(f"fulldisk: warning: another fulldisk run writes its reports to "
+                          f"{out} too: each replaces the other's report.json; give each run "
+                          "its own --report-dir", markup=False, highlight=False,
+                          soft_wrap=True)
+    _CLAIMS[out.resolve()] = fd
+
+
 def _battery(target_path: str | None, report_dir: str, junit: str | None,
              json_path: str | None, select: str | None, workers: int,
              html_path: str | None) -> tuple[int, dict[str, Any], Path, Path]:
     import contextlib
 
+    check_select(select)
     target, out, html = _outputs(target_path, report_dir, junit, json_path, html_path)
     import pytest
 
@@ -103,8 +169,9 @@ def _battery(target_path: str | None, report_dir: str, junit: str | None,
     from .progress import RunProgress, terminal_console
 
     engine.require()  # Docker down is exit 3 before anything starts
+    claim_report_dir(out)  # a run starts: another live one writing here is worth a word
     report_file = out / "report.json"
-    report_file.unlink(missing_ok=True)  # never read an earlier run's report as this one's
+    html_part = out / f".html-{os.getpid()}.html"  # for --html -: pytest's stdout is a log
     # An empty temporary folder is the session's root: --fulldisk-battery adds the
     # fulldisk::... collector, and the folder keeps the run away from the cwd's own tests
     # and conftest files.
@@ -116,11 +183,13 @@ def _battery(target_path: str | None, report_dir: str, junit: str | None,
             "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:fakefs", "--no-header",
             "-o", "console_output_style=classic", "--fulldisk-require-docker",
             "--tb=short", "--fulldisk-report", str(out), "--rootdir", root,
-            "--fulldisk-html", str(html.resolve())]
+            "--fulldisk-html",
+            str(html_part.resolve() if str(html) == "-" else html.resolve())]
     if target_path:
         args += ["--fulldisk-target", str(Path(target_path).resolve())]
+    junit_part = out / f".junit-{os.getpid()}.xml"  # copied to --junit whole (report.output)
     if junit:
-        args += ["--junitxml", str(Path(junit).resolve())]
+        args += ["--junitxml", str(junit_part.resolve())]
     if select:
         args += ["-k", select]
     if workers > 1:
@@ -130,10 +199,19 @@ def _battery(target_path: str | None, report_dir: str, junit: str | None,
     with (root_dir, RunProgress(terminal_console(), target.name) as progress,
           open(log, "w", encoding="utf-8") as stream, contextlib.redirect_stdout(stream)):
         code = int(pytest.main(args, plugins=[progress]))
+    from .report import output
+
+    for part, dest in ((junit_part, junit), (html_part, str(html))):
+        if part.exists():
+            try:
+                with output(dest or "-") as f:
+                    f.write(part.read_bytes())
+            finally:
+                part.unlink(missing_ok=True)
     report: dict[str, Any] = (json.loads(report_file.read_text()) if report_file.exists()
                               else {"target": target.name, "status": "error", "passed": False,
                                     "verdicts": [], "errors": []})
-    if code not in (0, 1) and not report.get("errors") and not report.get("interrupted"):
+    if code not in (0, 1, 5) and not report.get("errors") and not report.get("interrupted"):
         # nothing explained the failure: show pytest's own last words, once
         tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
         err_console.print("\n".join(tail), markup=False, highlight=False)
@@ -152,11 +230,17 @@ def _outputs(target_path: str | None, report_dir: str, junit: str | None,
     """Load the target and check every output path before anything starts."""
     target = _target(target_path)  # config and output errors come before heavy imports
     out = output_dir(report_dir, "--report-dir")
-    html = output_file(html_path, "--html") if html_path else out / "report.html"
+    html = output_file(html_path, "--html", config=target.path) if html_path \
+        else out / "report.html"
     if junit:
-        output_file(junit, "--junit", created=out)
+        output_file(junit, "--junit", created=out, config=target.path)
     if json_path:
-        output_file(json_path, "--json", created=out)
+        output_file(json_path, "--json", created=out, config=target.path)
+    named = [p for p in (html_path, junit, json_path) if p and p != "-"]
+    if len({Path(p).resolve() for p in named}) < len(named):
+        raise UsageError("--html, --json and --junit name the same file",
+                         "give each report its own path")
+    (out / "report.json").unlink(missing_ok=True)  # an earlier run's is never read as this one's
     return target, out, html
 
 
@@ -168,8 +252,9 @@ def _straight(target_path: str | None, report_dir: str, json_path: str | None,
 
     target, out, html = _outputs(target_path, report_dir, None, json_path, html_path)
     engine.require()  # Docker down is exit 3 before anything starts
+    claim_report_dir(out)  # a run starts: another live one writing here is worth a word
     from .progress import RunProgress, terminal_console
-    from .report import build, write_json
+    from .report import build
     from .runner import run_battery
 
     # The lease is made by the engine while the first stack is prepared; not while the
@@ -188,7 +273,7 @@ def _straight(target_path: str | None, report_dir: str, json_path: str | None,
                           "tests": progress.total, "ran": result.ran,
                           "untested_paths": untested,
                           "seconds": {k: round(v, 3) for k, v in result.seconds.items()}})
-    report_file = write_json(report, out / "report.json")
+    report_file = out / "report.json"  # written once the exit code is known (run, gate)
     from .report_html import render_run, write_html
 
     write_html(render_run(report, [o.timeline for o in result.outcomes], target,
@@ -228,19 +313,108 @@ def _exit_code(pytest_code: int, report: dict[str, Any]) -> int:
     return 3  # a test failed without a verdict: the harness could not judge
 
 
-def _finish(report: dict[str, Any], json_path: str | None,
+def _finish(report: dict[str, Any], rc: int, json_path: str | None,
             files: dict[str, str | Path | None]) -> None:
-    """Print the outcome once: the summary, or (when nothing was judged) the error."""
-    from .report import summary, write_json
+    """Print the outcome once: the summary, or (exit 2 or 3) the one error line."""
+    from .report import summary
 
+    if rc in (2, 3) and report.get("errors"):
+        errors = [str(e) for e in report["errors"]]
+        more = f" ({len(errors) - 1} more in report.json)" if len(errors) > 1 else ""
+        err_console.print(f"fulldisk: error: {errors[0]}{more}", markup=False,
+                          highlight=False, soft_wrap=True)
+        return
+    to_stdout = "-" in (json_path, str(files.get("html")))  # a report is on stdout
+    summary(report, err_console if to_stdout else console, files=files)
+
+
+def settle(report: dict[str, Any], rc: int) -> dict[str, Any]:
+    """The report's ``status``, ``passed`` and ``exit`` as the process ends: they always
+    agree with its exit code (0 passed, 1 failed, 2 or 3 error, 4 not tested, 130
+    interrupted)."""
+    report["exit"] = rc
+    report["status"] = {0: "passed", 1: "failed", NOT_TESTED: "not_tested",
+                        130: "interrupted"}.get(rc, "error")
+    report["passed"] = rc == 0
+    if rc in (2, 3) and not report.get("errors"):
+        report["errors"] = [f"the battery ended (exit {rc}) without a verdict"]
+    return report
+
+
+def _write_reports(report: dict[str, Any], report_file: Path, json_path: str | None,
+                   html: Path) -> tuple[int, dict[str, Any], Path, Path]:
+    """report.json (and --json) as the process ends, whole or not at all."""
+    from .report import write_json
+
+    write_json(report, report_file)
     if json_path:
         write_json(report, json_path)
-    if report.get("errors") and not report.get("verdicts") and not report.get("interrupted"):
-        for e in report["errors"]:
-            err_console.print(f"fulldisk: error: {e}", markup=False, highlight=False,
-                              soft_wrap=True)
-        return
-    summary(report, console, files=files)
+    return int(report["exit"]), report, report_file, html
+
+
+def _reported(call: Callable[[], tuple[int, dict[str, Any], Path, Path]],
+              target_path: str | None, report_dir: str,
+              json_path: str | None) -> tuple[int, dict[str, Any], Path, Path]:
+    """``call``, and when it ends in an error or an interrupt before a report exists, a
+    report.json that says so (status error or interrupted, the message, the exit code),
+    so that an earlier run's report is never read as this one's."""
+    try:
+        return call()
+    except (HarnessError, KeyboardInterrupt) as e:
+        _error_report(e, target_path, report_dir, json_path)
+        raise
+    except Exception as e:
+        lost = _engine_lost(e)
+        if lost is None:
+            raise
+        _error_report(lost, target_path, report_dir, json_path)
+        raise lost from e
+
+
+def _engine_lost(e: BaseException) -> HarnessError | None:
+    if "harness.engine" not in sys.modules:
+        return None
+    from .engine import engine_error
+
+    return engine_error(e)
+
+
+def _error_report(e: BaseException, target_path: str | None, report_dir: str,
+                  json_path: str | None) -> None:
+    from .report import build, write_json
+
+    interrupted = isinstance(e, KeyboardInterrupt)
+    rc = 130 if interrupted else e.exit_code if isinstance(e, HarnessError) else 3
+    message = e.one_line().replace("\n", " | ") if isinstance(e, HarnessError) else str(e)
+    try:
+        name = _target(target_path).name
+    except Exception:  # the config is what failed: the report still says so
+        name = "?"
+    report = settle(build(name, [], errors=[] if interrupted else [message],
+                          interrupted=(str(e) or "SIGINT") if interrupted else None), rc)
+    places: list[str | Path] = []
+    try:
+        places.append(output_dir(report_dir, "--report-dir") / "report.json")
+    except HarnessError:
+        pass  # the report folder is what failed
+    if json_path:
+        try:
+            places.append(output_file(json_path, "--json",
+                                      config=_config_path(target_path)))
+        except HarnessError:
+            pass
+    for p in places:
+        try:
+            write_json(report, p)
+        except HarnessError:
+            pass  # the error itself is said on stderr
+
+
+def _config_path(target_path: str | None) -> str | None:
+    try:
+        return _target(target_path).path
+    except Exception:
+        return target_path
 
 
 @cli.command()
@@ -255,14 +429,15 @@ def _finish(report: dict[str, Any], json_path: str | None,
 def run(target_path: str | None, json_path: str | None, report_dir: str, select: str | None,
         workers: int, html_path: str | None) -> None:
     """Run the battery against a target and print the summary (-k or -n: through pytest)."""
-    if select or workers > 1:
-        code, report, report_file, html = _battery(target_path, report_dir, None, json_path,
-                                                   select, workers, html_path)
-    else:
-        code, report, report_file, html = _straight(target_path, report_dir, json_path,
-                                                    html_path)
+    code, report, report_file, html = _reported(
+        (lambda: _battery(target_path, report_dir, None, json_path, select, workers,
+                          html_path)) if select or workers > 1 else
+        (lambda: _straight(target_path, report_dir, json_path, html_path)),
+        target_path, report_dir, json_path)
     rc = _exit_code(code, report)
-    _finish(report, json_path, {"html": html, "json": json_path or report_file})
+    _reported(lambda: _write_reports(settle(report, rc), report_file, json_path, html),
+              target_path, report_dir, json_path)
+    _finish(report, rc, json_path, {"html": html, "json": json_path or report_file})
     sys.exit(rc)
 
 
@@ -280,23 +455,25 @@ def gate(target_path: str | None, junit: str, json_path: str | None, report_dir:
          select: str | None, workers: int, strict: bool, html_path: str | None) -> None:
     """Pre-deploy gate: exit 0 all passed, 1 an invariant failed, 2 usage or target
     config, 3 infrastructure, 4 a volume never ran out (not tested), 130 interrupted."""
-    code, report, report_file, html = _battery(target_path, report_dir, junit, json_path,
-                                               select, workers, html_path)
+    code, report, report_file, html = _reported(
+        lambda: _battery(target_path, report_dir, junit, json_path, select, workers,
+                         html_path), target_path, report_dir, json_path)
     rc = _exit_code(code, report)
-    _finish(report, json_path, {"html": html, "json": json_path or report_file,
-                                "junit": junit})
-    if strict and rc == 0:
-        unjudged = strict_failures(_target(target_path), report)
-        for line in unjudged:
-            console.print(f"[yellow]not judged (--strict):[/] {line}", markup=True)
-        if unjudged:
-            rc = 1
+    unjudged = strict_failures(_target(target_path), report) if strict and rc == 0 else []
+    if unjudged:
+        rc = 1
+    _reported(lambda: _write_reports(settle(report, rc), report_file, json_path, html),
+              target_path, report_dir, json_path)
+    _finish(report, rc, json_path, {"html": html, "json": json_path or report_file,
+                                    "junit": junit})
+    out = err_console if "-" in (json_path, html_path) else console
+    for line in unjudged:
+        out.print(f"[yellow]not judged (--strict):[/] {line}", markup=True)
     if rc == NOT_TESTED:
-        console.print(f"gate: {', '.join(report.get('not_tested', []))} never ran out under "
-                      "write pressure. Hint: make its write probe write more per run (a "
-                      "bigger body_size), or raise [bounds] pressure_bytes", markup=False,
-                      soft_wrap=True)
-    console.print(f"gate: {'PASS' if rc == 0 else 'FAIL'} (exit {rc})")
+        out.print(f"gate: {', '.join(report.get('not_tested', []))} never ran out under "
+                  "write pressure. Hint: make its write probe write more per run (a bigger "
+                  "body_size), or raise [bounds] pressure_bytes", markup=False, soft_wrap=True)
+    out.print(f"gate: {'PASS' if rc == 0 else 'FAIL'} (exit {rc})")
     sys.exit(rc)
 
 
@@ -584,20 +761,22 @@ def _fail(message: str, code: int) -> NoReturn:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one line for every user error, the exit codes above."""
     os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
-    if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-        from .errors import stop_on_sigterm
+    from . import signals
 
-        signal.signal(signal.SIGTERM, stop_on_sigterm)  # stop at once, then clean up
+    signals.install()  # SIGINT, SIGTERM, SIGHUP: stop at once, then a cleanup none cuts short
     try:
         _main(argv)
     finally:
         if "harness.engine" in sys.modules:  # this process's lease, if it made one
             from . import engine
 
-            try:
-                engine.release_lease()
-            except HarnessError:
-                pass
+            with signals.shielded():
+                try:  # kept while anything of the run is left: `clean --stale` needs it
+                    engine.release_lease(unless_left=True)
+                except Exception:  # an engine gone: the lease expires
+                    pass
+        if signals.received():  # interrupted and clean: later signals end nothing early
+            signals.ignore_further()
 
 
 def entry() -> NoReturn:
@@ -645,4 +824,9 @@ def _main(argv: list[str] | None) -> None:
         _fail(e.one_line().replace("\n", " | "), e.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted; everything this run created was removed", 130)
+    except Exception as e:
+        lost = _engine_lost(e)  # the engine gone mid-command: one line, exit 3
+        if lost is None:
+            raise
+        _fail(lost.one_line(), lost.exit_code)
     sys.exit(0)

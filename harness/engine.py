@@ -43,7 +43,7 @@ import docker
 
 from . import hostfs
 from .backend import ExecResult
-from .errors import DockerUnavailable, InfrastructureError, UsageError
+from .errors import DockerUnavailable, EngineLost, InfrastructureError, UsageError
 
 RUN_LABEL = "fulldisk.run"
 PID_LABEL = "fulldisk.pid"
@@ -156,6 +156,8 @@ class _Lease:
             if not (e.status_code == 304 or "already" in str(e)):  # 304: running already
                 self.failed = _short(e)
                 return
+        except Exception:  # the engine gone: the run's next call says so; a lease never
+            return         # started expires on its creation time (``_lease_age``)
         while not stop.wait(self.interval):
             try:
                 c.exec_run(["touch", LEASE_FILE], user="65534:65534")
@@ -189,13 +191,50 @@ def start_lease() -> None:
     threading.Thread(target=make, name="fulldisk-lease-start", daemon=True).start()
 
 
-def release_lease() -> None:
-    """Stop renewing and remove this process's lease (its run's other resources are gone)."""
+def release_lease(*, unless_left: bool = False) -> None:
+    """Stop renewing and remove this process's lease (its run's other resources are gone).
+    ``unless_left``: while anything else of the run is left (a teardown that failed), the
+    lease stays, unrenewed: it is what proves the run gone to ``clean --stale``."""
+    if unless_left and _lease.container is not None:
+        left = count_labelled(run_id())
+        if left.total > 1:  # more than the lease itself
+            _lease.stop.set()
+            return
     _lease.release()
 
 
 DOCKER_HINT = ("run ci/setup (it installs and starts a Docker engine), or start dockerd "
                "yourself; `fulldisk doctor` checks")
+
+
+def engine_error(e: BaseException) -> DockerUnavailable | None:
+    """The one infrastructure error for an engine that stopped answering (its socket gone,
+    a call or an exec's stream cut), found in ``e`` or its causes; None for anything else
+    (a request to the app that failed is the app's, judged by the probes)."""
+    seen: set[int] = set()
+    x: BaseException | None = e
+    while x is not None and id(x) not in seen:
+        seen.add(id(x))
+        if isinstance(x, DockerUnavailable):
+            return x
+        if _engine_call(x) or isinstance(x, ConnectionError):
+            return EngineLost(f"The Docker engine stopped answering during the run "
+                              f"({_short(x)})",
+                              "check that dockerd runs (`fulldisk doctor`); once it answers, "
+                              "`fulldisk clean --stale` removes what this run left")
+        x = x.__cause__ or x.__context__
+    return None
+
+
+def _engine_call(x: BaseException) -> bool:
+    """A call to the engine's API that got no answer (not one to an app's port)."""
+    import requests
+
+    if not isinstance(x, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+        return False
+    url = str(getattr(getattr(x, "request", None), "url", "") or "")
+    base = _client.api.base_url if _client is not None else "http+docker://"
+    return url.startswith(("http+docker://", base))
 
 
 def client() -> docker.DockerClient:

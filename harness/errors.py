@@ -1,9 +1,7 @@
-"""Error types: every message says what was observed and, after ``Hint:``, how to fix it;
-and how a stop from outside (SIGTERM) surfaces: as Ctrl-C does."""
+"""Error types: every message says what was observed and, after ``Hint:``, how to fix it
+(how a stop from outside surfaces: ``harness.signals``)."""
 
 from __future__ import annotations
-
-import signal
 
 
 class HarnessError(Exception):
@@ -58,14 +56,17 @@ class DockerUnavailable(InfrastructureError):
     """No Docker engine answers."""
 
 
+class EngineLost(DockerUnavailable):
+    """The Docker engine stopped answering during a run (its socket gone, a call cut)."""
+
+
+class OutputError(InfrastructureError):
+    """One of fulldisk's own outputs (a report, a starter config) could not be written:
+    a full or read-only disk; names the path. Nothing half written is left."""
+
+
 class GuardError(HarnessError):
     """Refused: the harness only fills, drains or resets filesystems it created itself."""
 
     exit_code = 2
 
-
-def stop_on_sigterm(signum: int, frame: object) -> None:
-    """SIGTERM stops the run at once (as Ctrl-C does); a second one during the cleanup
-    that follows is ignored, so the cleanup is not cut short."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt("SIGTERM")

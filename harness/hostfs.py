@@ -227,6 +227,15 @@ def release(name: str) -> bool:
         os.remove(f"{path}.marks")
     except FileNotFoundError:
         pass
+    if not found and os.path.isdir(path) and not os.path.ismount(path):
+        # empty folders the engine made there for a service's bind while the tmpfs was
+        # being unmounted (a run cut short): removed; a file would stop the rmdir below
+        for root, dirs, _files in os.walk(path, topdown=False):
+            for d in dirs:
+                try:
+                    os.rmdir(os.path.join(root, d))
+                except OSError:
+                    pass
     try:
         os.rmdir(path)
     except FileNotFoundError:

@@ -10,6 +10,7 @@ never does); a long run still collects, every 100,000 new objects.
 from __future__ import annotations
 
 import gc
+import os
 from typing import NoReturn
 
 GC_THRESHOLD = (100_000, 10, 10)  # new objects between collections of the youngest
@@ -19,6 +20,12 @@ GC_THRESHOLD = (100_000, 10, 10)  # new objects between collections of the young
 def main() -> NoReturn:
     """Set the collector's threshold, then run ``harness.cli.entry``."""
     gc.set_threshold(*GC_THRESHOLD)
-    from .cli import entry
+    from . import signals
 
+    signals.install()  # a stop while the CLI loads: nothing made yet, one line, exit 130
+    try:
+        from .cli import entry
+    except KeyboardInterrupt:
+        os.write(2, b"fulldisk: error: interrupted before it started; nothing was made\n")
+        os._exit(130)
     entry()

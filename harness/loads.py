@@ -14,6 +14,7 @@ import time
 
 import requests
 
+from . import signals
 from .http import loopback as _loopback
 from .probes import Prober
 from .target import Target
@@ -24,6 +25,7 @@ from .volume import FillResult, Volume
 def ballast(pr: Prober, vol: Volume, *, leave: int | str | None = None,
             percent: float | None = None) -> FillResult:
     """Fill a volume with ballast, as its owner, and record it."""
+    signals.check()
     r = pr.tl.now()
     res = vol.fill(leave=leave, percent=percent)
     pr.tl.add(LoadEvent(r, "ballast", vol.name, res.added_bytes, res.note or str(res.usage)))
@@ -32,6 +34,7 @@ def ballast(pr: Prober, vol: Volume, *, leave: int | str | None = None,
 
 def inodes(pr: Prober, vol: Volume, *, leave: int = 0) -> FillResult:
     """Take every inode but ``leave`` and record it."""
+    signals.check()
     r = pr.tl.now()
     res = vol.fill_inodes(leave=leave)
     pr.tl.add(LoadEvent(r, "inodes", vol.name, 0, f"+{res.added_inodes} inodes; {res.usage}"))
@@ -118,6 +121,7 @@ class Downloads:
                 self.pr.disk(sample)
                 next_sample = now + sample_every
             if now < due:
+                signals.check()
                 time.sleep(min(due - now, sample_every))  # pacing a rate, not synchronising
                 continue
             out.append(self.one())
@@ -148,6 +152,7 @@ def log_marks(pr: Prober, count: int, *, service: str | None = None,
     end = time.monotonic() + deadline
     marks: list[str] = []
     for _ in range(count):
+        signals.check()
         if time.monotonic() > end:
             break
         mark = f"fulldisk-mark-{pr.tl.scenario or 'run'}-{len(pr.tl.of(LoadEvent))}"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .errors import stop_on_sigterm
+from .errors import HarnessError
 
 if TYPE_CHECKING:
     from .battery import Case, Outcome
@@ -139,7 +139,9 @@ def _install_sigterm(config: pytest.Config) -> None:
     if hasattr(config, "workerinput") or signal.getsignal(signal.SIGTERM) not in (
             signal.SIG_DFL, None):
         return
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    from . import signals
+
+    signals.install()  # also SIGHUP; a second signal cannot cut the teardown short
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -334,22 +336,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                               "error_exit": state["error_exit"] or None,
                               "tests": state["tests"], "ran": state["ran"],
                               "untested_paths": untested_paths(config)})
-        if out:
-            write_json(report, Path(out) / "report.json")
-        if html_out:
-            from .report_html import render_run, write_html
-            from .timeline import Timeline
+        try:
+            if out:
+                write_json(report, Path(out) / "report.json")
+            if html_out:
+                from .report_html import render_run, write_html
+                from .timeline import Timeline
 
-            timelines = [Timeline.from_dict(json.loads(t))
-                         for t in config.stash[_timelines_key].values()]
-            write_html(render_run(report, timelines, target, inline_js=False), html_out)
+                timelines = [Timeline.from_dict(json.loads(t))
+                             for t in config.stash[_timelines_key].values()]
+                write_html(render_run(report, timelines, target, inline_js=False), html_out)
+        except HarnessError as e:  # a full report disk: one line, exit 3, no torn file
+            sys.stderr.write(f"fulldisk: error: {e.one_line()}\n")
+            session.exitstatus = e.exit_code
     if "harness.engine" in sys.modules:  # only when this session talked to Docker
         from . import engine
-        from .errors import HarnessError
 
         try:
             engine.clean(run=engine.run_id())
-        except HarnessError:
+        except Exception:  # an engine gone: its lease lets --stale reap it
             pass
 
 

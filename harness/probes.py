@@ -23,6 +23,7 @@ import requests
 import urllib3.exceptions
 from requests.cookies import RequestsCookieJar
 
+from . import signals
 from .backend import Backend
 from .errors import UnknownName
 from .http import deadline as _deadline
@@ -248,6 +249,7 @@ class Prober:
     def run_probe(self, name: str, probe: Probe, values: Mapping[str, str] | None = None,
                   tags: tuple[str, ...] = ()) -> ProbeResult:
         """Run a probe given as an object (e.g. an ad hoc request of a scenario script)."""
+        signals.check()  # a stopped run's lane goes no further
         memo = _Memo({**(values or {}), "nonce": new_nonce()}, probe=probe)
         jar, no_session = self._session(probe.session) if probe.session else (None, "")
         if jar is not None:
@@ -522,6 +524,7 @@ class Prober:
     # --- disk, health, counters --------------------------------------------------------
     def disk(self, *names: str) -> list[DiskSample]:
         """Measure volumes (all when none named) and record the samples."""
+        signals.check()
         out = []
         for n, u in self.stack.usage(*names).items():
             out.append(DiskSample.of(self.tl.now(), n, u))

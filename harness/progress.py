@@ -83,7 +83,12 @@ class RunProgress:
         return self._spinner
 
     def on_phase(self, scenario: str, phase: str) -> None:
-        """Battery phase hook: a phase of a scenario starts."""
+        """Battery phase hook: a phase of a scenario starts (not once the run is stopped:
+        its lanes are ending, not working)."""
+        from . import signals
+
+        if signals.cancelled():
+            return
         self.scenario, self.phase, self.phase_t0 = scenario, phase, time.monotonic()
         self.phases_seen += 1
         if not self.live:

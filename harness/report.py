@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Iterable, Mapping
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -97,12 +101,48 @@ def not_tested(verdicts: Iterable[Mapping[str, Any]]) -> list[str]:
     return sorted({str(v["untested"]) for v in verdicts if v.get("untested")})
 
 
+@contextmanager
+def output(path: str | Path) -> Iterator[IO[bytes]]:
+    """Open one of fulldisk's own output files so that it appears whole or not at all:
+    written to a temporary file beside it, renamed over it once complete. ``-`` is
+    stdout; a device or FIFO (``/dev/full``, a pipe) is written in place. Any OSError (a
+    full or read-only disk) is an ``OutputError`` naming the path, and leaves no file."""
+    from .errors import OutputError
+
+    name = str(path)
+    try:
+        if name == "-":
+            yield sys.stdout.buffer
+            sys.stdout.buffer.flush()
+            return
+        p = Path(name)
+        if p.exists() and not p.is_file():  # not a regular file: nothing to rename over
+            with open(p, "wb") as f:
+                yield f
+            return
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), 0o644)
+                yield f
+            os.replace(tmp, p)
+        except BaseException:
+            with suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as e:
+        raise OutputError(f"cannot write {name} ({e.strerror or e})",
+                          "free space there, or give a path on a disk with room "
+                          "(--report-dir, --json, --html, --junit, -o)") from None
+
+
 def write_json(report: Mapping[str, Any], path: str | Path) -> Path:
-    """Write a report as JSON, creating folders."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-    return p
+    """Write a report as JSON, whole or not at all (``output``); ``-`` is stdout."""
+    data = (json.dumps(report, indent=2, default=str) + "\n").encode("utf-8")
+    with output(path) as f:
+        f.write(data)
+    return Path(path)
 
 
 def untested_text(paths: Iterable[Mapping[str, str]]) -> list[str]:

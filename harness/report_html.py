@@ -596,10 +596,11 @@ def _inline(page: str, inline_js: bool) -> str:
 def write_html(text: str, path: str | Path) -> Path:
     """Write a page, creating folders; a page rendered with ``inline_js=False`` gets
     plotly.js streamed from the package into its slot (one copy of it, as bytes)."""
+    from .report import output
+
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     head, slot, tail = text.partition(_JS_SLOT)
-    with open(p, "wb") as f:
+    with output(p) as f:  # whole or not at all; an OSError names the path (exit 3)
         f.write(head.encode("utf-8"))
         if slot:
             f.write(_JS_HEAD.encode())

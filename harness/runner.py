@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import signals
 from .battery import Case, Outcome, phase_listener
 from .errors import HarnessError
 from .target import Target
@@ -36,6 +37,8 @@ CaseDone = Callable[[Case, Outcome | None], None]
 """Called after each case with its outcome (None: the case broke without verdicts); from
 the thread of the case's lane, one call at a time."""
 STACKS_AT_ONCE = 5  # lanes running at once: a plain, a shared and three fresh stacks
+PREFLIGHT_WAIT = 300.0  # how long a fresh lane waits for the pre-flight of a long-lived stack
+STOP_SECONDS = 1.0  # after an interrupt: how long the lanes get to stop working (a step)
 JOIN_SECONDS = 10.0  # after an interrupt: how long lanes may take to notice (next phase);
                     # then the run's label removes what is left, daemon lanes end with it
 
@@ -65,20 +68,19 @@ class BatteryRun:
 
 @contextmanager
 def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM becomes KeyboardInterrupt while the run lasts, so every stack is torn down
-    (as the pytest plugin does for its sessions)."""
-    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+    """SIGINT, SIGTERM and SIGHUP stop the run and then let its teardown finish
+    (``signals``) while the run lasts, also where no CLI installed that."""
+    if threading.current_thread() is not threading.main_thread() or signals.installed():
         yield
         return
-
-    def _term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt("SIGTERM")
-
-    signal.signal(signal.SIGTERM, _term)
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    signals.install()
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for s, h in saved.items():
+            if h is not None:
+                signal.signal(s, h)
 
 
 def run_battery(target: Target, *, done: CaseDone = lambda c, o: None,
@@ -94,6 +96,8 @@ def run_battery(target: Target, *, done: CaseDone = lambda c, o: None,
 
     ensure_images(target)
     result = BatteryRun()
+    if signals.received() is None:
+        signals.reset()  # a run before this one in the process may have been cancelled
     with _sigterm_interrupts():
         # leftovers of runs whose process is gone, removed while this run removes its own
         # stacks (an engine wait): while they start, the engine's listing slowed the
@@ -105,16 +109,39 @@ def run_battery(target: Target, *, done: CaseDone = lambda c, o: None,
         except KeyboardInterrupt as e:
             result.interrupted = str(e) or "SIGINT"
         finally:
-            lanes.close()
-            if stale.ident is None:  # the cases never all ended (an interrupt, an error)
-                stale.start()
-            stale.join(timeout=JOIN_SECONDS)
-            try:  # whatever an interrupt left half made (as the plugin's session end does)
-                engine.clean(run=engine.run_id())
-            except HarnessError:
-                pass
+            # teardown: a further signal only says the cleanup is finishing (signals)
+            with signals.shielded():
+                try:
+                    lanes.close()
+                except Exception as e:  # reported; the backstop below runs
+                    lanes.lane_errors.append(_teardown_error(e))
+                # others' leftovers: not what an interrupted run waits for (it ends now;
+                # a clean cut short leaves a stale run stale, its lease goes last)
+                if stale.ident is None and result.interrupted is None:
+                    stale.start()  # the cases never all ended (an error)
+                if stale.ident is not None:
+                    stale.join(timeout=0.0 if result.interrupted else JOIN_SECONDS)
+                try:  # whatever an interrupt left half made (as the plugin's session end does)
+                    engine.clean(run=engine.run_id())
+                except Exception as e:  # the engine lost: reported once
+                    lanes.lane_errors.append(_teardown_error(e))
+        if result.interrupted is None:
+            result.interrupted = signals.received()  # one that came during the teardown
+        signals.end_run()
         lanes.collect(result)
     return result
+
+
+def _teardown_error(e: BaseException) -> str:
+    """One line for what went wrong while the run's stacks were removed."""
+    from .engine import engine_error
+
+    lost = engine_error(e)
+    if lost is not None:
+        return lost.one_line()
+    if isinstance(e, HarnessError):
+        return e.one_line().replace("\n", " | ")
+    return f"teardown: {type(e).__name__}: {e}"
 
 
 def _meanwhile(call: Callable[[list[Outcome]], None], outcomes: list[Outcome]) -> None:
@@ -146,7 +173,10 @@ class _Lanes:
         self.target = target
         self.cases = cases
         self.done = done
-        self.stacks = _Stacks(target)
+        # set once a long-lived stack passed its pre-flight (or none will run one): fresh
+        # lanes, which have none of their own, fill nothing before that
+        self.checked = threading.Event()
+        self.stacks = _Stacks(target, self.checked)
         self.results: dict[int, tuple[Outcome | None, str, int, float]] = {}
         self.lock = threading.Lock()
         self.broken = threading.Event()  # a case broke: no further case starts
@@ -154,14 +184,18 @@ class _Lanes:
         self.events: queue.Queue[str] = queue.Queue()  # "cases" (a lane's cases ended),
                                                        # "ended" (and its stack is gone)
         self.threads: list[threading.Thread] = []
+        self.idle: set[int] = set()  # lanes (thread idents) whose cases are over
         self.lane_errors: list[str] = []
 
     def lanes(self) -> list[list[int]]:
-        """Case indexes per lane, lanes in the order of their first case."""
+        """Case indexes per lane: the long-lived stacks' lanes, then the fresh ones, each
+        in the order of its first case."""
         plain = [i for i, c in enumerate(self.cases) if not c.fresh and not c.shared]
         shared = [i for i, c in enumerate(self.cases) if not c.fresh and c.shared]
         fresh = [[i] for i, c in enumerate(self.cases) if c.fresh]
-        return sorted((lane for lane in (plain, shared, *fresh) if lane), key=lambda lane: lane[0])
+        # the long-lived stacks' lanes first: their pre-flight lets the fresh lanes fill
+        return sorted((lane for lane in (plain, shared, *fresh) if lane),
+                      key=lambda lane: (self.cases[lane[0]].fresh, lane[0]))
 
     def run(self, at_once: int,
             meanwhile: Callable[[list[Outcome]], None] | None = None, *,
@@ -171,8 +205,10 @@ class _Lanes:
         outside the volumes). ``meanwhile``: see ``run_battery``; ``ending`` is called
         once, first, at the same moment."""
         pending = deque(self.lanes())
+        if all(c.fresh for c in self.cases):
+            self.checked.set()
         active = busy = 0  # lanes not ended; lanes whose cases still run
-        with phase_listener(self._on_phase):
+        with phase_listener(self._on_phase, first=True):
             while pending or active:
                 while pending and active < max(1, at_once) and not self.broken.is_set():
                     lane = pending.popleft()
@@ -196,7 +232,8 @@ class _Lanes:
                     if meanwhile:
                         call, meanwhile = meanwhile, None
                         _meanwhile(call, self.outcomes())
-        self.stacks.stop_all(untested=True)
+        with signals.shielded():
+            self.stacks.stop_all(untested=True)
 
     def outcomes(self) -> list[Outcome]:
         """The outcomes so far, in the cases' order."""
@@ -207,16 +244,29 @@ class _Lanes:
         """Stop every lane and remove every stack, also after an interrupt: the long-lived
         stacks at once (lanes still using them fail at their next step), then wait (at
         most JOIN_SECONDS) for the lanes, which remove their fresh stacks as they end."""
-        from .stack import release_holds
+        from .stack import announce, release_holds
 
         self.cancelled.set()
+        signals.cancel()  # lanes still working stop at their next step
         if any(t.is_alive() for t in self.threads):
             release_holds()
+        # each lane stops within a step (a request, a fill): waited for, briefly, so that
+        # the stacks it uses are not removed under it while it still works
+        end = time.monotonic() + STOP_SECONDS
+        while time.monotonic() < end and not self._all_stopped():
+            time.sleep(0.01)  # polling the lanes' state with a deadline
+        if self._all_stopped():
+            announce("lanes-stopped")  # test hook: when every lane had stopped working
         self.stacks.stop_all()
         end = time.monotonic() + JOIN_SECONDS
         for t in self.threads:
             t.join(timeout=max(0.0, end - time.monotonic()))
         self.stacks.stop_all()  # one a lane started while the others were being removed
+
+    def _all_stopped(self) -> bool:
+        with self.lock:
+            return all(not t.is_alive() or t.ident in self.idle or signals.stopped(t)
+                       for t in self.threads)
 
     def collect(self, result: BatteryRun) -> None:
         """Outcomes and verdicts in the cases' order; the first broken case's error (a
@@ -244,7 +294,13 @@ class _Lanes:
             result.error_exit = 3
 
     def _on_phase(self, scenario: str, phase: str) -> None:
+        if phase != "steady":  # a fresh lane fills only once the pre-flight has passed
+            end = time.monotonic() + PREFLIGHT_WAIT
+            while not self.checked.is_set() and not self.cancelled.is_set() \
+                    and time.monotonic() < end:
+                self.checked.wait(0.05)  # also woken by a cancel within 50 ms
         if self.cancelled.is_set():
+            signals.stopped_here()
             raise _Cancelled(f"interrupted before phase {phase!r} of {scenario}")
 
     def _lane(self, lane: list[int]) -> None:
@@ -255,8 +311,14 @@ class _Lanes:
                         return
                     if not self._case(i):
                         self.broken.set()
+                        # the run's outcome is this error: the other lanes stop before
+                        # they fill anything (their verdicts would judge nothing)
+                        self.cancelled.set()
+                        signals.cancel()
                         return
             finally:
+                with self.lock:
+                    self.idle.add(threading.get_ident())  # its cases are over
                 self.events.put("cases")
             last = self.cases[lane[-1]]
             if not last.fresh:  # its stack has no later case
@@ -281,7 +343,11 @@ class _Lanes:
         except HarnessError as e:
             error, code = e.one_line().replace("\n", " | "), e.exit_code
         except Exception as e:  # a harness bug: reported like pytest reports a broken test
-            error, code = f"fulldisk::{case.id} (call): {type(e).__name__}: {e}", 3
+            from .engine import engine_error
+
+            lost = engine_error(e)
+            error, code = ((lost.one_line(), lost.exit_code) if lost is not None else
+                           (f"fulldisk::{case.id} (call): {type(e).__name__}: {e}", 3))
         with self.lock:
             if self.cancelled.is_set():
                 return False  # what an interrupt broke is not a result
@@ -298,8 +364,9 @@ class _Stacks:
     is cumulative and slow). Each is used by one lane only; removal may come from the
     main thread (an interrupt), hence the lock."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, checked: threading.Event | None = None) -> None:
         self.target = target
+        self.checked = checked or threading.Event()  # set once a stack's pre-flight passed
         self.running: dict[bool, Stack] = {}
         self.failed: dict[bool, HarnessError] = {}
         self.untested: dict[str, set[str]] = {}  # service -> folders
@@ -323,6 +390,7 @@ class _Stacks:
 
                 s.__enter__()
                 preflight(s)  # every probe passes on the empty disks, or nothing is filled
+                self.checked.set()
             except HarnessError as e:
                 self.failed[shared] = e
                 raise

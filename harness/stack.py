@@ -26,7 +26,7 @@ from typing import Generic, Self, TypeVar
 
 import requests
 
-from . import engine, hostfs, seedcache
+from . import engine, hostfs, seedcache, signals
 from .errors import (
     ConfigError,
     HarnessError,
@@ -220,6 +220,7 @@ class Stack:
                 raise InfrastructureError(f"{self.id}: the stack is being removed",
                                           "nothing to do: the run is ending")
             self._stopped, self._started = False, True  # a stop and start again: a restart
+        signals.check()  # a stopped run starts no stack
         engine.require_image(engine.BASE_IMAGE, "run ci/setup to build the base image the "
                              "agent container runs from")
         for svc in self.target.services.values():
@@ -291,6 +292,10 @@ class Stack:
         for dv in self._docker_volumes:
             GUARD.forget("docker-tmpfs", dv)
         self._docker_volumes.clear()
+        for e in (*gone.failed.values(), *vols.failed.values()):
+            lost = engine.engine_error(e)
+            if lost is not None:  # the engine is gone: that is the one thing to say
+                raise lost from e
         if errors:
             raise InfrastructureError("teardown left something behind: " + "; ".join(errors),
                                       "run `fulldisk clean`")
@@ -405,6 +410,7 @@ class Stack:
                  for n, r in pending.items() if r.log is not None}
         searched: dict[str, int] = {}  # where the next search of a service's output starts
         while pending:
+            signals.check()  # a stopped run waits no longer
             for name, ready in list(pending.items()):
                 h = self.services[name]
                 # a service that answers is running: its state is inspected only while it

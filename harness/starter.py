@@ -508,7 +508,10 @@ def write_starter(specs: Sequence[ServiceSpec], out: Path, *, force: bool = Fals
     except (ConfigError, tomllib.TOMLDecodeError) as e:  # a bug of ours: say so, keep the text
         raise InfrastructureError(f"fulldisk init wrote an invalid target ({e}):\n{text}",
                                   "report this; edit the text above by hand meanwhile") from e
-    out.write_text(text, encoding="utf-8")
+    from .report import output
+
+    with output(out) as f:  # whole or not at all; a full disk is one error naming it
+        f.write(text.encode("utf-8"))
     return out
 
 

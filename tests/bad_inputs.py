@@ -199,6 +199,12 @@ class Case:
     signal_at: str | None = None  # hold the run in this phase and send SIGINT/SIGTERM
     signal: int = signal.SIGINT
     within: float | None = None  # seconds the whole command may take (a bound it must keep)
+    signals: int = 1  # signals sent: ``signal``, then Ctrl-C for the rest (0.2 s apart)
+    report: bool = True  # run/gate: a report.json whose status and exit match the exit code
+    unchanged: tuple[str, ...] = ()  # files of the case that must be left as they were
+    absent: tuple[str, ...] = ()  # files that must not exist afterwards
+    tmpfs: str | None = None  # a folder of the case mounted as a 64 KiB tmpfs (root only)
+    never: str = ""  # words that must not be in the output (what must not have happened)
 
 
 def _datahub_image() -> str:
@@ -214,7 +220,8 @@ def _http_target(probe: str) -> str:
             f'[probes.p]\nservice = "app"\n{probe}\n')
 
 
-def _base_target(service: str, probe: str = 'kind = "exec"\ncommand = ["true"]',
+def _base_target(service: str = 'command = ["sleep", "infinity"]',
+                 probe: str = 'kind = "exec"\ncommand = ["true"]',
                  mount: str = "/data", size: str = "256KiB") -> str:
     return (f'name = "x"\n[services.a]\nimage = "fulldisk/base:bookworm"\n{service}\n'
             f'[volumes.v]\nsize = "{size}"\nmounts = [{{ service = "a", path = "{mount}" }}]\n'
@@ -281,9 +288,12 @@ def cases() -> list[Case]:
         Case("config", "not UTF-8", ["list", "-t", "fulldisk.toml"], 2, "cannot read",
              {"fulldisk.toml": b"name = \"\xff\xfe\"\n"}),
         Case("usage", "unknown command", ["bogus"], 2, "No such command"),
-        Case("usage", "unknown flag", ["run", "--bogus-flag"], 2, "No such option"),
-        Case("usage", "-n out of range", ["gate", "-n", "99"], 2, "-n"),
-        Case("usage", "-n not a number", ["run", "-n", "zero"], 2, "zero"),
+        Case("usage", "unknown flag", ["run", "--bogus-flag"], 2, "No such option",
+             report=False),  # refused by the parser: before any --report-dir is known
+        Case("usage", "-n out of range", ["gate", "-n", "99"], 2, "-n",
+             report=False),  # refused by the parser: before any --report-dir is known
+        Case("usage", "-n not a number", ["run", "-n", "zero"], 2, "zero",
+             report=False),  # refused by the parser: before any --report-dir is known
         Case("usage", "demo size not a size", ["demo", "--size", "12XB"], 2, "12XB"),
         Case("usage", "demo size below a page", ["demo", "--size", "100"], 2, "page"),
         Case("usage", "demo size of 400 digits", ["demo", "--size", "9" * 400], 2, "too large"),
@@ -299,9 +309,10 @@ def cases() -> list[Case]:
         Case("output", "--json under a missing folder", ["run", "--json", "no/such/r.json"], 2,
              "does not exist"),
         Case("output", "--report-dir is a file", ["run", "--report-dir", "afile"], 2,
-             "is a file", {"afile": "x"}),
+             "is a file", {"afile": "x"}, report=False),
         Case("output", "explore --report-dir is a file (F04)",
-             ["explore", "--report-dir", "afile"], 2, "is a file", {"afile": "x"}),
+             ["explore", "--report-dir", "afile"], 2, "is a file", {"afile": "x"},
+             report=False),
         Case("output", "--junit is a folder", ["gate", "--junit", "out"], 2, "is a folder",
              {"out/keep": ""}),
         Case("output", "selftest --json is a folder", ["selftest", "--json", "out"], 2,
@@ -418,7 +429,70 @@ def cases() -> list[Case]:
         Case("interrupt", "SIGTERM during act", ["run", "-k", "sessions and recovery"], 130,
              "INTERRUPTED", docker=True, signal_at="act", signal=signal.SIGTERM),
     ]
+    out += lifecycle_cases()
     return out
+
+
+STALE = '{"target": "x", "status": "passed", "passed": true, "exit": 0}\n'
+"""An earlier run's report.json, which a later run that fails must replace."""
+
+
+def lifecycle_cases() -> list[Case]:
+    """Signals, a full report disk, outputs that would replace the user's files, -k, and
+    reports on every exit path (issue 23)."""
+    small = {"fulldisk.toml": _base_target()}
+    run = ["run", "-t", "fulldisk.toml"]
+    return [
+        Case("report", "config error after a passing run", run, 2, "not a size",
+             {"fulldisk.toml": GOOD.replace('"1MiB"', '"12XB"'), "reports/report.json": STALE}),
+        Case("report", "Docker down after a passing run", run, 3, "No Docker engine",
+             {"fulldisk.toml": GOOD, "reports/report.json": STALE}, env=DOWN),
+        Case("output", "--json is the target config", [*run, "--json", "fulldisk.toml"], 2,
+             "is the target config", {"fulldisk.toml": GOOD}, unchanged=("fulldisk.toml",)),
+        Case("output", "--html is the target config", [*run, "--html", "fulldisk.toml"], 2,
+             "is the target config", {"fulldisk.toml": GOOD}, unchanged=("fulldisk.toml",)),
+        Case("output", "--junit is the target config", ["gate", "-t", "fulldisk.toml",
+             "--junit", "fulldisk.toml"], 2, "is the target config", {"fulldisk.toml": GOOD},
+             unchanged=("fulldisk.toml",)),
+        Case("output", "--json over a file fulldisk did not write",
+             [*run, "--json", "notes.txt"], 2, "not a report fulldisk wrote",
+             {"fulldisk.toml": GOOD, "notes.txt": "mine\n"}, unchanged=("notes.txt",)),
+        Case("output", "--html and --json on one path",
+             [*run, "--json", "r.out", "--html", "r.out"], 2, "same file",
+             {"fulldisk.toml": GOOD}),
+        Case("usage", "-k expression that does not parse", ["run", "-k", "and or ("], 2,
+             "not a valid expression"),
+        Case("usage", "-k expression that does not parse (gate)", ["gate", "-k", "x and"], 2,
+             "not a valid expression"),
+        Case("docker", "-k matches no scenario, -n 2", ["run", "-k", "no_such_scenario", "-n",
+             "2"], 2, "no battery scenario matches", docker=True),
+        Case("output", "--json - is stdout", [*run, "--json", "-"], 0, "", small,
+             docker=True, absent=("-",)),
+        Case("output", "--json on a full disk (/dev/full)", [*run, "--json", "/dev/full"], 3,
+             "cannot write /dev/full", small, docker=True),
+        Case("output", "--html on a full disk (/dev/full)", [*run, "--html", "/dev/full"], 3,
+             "cannot write /dev/full", small, docker=True),
+        Case("output", "gate --junit on a full disk (/dev/full)",
+             ["gate", "-t", "fulldisk.toml", "--junit", "/dev/full"], 3,
+             "cannot write /dev/full", small, docker=True),
+        Case("output", "init -o on a full disk (/dev/full)",
+             ["init", _datahub_image(), "--seconds", "0", "-o", "/dev/full", "--force"], 3,
+             "cannot write /dev/full", docker=True),
+        Case("output", "--report-dir on a 64 KiB disk", [*run, "--report-dir", "tiny"], 3,
+             "No space left on device", small, docker=True, tmpfs="tiny"),
+        Case("fault", "pre-flight fails: the other lane fills nothing", run, 2, "pre-flight",
+             {"fulldisk.toml": _base_target(probe='kind = "exec"\nwrite = true\n'
+                                            'command = ["sh", "-c", "exit 4"]')},
+             docker=True, never="session-flood: fill"),
+        Case("interrupt", "SIGHUP during act (terminal closed)", run, 130, "INTERRUPTED",
+             small, docker=True, signal_at="act", signal=signal.SIGHUP),
+        Case("interrupt", "Ctrl-C twice during act", run, 130, "INTERRUPTED", small,
+             docker=True, signal_at="act", signals=2),
+        Case("interrupt", "Ctrl-C three times during stack start", run, 130, "INTERRUPTED",
+             small, docker=True, signal_at="start", signals=3),
+        Case("interrupt", "SIGTERM, then Ctrl-C, during fill", run, 130, "INTERRUPTED", small,
+             docker=True, signal_at="fill", signals=2, signal=signal.SIGTERM),
+    ]
 
 
 @dataclass
@@ -429,6 +503,8 @@ class Result:
     message: str
     output: str
     seconds: float
+    report: dict[str, object] | None = None  # report.json of a run or gate, if written
+    files: list[str] = field(default_factory=list)  # what is wrong with the case's files
 
 
 def message_of(stdout: str, stderr: str) -> str:
@@ -443,8 +519,15 @@ def message_of(stdout: str, stderr: str) -> str:
     return lines[-1] if lines else ""
 
 
+def _sigint_as_a_terminal() -> None:
+    """In the child: SIGINT as a terminal delivers it, also when this suite runs as a
+    background job (which starts its children with SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_case(case: Case, workdir: Path) -> Result:
     """Run one case in a fresh folder."""
+    before: dict[str, bytes] = {}
     for name, content in case.files.items():
         p = workdir / name
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -452,29 +535,55 @@ def run_case(case: Case, workdir: Path) -> Result:
             p.write_bytes(content)
         else:
             p.write_text(content)
+        before[name] = p.read_bytes()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "FULLDISK_RUN_ID": run_id(case, workdir),
            "COLUMNS": "400", **case.env}  # wide: a summary line is not wrapped
     args = list(case.args)
     if args[0] in ("run", "gate") and "--report-dir" not in args:
         args += ["--report-dir", str(workdir / "reports")]
+    reports = Path(args[args.index("--report-dir") + 1]) if "--report-dir" in args else None
+    if case.tmpfs:
+        (workdir / case.tmpfs).mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs",
+                        str(workdir / case.tmpfs)], check=True)
     t0 = time.monotonic()
+    report = None
+    try:
+        out, err, code = _run(case, args, env, workdir)
+        seconds = time.monotonic() - t0
+        if reports is not None:
+            path = (workdir / reports) / "report.json"
+            report = json.loads(path.read_text()) if path.exists() else None
+    finally:
+        if case.tmpfs:
+            subprocess.run(["umount", str(workdir / case.tmpfs)], check=True)
+    files = [f"{n} was changed" for n, data in before.items()
+             if n in case.unchanged and (workdir / n).read_bytes() != data]
+    files += [f"{n} exists" for n in case.absent if (workdir / n).exists()]
+    return Result(code, message_of(out, err), out + err, seconds, report, files)
+
+
+def _run(case: Case, args: list[str], env: dict[str, str], workdir: Path
+         ) -> tuple[str, str, int]:
     if case.signal_at is None:
         p = subprocess.run([*FULLDISK, *args], capture_output=True, text=True, timeout=600,
-                           env=env, cwd=workdir)
-        out, err, code = p.stdout, p.stderr, p.returncode
-    else:
-        phases = workdir / "phases"
-        env.update({"FULLDISK_PHASE_FILE": str(phases), "FULLDISK_HOLD_PHASE": case.signal_at})
-        q = subprocess.Popen([*FULLDISK, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=env, cwd=workdir)
-        end = time.monotonic() + 120
-        while time.monotonic() < end and q.poll() is None and not (
-                phases.exists() and case.signal_at in phases.read_text().split()):
-            time.sleep(0.05)  # polling a file with a deadline
-        q.send_signal(case.signal)
-        out, err = q.communicate(timeout=120)
-        code = q.returncode
-    return Result(code, message_of(out, err), out + err, time.monotonic() - t0)
+                           env=env, cwd=workdir, preexec_fn=_sigint_as_a_terminal)
+        return p.stdout, p.stderr, p.returncode
+    phases = workdir / "phases"
+    env.update({"FULLDISK_PHASE_FILE": str(phases), "FULLDISK_HOLD_PHASE": case.signal_at})
+    q = subprocess.Popen([*FULLDISK, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env, cwd=workdir, preexec_fn=_sigint_as_a_terminal)
+    end = time.monotonic() + 120
+    while time.monotonic() < end and q.poll() is None and not (
+            phases.exists() and case.signal_at in phases.read_text().split()):
+        time.sleep(0.05)  # polling a file with a deadline
+    for i in range(case.signals):
+        if q.poll() is not None:
+            break
+        q.send_signal(case.signal if i == 0 else signal.SIGINT)
+        time.sleep(0.2)  # an impatient user's pace, not a synchronisation
+    out, err = q.communicate(timeout=120)
+    return out, err, q.returncode
 
 
 def run_id(case: Case, workdir: Path) -> str:
@@ -495,6 +604,16 @@ def leftovers(case: Case, workdir: Path) -> int:
 def problems(case: Case, r: Result, left: int = 0) -> list[str]:
     """What is wrong with a result (empty when the case behaved as documented)."""
     bad = [f"{left} resources left behind"] if left else []
+    bad += r.files
+    if case.never and case.never in r.output:
+        bad.append(f"the output has {case.never!r}")
+    if case.args[0] in ("run", "gate") and case.report:
+        want = {0: "passed", 1: "failed", 130: "interrupted"}.get(r.code, "error")
+        if r.report is None:
+            bad.append("no report.json")
+        elif (r.report.get("status"), r.report.get("exit")) != (want, r.code):
+            bad.append(f"report.json says {r.report.get('status')} (exit "
+                       f"{r.report.get('exit')}), the process exited {r.code}")
     if r.code != case.code:
         bad.append(f"exit {r.code}, expected {case.code}")
     if case.within is not None and r.seconds > case.within:

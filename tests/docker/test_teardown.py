@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -46,8 +47,14 @@ def start_run(tmp_path: Path, hold: str | None, *, defects: str = "",
            else [sys.executable, "-m", "pytest", str(ROOT / "scenarios"), "--fulldisk-battery",
                  "-m", "chaos", *pick, "-p", "no:xdist", "-q", "-p", "no:cacheprovider"])
     p = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT)
+                         stderr=subprocess.STDOUT, preexec_fn=sigint_as_a_terminal)
     return p, run_id, phases
+
+
+def sigint_as_a_terminal() -> None:
+    """In the child: SIGINT as a terminal delivers it, also when this suite runs as a
+    background job (whose children start with SIGINT ignored, so Ctrl-C would be lost)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def clean_stale(run_id: str, *, other_ns: bool = False) -> subprocess.CompletedProcess[str]:
@@ -236,3 +243,183 @@ def test_normal_end_and_test_failure_leave_nothing(tmp_path: Path, defects: str,
     out, _ = p.communicate(timeout=300)
     assert p.returncode == code, out.decode()[-3000:]
     assert labelled(run_id).total == 0
+
+
+SMALL = """\
+name = "small"
+[services.a]
+image = "fulldisk/base:bookworm"
+command = ["sleep", "infinity"]
+[volumes.v]
+size = "256KiB"
+mounts = [{ service = "a", path = "/data" }]
+[probes.p]
+service = "a"
+kind = "exec"
+command = ["true"]
+"""
+"""One service, one volume, one exec probe: a whole run takes about a second."""
+
+
+def start_small(tmp_path: Path, hold: str | None, *, docker_host: str | None = None
+                ) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """``fulldisk run`` of the small target in tmp_path, held in a phase when asked."""
+    (tmp_path / "fulldisk.toml").write_text(SMALL)
+    run_id = f"fd-kill-{uuid.uuid4().hex[:8]}"
+    phases = tmp_path / "phases"
+    env = {**os.environ, "FULLDISK_RUN_ID": run_id, "FULLDISK_PHASE_FILE": str(phases),
+           "PYTHONUNBUFFERED": "1", "FULLDISK_LEASE_INTERVAL": str(LEASE)}
+    env.pop("PYTEST_XDIST_WORKER", None)
+    if hold:
+        env["FULLDISK_HOLD_PHASE"] = hold
+    if docker_host:
+        env["DOCKER_HOST"] = docker_host
+    p = subprocess.Popen([*FULLDISK, "run", "-t", "fulldisk.toml", "--report-dir", "reports"],
+                         cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, preexec_fn=sigint_as_a_terminal)
+    return p, run_id, phases
+
+
+def test_second_and_third_sigint_cannot_cut_the_cleanup_short(tmp_path: Path) -> None:
+    """Ctrl-C, then Ctrl-C again (once or twice) at random moments of the cleanup that the
+    first one started, 20 times in a row: each time exit 130, an interrupted report, and
+    nothing left (a cleanup cut short used to leave containers and mounts without a lease,
+    which no `clean --stale` ever removed)."""
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    for i in range(20):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        hold = rng.choice(["start", "ready-wait", "fill", "act"])
+        p, run_id, phases = start_small(folder, hold)
+        wait_for_phase(p, phases, hold)
+        p.send_signal(signal.SIGINT)
+        for _ in range(rng.choice([1, 2])):
+            time.sleep(rng.uniform(0.0, 0.4))  # a random moment of the cleanup (not a sync)
+            p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=120)
+        text = (out + err).decode()
+        where = f"seed {seed}, run {i}, held at {hold}: {text[-2000:]}"
+        assert p.returncode == 130, where
+        assert "Traceback" not in text, where
+        report = json.loads((folder / "reports" / "report.json").read_text())
+        assert (report["status"], report["exit"]) == ("interrupted", 130), where
+        assert labelled(run_id).total == 0, (labelled(run_id), where)
+
+
+PROXY = """\
+import socket, sys, threading
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(sys.argv[1])
+srv.listen(64)
+def pipe(a, b):
+    try:
+        while data := a.recv(65536):
+            b.sendall(data)
+    except OSError:
+        pass
+    for s in (a, b):
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+while True:
+    c, _ = srv.accept()
+    u = socket.socket(socket.AF_UNIX)
+    u.connect(sys.argv[2])
+    threading.Thread(target=pipe, args=(c, u), daemon=True).start()
+    threading.Thread(target=pipe, args=(u, c), daemon=True).start()
+"""
+"""A unix-socket proxy to the engine: killed, it is an engine lost mid-run."""
+
+
+def engine_socket() -> str:
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        pytest.skip("the engine is not on a local unix socket")
+    return host.removeprefix("unix://")
+
+
+@pytest.mark.parametrize("phase", ["start", "fill", "act"])
+def test_engine_lost_mid_run_is_one_line_exit_3_and_reaped_later(tmp_path: Path,
+                                                                 phase: str) -> None:
+    """The engine's socket goes away while the run is held in a phase: one error line
+    (no traceback), exit 3, report.json says error; once the engine answers again (here:
+    directly), `clean --stale` removes everything the run left."""
+    sock = tmp_path / "engine.sock"
+    proxy = subprocess.Popen([sys.executable, "-c", PROXY, str(sock), engine_socket()])
+    try:
+        end = time.monotonic() + 10
+        while not sock.exists():
+            assert time.monotonic() < end, "the proxy did not start"
+            time.sleep(0.02)  # polling for the socket with a deadline
+        p, run_id, phases = start_small(tmp_path, phase, docker_host=f"unix://{sock}")
+        wait_for_phase(p, phases, phase)
+        assert labelled(run_id).total > 0
+    finally:
+        proxy.kill()
+        proxy.wait(timeout=10)
+    sock.unlink()
+    (tmp_path / "phases.release").touch()
+    out, err = p.communicate(timeout=120)
+    text = err.decode()
+    assert p.returncode == 3, (out + err).decode()[-3000:]
+    lines = [ln for ln in text.splitlines() if ln.startswith("fulldisk: error:")]
+    assert len(lines) == 1 and "Docker engine stopped answering" in lines[0], text
+    assert "Traceback" not in text
+    report = json.loads((tmp_path / "reports" / "report.json").read_text())
+    assert (report["status"], report["exit"]) == ("error", 3), report
+    assert "Docker engine stopped answering" in report["errors"][0]
+    wait_stale(run_id)
+    clean_stale(run_id)
+    assert labelled(run_id).total == 0, labelled(run_id)
+
+
+def test_ctrl_c_stops_every_lane_at_once(tmp_path: Path) -> None:
+    """The reference stack's straight run, Ctrl-C while its lanes fill: every lane stops
+    working within a second (the session-flood lane used to finish its fill first: 11 s),
+    and no phase starts after it."""
+    p, run_id, phases = start_run(tmp_path, None, select=None, cli=True)
+    t_start = time.monotonic()
+    wait_for_phase(p, phases, "fill")
+    time.sleep(0.5)  # into the fill of the lanes (a moment, not a synchronisation)
+    t_signal = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    stopped = None
+    while p.poll() is None and stopped is None:
+        if "lanes-stopped" in phases.read_text().split():
+            stopped = time.monotonic() - t_signal
+        time.sleep(0.01)  # polling the run's phase file with a deadline (the run's end)
+    out, _ = p.communicate(timeout=120)
+    text = out.decode()
+    assert p.returncode == 130, text[-3000:]
+    if stopped is None and "lanes-stopped" in phases.read_text().split():
+        stopped = time.monotonic() - t_signal  # seen only once the run had ended
+    assert stopped is not None and stopped < 1.5, (stopped, text[-3000:])
+    # progress lines carry the seconds since the run began (which is after t_start)
+    late = [ln for ln in text.splitlines()
+            if (m := re.match(r"\[\s*([\d.]+)s\]", ln)) and float(m.group(1)) >
+            t_signal - t_start + 0.1]
+    assert not late, late
+    assert labelled(run_id).total == 0, labelled(run_id)
+
+
+def test_a_run_warns_when_another_live_run_writes_its_report_folder(tmp_path: Path) -> None:
+    """Two runs at once with one report folder replace each other's report.json: the
+    second says so; a run after both have ended does not."""
+    first, _, phases = start_small(tmp_path, "act")
+    wait_for_phase(first, phases, "act")
+    warning = "another fulldisk run writes its reports to"
+    second = subprocess.run([*FULLDISK, "run", "-t", "fulldisk.toml", "--report-dir",
+                             "reports"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert warning in second.stderr, second.stderr
+    (tmp_path / "phases.release").touch()
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0, (out + err).decode()[-3000:]
+    assert warning not in err.decode()
+    third = subprocess.run([*FULLDISK, "run", "-t", "fulldisk.toml", "--report-dir",
+                            "reports"], cwd=tmp_path, capture_output=True, text=True,
+                           timeout=300)
+    assert third.returncode == 0 and warning not in third.stderr, third.stderr

@@ -301,3 +301,21 @@ def test_a_teams_own_stack_fixtures_do_not_collide(pytester: pytest.Pytester) ->
     for name in ("fulldisk_stack --", "fulldisk_make_stack [session scope]",
                  "fulldisk_outcome_of --", "stack -- conftest.py"):
         assert name in listed, listed[-3000:]
+
+
+def test_a_report_on_a_full_disk_is_one_error_line_and_exit_3(
+        pytester: pytest.Pytester) -> None:
+    """``--fulldisk-html /dev/full`` (any full disk): the session ends with one line naming
+    the path and exit 3, never a traceback; the JSON report beside it is written whole."""
+    import json
+
+    pytester.makepyfile(NOT_JUDGED_TEST)
+    r = pytester.runpytest_subprocess("-p", "no:xdist", "--fulldisk-report", "rep",
+                                      "--fulldisk-html", "/dev/full")
+    assert r.ret == 3, r.stdout.str() + r.stderr.str()
+    lines = [ln for ln in r.stderr.lines if ln.startswith("fulldisk: error:")]
+    assert lines == [lines[0]] and "cannot write /dev/full" in lines[0], r.stderr.str()
+    assert "Traceback" not in r.stdout.str() + r.stderr.str()
+    report = json.loads((pytester.path / "rep" / "report.json").read_text())
+    assert report["counts"] == {"pass": 1, "fail": 1, "not_judged": 1}
+    assert not [p for p in (pytester.path / "rep").iterdir() if p.name.endswith(".part")]
