@@ -201,7 +201,10 @@ def writes_until_full(pr: Prober, probe: str, volumes: list[str], count: int, *,
     """Run a write probe up to ``count`` times until one of ``volumes`` is full (the disks
     are sampled before every run, so each run is judged by the disk at its own start),
     the app fails that many times in a row, or the deadline passes. Returns the volumes
-    found full (none: the flood never filled them; the timeline says so)."""
+    found full, or all of ``volumes`` when the app refused that many writes in a row
+    before a sample said full (a write of several pages fails while a few are still
+    free: the app ran out all the same); none: the flood never filled them (the
+    timeline says so)."""
     end = time.monotonic() + deadline
     done = streak = 0
     full: list[str] = []
@@ -216,6 +219,11 @@ def writes_until_full(pr: Prober, probe: str, volumes: list[str], count: int, *,
         streak = 0 if r.passed else streak + 1
     if volumes and not full:
         full = [d.volume for d in pr.disk(*volumes) if d.full]
+    if volumes and not full and streak >= stop_after_failures:
+        pr.tl.add(LoadEvent(pr.tl.now(), "write_flood", None, 0,
+                            f"{probe} refused {streak} runs in a row before "
+                            f"{', '.join(volumes)} sampled full: it ran out"))
+        return list(volumes)
     if not full:
         pr.tl.add(LoadEvent(pr.tl.now(), "write_flood", None, 0,
                             f"{done} runs of {probe} never filled "

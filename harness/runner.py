@@ -125,9 +125,11 @@ def run_battery(target: Target, *, done: CaseDone = lambda c, o: None,
                     engine.clean(run=engine.run_id())
                 except Exception as e:  # the engine lost: reported once
                     lanes.lane_errors.append(_teardown_error(e))
+            # the lanes are joined or gone, also when an error ends the run here: a later
+            # run (or test) in this process must not start cancelled
+            signals.end_run()
         if result.interrupted is None:
             result.interrupted = signals.received()  # one that came during the teardown
-        signals.end_run()
         lanes.collect(result)
     return result
 
@@ -262,6 +264,8 @@ class _Lanes:
         for t in self.threads:
             t.join(timeout=max(0.0, end - time.monotonic()))
         self.stacks.stop_all()  # one a lane started while the others were being removed
+        if not any(t.is_alive() for t in self.threads):
+            signals.end_run()  # its lanes are over: later lanes in this process start anew
 
     def _all_stopped(self) -> bool:
         with self.lock:

@@ -608,7 +608,8 @@ def problems(case: Case, r: Result, left: int = 0) -> list[str]:
     if case.never and case.never in r.output:
         bad.append(f"the output has {case.never!r}")
     if case.args[0] in ("run", "gate") and case.report:
-        want = {0: "passed", 1: "failed", 130: "interrupted"}.get(r.code, "error")
+        want = {0: "passed", 1: "failed", 4: "not_tested",
+                130: "interrupted"}.get(r.code, "error")
         if r.report is None:
             bad.append("no report.json")
         elif (r.report.get("status"), r.report.get("exit")) != (want, r.code):
@@ -635,20 +636,23 @@ def main() -> int:
     ap.add_argument("--out", default="-", help="markdown file (default: stdout)")
     ap.add_argument("--no-docker", action="store_true", help="skip cases that need Docker")
     opts = ap.parse_args()
-    rows = ["| # | kind | input | exit | message (first 300 characters) |",
-            "|---|---|---|---|---|"]
+    rows = ["| # | kind | input | exit | message (first 300 characters) | report | left |",
+            "|---|---|---|---|---|---|---|"]
     failed = 0
     for i, case in enumerate(cases(), 1):
         if case.docker and opts.no_docker:
             continue
         with tempfile.TemporaryDirectory(prefix="fd-input-") as tmp:
             r = run_case(case, Path(tmp))
-            bad = problems(case, r, leftovers(case, Path(tmp)))
+            left = leftovers(case, Path(tmp))
+            bad = problems(case, r, left)
         failed += bool(bad)
         msg = r.message.replace("|", "\\|")[:300]
         note = f" **MISMATCH: {'; '.join(bad)}**" if bad else ""
+        status = "none" if r.report is None else \
+            f"{r.report.get('status')}/{r.report.get('exit')}"
         rows.append(f"| {i} | {case.kind} | {case.what} (`fulldisk {' '.join(case.args)}`) | "
-                    f"{r.code} | {msg}{note} |")
+                    f"{r.code} | {msg}{note} | {status} | {left} |")
         print(f"{i:3} {case.kind:9} {r.code:3} {r.seconds:5.1f}s {case.what}"
               f"{' MISMATCH ' + json.dumps(bad) if bad else ''}", file=sys.stderr)
     text = "\n".join(rows) + "\n"

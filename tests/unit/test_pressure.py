@@ -177,6 +177,26 @@ def test_a_write_flood_samples_the_disk_at_each_runs_start_and_stops_when_full(
     assert 1 <= len(tl.probes("put")) <= 8  # the writes filled it; stopped when full
 
 
+def test_a_write_flood_the_app_refuses_before_a_sample_says_full_has_run_out(
+        fulldisk_fs: FakeDisks) -> None:
+    """A write of several pages fails while a few pages are still free (lighttpd's PUT
+    answers 507 with 12 KiB left): refusals in a row end the flood as a volume that ran
+    out, never as one the flood "never filled"."""
+    from harness.loads import writes_until_full
+    from harness.probes import Prober
+    from harness.timeline import LoadEvent, Timeline
+
+    with InProcessStack(wal_target(), lambda: wal_app(32 * 1024), disks=fulldisk_fs) as st:
+        tl = Timeline()
+        pr = Prober(st, tl)
+        full = writes_until_full(pr, "put", ["wal"], 400, deadline=10)
+        assert not st.usage()["wal"].full  # the disk itself still has room
+    assert full == ["wal"]
+    said = [e.detail for e in tl.of(LoadEvent)]
+    assert any("refused 3 runs in a row" in d for d in said), said
+    assert not any("never filled" in d for d in said)
+
+
 def test_a_volume_with_no_free_inode_is_full() -> None:
     from harness.invariants import Rules, graceful_refusal
     from harness.timeline import DiskSample, PhaseMark, ProbeResult, StepResult, Timeline
