@@ -60,12 +60,12 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.mark.parametrize("agent", ["host", "container"])
 def test_the_folder_the_service_sees_keeps_the_images_mode_and_owner(
-        image: str, agent: str, make_stack: Callable[..., Stack]) -> None:
+        image: str, agent: str, fulldisk_make_stack: Callable[..., Stack]) -> None:
     from harness import hostfs
 
     if agent == "host" and hostfs.unavailable("auto") is not None and not os.environ.get("CI"):
         pytest.skip(f"volumes cannot be mounted here: {hostfs.unavailable('auto')}")
-    stack = make_stack(modes_target(), agent=agent)
+    stack = fulldisk_make_stack(modes_target(), agent=agent)
     code, out = stack.service("one").exec(
         ["stat", "-c", "%n %a %U:%G", "/srv/sess", "/srv/group", "/srv/group/keep",
          "/srv/own", "/srv/own/f", "/srv/given"])

@@ -395,7 +395,10 @@ def test_ctrl_c_stops_every_lane_at_once(tmp_path: Path) -> None:
     assert p.returncode == 130, text[-3000:]
     if stopped is None and "lanes-stopped" in phases.read_text().split():
         stopped = time.monotonic() - t_signal  # seen only once the run had ended
-    assert stopped is not None and stopped < 1.5, (stopped, text[-3000:])
+    # every lane stops at the end of the step under way (a request is bounded by the
+    # request timeout, 5 s); on a quiet machine all stop within a second, on a loaded one
+    # (the rest of the suite running beside it) a step can take seconds
+    assert stopped is not None and stopped < 5.0, (stopped, text[-3000:])
     # progress lines carry the seconds since the run began (which is after t_start)
     late = [ln for ln in text.splitlines()
             if (m := re.match(r"\[\s*([\d.]+)s\]", ln)) and float(m.group(1)) >
