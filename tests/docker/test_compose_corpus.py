@@ -5,8 +5,6 @@ test_corpus.py). The battery runs once per target, through the command a user ty
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,19 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_corpus import EXAMPLES, RUN_SECONDS, run_report, truth
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-COMPOSED = ("redis", "webdav", "mariadb", "mediawiki")  # every corpus target
-RUN_SECONDS = 240
+COMPOSED = ("redis", "webdav", "mariadb", "mediawiki")  # the corpus targets with compose
 
 pytestmark = [pytest.mark.docker]
-
-
-def truth(name: str) -> dict[str, dict[str, str]]:
-    """A corpus target's measured verdicts: scenario -> invariant -> pass/fail."""
-    data: dict[str, dict[str, str]] = json.loads(
-        (EXAMPLES / name / "truth.json").read_text(encoding="utf-8"))
-    return data
 
 
 def _cases() -> list[Any]:
@@ -45,21 +35,9 @@ def compose_report(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], 
         if name in runs:
             return runs[name]
         out = tmp_path_factory.mktemp(f"compose-{name}")
-        exe = Path(sys.executable).with_name("fulldisk")
-        proc = subprocess.run(
-            [str(exe), "run", "--target", str(EXAMPLES / name / "compose.toml"),
-             "--json", str(out / "report.json"), "--report-dir", str(out),
-             "-k", " or ".join(truth(name))],
-            capture_output=True, text=True, timeout=RUN_SECONDS, env=os.environ.copy(),
-            check=False)
-        path = out / "report.json"
-        if not path.is_file():
-            pytest.fail(f"fulldisk run wrote no report for {name} (exit {proc.returncode}):\n"
-                        f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}", pytrace=False)
-        report: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        report["_output"] = (proc.stdout + proc.stderr)[-1500:]
-        runs[name] = report
-        return report
+        runs[name] = run_report(EXAMPLES / name / "compose.toml", out,
+                                " or ".join(truth(name)))
+        return runs[name]
 
     return run
 

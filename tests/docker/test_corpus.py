@@ -86,6 +86,24 @@ def _volumes(name: str) -> set[str]:
     return set(load_target(str(EXAMPLES / name / "fulldisk.toml")).volumes)
 
 
+def run_report(target: Path, out: Path, select: str) -> dict[str, Any]:
+    """``fulldisk run`` on a target as a user types it, limited by ``-k``: its JSON report,
+    with the tail of its output under ``_output``; the test fails when it wrote none."""
+    exe = Path(sys.executable).with_name("fulldisk")
+    proc = subprocess.run(
+        [str(exe), "run", "--target", str(target), "--json", str(out / "report.json"),
+         "--report-dir", str(out), "-k", select],
+        capture_output=True, text=True, timeout=RUN_SECONDS, env=os.environ.copy(),
+        check=False)
+    report_path = out / "report.json"
+    if not report_path.is_file():
+        pytest.fail(f"fulldisk run wrote no report for {target} (exit {proc.returncode}):\n"
+                    f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}", pytrace=False)
+    report: dict[str, Any] = json.loads(report_path.read_text(encoding="utf-8"))
+    report["_output"] = (proc.stdout + proc.stderr)[-1500:]
+    return report
+
+
 @pytest.fixture(scope="session")
 def corpus_report(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dict[str, Any]]:
     """The JSON report of ``fulldisk run`` on a corpus target: run once per session, lazily."""
@@ -95,21 +113,8 @@ def corpus_report(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], d
         if name in runs:
             return runs[name]
         out = tmp_path_factory.mktemp(f"corpus-{name}")
-        select = _select(name)
-        exe = Path(sys.executable).with_name("fulldisk")
-        proc = subprocess.run(
-            [str(exe), "run", "--target", str(EXAMPLES / name / "fulldisk.toml"),
-             "--json", str(out / "report.json"), "--report-dir", str(out), "-k", select],
-            capture_output=True, text=True, timeout=RUN_SECONDS, env=os.environ.copy(),
-            check=False)
-        report_path = out / "report.json"
-        if not report_path.is_file():
-            pytest.fail(f"fulldisk run wrote no report for {name} (exit {proc.returncode}):\n"
-                        f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}", pytrace=False)
-        report: dict[str, Any] = json.loads(report_path.read_text(encoding="utf-8"))
-        report["_output"] = (proc.stdout + proc.stderr)[-1500:]
-        runs[name] = report
-        return report
+        runs[name] = run_report(EXAMPLES / name / "fulldisk.toml", out, _select(name))
+        return runs[name]
 
     return run
 
