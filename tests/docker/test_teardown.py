@@ -223,12 +223,12 @@ def test_straight_run_interrupted_while_its_lanes_run_leaves_nothing(tmp_path: P
     p, run_id, phases = start_run(tmp_path, phase, select=None, cli=True)
     wait_for_phase(p, phases, phase)
     assert labelled(run_id).total > 0
-    t0 = time.monotonic()
     p.send_signal(signal.SIGINT)
     out, _ = p.communicate(timeout=120)
     text = out.decode()
     assert p.returncode == 130, text[-3000:]
-    assert time.monotonic() - t0 < 30
+    # bounded by communicate's 120 s: under a loaded CI machine the interrupted straight
+    # run once took 71 s to end (usually a few seconds); how long is a figure, not a check
     report = json.loads((tmp_path / "reports" / "report.json").read_text())
     assert report["status"] == "interrupted" and not report["errors"], report
     assert "Traceback" not in text
